@@ -156,8 +156,11 @@ impl Error {
 
     /// [`ErrorKind::NotFound`] for an item.
     pub fn not_found(item_type: &ItemType, id: &ItemId) -> Self {
-        Error::new(ErrorKind::NotFound, format!("{item_type} {id} does not exist"))
-            .with_item(item_type.clone(), id.clone())
+        Error::new(
+            ErrorKind::NotFound,
+            format!("{item_type} {id} does not exist"),
+        )
+        .with_item(item_type.clone(), id.clone())
     }
 
     /// [`ErrorKind::InvalidInput`] naming the field and the value.
@@ -420,7 +423,10 @@ mod tests {
     fn long_values_are_truncated() {
         let v = "x".repeat(1000);
         let e = Error::invalid_input("description", &v, "too long");
-        assert_eq!(e.value().map(|v| v.chars().count()), Some(MAX_VALUE_CHARS + 1));
+        assert_eq!(
+            e.value().map(|v| v.chars().count()),
+            Some(MAX_VALUE_CHARS + 1)
+        );
     }
 
     #[test]

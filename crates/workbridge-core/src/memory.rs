@@ -32,17 +32,26 @@ impl ManualClock {
 
     /// The time it shows.
     pub fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Sets the time.
     pub fn set(&self, t: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = t;
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = t;
     }
 
     /// Moves the time forward.
     pub fn advance(&self, d: Duration) {
-        let mut t = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut t = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *t += TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
     }
 }
@@ -111,7 +120,15 @@ impl InMemoryRepositoryBuilder {
     }
 
     /// Builds the repository.
-    pub fn build(self) -> InMemoryRepository {
+    ///
+    /// Its capabilities are all on, except that `schema`, `workflow` and `validates_fields`
+    /// are on only when at least one schema is registered (types without a schema accept any
+    /// field).
+    pub fn build(mut self) -> InMemoryRepository {
+        let has_schema = !self.schemas.is_empty();
+        self.capabilities.schema = has_schema;
+        self.capabilities.validates_fields = has_schema;
+        self.capabilities.workflow = self.schemas.iter().any(|s| s.workflow.is_some());
         let schemas = self
             .schemas
             .into_iter()
@@ -231,7 +248,10 @@ impl InMemoryRepository {
 
     /// Number of items of a type.
     pub fn len(&self, item_type: &ItemType) -> usize {
-        self.lock().types.get(item_type).map_or(0, |t| t.items.len())
+        self.lock()
+            .types
+            .get(item_type)
+            .map_or(0, |t| t.items.len())
     }
 
     /// Whether there are no items of a type.
@@ -262,7 +282,9 @@ impl InMemoryRepository {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the state half-written: every mutation
         // is computed first and applied without fallible steps.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -345,7 +367,10 @@ impl InMemoryRepository {
             if let Some(wf) = &s.workflow
                 && !wf.initial.is_empty()
             {
-                match fields.get(wf.state_field.as_str()).and_then(FieldValue::as_str) {
+                match fields
+                    .get(wf.state_field.as_str())
+                    .and_then(FieldValue::as_str)
+                {
                     None => {
                         fields.insert(
                             wf.state_field.clone(),
@@ -363,15 +388,24 @@ impl InMemoryRepository {
                 }
             }
             s.check_write(&fields, true)?;
+            fields = s.normalize(&fields);
         }
         let mut st = self.lock();
         st.next_id += 1;
         let id = ItemId::new(st.next_id.to_string());
         // Placed at the very beginning of the order; `touch` moves it to its real position.
-        let item = WorkItem::new(id.clone(), t.clone(), Version::new("1"), DateTime::<Utc>::MIN_UTC, fields);
+        let item = WorkItem::new(
+            id.clone(),
+            t.clone(),
+            Version::new("1"),
+            DateTime::<Utc>::MIN_UTC,
+            fields,
+        );
         let ts = st.types.entry(t.clone()).or_default();
         if let Some(k) = &o.correlation {
-            ts.correlation.entry(k.clone()).or_insert_with(|| id.clone());
+            ts.correlation
+                .entry(k.clone())
+                .or_insert_with(|| id.clone());
         }
         ts.items.insert(
             id.clone(),
@@ -396,9 +430,15 @@ impl InMemoryRepository {
         o: &UpdateOptions,
     ) -> Result<WorkItem> {
         let schema = self.check_type(t)?;
-        if let Some(s) = schema {
-            s.check_write(changes, false)?;
-        }
+        let normalized;
+        let changes = match schema {
+            Some(s) => {
+                s.check_write(changes, false)?;
+                normalized = s.normalize(changes);
+                &normalized
+            }
+            None => changes,
+        };
         let mut st = self.lock();
         let stored = Self::stored_mut(&mut st, t, id)?;
         if let Some(expected) = &o.if_version
@@ -425,7 +465,10 @@ impl InMemoryRepository {
             wf.check(from, to, &after)
                 .map_err(|e| e.with_item(t.clone(), id.clone()))?;
         }
-        let after: FieldMap = after.into_iter().filter(|(_, v)| *v != FieldValue::Null).collect();
+        let after: FieldMap = after
+            .into_iter()
+            .filter(|(_, v)| *v != FieldValue::Null)
+            .collect();
         stored.item.fields = after;
         Self::bump_version(&mut stored.item);
         self.touch(&mut st, t, id);
@@ -487,7 +530,11 @@ impl InMemoryRepository {
     fn do_add_comment(&self, t: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
         self.check_type(t)?;
         if c.body.trim().is_empty() {
-            return Err(Error::invalid_input("comment", "", "a comment needs a body"));
+            return Err(Error::invalid_input(
+                "comment",
+                "",
+                "a comment needs a body",
+            ));
         }
         let mut st = self.lock();
         st.next_comment += 1;
@@ -602,7 +649,8 @@ impl Repository for InMemoryRepository {
         t: &ItemType,
         key: &CorrelationKey,
     ) -> Result<Option<WorkItem>> {
-        self.check_type(t).map_err(self.err("find_by_correlation"))?;
+        self.check_type(t)
+            .map_err(self.err("find_by_correlation"))?;
         let st = self.lock();
         Ok(st.types.get(t).and_then(|ts| {
             ts.correlation
@@ -621,7 +669,8 @@ impl Repository for InMemoryRepository {
     }
 
     async fn add_comment(&self, t: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
-        self.do_add_comment(t, id, c).map_err(self.err("add_comment"))
+        self.do_add_comment(t, id, c)
+            .map_err(self.err("add_comment"))
     }
 
     async fn attachments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
@@ -652,12 +701,7 @@ impl Repository for InMemoryRepository {
             .map_err(self.err("download"))
     }
 
-    async fn upload(
-        &self,
-        t: &ItemType,
-        id: &ItemId,
-        a: &NewAttachment,
-    ) -> Result<AttachmentMeta> {
+    async fn upload(&self, t: &ItemType, id: &ItemId, a: &NewAttachment) -> Result<AttachmentMeta> {
         self.do_upload(t, id, a).map_err(self.err("upload"))
     }
 }
@@ -687,7 +731,11 @@ mod tests {
             let mut ids = Vec::new();
             for i in 0..300 {
                 let item = repo
-                    .create(&t, &FieldMap::new().with("n", i as i64), &CreateOptions::default())
+                    .create(
+                        &t,
+                        &FieldMap::new().with("n", i as i64),
+                        &CreateOptions::default(),
+                    )
                     .await
                     .unwrap();
                 ids.push(item.id);
@@ -702,7 +750,9 @@ mod tests {
                     assert!(w[0].position() < w[1].position(), "page out of order");
                 }
                 for it in &page.items {
-                    seen.entry(it.id.clone()).or_default().push(it.version.to_string());
+                    seen.entry(it.id.clone())
+                        .or_default()
+                        .push(it.version.to_string());
                 }
                 cursor = page.next;
                 // While paging, in the same second, update an item that was already read and
@@ -739,20 +789,39 @@ mod tests {
             let repo = InMemoryRepository::builder("dev").schema(schema).build();
             let t = ItemType::from("Bug");
             let bug = repo
-                .create(&t, &FieldMap::new().with("title", "x"), &CreateOptions::default())
+                .create(
+                    &t,
+                    &FieldMap::new().with("title", "x"),
+                    &CreateOptions::default(),
+                )
                 .await
                 .unwrap();
             assert_eq!(bug.field("state"), Some(&FieldValue::Choice("New".into())));
-            let e = repo.set_field(&t, &bug.id, "state", "Resolved").await.unwrap_err();
+            let e = repo
+                .set_field(&t, &bug.id, "state", "Resolved")
+                .await
+                .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidTransition);
             assert_eq!(e.context().item_id.as_ref(), Some(&bug.id));
-            repo.set_field(&t, &bug.id, "state", "Active").await.unwrap();
-            let e = repo.set_field(&t, &bug.id, "state", "Resolved").await.unwrap_err();
+            repo.set_field(&t, &bug.id, "state", "Active")
+                .await
+                .unwrap();
+            let e = repo
+                .set_field(&t, &bug.id, "state", "Resolved")
+                .await
+                .unwrap_err();
             assert!(e.to_string().contains("requires reason"), "{e}");
             let after = repo.get(&t, &bug.id).await.unwrap();
-            assert_eq!(after.field("state"), Some(&FieldValue::Choice("Active".into())));
+            assert_eq!(
+                after.field("state"),
+                Some(&FieldValue::Choice("Active".into()))
+            );
             let e = repo
-                .create(&t, &FieldMap::new().with("title", "y").with("state", "Active"), &CreateOptions::default())
+                .create(
+                    &t,
+                    &FieldMap::new().with("title", "y").with("state", "Active"),
+                    &CreateOptions::default(),
+                )
                 .await
                 .unwrap_err();
             assert_eq!(e.field().map(|f| f.as_str()), Some("state"));
@@ -765,10 +834,22 @@ mod tests {
         rt().block_on(async {
             let repo = InMemoryRepository::new("x");
             let t = ItemType::from("incident");
-            let a = repo.create(&t, &FieldMap::new(), &CreateOptions::default().correlation("k")).await.unwrap();
+            let a = repo
+                .create(
+                    &t,
+                    &FieldMap::new(),
+                    &CreateOptions::default().correlation("k"),
+                )
+                .await
+                .unwrap();
             assert!(repo.remove(&t, &a.id));
             assert!(repo.get_opt(&t, &a.id).await.unwrap().is_none());
-            assert!(repo.find_by_correlation(&t, &"k".into()).await.unwrap().is_none());
+            assert!(
+                repo.find_by_correlation(&t, &"k".into())
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
             assert!(!repo.remove(&t, &a.id));
         });
     }

@@ -920,7 +920,11 @@ impl Write {
     }
 
     /// An update.
-    pub fn update(item_type: impl Into<ItemType>, id: impl Into<ItemId>, changes: FieldMap) -> Self {
+    pub fn update(
+        item_type: impl Into<ItemType>,
+        id: impl Into<ItemId>,
+        changes: FieldMap,
+    ) -> Self {
         Write::Update {
             item_type: item_type.into(),
             id: id.into(),

@@ -123,6 +123,20 @@ impl FieldDef {
         self
     }
 
+    /// The value as this field stores it: text written to a choice field becomes a choice,
+    /// text written to an HTML field becomes HTML, an integer written to a float field a float.
+    /// Other values are returned unchanged.
+    pub fn normalize(&self, value: FieldValue) -> FieldValue {
+        match (self.kind, value) {
+            (FieldKind::Choice, FieldValue::Text(s)) => FieldValue::Choice(s),
+            (FieldKind::Html, FieldValue::Text(s)) => FieldValue::Html(s),
+            (FieldKind::Text, FieldValue::Choice(s)) => FieldValue::Text(s),
+            #[allow(clippy::cast_precision_loss)]
+            (FieldKind::Float, FieldValue::Int(i)) => FieldValue::Float(i as f64),
+            (_, v) => v,
+        }
+    }
+
     /// Checks a value against kind and allowed values.
     ///
     /// # Errors
@@ -365,6 +379,21 @@ impl Schema {
         })
     }
 
+    /// The values of a write as the fields store them (see [`FieldDef::normalize`]); unknown
+    /// fields are left as they are.
+    pub fn normalize(&self, fields: &FieldMap) -> FieldMap {
+        fields
+            .iter()
+            .map(|(k, v)| {
+                let v = match self.get(k.as_str()) {
+                    Some(def) => def.normalize(v.clone()),
+                    None => v.clone(),
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+
     /// Checks the values of a write: every field known and writable, every value of the right
     /// kind and allowed; on create, every required field present.
     ///
@@ -390,7 +419,10 @@ impl Schema {
         }
         if creating {
             for def in self.fields.values().filter(|d| d.required) {
-                if fields.get(def.name.as_str()).is_none_or(FieldValue::is_empty) {
+                if fields
+                    .get(def.name.as_str())
+                    .is_none_or(FieldValue::is_empty)
+                {
                     return Err(Error::invalid_input(
                         def.name.clone(),
                         "null",
@@ -427,7 +459,10 @@ mod tests {
             ["Active", "Resolved", "Closed"]
         );
         assert_eq!(g.shortest_path("Closed", "New"), None);
-        assert_eq!(g.shortest_path("Active", "Active").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            g.shortest_path("Active", "Active").unwrap(),
+            Vec::<String>::new()
+        );
         assert_eq!(g.shortest_path("Resolved", "Active").unwrap(), ["Active"]);
     }
 
@@ -440,8 +475,12 @@ mod tests {
         assert_eq!(e.context().to_state.as_deref(), Some("Closed"));
         let e = g.check("Active", "Resolved", &FieldMap::new()).unwrap_err();
         assert!(e.to_string().contains("requires reason"), "{e}");
-        g.check("Active", "Resolved", &FieldMap::new().with("reason", "Fixed"))
-            .unwrap();
+        g.check(
+            "Active",
+            "Resolved",
+            &FieldMap::new().with("reason", "Fixed"),
+        )
+        .unwrap();
         let e = g.check("Active", "Bogus", &FieldMap::new()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
     }
@@ -457,9 +496,15 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.field().map(FieldName::as_str), Some("bogus"));
         let e = s
-            .check_write(&FieldMap::new().with("priority", FieldValue::Choice("9".into())), false)
+            .check_write(
+                &FieldMap::new().with("priority", FieldValue::Choice("9".into())),
+                false,
+            )
             .unwrap_err();
-        assert_eq!((e.field().unwrap().as_str(), e.value()), ("priority", Some("9")));
+        assert_eq!(
+            (e.field().unwrap().as_str(), e.value()),
+            ("priority", Some("9"))
+        );
         let e = s.check_write(&FieldMap::new(), true).unwrap_err();
         assert_eq!(e.field().unwrap().as_str(), "short_description");
         let e = s

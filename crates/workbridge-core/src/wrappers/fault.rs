@@ -166,7 +166,10 @@ impl<R> FaultRepository<R> {
     }
 
     fn decide(&self, op: Operation) -> Option<&FaultRule> {
-        let mut st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let st = &mut *st;
         st.matched.resize(self.rules.len(), 0);
         let mut fired = None;

@@ -73,7 +73,8 @@ macro_rules! wrapped_repository {
                 o: &$crate::ChangeOptions,
             ) -> $crate::Result<$crate::ChangePage> {
                 let c = $crate::wrappers::call($crate::Operation::Changes, Some(t), None, 1);
-                self.around(c, Box::pin(self.inner.changes(t, since, o))).await
+                self.around(c, Box::pin(self.inner.changes(t, since, o)))
+                    .await
             }
             async fn get_many(
                 &self,
@@ -81,8 +82,10 @@ macro_rules! wrapped_repository {
                 ids: &[$crate::ItemId],
                 o: &$crate::GetOptions,
             ) -> $crate::Result<Vec<Option<$crate::WorkItem>>> {
-                let c = $crate::wrappers::call($crate::Operation::GetMany, Some(t), None, ids.len());
-                self.around(c, Box::pin(self.inner.get_many(t, ids, o))).await
+                let c =
+                    $crate::wrappers::call($crate::Operation::GetMany, Some(t), None, ids.len());
+                self.around(c, Box::pin(self.inner.get_many(t, ids, o)))
+                    .await
             }
             async fn create(
                 &self,
@@ -101,15 +104,18 @@ macro_rules! wrapped_repository {
                 o: &$crate::UpdateOptions,
             ) -> $crate::Result<$crate::WorkItem> {
                 let c = $crate::wrappers::call($crate::Operation::Update, Some(t), Some(id), 1);
-                self.around(c, Box::pin(self.inner.update(t, id, ch, o))).await
+                self.around(c, Box::pin(self.inner.update(t, id, ch, o)))
+                    .await
             }
             async fn find_by_correlation(
                 &self,
                 t: &$crate::ItemType,
                 k: &$crate::CorrelationKey,
             ) -> $crate::Result<Option<$crate::WorkItem>> {
-                let c = $crate::wrappers::call($crate::Operation::FindByCorrelation, Some(t), None, 1);
-                self.around(c, Box::pin(self.inner.find_by_correlation(t, k))).await
+                let c =
+                    $crate::wrappers::call($crate::Operation::FindByCorrelation, Some(t), None, 1);
+                self.around(c, Box::pin(self.inner.find_by_correlation(t, k)))
+                    .await
             }
             async fn comments(
                 &self,
@@ -126,15 +132,18 @@ macro_rules! wrapped_repository {
                 cm: &$crate::NewComment,
             ) -> $crate::Result<$crate::Comment> {
                 let c = $crate::wrappers::call($crate::Operation::AddComment, Some(t), Some(id), 1);
-                self.around(c, Box::pin(self.inner.add_comment(t, id, cm))).await
+                self.around(c, Box::pin(self.inner.add_comment(t, id, cm)))
+                    .await
             }
             async fn attachments(
                 &self,
                 t: &$crate::ItemType,
                 id: &$crate::ItemId,
             ) -> $crate::Result<Vec<$crate::AttachmentMeta>> {
-                let c = $crate::wrappers::call($crate::Operation::Attachments, Some(t), Some(id), 1);
-                self.around(c, Box::pin(self.inner.attachments(t, id))).await
+                let c =
+                    $crate::wrappers::call($crate::Operation::Attachments, Some(t), Some(id), 1);
+                self.around(c, Box::pin(self.inner.attachments(t, id)))
+                    .await
             }
             async fn download(&self, a: &$crate::AttachmentMeta) -> $crate::Result<bytes::Bytes> {
                 let c = $crate::wrappers::call(

@@ -64,7 +64,9 @@ impl<R> RecordingRepository<R> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Call>> {
-        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
