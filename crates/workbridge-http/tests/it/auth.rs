@@ -1,0 +1,243 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+use workbridge_core::ErrorKind;
+use workbridge_http::header::HeaderName;
+use workbridge_http::{BasicAuth, CookieSession, OAuth2, Session, SessionLogin};
+
+use crate::{client_with, options};
+
+fn token(access: &str, refresh: &str, expires_in: u64) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        "access_token": access, "refresh_token": refresh, "scope": "useraccount",
+        "token_type": "Bearer", "expires_in": expires_in
+    }))
+}
+
+fn oauth(server: &MockServer) -> OAuth2 {
+    let url = url::Url::parse(&format!("{}/oauth_token.do", server.uri())).unwrap();
+    OAuth2::password(url, "client-id", "client-secret", "admin", "pw")
+}
+
+#[tokio::test]
+async fn basic_and_pat_headers() {
+    let server = MockServer::start().await;
+    Mock::given(header("authorization", "Basic YWRtaW46YWRtaW4=")) // admin:admin
+        .and(path("/basic"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(header("authorization", "Basic OnRva2Vu")) // :token
+        .and(path("/pat"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    client_with(
+        &server.uri(),
+        options(),
+        Arc::new(BasicAuth::new("admin", "admin")),
+    )
+    .get("basic")
+    .send()
+    .await
+    .unwrap();
+    client_with(&server.uri(), options(), Arc::new(BasicAuth::pat("token")))
+        .get("pat")
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn oauth_password_grant_then_bearer_and_token_reused() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth_token.do"))
+        .and(body_string_contains("grant_type=password"))
+        .and(body_string_contains("username=admin"))
+        .respond_with(token("A", "R1", 1800))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(header("authorization", "Bearer A"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let c = client_with(&server.uri(), options(), Arc::new(oauth(&server)));
+    for _ in 0..3 {
+        c.get("api/now/table/incident").send().await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn oauth_refreshes_before_expiry_with_the_refresh_grant() {
+    let server = MockServer::start().await;
+    Mock::given(body_string_contains("grant_type=password"))
+        .respond_with(token("A", "R1", 300))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(body_string_contains("grant_type=refresh_token"))
+        .and(body_string_contains("refresh_token=R1"))
+        .respond_with(token("B", "R2", 300))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(header("authorization", "Bearer A"))
+        .and(path("/one"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(header("authorization", "Bearer B"))
+        .and(path("/two"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let c = client_with(&server.uri(), options(), Arc::new(oauth(&server)));
+    c.get("one").send().await.unwrap();
+    // 250 s later the token has 50 s left: under the 60 s margin, so it is refreshed first.
+    tokio::time::advance(Duration::from_secs(250)).await;
+    c.get("two").send().await.unwrap();
+}
+
+#[tokio::test]
+async fn oauth_renews_once_on_401() {
+    let server = MockServer::start().await;
+    Mock::given(body_string_contains("grant_type=password"))
+        .respond_with(token("A", "R1", 1800))
+        .mount(&server)
+        .await;
+    Mock::given(body_string_contains("grant_type=refresh_token"))
+        .respond_with(token("B", "R2", 1800))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(header("authorization", "Bearer A"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&server)
+        .await;
+    Mock::given(header("authorization", "Bearer B"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let c = client_with(&server.uri(), options(), Arc::new(oauth(&server)));
+    c.get("api/x").send().await.unwrap();
+}
+
+#[tokio::test]
+async fn oauth_never_loops_on_401() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth_token.do"))
+        .respond_with(token("A", "R", 1800))
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/x"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
+            "error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"},
+            "status": "failure"
+        })))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let c = client_with(&server.uri(), options(), Arc::new(oauth(&server)));
+    let e = c.get("api/x").send().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated);
+    assert!(e.to_string().contains("User Not Authenticated"), "{e}");
+}
+
+#[tokio::test]
+async fn oauth_refused_grant_is_unauthenticated_without_secrets() {
+    let server = MockServer::start().await;
+    Mock::given(path("/oauth_token.do"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(
+            serde_json::json!({"error_description": "access_denied", "error": "server_error"}),
+        ))
+        .mount(&server)
+        .await;
+    let c = client_with(&server.uri(), options(), Arc::new(oauth(&server)));
+    let e = c.get("api/x").send().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated);
+    let shown = format!("{e} {e:?}");
+    assert!(
+        !shown.contains("client-secret") && !shown.contains("=pw"),
+        "{shown}"
+    );
+}
+
+#[derive(Debug)]
+struct AlmLikeLogin {
+    logins: AtomicUsize,
+    uri: String,
+}
+
+#[async_trait]
+impl SessionLogin for AlmLikeLogin {
+    async fn login(&self, client: &reqwest::Client) -> workbridge_core::Result<Session> {
+        let n = self.logins.fetch_add(1, Ordering::SeqCst) + 1;
+        let resp = client
+            .post(format!("{}/qcbin/rest/site-session", self.uri))
+            .send()
+            .await
+            .map_err(|_| workbridge_core::Error::new(ErrorKind::Unavailable, "login failed"))?;
+        let session = Session::new().with_set_cookies(resp.headers());
+        let xsrf = session
+            .cookie_value("XSRF-TOKEN")
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(xsrf, format!("x{n}"));
+        Ok(session.header(HeaderName::from_static("x-xsrf-token"), xsrf))
+    }
+}
+
+#[tokio::test]
+async fn cookie_session_sends_cookies_and_relogs_once_when_expired() {
+    let server = MockServer::start().await;
+    Mock::given(path("/qcbin/rest/site-session"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .append_header("Set-Cookie", "QCSession=s1; Path=/")
+                .append_header("Set-Cookie", "XSRF-TOKEN=x1; Path=/"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/qcbin/rest/site-session"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .append_header("Set-Cookie", "QCSession=s2; Path=/")
+                .append_header("Set-Cookie", "XSRF-TOKEN=x2; Path=/"),
+        )
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    // The first session has expired on the server.
+    Mock::given(header("cookie", "QCSession=s1; XSRF-TOKEN=x1"))
+        .and(path("/qcbin/rest/defects"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&server)
+        .await;
+    Mock::given(header("cookie", "QCSession=s2; XSRF-TOKEN=x2"))
+        .and(header("x-xsrf-token", "x2"))
+        .and(path("/qcbin/rest/defects"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let login = Arc::new(AlmLikeLogin {
+        logins: AtomicUsize::new(0),
+        uri: server.uri(),
+    });
+    let c = client_with(
+        &server.uri(),
+        options(),
+        Arc::new(CookieSession::new(login.clone())),
+    );
+    c.get("qcbin/rest/defects").send().await.unwrap();
+    c.get("qcbin/rest/defects").send().await.unwrap();
+    assert_eq!(login.logins.load(Ordering::SeqCst), 2);
+}

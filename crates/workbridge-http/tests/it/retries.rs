@@ -1,0 +1,321 @@
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use serde::Deserialize;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+use workbridge_core::ErrorKind;
+use workbridge_http::{HttpClient, Page, RetryConfig, paginate};
+
+use crate::{client, options};
+
+async fn server_answering(statuses: &[u16]) -> MockServer {
+    let server = MockServer::start().await;
+    for (i, s) in statuses.iter().enumerate() {
+        let last = i == statuses.len() - 1;
+        let mock = Mock::given(method("GET")).and(path("/api/x"));
+        let mock = if last {
+            mock.respond_with(ResponseTemplate::new(*s).set_body_string("{\"ok\":true}"))
+        } else {
+            mock.respond_with(ResponseTemplate::new(*s))
+                .up_to_n_times(1)
+        };
+        mock.with_priority(u8::try_from(i + 1).unwrap())
+            .mount(&server)
+            .await;
+    }
+    server
+}
+
+#[tokio::test]
+async fn server_errors_408_and_429_are_retried_until_success() {
+    for failing in [500u16, 502, 503, 504, 408, 429] {
+        let server = server_answering(&[failing, failing, 200]).await;
+        let c = client(&server.uri(), options());
+        let resp = c
+            .get("api/x")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{failing}: {e}"));
+        assert_eq!(resp.status.as_u16(), 200);
+        assert_eq!(
+            server.received_requests().await.unwrap().len(),
+            3,
+            "{failing}"
+        );
+        assert_eq!(c.requests_sent(), 3);
+    }
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried_and_are_typed() {
+    for (status, kind) in [
+        (400, ErrorKind::InvalidInput),
+        (403, ErrorKind::PermissionDenied),
+        (404, ErrorKind::NotFound),
+        (409, ErrorKind::Conflict),
+        (412, ErrorKind::Conflict),
+        (501, ErrorKind::Unsupported),
+    ] {
+        let server = server_answering(&[status]).await;
+        let c = client(&server.uri(), options());
+        let e = c
+            .get("api/x")
+            .operation("changes")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), kind, "{status}");
+        assert_eq!(e.context().http_status, Some(status));
+        assert_eq!(e.operation(), Some("changes"));
+        assert_eq!(e.context().system.as_deref(), Some("test-system"));
+        assert_eq!(
+            server.received_requests().await.unwrap().len(),
+            1,
+            "{status} retried"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retries_are_bounded_by_count() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let c = client(
+        &server.uri(),
+        options().retry(
+            RetryConfig::default().max_retries(2).backoff(
+                workbridge_http::BackoffConfig::default()
+                    .initial(Duration::from_millis(1))
+                    .max(Duration::from_millis(2)),
+            ),
+        ),
+    );
+    let e = c.get("api/x").send().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(e.is_temporary());
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_seconds_is_waited_at_least() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "90"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let c = client(&server.uri(), options());
+    let start = tokio::time::Instant::now();
+    c.get("api/x").send().await.unwrap();
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_secs(90), "waited only {waited:?}");
+    assert!(waited < Duration::from_secs(91), "waited {waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_http_date_is_waited_at_least() {
+    let server = MockServer::start().await;
+    let at = chrono::Utc::now() + chrono::TimeDelta::seconds(40);
+    let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", date.as_str()))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let c = client(&server.uri(), options());
+    let start = tokio::time::Instant::now();
+    c.get("api/x").send().await.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_secs(38),
+        "waited only {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_wait_beyond_the_time_budget_returns_the_error_at_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "3600"))
+        .mount(&server)
+        .await;
+    let c = client(&server.uri(), options());
+    let e = c.get("api/x").send().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(3600)));
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_delay_on_success_slows_the_next_request() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).insert_header("X-RateLimit-Delay", "12.5"))
+        .mount(&server)
+        .await;
+    let c = client(&server.uri(), options());
+    c.get("api/x").send().await.unwrap();
+    let start = tokio::time::Instant::now();
+    c.get("api/x").send().await.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(12_500),
+        "next request went after {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn post_is_not_retried_on_timeout_but_get_is() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(400)))
+        .mount(&server)
+        .await;
+    let c = client(
+        &server.uri(),
+        options().timeout(Some(Duration::from_millis(100))).retry(
+            RetryConfig::default().max_retries(2).backoff(
+                workbridge_http::BackoffConfig::default()
+                    .initial(Duration::from_millis(1))
+                    .max(Duration::from_millis(2)),
+            ),
+        ),
+    );
+    let e = c
+        .post("api/x")
+        .json(&serde_json::json!({"a": 1}))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(e.to_string().contains("may have been applied"), "{e}");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "POST retried after a timeout"
+    );
+    let _ = c.get("api/x").send().await.unwrap_err();
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        4,
+        "GET: 1 + 2 retries"
+    );
+}
+
+#[tokio::test]
+async fn connection_refused_is_unavailable_and_temporary() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let c = client(&format!("http://127.0.0.1:{port}"), options());
+    let e = c.post("api/x").send().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(e.is_temporary());
+    assert!(e.to_string().contains("cannot connect"), "{e}");
+}
+
+#[tokio::test]
+async fn plain_http_to_a_remote_host_is_refused() {
+    let e = HttpClient::builder("http://acme.service-now.com")
+        .options(options())
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    let e = HttpClient::builder("http://127.0.0.1:9")
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("allow_http"), "{e}");
+    let e = HttpClient::builder("not a url").build().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    // An absolute URL handed back by a server is checked too.
+    let c = client("http://127.0.0.1:9", options());
+    let e = c.get("http://evil.example/x").send().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+}
+
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct Envelope {
+    result: Vec<Record>,
+}
+
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct Record {
+    sys_id: String,
+    sys_mod_count: String,
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_protocol_error_naming_the_path() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"result":[{"sys_id":"a","sys_mod_count":"1"},{"sys_id":7,"sys_mod_count":"1"}]}"#,
+        ))
+        .mount(&server)
+        .await;
+    let c = client(&server.uri(), options());
+    let e = c.get("api/x").send_json::<Envelope>().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol);
+    assert_eq!(e.context().path.as_deref(), Some("result[1].sys_id"));
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>login</html>"))
+        .mount(&server)
+        .await;
+    let e = client(&server.uri(), options())
+        .get("api/x")
+        .send_json::<Envelope>()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol);
+}
+
+#[tokio::test]
+async fn paging_helper_streams_every_page_and_stops_at_the_first_error() {
+    let items: Vec<u32> = paginate(0u32, |p| async move {
+        Ok(Page {
+            items: vec![p * 10, p * 10 + 1],
+            next: (p < 3).then_some(p + 1),
+        })
+    })
+    .try_collect()
+    .await
+    .unwrap();
+    assert_eq!(items, [0, 1, 10, 11, 20, 21, 30, 31]);
+    let mut calls = 0;
+    let r: Result<Vec<u32>, _> = paginate(0u32, |p| {
+        calls += 1;
+        async move {
+            if p == 1 {
+                Err(workbridge_core::Error::new(ErrorKind::Unavailable, "down"))
+            } else {
+                Ok(Page {
+                    items: vec![p],
+                    next: Some(p + 1),
+                })
+            }
+        }
+    })
+    .try_collect()
+    .await;
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::Unavailable);
+    assert_eq!(calls, 2);
+}
