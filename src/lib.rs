@@ -1,1 +1,76 @@
-//! placeholder
+//! # workbridge
+//!
+//! Keeps work items in sync, in both directions, between **ServiceNow**, **Microsoft TFS /
+//! Azure DevOps** and **HP Quality Center / ALM**, from your own Rust service.
+//!
+//! workbridge gives you:
+//!
+//! - a generic [`Repository`] trait — one item store, whatever the system — with
+//!   [`RepositoryExt`] conveniences, typed [`FieldValue`]s, [`Schema`]s with workflows
+//!   ([`TransitionGraph`]), comments with visibility, attachments and change cursors that never
+//!   skip an item;
+//! - [`InMemoryRepository`], a complete reference backend, and wrappers that inject faults,
+//!   add latency or record calls ([`wrappers`]);
+//! - the HTTP layer the adapters share (feature `http`): retries that honour the server's
+//!   waits, rate limits, OAuth2 and session auth, secrets kept out of logs and errors;
+//! - a conformance suite every backend passes (feature `testkit`).
+//!
+//! The adapters for the three systems, the mapping engine and the sync kernel are built on
+//! these and arrive as their own crates. Scheduling stays with you: call a sync round from a
+//! loop, a cron job or a webhook.
+//!
+//! ## A first look
+//!
+//! ```
+//! use workbridge::{
+//!     ChangeOptions, CreateOptions, Cursor, FieldMap, InMemoryRepository, ItemType, Repository,
+//!     RepositoryExt,
+//! };
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), workbridge::Error> {
+//! let ops = InMemoryRepository::new("ops");
+//! let incident = ItemType::from("incident");
+//! let ticket = ops
+//!     .create(
+//!         &incident,
+//!         &FieldMap::new().with("short_description", "Invoices print blank"),
+//!         &CreateOptions::default().correlation("ticket-1"),
+//!     )
+//!     .await?;
+//!
+//! // Read what changed since a stored cursor, page by page; keep the new cursor for next time.
+//! let (changed, cursor) = ops
+//!     .all_changes(&incident, &Cursor::beginning(), &ChangeOptions::default().page_size(50))
+//!     .await?;
+//! assert_eq!(changed.len(), 1);
+//!
+//! // Nothing changed since: nothing comes back.
+//! let (again, _) = ops.all_changes(&incident, &cursor, &ChangeOptions::default()).await?;
+//! assert!(again.is_empty());
+//!
+//! // The correlation key finds the item even when a create's reply was lost.
+//! assert_eq!(ops.find_by_correlation(&incident, &"ticket-1".into()).await?.unwrap().id, ticket.id);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Features
+//!
+//! | feature | gives |
+//! |---|---|
+//! | `http` | [`http`]: the HTTP layer adapters are built on |
+//! | `testkit` | [`testkit`]: the conformance suite for your own `Repository` implementations |
+//! | `servicenow`, `azure-devops`, `alm` | the adapters (today: the HTTP layer they build on) |
+//! | `sqlite`, `postgres` | the sync kernel's state stores (with the sync kernel) |
+//! | `full` | all of the above |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub use workbridge_core::*;
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use workbridge_http as http;
+
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub use workbridge_testkit as testkit;

@@ -511,17 +511,25 @@ impl InMemoryRepository {
                 ts.order.range((Bound::Excluded(pos), Bound::Unbounded))
             }
         };
+        let late = keys.len();
         keys.extend(keyset.take(limit + 1));
         let has_more = keys.len() > limit;
         keys.truncate(limit);
+        // When every late item fits in the page, everything up to the old position is covered:
+        // the position never moves back, so unchanged items are not read again.
+        let floor = since
+            .position()
+            .filter(|_| keys.len() >= late)
+            .map(|(at, id)| (*at, id.clone()));
         let items: Vec<WorkItem> = keys
             .iter()
             .filter_map(|(_, id)| ts.items.get(id))
             .map(|s| Self::project(&s.item, o.fields.as_ref()))
             .collect();
-        let next = match keys.last() {
-            Some((at, id)) => Cursor::at(*at, id.clone()),
-            None => since.clone(),
+        let last = keys.last().map(|k| (*k).clone());
+        let next = match last.into_iter().chain(floor).max() {
+            Some((at, id)) => Cursor::at(at, id),
+            None => Cursor::beginning(),
         }
         .with_token(st.seq.to_string());
         Ok(ChangePage::new(items, next, has_more))
@@ -769,6 +777,39 @@ mod tests {
             for id in &ids[..5] {
                 assert_eq!(seen[id].last().map(String::as_str), Some("2"), "item {id}");
             }
+        });
+    }
+
+    #[test]
+    fn resumed_scans_return_only_what_changed() {
+        rt().block_on(async {
+            let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap());
+            let repo = InMemoryRepository::builder("t").clock(clock).build();
+            let t = ItemType::from("incident");
+            for _ in 0..10 {
+                repo.create(&t, &FieldMap::new(), &CreateOptions::default())
+                    .await
+                    .unwrap();
+            }
+            let opts = ChangeOptions::default();
+            let (all, cursor) = repo
+                .all_changes(&t, &Cursor::beginning(), &opts)
+                .await
+                .unwrap();
+            assert_eq!(all.len(), 10);
+            let (none, cursor) = repo.all_changes(&t, &cursor, &opts).await.unwrap();
+            assert!(none.is_empty());
+            // Same instant, id sorting behind the cursor: returned, and only it.
+            repo.set_field(&t, &ItemId::from("2"), "x", 1i64)
+                .await
+                .unwrap();
+            let (again, cursor) = repo.all_changes(&t, &cursor, &opts).await.unwrap();
+            assert_eq!(
+                again.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+                ["2"]
+            );
+            let (none, _) = repo.all_changes(&t, &cursor, &opts).await.unwrap();
+            assert!(none.is_empty(), "{none:?}");
         });
     }
 

@@ -24,7 +24,6 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use chrono::{TimeDelta, Utc};
 use workbridge_core::{
     ChangeOptions, CreateOptions, Cursor, ErrorKind, FieldMap, FieldName, FieldValue, GetOptions,
@@ -725,7 +724,7 @@ pub async fn check_attachments_round_trip(repo: &dyn Repository, fx: &Fixture) -
     let got = repo.download(&meta).await.ctx(C, "download")?;
     ensure!(
         C,
-        got == Bytes::from(data),
+        got == data,
         "downloaded {} bytes differ from the 5000 uploaded",
         got.len()
     );
