@@ -319,3 +319,87 @@ async fn paging_helper_streams_every_page_and_stops_at_the_first_error() {
     assert_eq!(r.unwrap_err().kind(), ErrorKind::Unavailable);
     assert_eq!(calls, 2);
 }
+
+/// A loopback HTTP server that answers every request after `delay`, and records the most
+/// requests it had in flight at once.
+async fn counting_server(
+    delay: Duration,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let most_out = most.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (in_flight, most) = (in_flight.clone(), most.clone());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    if sock.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), most_out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_caps_requests_in_flight() {
+    let (uri, most) = counting_server(Duration::from_millis(30)).await;
+    let c = std::sync::Arc::new(client(&uri, options().max_concurrency(2)));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            c.get("api/x").send().await.map(|r| r.status.as_u16())
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 200);
+    }
+    let most = most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&most),
+        "{most} requests were in flight at once"
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_spaces_requests() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let c = client(
+        &server.uri(),
+        options().rate_limit(workbridge_http::RateLimit::per_second(20).burst(1)),
+    );
+    let start = std::time::Instant::now();
+    for _ in 0..5 {
+        c.get("api/x").send().await.unwrap();
+    }
+    // Five requests at 20 per second with no burst cannot all go within 4 × 50 ms.
+    assert!(
+        start.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        start.elapsed()
+    );
+}
