@@ -325,6 +325,7 @@ impl OAuth2 {
         });
         Ok(Token {
             access: SecretString::from(parsed.access_token),
+            // A refresh grant may answer without a new refresh token: the caller keeps the old one.
             refresh: parsed.refresh_token.map(SecretString::from),
             expires_at: expires_in.map(|s| Instant::now() + Duration::from_secs(s)),
         })
@@ -346,7 +347,12 @@ impl OAuth2 {
                         ("refresh_token", r.expose_secret()),
                     ],
                 )
-                .await;
+                .await
+                .map(|mut t| {
+                    // A refresh grant may answer without a new refresh token: keep the old one.
+                    t.refresh.get_or_insert_with(|| r.clone());
+                    t
+                });
             match (&attempt, &self.grant) {
                 (Err(e), OAuth2Grant::Password { .. })
                     if e.kind() == ErrorKind::Unauthenticated =>

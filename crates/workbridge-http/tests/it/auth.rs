@@ -241,3 +241,32 @@ async fn cookie_session_sends_cookies_and_relogs_once_when_expired() {
     c.get("qcbin/rest/defects").send().await.unwrap();
     assert_eq!(login.logins.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn oauth_keeps_the_refresh_token_when_a_refresh_answers_without_one() {
+    let server = MockServer::start().await;
+    Mock::given(body_string_contains("grant_type=password"))
+        .respond_with(token("A", "R1", 300))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // ServiceNow's refresh grant answers with an access token only.
+    Mock::given(body_string_contains("grant_type=refresh_token"))
+        .and(body_string_contains("refresh_token=R1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"access_token": "B", "token_type": "Bearer", "expires_in": 300}),
+        ))
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(path("/api"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let c = client_with(&server.uri(), options(), Arc::new(oauth(&server)));
+    c.get("api").send().await.unwrap();
+    for _ in 0..2 {
+        tokio::time::advance(Duration::from_secs(250)).await;
+        c.get("api").send().await.unwrap();
+    }
+}
