@@ -1,0 +1,350 @@
+//! What every simulator shares: the clock, fault injection, request accounting, serving.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::oneshot;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The simulator's clock: the real time shifted by an offset, or frozen. Freezing it makes
+/// every write share one timestamp, as happens on a busy real server.
+#[derive(Debug, Clone, Default)]
+pub struct SimClock(Arc<Mutex<ClockState>>);
+
+#[derive(Debug, Default)]
+struct ClockState {
+    frozen: Option<DateTime<Utc>>,
+    offset: TimeDelta,
+}
+
+impl SimClock {
+    /// The time now.
+    pub fn now(&self) -> DateTime<Utc> {
+        let s = lock(&self.0);
+        s.frozen.unwrap_or_else(|| Utc::now() + s.offset)
+    }
+
+    /// Stops the clock at `t`.
+    pub fn freeze(&self, t: DateTime<Utc>) {
+        lock(&self.0).frozen = Some(t);
+    }
+
+    /// Stops the clock where it is.
+    pub fn freeze_now(&self) {
+        let now = self.now();
+        self.freeze(now);
+    }
+
+    /// Lets the clock run again, from where it stood.
+    pub fn unfreeze(&self) {
+        let mut s = lock(&self.0);
+        if let Some(f) = s.frozen.take() {
+            s.offset = f - Utc::now();
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, d: Duration) {
+        let d = TimeDelta::from_std(d).unwrap_or(TimeDelta::zero());
+        let mut s = lock(&self.0);
+        match &mut s.frozen {
+            Some(f) => *f += d,
+            None => s.offset += d,
+        }
+    }
+}
+
+/// Faults a simulator injects, before handling a request.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Delay before every answer.
+    pub latency: Duration,
+    /// Answer with this status at this ratio (0.0–1.0), e.g. `(503, 0.05)`.
+    pub error_rates: Vec<(u16, f64)>,
+    /// Answer 429 with `Retry-After` (seconds) at this ratio.
+    pub rate_limit: Option<(f64, u64)>,
+    /// Drop the connection mid-answer at this ratio.
+    pub drop_ratio: f64,
+    /// Seed of the fault RNG.
+    pub seed: u64,
+}
+
+impl Faults {
+    /// No faults.
+    pub fn none() -> Self {
+        Faults::default()
+    }
+
+    /// Sets the latency.
+    #[must_use]
+    pub fn latency(mut self, d: Duration) -> Self {
+        self.latency = d;
+        self
+    }
+
+    /// Adds an error rate for a status.
+    #[must_use]
+    pub fn error_rate(mut self, status: u16, ratio: f64) -> Self {
+        self.error_rates.push((status, ratio));
+        self
+    }
+
+    /// Answers 429 with `Retry-After: secs` at `ratio`.
+    #[must_use]
+    pub fn rate_limit(mut self, ratio: f64, retry_after_secs: u64) -> Self {
+        self.rate_limit = Some((ratio, retry_after_secs));
+        self
+    }
+
+    /// Drops connections at `ratio`.
+    #[must_use]
+    pub fn drop_connections(mut self, ratio: f64) -> Self {
+        self.drop_ratio = ratio;
+        self
+    }
+
+    /// Seeds the RNG.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+/// An injected fault's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Injected {
+    Status(u16, Option<u64>),
+    Drop,
+}
+
+/// The shared per-server state of accounting and faults.
+#[derive(Debug)]
+pub(crate) struct Control {
+    pub(crate) clock: SimClock,
+    faults: Mutex<Faults>,
+    rng: Mutex<StdRng>,
+    queued: Mutex<Vec<Injected>>,
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Control {
+    pub(crate) fn new(clock: SimClock, faults: Faults) -> Self {
+        Control {
+            clock,
+            rng: Mutex::new(StdRng::seed_from_u64(faults.seed)),
+            faults: Mutex::new(faults),
+            queued: Mutex::new(Vec::new()),
+            counts: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn decide(&self) -> (Duration, Option<Injected>) {
+        if let Some(q) = {
+            let mut q = lock(&self.queued);
+            (!q.is_empty()).then(|| q.remove(0))
+        } {
+            return (lock(&self.faults).latency, Some(q));
+        }
+        let f = lock(&self.faults).clone();
+        let mut rng = lock(&self.rng);
+        if let Some((ratio, secs)) = f.rate_limit
+            && rng.random_bool(ratio.clamp(0.0, 1.0))
+        {
+            return (f.latency, Some(Injected::Status(429, Some(secs))));
+        }
+        for (status, ratio) in &f.error_rates {
+            if rng.random_bool(ratio.clamp(0.0, 1.0)) {
+                return (f.latency, Some(Injected::Status(*status, None)));
+            }
+        }
+        if f.drop_ratio > 0.0 && rng.random_bool(f.drop_ratio.clamp(0.0, 1.0)) {
+            return (f.latency, Some(Injected::Drop));
+        }
+        (f.latency, None)
+    }
+}
+
+/// Accounting and fault control of a running simulator.
+#[derive(Debug, Clone)]
+pub struct SimControl(pub(crate) Arc<Control>);
+
+impl SimControl {
+    /// The simulator's clock.
+    pub fn clock(&self) -> &SimClock {
+        &self.0.clock
+    }
+
+    /// Requests served per route (`"GET /api/now/table/{table}"`), faults included.
+    pub fn requests(&self) -> BTreeMap<String, u64> {
+        lock(&self.0.counts).clone()
+    }
+
+    /// Requests served on one route.
+    pub fn requests_to(&self, route: &str) -> u64 {
+        lock(&self.0.counts).get(route).copied().unwrap_or(0)
+    }
+
+    /// Requests served in all.
+    pub fn total_requests(&self) -> u64 {
+        lock(&self.0.counts).values().sum()
+    }
+
+    /// Forgets the counts.
+    pub fn reset_requests(&self) {
+        lock(&self.0.counts).clear();
+    }
+
+    /// Replaces the faults.
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.0.rng) = StdRng::seed_from_u64(faults.seed);
+        *lock(&self.0.faults) = faults;
+    }
+
+    /// Answers the next `n` requests with `status` (and `Retry-After` when given).
+    pub fn fail_next(&self, n: usize, status: u16, retry_after_secs: Option<u64>) {
+        lock(&self.0.queued).extend(std::iter::repeat_n(
+            Injected::Status(status, retry_after_secs),
+            n,
+        ));
+    }
+
+    /// Drops the connection of the next `n` requests mid-answer.
+    pub fn drop_next(&self, n: usize) {
+        lock(&self.0.queued).extend(std::iter::repeat_n(Injected::Drop, n));
+    }
+}
+
+/// Builds the answer for an injected status: each simulator gives its own error body.
+pub(crate) type FaultBody = fn(u16) -> (String, &'static str);
+
+#[derive(Clone)]
+pub(crate) struct MiddlewareState {
+    pub(crate) control: Arc<Control>,
+    pub(crate) fault_body: FaultBody,
+}
+
+/// Counts the request, injects faults, stamps `Date` from the simulator's clock.
+pub(crate) async fn control_layer(
+    State(st): State<MiddlewareState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
+    let key = format!("{} {route}", req.method());
+    *lock(&st.control.counts).entry(key).or_default() += 1;
+    let (latency, injected) = st.control.decide();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let mut resp = match injected {
+        None => next.run(req).await,
+        Some(Injected::Status(status, retry_after)) => {
+            let (body, content_type) = (st.fault_body)(status);
+            let mut r = Response::new(Body::from(body));
+            *r.status_mut() =
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            if let Some(s) = retry_after {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            r
+        }
+        Some(Injected::Drop) => {
+            let broken = futures::stream::iter([
+                Ok(bytes::Bytes::from_static(b"{\"result\":[")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "dropped by fault injection",
+                )),
+            ]);
+            let mut r = Response::new(Body::from_stream(broken));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+    };
+    let date = st
+        .control
+        .clock
+        .now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    if let Ok(v) = HeaderValue::from_str(&date) {
+        resp.headers_mut().insert(header::DATE, v);
+    }
+    resp
+}
+
+/// A running simulator: its base URL, its control, and its shutdown.
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// The address it listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving and waits until it has stopped.
+    pub(crate) async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Serves `router` on 127.0.0.1:`port` (0: any free port) in a background task.
+pub(crate) async fn serve(router: Router, port: u16) -> std::io::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok(Running {
+        addr,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}

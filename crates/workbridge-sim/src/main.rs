@@ -1,0 +1,84 @@
+//! `workbridge-sim`: runs a simulator until stopped.
+//!
+//! ```text
+//! cargo run -p workbridge-sim -- servicenow --port 8080 --user admin --password admin --seed 100
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::HashMap;
+
+const USAGE: &str =
+    "usage: workbridge-sim servicenow [--port N] [--user NAME] [--password PW] [--seed N]
+       [--oauth-client ID:SECRET] [--latency-ms N] [--error-rate STATUS:RATIO]";
+
+fn parse(args: &[String]) -> Result<(String, HashMap<String, String>), String> {
+    let mut it = args.iter();
+    let system = it.next().ok_or("name a simulator")?.clone();
+    let mut opts = HashMap::new();
+    while let Some(flag) = it.next() {
+        let key = flag
+            .strip_prefix("--")
+            .ok_or_else(|| format!("unexpected argument `{flag}`"))?;
+        let value = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
+        opts.insert(key.to_owned(), value.clone());
+    }
+    Ok((system, opts))
+}
+
+fn number<T: std::str::FromStr>(
+    opts: &HashMap<String, String>,
+    key: &str,
+    default: T,
+) -> Result<T, String> {
+    opts.get(key).map_or(Ok(default), |v| {
+        v.parse()
+            .map_err(|_| format!("--{key}: `{v}` is not a number"))
+    })
+}
+
+async fn run(args: &[String]) -> Result<(), String> {
+    let (system, opts) = parse(args)?;
+    match system.as_str() {
+        "servicenow" => {
+            let user = opts.get("user").map_or("admin", String::as_str);
+            let password = opts.get("password").map_or("admin", String::as_str);
+            let mut faults = workbridge_sim::Faults::none().latency(
+                std::time::Duration::from_millis(number(&opts, "latency-ms", 0)?),
+            );
+            if let Some(spec) = opts.get("error-rate") {
+                let (s, r) = spec
+                    .split_once(':')
+                    .ok_or("--error-rate takes STATUS:RATIO")?;
+                faults = faults.error_rate(
+                    s.parse().map_err(|_| "bad status")?,
+                    r.parse().map_err(|_| "bad ratio")?,
+                );
+            }
+            let mut b = workbridge_sim::servicenow::ServiceNowSim::builder()
+                .port(number(&opts, "port", 8080)?)
+                .user(user, password, &["admin"])
+                .seed_incidents(number(&opts, "seed", 100)?)
+                .faults(faults);
+            if let Some(c) = opts.get("oauth-client") {
+                let (id, secret) = c.split_once(':').ok_or("--oauth-client takes ID:SECRET")?;
+                b = b.oauth_client(id, secret);
+            }
+            let sim = b.spawn().await.map_err(|e| format!("cannot listen: {e}"))?;
+            println!("{}", sim.url());
+            println!("ServiceNow simulator: user {user}; Ctrl-C stops it");
+            tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+            sim.stop().await;
+            Ok(())
+        }
+        other => Err(format!("unknown simulator `{other}`")),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = run(&args).await {
+        eprintln!("workbridge-sim: {e}\n{USAGE}");
+        std::process::exit(2);
+    }
+}

@@ -1,0 +1,373 @@
+//! The simulator's records: tables of string-valued rows, as ServiceNow stores them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::data;
+
+pub(crate) type Row = BTreeMap<String, String>;
+
+pub(crate) const SN_TIME: &str = "%Y-%m-%d %H:%M:%S";
+
+pub(crate) fn fmt_time(t: DateTime<Utc>) -> String {
+    t.format(SN_TIME).to_string()
+}
+
+/// A table: rows in insertion order, with an index by `sys_id`.
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    rows: BTreeMap<u64, Row>,
+    by_id: HashMap<String, u64>,
+    next: u64,
+}
+
+impl Table {
+    pub(crate) fn insert(&mut self, row: Row) {
+        let id = row.get("sys_id").cloned().unwrap_or_default();
+        self.next += 1;
+        self.by_id.insert(id, self.next);
+        self.rows.insert(self.next, row);
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<&Row> {
+        self.by_id.get(id).and_then(|k| self.rows.get(k))
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut Row> {
+        let k = *self.by_id.get(id)?;
+        self.rows.get_mut(&k)
+    }
+
+    pub(crate) fn remove(&mut self, id: &str) -> Option<Row> {
+        let k = self.by_id.remove(id)?;
+        self.rows.remove(&k)
+    }
+
+    pub(crate) fn rows(&self) -> impl Iterator<Item = &Row> {
+        self.rows.values()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// What the dictionary and choice list say of one field.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FieldInfo {
+    pub(crate) internal_type: String,
+    pub(crate) reference: Option<String>,
+    pub(crate) choices: Vec<(String, String)>,
+}
+
+impl FieldInfo {
+    pub(crate) fn is_journal(&self) -> bool {
+        self.internal_type.starts_with("journal")
+    }
+
+    pub(crate) fn is_numeric(&self) -> bool {
+        matches!(
+            self.internal_type.as_str(),
+            "integer" | "decimal" | "float" | "longint"
+        )
+    }
+}
+
+/// The fields of a table, from `sys_dictionary` and `sys_choice` (the table's own entries win
+/// over its parent's).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Meta {
+    pub(crate) fields: HashMap<String, FieldInfo>,
+}
+
+impl Meta {
+    pub(crate) fn get(&self, f: &str) -> Option<&FieldInfo> {
+        self.fields.get(f)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Store {
+    pub(crate) tables: BTreeMap<String, Table>,
+    pub(crate) blobs: HashMap<String, Bytes>,
+    counters: HashMap<&'static str, u64>,
+    rng: StdRng,
+}
+
+pub(crate) const BASE_TABLES: [&str; 10] = [
+    "task",
+    "incident",
+    "problem",
+    "change_request",
+    "sys_user",
+    "sys_user_group",
+    "sys_choice",
+    "sys_dictionary",
+    "sys_journal_field",
+    "sys_attachment",
+];
+
+impl Store {
+    pub(crate) fn new(seed: u64) -> Self {
+        let mut s = Store {
+            tables: BASE_TABLES
+                .iter()
+                .map(|t| ((*t).to_owned(), Table::default()))
+                .collect(),
+            blobs: HashMap::new(),
+            counters: HashMap::new(),
+            rng: StdRng::seed_from_u64(seed),
+        };
+        let epoch = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        for (table, element, label, ty, reference, choice, mandatory, read_only, max) in
+            data::DICTIONARY
+        {
+            let row = Row::from([
+                ("name".into(), (*table).into()),
+                ("element".into(), (*element).into()),
+                ("column_label".into(), (*label).into()),
+                ("internal_type".into(), (*ty).into()),
+                ("reference".into(), (*reference).into()),
+                ("choice".into(), choice.to_string()),
+                ("mandatory".into(), mandatory.to_string()),
+                ("read_only".into(), read_only.to_string()),
+                ("max_length".into(), max.to_string()),
+                ("active".into(), "true".into()),
+            ]);
+            s.insert_system("sys_dictionary", row, epoch);
+        }
+        for (table, element, value, label, seq) in data::CHOICES {
+            let row = Row::from([
+                ("name".into(), (*table).into()),
+                ("element".into(), (*element).into()),
+                ("value".into(), (*value).into()),
+                ("label".into(), (*label).into()),
+                ("sequence".into(), seq.to_string()),
+                ("language".into(), "en".into()),
+                ("inactive".into(), "false".into()),
+                ("dependent_value".into(), String::new()),
+            ]);
+            s.insert_system("sys_choice", row, epoch);
+        }
+        for (user, first, last, email) in data::PEOPLE {
+            s.add_user(user, first, last, email, epoch);
+        }
+        for (name, description) in data::GROUPS {
+            let row = Row::from([
+                ("name".into(), (*name).into()),
+                ("description".into(), (*description).into()),
+                ("active".into(), "true".into()),
+            ]);
+            s.insert_system("sys_user_group", row, epoch);
+        }
+        s
+    }
+
+    pub(crate) fn new_sys_id(&mut self) -> String {
+        let n: u128 = self.rng.random();
+        format!("{n:032x}")
+    }
+
+    /// Inserts a row with system fields set, as the system user.
+    pub(crate) fn insert_system(
+        &mut self,
+        table: &str,
+        mut row: Row,
+        now: DateTime<Utc>,
+    ) -> String {
+        let id = self.new_sys_id();
+        let t = fmt_time(now);
+        row.insert("sys_id".into(), id.clone());
+        row.insert("sys_created_on".into(), t.clone());
+        row.insert("sys_updated_on".into(), t);
+        row.insert("sys_created_by".into(), "system".into());
+        row.insert("sys_updated_by".into(), "system".into());
+        row.insert("sys_mod_count".into(), "0".into());
+        self.tables.entry(table.to_owned()).or_default().insert(row);
+        id
+    }
+
+    pub(crate) fn add_user(
+        &mut self,
+        user: &str,
+        first: &str,
+        last: &str,
+        email: &str,
+        now: DateTime<Utc>,
+    ) -> String {
+        if let Some(r) = self.find("sys_user", "user_name", user) {
+            return r.get("sys_id").cloned().unwrap_or_default();
+        }
+        let row = Row::from([
+            ("user_name".into(), user.into()),
+            ("first_name".into(), first.into()),
+            ("last_name".into(), last.into()),
+            ("name".into(), format!("{first} {last}").trim().to_owned()),
+            ("email".into(), email.into()),
+            ("active".into(), "true".into()),
+        ]);
+        self.insert_system("sys_user", row, now)
+    }
+
+    pub(crate) fn find(&self, table: &str, field: &str, value: &str) -> Option<&Row> {
+        self.tables
+            .get(table)?
+            .rows()
+            .find(|r| r.get(field).is_some_and(|v| v == value))
+    }
+
+    /// The next record number of a table (`INC0010001`).
+    pub(crate) fn next_number(&mut self, table: &str) -> Option<String> {
+        let (prefix, first) = data::numbering(table)?;
+        let n = self.counters.entry(prefix).or_insert(first - 1);
+        *n += 1;
+        Some(format!("{prefix}{n:07}"))
+    }
+
+    pub(crate) fn meta(&self, table: &str) -> Meta {
+        let mut chain = vec![table];
+        if let Some(p) = data::parent_of(table) {
+            chain.insert(0, p);
+        }
+        let mut fields: HashMap<String, FieldInfo> = HashMap::new();
+        if let Some(dict) = self.tables.get("sys_dictionary") {
+            for t in &chain {
+                for r in dict
+                    .rows()
+                    .filter(|r| r.get("name").is_some_and(|n| n == t))
+                {
+                    let element = r.get("element").cloned().unwrap_or_default();
+                    if element.is_empty() {
+                        continue;
+                    }
+                    let reference = r.get("reference").filter(|s| !s.is_empty()).cloned();
+                    fields.insert(
+                        element,
+                        FieldInfo {
+                            internal_type: r.get("internal_type").cloned().unwrap_or_default(),
+                            reference,
+                            choices: Vec::new(),
+                        },
+                    );
+                }
+            }
+        }
+        if let Some(choices) = self.tables.get("sys_choice") {
+            for t in &chain {
+                let mut own: HashMap<String, Vec<(u32, String, String)>> = HashMap::new();
+                for r in choices.rows().filter(|r| {
+                    r.get("name").is_some_and(|n| n == t)
+                        && r.get("inactive").is_none_or(|v| v != "true")
+                }) {
+                    let seq = r.get("sequence").and_then(|s| s.parse().ok()).unwrap_or(0);
+                    own.entry(r.get("element").cloned().unwrap_or_default())
+                        .or_default()
+                        .push((
+                            seq,
+                            r.get("value").cloned().unwrap_or_default(),
+                            r.get("label").cloned().unwrap_or_default(),
+                        ));
+                }
+                for (element, mut list) in own {
+                    list.sort_by_key(|(s, _, _)| *s);
+                    if let Some(f) = fields.get_mut(&element) {
+                        f.choices = list.into_iter().map(|(_, v, l)| (v, l)).collect();
+                    }
+                }
+            }
+        }
+        Meta { fields }
+    }
+
+    /// The display value of a record of `table` (what a reference to it shows).
+    pub(crate) fn display_of(&self, table: &str, sys_id: &str) -> Option<String> {
+        let row = self.tables.get(table)?.get(sys_id)?;
+        ["name", "number", "user_name", "file_name", "sys_id"]
+            .iter()
+            .find_map(|f| row.get(*f).filter(|v| !v.is_empty()).cloned())
+    }
+
+    /// The journal entries of a record, oldest first: (created_on, user_name, element, text).
+    pub(crate) fn journal(
+        &self,
+        sys_id: &str,
+        elements: &[&str],
+    ) -> Vec<(String, String, String, String)> {
+        self.tables
+            .get("sys_journal_field")
+            .map(|t| {
+                t.rows()
+                    .filter(|r| {
+                        r.get("element_id").is_some_and(|v| v == sys_id)
+                            && r.get("element")
+                                .is_some_and(|e| elements.contains(&e.as_str()))
+                    })
+                    .map(|r| {
+                        let g = |k: &str| r.get(k).cloned().unwrap_or_default();
+                        (
+                            g("sys_created_on"),
+                            g("sys_created_by"),
+                            g("element"),
+                            g("value"),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A journal field as display values show it: newest first,
+    /// `"{date} - {Full Name} ({Label})\n{text}\n\n"`.
+    pub(crate) fn journal_display(
+        &self,
+        sys_id: &str,
+        elements: &[&str],
+        offset: TimeDelta,
+    ) -> String {
+        let mut out = String::new();
+        for (at, user, element, text) in self.journal(sys_id, elements).into_iter().rev() {
+            let name = self
+                .find("sys_user", "user_name", &user)
+                .and_then(|r| r.get("name").cloned())
+                .unwrap_or(user);
+            let label = if element == "work_notes" {
+                "Work notes"
+            } else {
+                "Additional comments"
+            };
+            out.push_str(&format!(
+                "{} - {name} ({label})\n{text}\n\n",
+                shift(&at, offset)
+            ));
+        }
+        out
+    }
+}
+
+/// A stored UTC date-time shown in a time zone `offset` from UTC.
+pub(crate) fn shift(value: &str, offset: TimeDelta) -> String {
+    match NaiveDateTime::parse_from_str(value, SN_TIME) {
+        Ok(t) => (t + offset).format(SN_TIME).to_string(),
+        Err(_) => value.to_owned(),
+    }
+}
+
+/// Groups the digits of an integer the way display values do (`102,197`).
+pub(crate) fn group_digits(value: &str) -> String {
+    let Ok(n) = value.parse::<i64>() else {
+        return value.to_owned();
+    };
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
