@@ -833,7 +833,7 @@ impl ServiceNowRepository {
         let keep_from = [
             st.live.as_ref().map(|(a, _)| a.clone()),
             st.recheck.as_ref().map(|(a, _)| a.clone()),
-            if st.paging { last_second.clone() } else { None },
+            if st.paging { last_second } else { None },
             st.from.clone().filter(|_| !st.paging),
         ]
         .into_iter()

@@ -1,0 +1,3 @@
+//! The simulators on the wire, with a plain HTTP client: what a vendor's own client would see.
+
+mod servicenow;
