@@ -15,8 +15,11 @@
 //!   waits, rate limits, OAuth2 and session auth, secrets kept out of logs and errors;
 //! - a conformance suite every backend passes (feature `testkit`).
 //!
-//! The adapters for the three systems, the mapping engine and the sync kernel are built on
-//! these and arrive as their own crates. Scheduling stays with you: call a sync round from a
+//! - the ServiceNow adapter (feature `servicenow`) and a faithful ServiceNow simulator
+//!   (feature `sim`).
+//!
+//! The Azure DevOps and ALM adapters, the mapping engine and the sync kernel are built on these
+//! and arrive as their own crates. Scheduling stays with you: call a sync round from a
 //! loop, a cron job or a webhook.
 //!
 //! ## A first look
@@ -60,7 +63,9 @@
 //! |---|---|
 //! | `http` | [`http`]: the HTTP layer adapters are built on |
 //! | `testkit` | [`testkit`]: the conformance suite for your own `Repository` implementations |
-//! | `servicenow`, `azure-devops`, `alm` | the adapters (today: the HTTP layer they build on) |
+//! | `servicenow` | [`servicenow`]: the ServiceNow adapter (Table, Attachment, Batch APIs) |
+//! | `sim` | [`sim`]: stateful simulators of the APIs, for your own tests |
+//! | `azure-devops`, `alm` | the adapters (today: the HTTP layer they build on) |
 //! | `sqlite`, `postgres` | the sync kernel's state stores (with the sync kernel) |
 //! | `full` | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -70,6 +75,14 @@ pub use workbridge_core::*;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use workbridge_http as http;
+
+#[cfg(feature = "servicenow")]
+#[cfg_attr(docsrs, doc(cfg(feature = "servicenow")))]
+pub use workbridge_servicenow as servicenow;
+
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+pub use workbridge_sim as sim;
 
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]

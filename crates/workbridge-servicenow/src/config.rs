@@ -310,3 +310,67 @@ impl ServiceNowConfigBuilder {
         self.config
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use workbridge_core::ErrorKind;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn from_env_picks_the_auth_and_names_what_is_missing() {
+        let c = ServiceNowConfig::from_lookup(lookup(&[
+            ("SERVICENOW_INSTANCE", "https://acme.service-now.com"),
+            ("SERVICENOW_USER", "integration"),
+            ("SERVICENOW_PASSWORD", "pw-secret"),
+        ]))
+        .unwrap();
+        assert!(
+            matches!(c.auth, Some(ServiceNowAuth::Basic { ref user, .. }) if user == "integration")
+        );
+        let c = ServiceNowConfig::from_lookup(lookup(&[
+            ("SERVICENOW_INSTANCE", "http://127.0.0.1:8080"),
+            ("SERVICENOW_USER", "admin"),
+            ("SERVICENOW_PASSWORD", "admin"),
+            ("SERVICENOW_CLIENT_ID", "cid"),
+            ("SERVICENOW_CLIENT_SECRET", "cs-secret"),
+            ("SERVICENOW_ALLOW_HTTP", "true"),
+        ]))
+        .unwrap();
+        assert!(matches!(c.auth, Some(ServiceNowAuth::OAuth { .. })));
+        assert!(c.client.allow_http);
+        let e = ServiceNowConfig::from_lookup(lookup(&[("SERVICENOW_INSTANCE", "https://x")]))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("SERVICENOW_USER"), "{e}");
+        let e = ServiceNowConfig::from_lookup(lookup(&[])).unwrap_err();
+        assert!(e.to_string().contains("SERVICENOW_INSTANCE"), "{e}");
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let c = ServiceNowConfig::builder("https://acme.service-now.com")
+            .oauth("cid", "cs-secret", "u", "pw-secret")
+            .build();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("cs-secret") && !shown.contains("pw-secret"),
+            "{shown}"
+        );
+        let shown = format!(
+            "{:?}",
+            ServiceNowConfig::builder("https://x")
+                .bearer("tok-secret")
+                .build()
+        );
+        assert!(!shown.contains("tok-secret"), "{shown}");
+    }
+}
