@@ -36,6 +36,7 @@ mod error;
 mod memory;
 mod model;
 mod repository;
+pub mod scan;
 mod schema;
 pub mod wrappers;
 
@@ -48,6 +49,7 @@ pub use model::{
     WorkItem, Write,
 };
 pub use repository::{Operation, Repository, RepositoryExt};
+pub use scan::{KeysetScan, ScanQuery};
 pub use schema::{FieldDef, FieldKind, Schema, TransitionGraph};
 
 pub use async_trait::async_trait;

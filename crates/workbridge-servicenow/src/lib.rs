@@ -59,14 +59,13 @@ use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::RwLock;
 use workbridge_core::{
     AttachmentMeta, Capabilities, ChangeOptions, ChangePage, Comment, CorrelationKey,
     CreateOptions, Cursor, Error, ErrorKind, FieldMap, FieldName, FieldValue, GetOptions, ItemId,
-    ItemType, NewAttachment, NewComment, Person, Repository, Result, Schema, TextFormat,
-    UpdateOptions, Version, Visibility, WorkItem, Write,
+    ItemType, KeysetScan, NewAttachment, NewComment, Person, Repository, Result, Schema,
+    TextFormat, UpdateOptions, Version, Visibility, WorkItem, Write,
 };
 use workbridge_http::header::CONTENT_TYPE;
 use workbridge_http::{AuthProvider, BasicAuth, BearerAuth, HttpClient, Method, OAuth2};
@@ -112,36 +111,6 @@ impl fmt::Display for ServiceNowRepository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "servicenow:{}", self.instance)
     }
-}
-
-/// The state of a `changes` scan, carried in the cursor's token.
-///
-/// A pass reads `sys_updated_on >= from` with a keyset on `(sys_updated_on, sys_id)`. When a
-/// page that is not the last ends in the second the server is still in, an item updated later
-/// in that second with a smaller sys_id sorts behind the keyset: so when the pass ends, the
-/// seconds of such pages are read again (the re-check) before the scan reports its end.
-/// Versions already returned are skipped by `(sys_id, sys_updated_on, sys_mod_count)`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct ScanToken {
-    /// Where the next pass starts, SN time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    from: Option<String>,
-    /// A pass (or re-check) is under way: continue after the cursor's position.
-    #[serde(default)]
-    paging: bool,
-    /// Versions already returned: sys_id → (sys_updated_on, sys_mod_count).
-    #[serde(default)]
-    seen: BTreeMap<String, (String, String)>,
-    /// First and last second where a non-final page of this pass ended while the server was
-    /// still in that second.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    live: Option<(String, String)>,
-    /// The window being re-checked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    recheck: Option<(String, String)>,
-    /// The second of the last row of the main pass.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    main_last: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -719,38 +688,26 @@ impl ServiceNowRepository {
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
         let meta = self.table_meta(table).await?;
-        let mut st: ScanToken = match since.token() {
-            Some(t) => serde_json::from_str(t).map_err(|_| {
-                Error::invalid_input("cursor", t, "not a cursor of the ServiceNow adapter")
-            })?,
-            None => ScanToken {
-                from: since.changed_at().map(|t| t.format(SN_TIME).to_string()),
-                ..ScanToken::default()
-            },
-        };
+        let mut scan = KeysetScan::resume(since, TimeDelta::seconds(1))?;
         let limit = opts
             .page_size
             .unwrap_or(self.config.page_size)
             .clamp(1, 10_000);
-        let keyset = since
-            .position()
-            .filter(|_| st.paging)
-            .map(|(t, id)| (t.format(SN_TIME).to_string(), id.clone()));
-        let upper = st
-            .recheck
-            .as_ref()
-            .map(|(_, b)| format!("^sys_updated_on<={b}"))
+        let sq = scan.query();
+        let fmt = |t: DateTime<Utc>| t.format(SN_TIME).to_string();
+        let upper = sq
+            .upper
+            .map(|b| format!("^sys_updated_on<={}", fmt(b)))
             .unwrap_or_default();
-        let lower = match &st.recheck {
-            Some((a, _)) => Some(a.clone()),
-            None => st.from.clone(),
-        };
-        let mut query = match (&keyset, lower) {
-            (Some((t, id)), _) => format!(
-                "sys_updated_on={t}^sys_id>{}^NQsys_updated_on>{t}{upper}",
-                q(id.as_str())
-            ),
-            (None, Some(from)) => format!("sys_updated_on>={from}{upper}"),
+        let mut query = match (&sq.after, sq.lower) {
+            (Some((t, id)), _) => {
+                let t = fmt(*t);
+                format!(
+                    "sys_updated_on={t}^sys_id>{}^NQsys_updated_on>{t}{upper}",
+                    q(id.as_str())
+                )
+            }
+            (None, Some(from)) => format!("sys_updated_on>={}{upper}", fmt(from)),
             (None, None) => String::new(),
         };
         if !query.is_empty() {
@@ -772,92 +729,22 @@ impl ServiceNowRepository {
             .header("date")
             .and_then(|d| DateTime::parse_from_rfc2822(d).ok())
             .map(|d| d.with_timezone(&Utc));
-        let mut items = Vec::with_capacity(rows.len());
-        let mut last: Option<(DateTime<Utc>, ItemId)> = None;
-        for (i, rec) in rows.iter().enumerate() {
-            let item = self.record_to_item(
-                table,
-                &meta,
-                rec,
-                &format!("result[{i}]"),
-                projection.is_some(),
-            )?;
-            let at = item.changed_at.format(SN_TIME).to_string();
-            last = Some((item.changed_at, item.id.clone()));
-            let key = (at, item.version.to_string());
-            if st.seen.get(item.id.as_str()) == Some(&key) {
-                continue;
-            }
-            st.seen.insert(item.id.to_string(), key);
-            items.push(item);
-        }
+        let parsed = rows
+            .iter()
+            .enumerate()
+            .map(|(i, rec)| {
+                self.record_to_item(
+                    table,
+                    &meta,
+                    rec,
+                    &format!("result[{i}]"),
+                    projection.is_some(),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut items = scan.absorb(parsed, limit, server_now);
         self.resolve_persons(&mut items).await?;
-        let more_rows = rows.len() >= limit;
-        let last_second = last.as_ref().map(|(at, _)| at.format(SN_TIME).to_string());
-        let rechecking = st.recheck.is_some();
-        if !rechecking {
-            if let Some(s) = &last_second {
-                st.main_last = Some(s.clone());
-            }
-            if more_rows
-                && let Some((at, _)) = &last
-                && server_now.is_none_or(|now| *at >= now - TimeDelta::seconds(1))
-                && let Some(s) = &last_second
-            {
-                st.live = Some(match st.live.take() {
-                    Some((a, b)) => (a.min(s.clone()), b.max(s.clone())),
-                    None => (s.clone(), s.clone()),
-                });
-            }
-        }
-        let has_more = if more_rows {
-            st.paging = true;
-            true
-        } else if !rechecking && st.live.is_some() {
-            // The pass is over, but part of it was read at the live edge: re-check it.
-            st.paging = false;
-            st.recheck = st.live.take();
-            true
-        } else {
-            let floor = [
-                st.recheck.take().map(|(a, _)| a),
-                st.main_last.take().or_else(|| st.from.clone()),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            st.paging = false;
-            st.from = floor;
-            false
-        };
-        let keep_from = [
-            st.live.as_ref().map(|(a, _)| a.clone()),
-            st.recheck.as_ref().map(|(a, _)| a.clone()),
-            if st.paging { last_second } else { None },
-            st.from.clone().filter(|_| !st.paging),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        if let Some(f) = keep_from {
-            st.seen.retain(|_, (at, _)| at.as_str() >= f.as_str());
-        }
-        let position = if st.paging {
-            last.or_else(|| since.position().map(|(t, id)| (*t, id.clone())))
-        } else {
-            st.from
-                .as_deref()
-                .and_then(|f| parse_time(f, "cursor").ok())
-                .map(|t| (t, ItemId::default()))
-        };
-        let token = serde_json::to_string(&st)
-            .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))?;
-        let next = match position {
-            Some((t, id)) => Cursor::at(t, id),
-            None => Cursor::beginning(),
-        }
-        .with_token(token);
-        Ok(ChangePage::new(items, next, has_more))
+        Ok(ChangePage::new(items, scan.cursor()?, scan.has_more()))
     }
 
     /// A Batch API round for `requests` (id → (method, url, body)); retries unserviced ones up

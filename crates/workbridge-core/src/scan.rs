@@ -1,0 +1,203 @@
+//! [`KeysetScan`]: the change-scan algorithm adapters share for systems whose change watermark
+//! is a timestamp of limited precision (ServiceNow and ALM: one second; Azure DevOps: one
+//! millisecond).
+//!
+//! A pass reads `changed_at >= from`, ordered by `(changed_at, id)`, page by page with a keyset
+//! (`changed_at = T and id > N`, or `changed_at > T`). Two things can go wrong with a plain
+//! keyset, and the scan handles both:
+//!
+//! - An item updated later within the very timestamp the scan stands on, with an id that sorts
+//!   behind the keyset, would be skipped. When a page that is not the last ends on the
+//!   timestamp the server is still in, the scan remembers it; at the end of the pass it
+//!   re-reads those timestamps (the re-check) before reporting its end.
+//! - Reading from `>=` the last timestamp again returns items already seen. The scan keeps the
+//!   `(id, version)` it returned at or after its restart point, and skips them.
+//!
+//! The state travels in the cursor's token (serde JSON), so a scan can stop and resume in
+//! another process.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{Cursor, ItemId, WorkItem};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct ScanState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from: Option<DateTime<Utc>>,
+    #[serde(default)]
+    paging: bool,
+    #[serde(default)]
+    seen: BTreeMap<String, (DateTime<Utc>, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    live: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recheck: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    main_last: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last: Option<(DateTime<Utc>, ItemId)>,
+}
+
+/// What the next page must select, in the adapter's query language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScanQuery {
+    /// `changed_at >= lower`, when set.
+    pub lower: Option<DateTime<Utc>>,
+    /// `changed_at <= upper`, when set.
+    pub upper: Option<DateTime<Utc>>,
+    /// Continue after this key: `(changed_at = T and id > N) or changed_at > T`. When set, it
+    /// replaces `lower`.
+    pub after: Option<(DateTime<Utc>, ItemId)>,
+}
+
+/// One page of a keyset change scan. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct KeysetScan {
+    st: ScanState,
+    precision: TimeDelta,
+}
+
+impl KeysetScan {
+    /// Resumes the scan a cursor describes. A cursor without a token (the beginning, or
+    /// `Cursor::at(t, _)`) starts a pass at its timestamp. `precision` is the watermark's
+    /// (one second, one millisecond).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when the token is not one
+    /// of this scan's.
+    pub fn resume(since: &Cursor, precision: TimeDelta) -> Result<Self> {
+        let st = match since.token() {
+            Some(t) => serde_json::from_str(t).map_err(|_| {
+                Error::invalid_input("cursor", t, "not a cursor of this repository")
+            })?,
+            None => ScanState {
+                from: since.changed_at(),
+                ..ScanState::default()
+            },
+        };
+        Ok(KeysetScan { st, precision })
+    }
+
+    /// What the page must select.
+    pub fn query(&self) -> ScanQuery {
+        let upper = self.st.recheck.map(|(_, b)| b);
+        let lower = match self.st.recheck {
+            Some((a, _)) => Some(a),
+            None => self.st.from,
+        };
+        let after = if self.st.paging {
+            self.st.last.clone()
+        } else {
+            None
+        };
+        ScanQuery {
+            lower: if after.is_some() { None } else { lower },
+            upper,
+            after,
+        }
+    }
+
+    /// Takes the rows of the page, in the server's order (all of them, even those skipped),
+    /// and returns the items not returned before at their version. `limit` is the page size
+    /// asked for; `server_now` the server's time when it answered, if known (unknown counts as
+    /// "still in the last row's timestamp").
+    pub fn absorb(
+        &mut self,
+        rows: Vec<WorkItem>,
+        limit: usize,
+        server_now: Option<DateTime<Utc>>,
+    ) -> Vec<WorkItem> {
+        let full = rows.len() >= limit;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for item in rows {
+            last = Some((item.changed_at, item.id.clone()));
+            let key = (item.changed_at, item.version.to_string());
+            if self.st.seen.get(item.id.as_str()) == Some(&key) {
+                continue;
+            }
+            self.st.seen.insert(item.id.to_string(), key);
+            out.push(item);
+        }
+        let rechecking = self.st.recheck.is_some();
+        if let Some((at, _)) = &last {
+            if !rechecking {
+                self.st.main_last = Some(*at);
+                let live = server_now.is_none_or(|now| *at >= now - self.precision);
+                if full && live {
+                    self.st.live = Some(match self.st.live {
+                        Some((a, b)) => (a.min(*at), b.max(*at)),
+                        None => (*at, *at),
+                    });
+                }
+            }
+        }
+        if full {
+            self.st.paging = true;
+            if last.is_some() {
+                self.st.last = last;
+            }
+        } else if !rechecking && self.st.live.is_some() {
+            self.st.paging = false;
+            self.st.recheck = self.st.live.take();
+        } else {
+            let floor = [
+                self.st.recheck.take().map(|(a, _)| a),
+                self.st.main_last.take().or(self.st.from),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            self.st.paging = false;
+            self.st.from = floor;
+            self.st.last = None;
+        }
+        let keep_from = [
+            self.st.live.map(|(a, _)| a),
+            self.st.recheck.map(|(a, _)| a),
+            if self.st.paging {
+                self.st.last.as_ref().map(|(t, _)| *t)
+            } else {
+                None
+            },
+            if self.st.paging { None } else { self.st.from },
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(f) = keep_from {
+            self.st.seen.retain(|_, (at, _)| *at >= f);
+        }
+        out
+    }
+
+    /// Whether the scan has more to read now (a page was full, or a re-check is due).
+    pub fn has_more(&self) -> bool {
+        self.st.paging || self.st.recheck.is_some()
+    }
+
+    /// The cursor to pass next.
+    ///
+    /// # Errors
+    /// Only if the state cannot be serialised, which does not happen.
+    pub fn cursor(&self) -> Result<Cursor> {
+        let token = serde_json::to_string(&self.st)
+            .map_err(|e| Error::new(crate::ErrorKind::Unexpected, e.to_string()))?;
+        let position = match (&self.st.last, self.st.from) {
+            (Some((t, id)), _) if self.st.paging => Some((*t, id.clone())),
+            (_, Some(f)) => Some((f, ItemId::default())),
+            (Some((t, id)), None) => Some((*t, id.clone())),
+            (None, None) => None,
+        };
+        Ok(match position {
+            Some((t, id)) => Cursor::at(t, id),
+            None => Cursor::beginning(),
+        }
+        .with_token(token))
+    }
+}
