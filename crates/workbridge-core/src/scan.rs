@@ -125,16 +125,16 @@ impl KeysetScan {
             out.push(item);
         }
         let rechecking = self.st.recheck.is_some();
-        if let Some((at, _)) = &last {
-            if !rechecking {
-                self.st.main_last = Some(*at);
-                let live = server_now.is_none_or(|now| *at >= now - self.precision);
-                if full && live {
-                    self.st.live = Some(match self.st.live {
-                        Some((a, b)) => (a.min(*at), b.max(*at)),
-                        None => (*at, *at),
-                    });
-                }
+        if let Some((at, _)) = &last
+            && !rechecking
+        {
+            self.st.main_last = Some(*at);
+            let live = server_now.is_none_or(|now| *at >= now - self.precision);
+            if full && live {
+                self.st.live = Some(match self.st.live {
+                    Some((a, b)) => (a.min(*at), b.max(*at)),
+                    None => (*at, *at),
+                });
             }
         }
         if full {
