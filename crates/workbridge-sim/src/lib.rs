@@ -9,7 +9,9 @@
 //! counts requests by route and injects faults on demand ([`Faults`], [`SimControl`]).
 //!
 //! - [`servicenow`]: Table, Attachment, Batch and OAuth APIs.
+//! - [`azure_devops`]: Azure DevOps Services / Server / TFS work item tracking.
 
+pub mod azure_devops;
 mod common;
 pub mod servicenow;
 

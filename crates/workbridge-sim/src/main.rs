@@ -36,9 +36,59 @@ fn number<T: std::str::FromStr>(
     })
 }
 
+fn faults(opts: &HashMap<String, String>) -> Result<workbridge_sim::Faults, String> {
+    let mut faults = workbridge_sim::Faults::none().latency(std::time::Duration::from_millis(
+        number(opts, "latency-ms", 0)?,
+    ));
+    if let Some(spec) = opts.get("error-rate") {
+        let (s, r) = spec
+            .split_once(':')
+            .ok_or("--error-rate takes STATUS:RATIO")?;
+        faults = faults.error_rate(
+            s.parse().map_err(|_| "bad status")?,
+            r.parse().map_err(|_| "bad ratio")?,
+        );
+    }
+    Ok(faults)
+}
+
 async fn run(args: &[String]) -> Result<(), String> {
     let (system, opts) = parse(args)?;
     match system.as_str() {
+        "azure-devops" => {
+            use workbridge_sim::azure_devops::{AzureDevOpsSim, Process, ServerVersion};
+            let version = opts
+                .get("server-version")
+                .map_or("services", String::as_str);
+            let server = ServerVersion::parse(version)
+                .ok_or_else(|| format!("unknown --server-version `{version}`"))?;
+            let process = match opts.get("process").map_or("agile", String::as_str) {
+                "agile" => Process::Agile,
+                "scrum" => Process::Scrum,
+                "cmmi" => Process::Cmmi,
+                other => return Err(format!("unknown --process `{other}`")),
+            };
+            let sim = AzureDevOpsSim::builder()
+                .port(number(&opts, "port", 8080)?)
+                .organization(opts.get("organization").map_or("fabrikam", String::as_str))
+                .project(opts.get("project").map_or("Fabrikam", String::as_str))
+                .pat(opts.get("pat").map_or("TOKEN", String::as_str))
+                .server_version(server)
+                .process(process)
+                .seed(number(&opts, "seed", 100)?)
+                .faults(faults(&opts)?)
+                .spawn()
+                .await
+                .map_err(|e| format!("cannot listen: {e}"))?;
+            println!("{}", sim.collection_url());
+            println!(
+                "Azure DevOps simulator ({version}), project {}; Ctrl-C stops it",
+                sim.project()
+            );
+            tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+            sim.stop().await;
+            Ok(())
+        }
         "servicenow" => {
             let user = opts.get("user").map_or("admin", String::as_str);
             let password = opts.get("password").map_or("admin", String::as_str);
