@@ -103,16 +103,16 @@ impl KeysetScan {
     }
 
     /// Takes the rows of the page, in the server's order (all of them, even those skipped),
-    /// and returns the items not returned before at their version. `limit` is the page size
-    /// asked for; `server_now` the server's time when it answered, if known (unknown counts as
-    /// "still in the last row's timestamp").
+    /// and returns the items not returned before at their version. `full` says whether the
+    /// server had more rows than the page held (for most APIs: as many rows as asked for);
+    /// `server_now` is the server's time when it answered, if known (unknown counts as "still
+    /// in the last row's timestamp").
     pub fn absorb(
         &mut self,
         rows: Vec<WorkItem>,
-        limit: usize,
+        full: bool,
         server_now: Option<DateTime<Utc>>,
     ) -> Vec<WorkItem> {
-        let full = rows.len() >= limit;
         let mut out = Vec::with_capacity(rows.len());
         let mut last = None;
         for item in rows {

@@ -742,7 +742,8 @@ impl ServiceNowRepository {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut items = scan.absorb(parsed, limit, server_now);
+        let full = parsed.len() >= limit;
+        let mut items = scan.absorb(parsed, full, server_now);
         self.resolve_persons(&mut items).await?;
         Ok(ChangePage::new(items, scan.cursor()?, scan.has_more()))
     }

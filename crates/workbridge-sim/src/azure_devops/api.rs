@@ -1559,12 +1559,19 @@ pub(crate) async fn create_item(
     body: Bytes,
 ) -> Response {
     let ctx = pre!(ado, org, Some(project.as_str()), raw, headers, Method::POST);
+    create_inner(&ado, &ctx, &wtype, &headers, &body)
+}
+
+fn create_inner(ado: &Ado, ctx: &Ctx, wtype: &str, headers: &HeaderMap, body: &[u8]) -> Response {
     let Some(name) = wtype.strip_prefix('$') else {
-        return unknown_route(
-            Method::POST,
-            axum::http::Uri::from_static("/_apis/wit/workitems"),
-        )
-        .await;
+        return ado_error_with(
+            StatusCode::NOT_FOUND,
+            "VssResourceNotFoundException",
+            "Microsoft.VisualStudio.Services.WebApi",
+            "The work item type must be given as $Type.",
+            3000,
+            None,
+        );
     };
     let Some(t) = ado.wit_type(name) else {
         return ado_error(
@@ -1573,18 +1580,18 @@ pub(crate) async fn create_item(
             &format!("TF401326: Invalid work item type {name}."),
         );
     };
-    let ops = match patch_body(&headers, &body) {
+    let ops = match patch_body(headers, body) {
         Ok(o) => o,
         Err(r) => return r,
     };
     let flags = patch_flags(&ctx.p);
     let me = ado.config.me.clone();
     let mut st = lock(&ado.store);
-    match apply(&ado, &mut st, t, None, &ops, flags, &me) {
+    match apply(ado, &mut st, t, None, &ops, flags, &me) {
         Ok(_) if flags.validate_only => ok(&ctx.v, &json!({"id": 0, "rev": 0, "fields": {}})),
         Ok(id) => ok(
             &ctx.v,
-            &render_item(&ado, &st.items[&id], &ctx.v, None, expand_of(&ctx.p)),
+            &render_item(ado, &st.items[&id], &ctx.v, None, expand_of(&ctx.p)),
         ),
         Err(e) => e.response(None),
     }
@@ -1599,11 +1606,16 @@ pub(crate) async fn update_item(
 ) -> Response {
     let (org, project) = org_project(&path);
     let ctx = pre!(ado, org, project.as_deref(), raw, headers, Method::PATCH);
-    let Some(id) = path
+    let raw_id = path
         .iter()
         .find(|(k, _)| k == "id")
-        .and_then(|(_, v)| v.parse::<u64>().ok())
-    else {
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    if raw_id.starts_with('$') && project.is_some() {
+        // `$batch` creates with PATCH on workitems/$Type.
+        return create_inner(&ado, &ctx, &raw_id, &headers, &body);
+    }
+    let Ok(id) = raw_id.parse::<u64>() else {
         return bad_request("The work item id is not valid.");
     };
     let ops = match patch_body(&headers, &body) {
