@@ -15,11 +15,11 @@
 //!   waits, rate limits, OAuth2 and session auth, secrets kept out of logs and errors;
 //! - a conformance suite every backend passes (feature `testkit`).
 //!
-//! - the ServiceNow adapter (feature `servicenow`) and a faithful ServiceNow simulator
-//!   (feature `sim`).
+//! - the ServiceNow and Azure DevOps / TFS adapters (features `servicenow`, `azure-devops`) and
+//!   faithful simulators of both APIs (feature `sim`).
 //!
-//! The Azure DevOps and ALM adapters, the mapping engine and the sync kernel are built on these
-//! and arrive as their own crates. Scheduling stays with you: call a sync round from a
+//! The ALM adapter, the mapping engine and the sync kernel are built on these and arrive as
+//! their own crates. Scheduling stays with you: call a sync round from a
 //! loop, a cron job or a webhook.
 //!
 //! ## A first look
@@ -65,7 +65,8 @@
 //! | `testkit` | [`testkit`]: the conformance suite for your own `Repository` implementations |
 //! | `servicenow` | [`servicenow`]: the ServiceNow adapter (Table, Attachment, Batch APIs) |
 //! | `sim` | [`sim`]: stateful simulators of the APIs, for your own tests |
-//! | `azure-devops`, `alm` | the adapters (today: the HTTP layer they build on) |
+//! | `azure-devops` | [`azure_devops`]: the Azure DevOps Services / Server / TFS adapter |
+//! | `alm` | the HP ALM adapter (today: the HTTP layer it builds on) |
 //! | `sqlite`, `postgres` | the sync kernel's state stores (with the sync kernel) |
 //! | `full` | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -79,6 +80,10 @@ pub use workbridge_http as http;
 #[cfg(feature = "servicenow")]
 #[cfg_attr(docsrs, doc(cfg(feature = "servicenow")))]
 pub use workbridge_servicenow as servicenow;
+
+#[cfg(feature = "azure-devops")]
+#[cfg_attr(docsrs, doc(cfg(feature = "azure-devops")))]
+pub use workbridge_azure_devops as azure_devops;
 
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]

@@ -102,6 +102,9 @@ struct TypeMeta {
     graph: TransitionGraph,
 }
 
+/// Field reference name → (type, read-only).
+type FieldTypes = HashMap<String, (String, bool)>;
+
 /// Percent-encodes one path segment.
 fn seg(s: &str) -> String {
     s.bytes()
@@ -187,9 +190,7 @@ fn to_field_value(meta: Option<&FieldMeta>, v: &Value, path: &str) -> Result<Fie
         (Some(FieldKind::Choice), Value::String(s)) => FieldValue::Choice(s.clone()),
         (Some(FieldKind::Choice), Value::Number(n)) => FieldValue::Choice(n.to_string()),
         (Some(FieldKind::Html), Value::String(s)) => FieldValue::Html(s.clone()),
-        (Some(FieldKind::Text), Value::String(s)) | (None, Value::String(s)) => {
-            FieldValue::Text(s.clone())
-        }
+        (Some(FieldKind::Text) | None, Value::String(s)) => FieldValue::Text(s.clone()),
         (Some(FieldKind::Text), Value::Number(n)) => FieldValue::Text(n.to_string()),
         (None, Value::Number(n)) => n.as_i64().map_or_else(
             || FieldValue::Float(n.as_f64().unwrap_or_default()),
@@ -244,7 +245,7 @@ pub struct AzureDevOpsRepository {
     client: HttpClient,
     config: AzureDevOpsConfig,
     types: RwLock<HashMap<String, Arc<TypeMeta>>>,
-    field_types: RwLock<Option<Arc<HashMap<String, (String, bool)>>>>,
+    field_types: RwLock<Option<Arc<FieldTypes>>>,
     capabilities: Capabilities,
 }
 
@@ -694,7 +695,7 @@ impl AzureDevOpsRepository {
                 .check(value)?;
             match to_wire(m, name, value)? {
                 Some(v) => {
-                    ops.push(json!({"op": "add", "path": format!("/fields/{name}"), "value": v}))
+                    ops.push(json!({"op": "add", "path": format!("/fields/{name}"), "value": v}));
                 }
                 None => ops.push(json!({"op": "remove", "path": format!("/fields/{name}")})),
             }

@@ -22,9 +22,17 @@ pub(crate) async fn tfs2018_with_tags() -> workbridge_azure_devops::AzureDevOpsR
 pub(crate) fn fixture() -> Fixture {
     // A User Story cannot go from New straight to Resolved.
     Fixture::new("User Story", "System.Title")
-        .with_field("Microsoft.VSTS.Common.Priority", FieldValue::Choice("2".into()))
-        .with_field("Microsoft.VSTS.Common.AcceptanceCriteria", FieldValue::Html("<div>Invoices print.</div>".into()))
-        .with_invalid_transition(FieldMap::new().with("System.State", FieldValue::Choice("Resolved".into())))
+        .with_field(
+            "Microsoft.VSTS.Common.Priority",
+            FieldValue::Choice("2".into()),
+        )
+        .with_field(
+            "Microsoft.VSTS.Common.AcceptanceCriteria",
+            FieldValue::Html("<div>Invoices print.</div>".into()),
+        )
+        .with_invalid_transition(
+            FieldMap::new().with("System.State", FieldValue::Choice("Resolved".into())),
+        )
 }
 
 mod on_services {

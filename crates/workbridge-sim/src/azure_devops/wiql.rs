@@ -196,7 +196,7 @@ impl Parser {
 
     fn around(&self) -> String {
         match self.peek() {
-            Some(Tok::Word(w)) | Some(Tok::Field(w)) | Some(Tok::Str(w)) => w.clone(),
+            Some(Tok::Word(w) | Tok::Field(w) | Tok::Str(w)) => w.clone(),
             Some(t) => format!("{t:?}"),
             None => "end of query".into(),
         }
@@ -565,7 +565,7 @@ impl Expr {
             }
             Expr::Not(e) => e.fields(out),
             Expr::Cmp(f, ..) | Expr::In(f, ..) | Expr::Contains(f, ..) | Expr::Under(f, ..) => {
-                out.push(f.clone())
+                out.push(f.clone());
             }
         }
     }

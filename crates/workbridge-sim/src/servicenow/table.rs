@@ -1,6 +1,4 @@
 //! The Table API.
-// Handlers return early with a ready `Response` as the error: the idiom of axum handlers.
-#![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
 use std::sync::Arc;

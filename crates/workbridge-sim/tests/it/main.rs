@@ -1,3 +1,4 @@
 //! The simulators on the wire, with a plain HTTP client: what a vendor's own client would see.
 
+mod azure_devops;
 mod servicenow;
