@@ -10,10 +10,12 @@
 //!
 //! - [`servicenow`]: Table, Attachment, Batch and OAuth APIs.
 //! - [`azure_devops`]: Azure DevOps Services / Server / TFS work item tracking.
+//! - [`alm`]: HP ALM / Quality Center REST (Core).
 
 // Handlers return early with a ready `Response` as the error: the idiom of axum handlers.
 #![allow(clippy::result_large_err)]
 
+pub mod alm;
 pub mod azure_devops;
 mod common;
 pub mod servicenow;
