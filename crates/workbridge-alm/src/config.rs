@@ -1,0 +1,297 @@
+//! [`AlmConfig`] and its builder.
+
+use std::fmt;
+
+use secrecy::SecretString;
+use workbridge_core::{Error, Result, TransitionGraph};
+use workbridge_http::ClientOptions;
+
+use crate::codec::Format;
+
+/// How the adapter signs in.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum AlmAuth {
+    /// A user and password: `alm-authenticate` (or, with [`LoginFlow::Basic`],
+    /// `authentication-point/authenticate`), then `site-session`.
+    Password {
+        /// The user.
+        user: String,
+        /// The password.
+        password: SecretString,
+    },
+    /// An API key: `rest/oauth2/login`.
+    ApiKey {
+        /// The client id.
+        client_id: String,
+        /// The secret.
+        secret: SecretString,
+    },
+}
+
+impl fmt::Debug for AlmAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AlmAuth::Password { user, .. } => f
+                .debug_struct("Password")
+                .field("user", user)
+                .field("password", &"REDACTED")
+                .finish(),
+            AlmAuth::ApiKey { client_id, .. } => f
+                .debug_struct("ApiKey")
+                .field("client_id", client_id)
+                .field("secret", &"REDACTED")
+                .finish(),
+        }
+    }
+}
+
+/// Which password login the server wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LoginFlow {
+    /// `POST authentication-point/alm-authenticate` (ALM 12+, recommended).
+    #[default]
+    AlmAuthenticate,
+    /// `GET authentication-point/authenticate` with basic authentication (ALM 11 and later).
+    Basic,
+}
+
+/// Everything the adapter needs to know about an ALM project.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AlmConfig {
+    /// The server URL, with or without `/qcbin` (`https://alm.corp`).
+    pub url: String,
+    /// The domain.
+    pub domain: String,
+    /// The project.
+    pub project: String,
+    /// How to sign in.
+    pub auth: Option<AlmAuth>,
+    /// The password login flow.
+    pub login: LoginFlow,
+    /// JSON or XML.
+    pub format: Format,
+    /// The field that holds the correlation key, by name (`user-02`) or label
+    /// (`ServiceNow Ticket`); without one, correlation is unsupported.
+    pub correlation_field: Option<String>,
+    /// The database server's offset from UTC in minutes; `None`: detected from `rest/server/time`.
+    pub time_zone_offset_minutes: Option<i64>,
+    /// Entities per page in `changes` (default 500, at most 2000).
+    pub page_size: usize,
+    /// Collections under version control: updated with check-out / check-in instead of a lock.
+    pub versioned: Vec<String>,
+    /// The defect workflow enforced on `update` (default: New → Open → Fixed → Closed, with
+    /// Rejected and Reopen); `None` to leave it to the server.
+    pub defect_workflow: Option<TransitionGraph>,
+    /// HTTP options.
+    pub client: ClientOptions,
+}
+
+/// The out-of-box defect workflow.
+pub fn default_defect_workflow() -> TransitionGraph {
+    let mut g = TransitionGraph::new("status").initial("New");
+    for (a, b) in [
+        ("New", "Open"),
+        ("New", "Rejected"),
+        ("Open", "Fixed"),
+        ("Open", "Rejected"),
+        ("Fixed", "Closed"),
+        ("Fixed", "Reopen"),
+        ("Closed", "Reopen"),
+        ("Reopen", "Fixed"),
+        ("Reopen", "Open"),
+        ("Rejected", "Reopen"),
+    ] {
+        g = g.transition(a, b);
+    }
+    g
+}
+
+impl AlmConfig {
+    /// A builder.
+    pub fn builder(
+        url: impl Into<String>,
+        domain: impl Into<String>,
+        project: impl Into<String>,
+    ) -> AlmConfigBuilder {
+        AlmConfigBuilder {
+            config: AlmConfig {
+                url: url.into(),
+                domain: domain.into(),
+                project: project.into(),
+                auth: None,
+                login: LoginFlow::default(),
+                format: Format::Json,
+                correlation_field: None,
+                time_zone_offset_minutes: None,
+                page_size: 500,
+                versioned: Vec::new(),
+                defect_workflow: Some(default_defect_workflow()),
+                client: ClientOptions::default(),
+            },
+        }
+    }
+
+    /// Reads `ALM_URL`, `ALM_DOMAIN`, `ALM_PROJECT`, `ALM_USER` + `ALM_PASSWORD` (or
+    /// `ALM_CLIENT_ID` + `ALM_SECRET`), and optionally `ALM_FORMAT` (`json`|`xml`),
+    /// `ALM_CORRELATION_FIELD`, `ALM_ALLOW_HTTP=true`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](workbridge_core::ErrorKind::Config) naming the missing or invalid variable.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), reading variables through `get`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](workbridge_core::ErrorKind::Config) naming the missing or invalid variable.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let need = |k: &str| {
+            get(k)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| Error::config(format!("{k} is not set")))
+        };
+        let mut b = AlmConfig::builder(need("ALM_URL")?, need("ALM_DOMAIN")?, need("ALM_PROJECT")?);
+        b = match get("ALM_CLIENT_ID").filter(|v| !v.is_empty()) {
+            Some(id) => b.api_key(id, need("ALM_SECRET")?),
+            None => b.password(need("ALM_USER")?, need("ALM_PASSWORD")?),
+        };
+        match get("ALM_FORMAT").as_deref() {
+            None | Some("" | "json") => {}
+            Some("xml") => b = b.format(Format::Xml),
+            Some(other) => {
+                return Err(Error::config(format!(
+                    "ALM_FORMAT `{other}` is not json or xml"
+                )));
+            }
+        }
+        if let Some(f) = get("ALM_CORRELATION_FIELD").filter(|v| !v.is_empty()) {
+            b = b.correlation_field(f);
+        }
+        if get("ALM_ALLOW_HTTP").is_some_and(|v| v == "true" || v == "1") {
+            let o = b.config.client.clone().allow_http(true);
+            b = b.client_options(o);
+        }
+        Ok(b.build())
+    }
+}
+
+/// Builds an [`AlmConfig`].
+#[derive(Debug, Clone)]
+pub struct AlmConfigBuilder {
+    config: AlmConfig,
+}
+
+impl AlmConfigBuilder {
+    /// A user and password.
+    #[must_use]
+    pub fn password(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.config.auth = Some(AlmAuth::Password {
+            user: user.into(),
+            password: SecretString::from(password.into()),
+        });
+        self
+    }
+
+    /// An API key.
+    #[must_use]
+    pub fn api_key(mut self, client_id: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.config.auth = Some(AlmAuth::ApiKey {
+            client_id: client_id.into(),
+            secret: SecretString::from(secret.into()),
+        });
+        self
+    }
+
+    /// The password login flow.
+    #[must_use]
+    pub fn login_flow(mut self, flow: LoginFlow) -> Self {
+        self.config.login = flow;
+        self
+    }
+
+    /// JSON or XML.
+    #[must_use]
+    pub fn format(mut self, f: Format) -> Self {
+        self.config.format = f;
+        self
+    }
+
+    /// The correlation field (name or label).
+    #[must_use]
+    pub fn correlation_field(mut self, f: impl Into<String>) -> Self {
+        self.config.correlation_field = Some(f.into());
+        self
+    }
+
+    /// The server's offset from UTC, in minutes (skips detection).
+    #[must_use]
+    pub fn time_zone_offset_minutes(mut self, m: i64) -> Self {
+        self.config.time_zone_offset_minutes = Some(m);
+        self
+    }
+
+    /// Entities per page.
+    #[must_use]
+    pub fn page_size(mut self, n: usize) -> Self {
+        self.config.page_size = n.clamp(1, 2000);
+        self
+    }
+
+    /// Marks a collection as version-controlled.
+    #[must_use]
+    pub fn versioned(mut self, collection: impl Into<String>) -> Self {
+        self.config.versioned.push(collection.into());
+        self
+    }
+
+    /// Sets (or removes) the defect workflow.
+    #[must_use]
+    pub fn defect_workflow(mut self, g: Option<TransitionGraph>) -> Self {
+        self.config.defect_workflow = g;
+        self
+    }
+
+    /// HTTP options.
+    #[must_use]
+    pub fn client_options(mut self, o: ClientOptions) -> Self {
+        self.config.client = o;
+        self
+    }
+
+    /// The configuration.
+    pub fn build(self) -> AlmConfig {
+        self.config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn from_env_and_redaction() {
+        let vars: HashMap<&str, &str> = HashMap::from([
+            ("ALM_URL", "https://alm.corp"),
+            ("ALM_DOMAIN", "DEFAULT"),
+            ("ALM_PROJECT", "Demo"),
+            ("ALM_CLIENT_ID", "oauth2-x@corp"),
+            ("ALM_SECRET", "key-secret"),
+            ("ALM_FORMAT", "xml"),
+        ]);
+        let c = AlmConfig::from_lookup(|k| vars.get(k).map(|v| (*v).to_owned())).unwrap();
+        assert_eq!(c.format, Format::Xml);
+        assert!(matches!(c.auth, Some(AlmAuth::ApiKey { .. })));
+        assert!(!format!("{c:?}").contains("key-secret"));
+        let e = AlmConfig::from_lookup(|k| match k {
+            "ALM_URL" | "ALM_DOMAIN" | "ALM_PROJECT" => Some("x".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("ALM_USER"), "{e}");
+    }
+}
