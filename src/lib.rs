@@ -15,11 +15,10 @@
 //!   waits, rate limits, OAuth2 and session auth, secrets kept out of logs and errors;
 //! - a conformance suite every backend passes (feature `testkit`).
 //!
-//! - the ServiceNow and Azure DevOps / TFS adapters (features `servicenow`, `azure-devops`) and
-//!   faithful simulators of both APIs (feature `sim`).
+//! - the ServiceNow, Azure DevOps / TFS and HP ALM adapters (features `servicenow`,
+//!   `azure-devops`, `alm`) and faithful simulators of the three APIs (feature `sim`).
 //!
-//! The ALM adapter, the mapping engine and the sync kernel are built on these and arrive as
-//! their own crates. Scheduling stays with you: call a sync round from a
+//! The mapping engine and the sync kernel are built on these and arrive as their own crates. Scheduling stays with you: call a sync round from a
 //! loop, a cron job or a webhook.
 //!
 //! ## A first look
@@ -66,7 +65,7 @@
 //! | `servicenow` | [`servicenow`]: the ServiceNow adapter (Table, Attachment, Batch APIs) |
 //! | `sim` | [`sim`]: stateful simulators of the APIs, for your own tests |
 //! | `azure-devops` | [`azure_devops`]: the Azure DevOps Services / Server / TFS adapter |
-//! | `alm` | the HP ALM adapter (today: the HTTP layer it builds on) |
+//! | `alm` | [`alm`]: the HP ALM / Quality Center adapter |
 //! | `sqlite`, `postgres` | the sync kernel's state stores (with the sync kernel) |
 //! | `full` | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -84,6 +83,10 @@ pub use workbridge_servicenow as servicenow;
 #[cfg(feature = "azure-devops")]
 #[cfg_attr(docsrs, doc(cfg(feature = "azure-devops")))]
 pub use workbridge_azure_devops as azure_devops;
+
+#[cfg(feature = "alm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alm")))]
+pub use workbridge_alm as alm;
 
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]

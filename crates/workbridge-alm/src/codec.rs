@@ -200,7 +200,7 @@ fn xml_entities(body: &[u8]) -> Result<(Vec<Entity>, Option<usize>)> {
                 }
             }
             Event::Start(e) if e.name().0 == "Value" && field.is_some() => {
-                value = Some(String::new())
+                value = Some(String::new());
             }
             Event::Empty(e) if e.name().0 == "Value" => {
                 if let Some((_, vals)) = field.as_mut() {

@@ -55,6 +55,30 @@ fn faults(opts: &HashMap<String, String>) -> Result<workbridge_sim::Faults, Stri
 async fn run(args: &[String]) -> Result<(), String> {
     let (system, opts) = parse(args)?;
     match system.as_str() {
+        "alm" => {
+            use workbridge_sim::alm::{AlmSim, AlmVersion};
+            let version = opts.get("version").map_or("16", String::as_str);
+            let v = AlmVersion::parse(version)
+                .ok_or_else(|| format!("unknown --version `{version}`"))?;
+            let user = opts.get("user").map_or("qa", String::as_str);
+            let sim = AlmSim::builder()
+                .port(number(&opts, "port", 8080)?)
+                .domain(opts.get("domain").map_or("DEFAULT", String::as_str))
+                .project(opts.get("project").map_or("Demo", String::as_str))
+                .user(user, opts.get("password").map_or("qa", String::as_str))
+                .version(v)
+                .time_zone_offset_minutes(number(&opts, "tz-offset-minutes", -420)?)
+                .seed(number(&opts, "seed", 100)?)
+                .faults(faults(&opts)?)
+                .spawn()
+                .await
+                .map_err(|e| format!("cannot listen: {e}"))?;
+            println!("{}/qcbin", sim.url());
+            println!("ALM simulator ({version}), user {user}; Ctrl-C stops it");
+            tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+            sim.stop().await;
+            Ok(())
+        }
         "azure-devops" => {
             use workbridge_sim::azure_devops::{AzureDevOpsSim, Process, ServerVersion};
             let version = opts

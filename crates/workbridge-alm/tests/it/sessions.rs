@@ -1,1 +1,456 @@
-//! x
+//! Login flows and XSRF on the wire (wiremock), session expiry, locks, labels, time zones.
+
+use std::time::Duration;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use serde_json::json;
+use wiremock::matchers::{body_string, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+use workbridge_alm::{AlmConfig, AlmRepository, Format, LoginFlow};
+use workbridge_core::{
+    ChangeOptions, CreateOptions, Cursor, ErrorKind, FieldMap, FieldValue, ItemType, Person,
+    Repository, RepositoryExt, UpdateOptions,
+};
+use workbridge_sim::alm::AlmSim;
+
+const P: &str = "/qcbin/rest/domains/DEFAULT/projects/Demo";
+
+fn fields_json() -> serde_json::Value {
+    json!({"Fields": {"Field": [
+        {"name": "id", "label": "Defect ID", "type": "Number", "required": false, "editable": false},
+        {"name": "name", "label": "Summary", "type": "String", "required": true, "editable": true},
+        {"name": "last-modified", "label": "Modified", "type": "DateTime", "required": false, "editable": false},
+        {"name": "ver-stamp", "label": "Version Stamp", "type": "Number", "required": false, "editable": false}
+    ]}})
+}
+
+fn defect(id: u64, name: &str) -> serde_json::Value {
+    json!({"Fields": [
+        {"Name": "id", "values": [{"value": id.to_string()}]},
+        {"Name": "name", "values": [{"value": name}]},
+        {"Name": "last-modified", "values": [{"value": "2026-11-27 01:00:00"}]},
+        {"Name": "ver-stamp", "values": [{"value": "3"}]}
+    ], "Type": "defect"})
+}
+
+async fn project_mocks(server: &MockServer, xsrf: &str) {
+    Mock::given(method("GET")).and(path("/qcbin/rest/server/time")).respond_with(ResponseTemplate::new(200).set_body_string(
+        "<ServerTime><TimeInMillis>1795737600000</TimeInMillis><DateTime>2026-11-27 01:00:00</DateTime></ServerTime>",
+    ))
+    .mount(server)
+    .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{P}/customization/entities/defect/fields")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fields_json()))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{P}/customization/used-lists")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"lists": []})))
+        .mount(server)
+        .await;
+    // Writes carry the XSRF header and the session cookies.
+    Mock::given(method("POST"))
+        .and(path(format!("{P}/defects")))
+        .and(header("x-xsrf-token", xsrf))
+        .and(header("content-type", "application/json"))
+        .and(body_string(
+            r#"{"Fields":[{"Name":"name","values":[{"value":"Login fails"}]}],"Type":"defect"}"#,
+        ))
+        .respond_with(ResponseTemplate::new(201).set_body_json(defect(7, "Login fails")))
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+fn repo(
+    server: &MockServer,
+    f: impl FnOnce(workbridge_alm::AlmConfigBuilder) -> workbridge_alm::AlmConfigBuilder,
+) -> AlmRepository {
+    let b = AlmConfig::builder(server.uri(), "DEFAULT", "Demo").client_options(crate::options());
+    AlmRepository::new(f(b).build()).unwrap()
+}
+
+async fn create(r: &AlmRepository) -> workbridge_core::WorkItem {
+    r.create(
+        &ItemType::from("defects"),
+        &FieldMap::new().with("name", "Login fails"),
+        &CreateOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn alm_authenticate_then_site_session_then_xsrf_on_writes() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/qcbin/authentication-point/alm-authenticate"))
+        .and(header("content-type", "application/xml"))
+        .and(body_string(
+            "<alm-authentication><user>qa</user><password>p&amp;w</password></alm-authentication>",
+        ))
+        .respond_with(
+            ResponseTemplate::new(201).append_header("Set-Cookie", "LWSSO_COOKIE_KEY=lw1; Path=/"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/qcbin/rest/site-session"))
+        .and(header("cookie", "LWSSO_COOKIE_KEY=lw1"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .append_header("Set-Cookie", "QCSession=qs1; Path=/")
+                .append_header("Set-Cookie", "ALM_USER=qa; Path=/")
+                .append_header("Set-Cookie", "XSRF-TOKEN=x1; Path=/"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    project_mocks(&server, "x1").await;
+    let r = repo(&server, |b| b.password("qa", "p&w"));
+    let item = create(&r).await;
+    assert_eq!(item.id.as_str(), "7");
+    // 01:00 server time at 00:00 UTC: the server runs one hour ahead.
+    assert_eq!(
+        item.changed_at,
+        Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap()
+    );
+    let sent = server.received_requests().await.unwrap();
+    let post = sent
+        .iter()
+        .find(|r| r.url.path() == format!("{P}/defects"))
+        .unwrap();
+    let cookie = post.headers.get("cookie").unwrap().to_str().unwrap();
+    assert!(
+        cookie.contains("LWSSO_COOKIE_KEY=lw1") && cookie.contains("QCSession=qs1"),
+        "{cookie}"
+    );
+}
+
+#[tokio::test]
+async fn basic_authenticate_flow() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/qcbin/authentication-point/authenticate"))
+        .and(header("authorization", "Basic cWE6cXE="))
+        .respond_with(
+            ResponseTemplate::new(200).append_header("Set-Cookie", "LWSSO_COOKIE_KEY=lw2; Path=/"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/qcbin/rest/site-session"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .append_header("Set-Cookie", "QCSession=qs2")
+                .append_header("Set-Cookie", "XSRF-TOKEN=x2"),
+        )
+        .mount(&server)
+        .await;
+    project_mocks(&server, "x2").await;
+    create(&repo(&server, |b| {
+        b.password("qa", "qq").login_flow(LoginFlow::Basic)
+    }))
+    .await;
+}
+
+#[tokio::test]
+async fn api_key_login_sets_every_cookie_in_one_call() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/qcbin/rest/oauth2/login"))
+        .and(body_string(
+            r#"{"clientId":"oauth2-ci@corp","secret":"key-secret"}"#,
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .append_header("Set-Cookie", "LWSSO_COOKIE_KEY=lw3")
+                .append_header("Set-Cookie", "QCSession=qs3")
+                .append_header("Set-Cookie", "XSRF-TOKEN=x3"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/qcbin/rest/site-session"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    project_mocks(&server, "x3").await;
+    create(&repo(&server, |b| {
+        b.api_key("oauth2-ci@corp", "key-secret")
+    }))
+    .await;
+}
+
+#[tokio::test]
+async fn refused_login_is_unauthenticated_without_the_password() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/qcbin/authentication-point/alm-authenticate"))
+        .respond_with(ResponseTemplate::new(401).insert_header("WWW-Authenticate", "ALMAUTH"))
+        .mount(&server)
+        .await;
+    let r = repo(&server, |b| b.password("qa", "hunter2"));
+    let e = r.schema(&ItemType::from("defects")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated);
+    assert!(!format!("{e} {e:?} {r:?}").contains("hunter2"));
+}
+
+#[tokio::test]
+async fn an_expired_session_is_renewed_once_transparently() {
+    let sim = AlmSim::builder()
+        .user("qa", "qa")
+        .session_idle_timeout(Duration::from_secs(60))
+        .seed(2)
+        .spawn()
+        .await
+        .unwrap();
+    let r = crate::repo(&sim, Format::Json);
+    let t = ItemType::from("defects");
+    r.get_opt(&t, &"1".into()).await.unwrap().unwrap();
+    sim.clock().advance(Duration::from_secs(3600));
+    sim.control().reset_requests();
+    // The session expired on the server: one 401, one new login, and the call goes through.
+    assert!(r.get_opt(&t, &"2".into()).await.unwrap().is_some());
+    assert_eq!(
+        sim.control().requests_to("POST /qcbin/rest/site-session"),
+        1
+    );
+    // Logout ends the session; replaying its cookies is refused.
+    r.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn xsrf_is_required_from_version_16() {
+    let sim = crate::sim().await;
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    http.post(format!(
+        "{}/qcbin/authentication-point/alm-authenticate",
+        sim.url()
+    ))
+    .header("Content-Type", "application/xml")
+    .body("<alm-authentication><user>qa</user><password>qa</password></alm-authentication>")
+    .send()
+    .await
+    .unwrap();
+    http.post(format!("{}/qcbin/rest/site-session", sim.url()))
+        .send()
+        .await
+        .unwrap();
+    let r = http
+        .put(format!("{}{P}/defects/1", sim.url()))
+        .header("Accept", "application/json")
+        .header("Content-Type", "application/json")
+        .body(r#"{"Fields":[{"Name":"name","values":[{"value":"x"}]}],"Type":"defect"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["Title"],
+        "Unauthorized request. For more details see XSRF Token section in REST API documentation."
+    );
+    // After logout the same cookies are refused with the real 500.
+    http.post(format!("{}/qcbin/authentication-point/logout", sim.url()))
+        .send()
+        .await
+        .unwrap();
+    let r = http
+        .get(format!("{}{P}/defects/1", sim.url()))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["Title"],
+        "TokenId is invalid because it has logged out"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_lock_is_a_conflict_and_labels_address_fields() {
+    let sim = crate::sim().await;
+    let r = crate::repo(&sim, Format::Json);
+    let t = ItemType::from("defects");
+    let fields = FieldMap::new()
+        .with("Summary", "Label addressed")
+        .with("Severity", FieldValue::Choice("3-High".into()))
+        .with("Detected By", Person::login("qa"))
+        .with(
+            "Detected on Date",
+            FieldValue::Date(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()),
+        )
+        .with("Component", FieldValue::Choice("Checkout".into()));
+    let d = r
+        .create(
+            &t,
+            &fields,
+            &CreateOptions::default().correlation("INC0010099"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        d.field("user-01"),
+        Some(&FieldValue::Choice("Checkout".into()))
+    );
+    assert_eq!(
+        d.field("user-02"),
+        Some(&FieldValue::Text("INC0010099".into()))
+    );
+    let e = r
+        .set_field(&t, &d.id, "Component", FieldValue::Choice("Space".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.field().map(|f| f.as_str()), e.value()),
+        (ErrorKind::InvalidInput, Some("user-01"), Some("Space"))
+    );
+    let id: u64 = d.id.as_str().parse().unwrap();
+    sim.lock_as_other_user("defects", id, "jdoe");
+    let e = r
+        .set_field(&t, &d.id, "name", "while locked")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert!(e.to_string().contains("jdoe"), "{e}");
+    sim.release_locks();
+    let ok = r
+        .update(
+            &t,
+            &d.id,
+            &FieldMap::new().with("name", "after unlock"),
+            &UpdateOptions::default().if_version(d.version.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.version.as_str(), "2");
+    // The transition the workflow refuses names from and to; comments append to the memo.
+    let e = r
+        .set_field(&t, &d.id, "status", FieldValue::Choice("Closed".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (
+            e.context().from_state.as_deref(),
+            e.context().to_state.as_deref()
+        ),
+        (Some("New"), Some("Closed"))
+    );
+    r.add_comment(
+        &t,
+        &d.id,
+        &workbridge_core::NewComment::public("QA: reproduced on build 42"),
+    )
+    .await
+    .unwrap();
+    r.add_comment(
+        &t,
+        &d.id,
+        &workbridge_core::NewComment::public("QA: <fixed> & verified"),
+    )
+    .await
+    .unwrap();
+    let memo = sim.field("defects", id, "dev-comments").unwrap()[0].clone();
+    assert!(
+        memo.starts_with("<html><body>") && memo.ends_with("</body></html>"),
+        "{memo}"
+    );
+    assert_eq!(
+        memo.matches("________________________________________")
+            .count(),
+        2
+    );
+    let comments = r.comments(&t, &d.id).await.unwrap();
+    assert_eq!(
+        comments.iter().map(|c| c.body.as_str()).collect::<Vec<_>>(),
+        ["QA: reproduced on build 42", "QA: <fixed> & verified"]
+    );
+    assert_eq!(
+        comments[0].author.as_ref().unwrap().login.as_deref(),
+        Some("qa")
+    );
+}
+
+#[tokio::test]
+async fn last_modified_is_server_local_time_and_ties_are_not_lost() {
+    let sim = AlmSim::builder()
+        .user("qa", "qa")
+        .time_zone_offset_minutes(-420)
+        .spawn()
+        .await
+        .unwrap();
+    let clock = sim.clock();
+    clock.freeze(Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap());
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(
+            sim.create(
+                "defects",
+                &[
+                    ("name", &format!("tied {i}")),
+                    ("severity", "1-Low"),
+                    ("detected-by", "qa"),
+                    ("creation-time", "2026-06-01"),
+                ],
+            )
+            .unwrap(),
+        );
+    }
+    assert_eq!(
+        sim.field("defects", ids[0], "last-modified").unwrap()[0],
+        "2026-06-01 05:00:00",
+        "stored in UTC-7"
+    );
+    let r = crate::repo(&sim, Format::Xml);
+    let t = ItemType::from("defects");
+    let opts = ChangeOptions::default().page_size(9);
+    let mut cursor = Cursor::beginning();
+    let mut seen = std::collections::HashMap::new();
+    let mut pages = 0;
+    loop {
+        let p = r.changes(&t, &cursor, &opts).await.unwrap();
+        pages += 1;
+        assert!(pages < 50);
+        for i in &p.items {
+            assert_eq!(
+                i.changed_at,
+                Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap(),
+                "converted back to UTC"
+            );
+            assert!(
+                seen.insert((i.id.to_string(), i.version.to_string()), ())
+                    .is_none(),
+                "read twice"
+            );
+        }
+        cursor = p.next;
+        if pages == 2 {
+            // Same second, behind the scan position.
+            sim.update("defects", ids[0], &[("priority", "2-Medium")], "jdoe");
+        }
+        if !p.has_more {
+            break;
+        }
+    }
+    assert!(
+        seen.contains_key(&(ids[0].to_string(), "2".to_owned())),
+        "the update behind the position was read"
+    );
+    assert_eq!(
+        seen.keys()
+            .map(|(i, _)| i.clone())
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        40
+    );
+}

@@ -1821,7 +1821,7 @@ async fn versions(
             "The entity is not version-controlled",
         );
     }
-    let key = (coll.clone(), id);
+    let key = (coll, id);
     let holder = st.checked_out.get(&key).cloned();
     match action.as_str() {
         "check-out" => match holder {
@@ -1832,7 +1832,7 @@ async fn versions(
                 "The entity is checked out by another user",
             ),
             _ => {
-                st.checked_out.insert(key, call.session.clone());
+                st.checked_out.insert(key, call.session);
                 StatusCode::OK.into_response()
             }
         },

@@ -1,4 +1,5 @@
 //! The simulators on the wire, with a plain HTTP client: what a vendor's own client would see.
 
+mod alm;
 mod azure_devops;
 mod servicenow;
