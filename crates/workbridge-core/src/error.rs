@@ -308,6 +308,13 @@ impl Error {
         self
     }
 
+    /// Sets the field the error is about.
+    #[must_use]
+    pub fn with_field(mut self, field: impl Into<FieldName>) -> Self {
+        self.context.field = Some(field.into());
+        self
+    }
+
     /// Sets the payload path (for protocol errors).
     #[must_use]
     pub fn with_path(mut self, path: impl Into<String>) -> Self {
