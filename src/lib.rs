@@ -72,6 +72,9 @@
 
 pub use workbridge_core::*;
 
+/// The mapping engine: TOML specs that turn one side's fields into the other's.
+pub use workbridge_mapping as mapping;
+
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use workbridge_http as http;

@@ -47,7 +47,10 @@ use std::fmt;
 use std::path::Path;
 
 use chrono::{FixedOffset, NaiveDate, TimeZone};
-use workbridge_core::{Error, FieldKind, FieldMap, FieldName, FieldValue, Person, Result, Schema, TransitionGraph, Visibility};
+use workbridge_core::{
+    Error, FieldKind, FieldMap, FieldName, FieldValue, Person, Result, Schema, TransitionGraph,
+    Visibility,
+};
 
 use spec::{RawFilter, RawRule, RawSpec, RawState};
 
@@ -83,11 +86,20 @@ pub enum Flow {
 
 impl Flow {
     fn allows(self, d: Direction) -> bool {
-        matches!((self, d), (Flow::Both, _) | (Flow::LeftToRight, Direction::LeftToRight) | (Flow::RightToLeft, Direction::RightToLeft))
+        matches!(
+            (self, d),
+            (Flow::Both, _)
+                | (Flow::LeftToRight, Direction::LeftToRight)
+                | (Flow::RightToLeft, Direction::RightToLeft)
+        )
     }
 
     fn natural(self) -> Direction {
-        if self == Flow::RightToLeft { Direction::RightToLeft } else { Direction::LeftToRight }
+        if self == Flow::RightToLeft {
+            Direction::RightToLeft
+        } else {
+            Direction::LeftToRight
+        }
     }
 }
 
@@ -259,7 +271,11 @@ pub enum Filter {
 
 fn value_text(v: &FieldValue) -> String {
     match v {
-        FieldValue::Person(p) => p.login.clone().or_else(|| p.email.clone()).unwrap_or_default(),
+        FieldValue::Person(p) => p
+            .login
+            .clone()
+            .or_else(|| p.email.clone())
+            .unwrap_or_default(),
         FieldValue::Reference(r) => r.id.clone(),
         other => other.to_string(),
     }
@@ -272,7 +288,9 @@ impl Filter {
         match self {
             Filter::Equals(f, v) => text(f).eq_ignore_ascii_case(v),
             Filter::In(f, vs) => vs.iter().any(|v| text(f).eq_ignore_ascii_case(v)),
-            Filter::Empty(f, want) => fields.get(f.as_str()).is_none_or(FieldValue::is_empty) == *want,
+            Filter::Empty(f, want) => {
+                fields.get(f.as_str()).is_none_or(FieldValue::is_empty) == *want
+            }
             Filter::Not(x) => !x.matches(fields),
             Filter::All(xs) => xs.iter().all(|x| x.matches(fields)),
             Filter::Any(xs) => xs.iter().any(|x| x.matches(fields)),
@@ -438,17 +456,35 @@ fn compile_filter(line: usize, f: &RawFilter) -> Result<Filter> {
         return Ok(Filter::Not(Box::new(compile_filter(line, n)?)));
     }
     if let Some(all) = &f.all {
-        return Ok(Filter::All(all.iter().map(|x| compile_filter(line, x)).collect::<Result<_>>()?));
+        return Ok(Filter::All(
+            all.iter()
+                .map(|x| compile_filter(line, x))
+                .collect::<Result<_>>()?,
+        ));
     }
     if let Some(any) = &f.any {
-        return Ok(Filter::Any(any.iter().map(|x| compile_filter(line, x)).collect::<Result<_>>()?));
+        return Ok(Filter::Any(
+            any.iter()
+                .map(|x| compile_filter(line, x))
+                .collect::<Result<_>>()?,
+        ));
     }
-    let field = FieldName::from(f.field.clone().ok_or_else(|| spec_error(line, None, "a scope filter needs `field`, `not`, `all` or `any`"))?);
+    let field = FieldName::from(f.field.clone().ok_or_else(|| {
+        spec_error(
+            line,
+            None,
+            "a scope filter needs `field`, `not`, `all` or `any`",
+        )
+    })?);
     match (&f.equals, &f.in_, f.empty) {
         (Some(v), None, None) => Ok(Filter::Equals(field, toml_text(v))),
         (None, Some(vs), None) => Ok(Filter::In(field, vs.iter().map(toml_text).collect())),
         (None, None, Some(e)) => Ok(Filter::Empty(field, e)),
-        _ => Err(spec_error(line, Some(field.as_str()), "a scope filter takes exactly one of `equals`, `in`, `empty`")),
+        _ => Err(spec_error(
+            line,
+            Some(field.as_str()),
+            "a scope filter takes exactly one of `equals`, `in`, `empty`",
+        )),
     }
 }
 
@@ -457,7 +493,11 @@ fn flow_of(line: usize, field: Option<&str>, s: Option<&str>) -> Result<Flow> {
         "both" => Ok(Flow::Both),
         "left-to-right" => Ok(Flow::LeftToRight),
         "right-to-left" => Ok(Flow::RightToLeft),
-        other => Err(spec_error(line, field, format!("direction `{other}` is not both, left-to-right or right-to-left"))),
+        other => Err(spec_error(
+            line,
+            field,
+            format!("direction `{other}` is not both, left-to-right or right-to-left"),
+        )),
     }
 }
 
@@ -466,7 +506,11 @@ fn visibility(line: usize, s: Option<&str>, default: Visibility) -> Result<Visib
         None => Ok(default),
         Some("public") => Ok(Visibility::Public),
         Some("internal") => Ok(Visibility::Internal),
-        Some(other) => Err(spec_error(line, None, format!("comment visibility `{other}` is not public or internal"))),
+        Some(other) => Err(spec_error(
+            line,
+            None,
+            format!("comment visibility `{other}` is not public or internal"),
+        )),
     }
 }
 
@@ -474,67 +518,138 @@ fn compile_rule(line: usize, r: &RawRule) -> Result<Rule> {
     let name = r.right.as_deref().or(r.left.as_deref());
     let flow = flow_of(line, name, r.direction.as_deref())?;
     let source = match (&r.template, &r.constant) {
-        (Some(_), Some(_)) => return Err(spec_error(line, name, "a rule has either a template or a constant, not both")),
+        (Some(_), Some(_)) => {
+            return Err(spec_error(
+                line,
+                name,
+                "a rule has either a template or a constant, not both",
+            ));
+        }
         (Some(t), None) => Source::Template(t.clone()),
         (None, Some(c)) => Source::Constant(toml_value(c)),
         (None, None) => {
-            let natural_source = if flow == Flow::RightToLeft { &r.right } else { &r.left };
-            Source::Field(FieldName::from(natural_source.clone().ok_or_else(|| spec_error(line, name, "the rule names no source field, template or constant"))?))
+            let natural_source = if flow == Flow::RightToLeft {
+                &r.right
+            } else {
+                &r.left
+            };
+            Source::Field(FieldName::from(natural_source.clone().ok_or_else(
+                || {
+                    spec_error(
+                        line,
+                        name,
+                        "the rule names no source field, template or constant",
+                    )
+                },
+            )?))
         }
     };
     if !matches!(source, Source::Field(_)) && flow == Flow::Both {
-        return Err(spec_error(line, name, "a template or constant works one way: set direction to left-to-right or right-to-left"));
+        return Err(spec_error(
+            line,
+            name,
+            "a template or constant works one way: set direction to left-to-right or right-to-left",
+        ));
     }
-    let target = if flow == Flow::RightToLeft { &r.left } else { &r.right };
+    let target = if flow == Flow::RightToLeft {
+        &r.left
+    } else {
+        &r.right
+    };
     if target.is_none() {
         return Err(spec_error(line, name, "the rule names no target field"));
     }
     if flow == Flow::Both && (r.left.is_none() || r.right.is_none()) {
-        return Err(spec_error(line, name, "a two-way rule needs both `left` and `right`"));
+        return Err(spec_error(
+            line,
+            name,
+            "a two-way rule needs both `left` and `right`",
+        ));
     }
     let case_insensitive = match r.case.as_deref() {
         None | Some("sensitive") => false,
         Some("insensitive") => true,
-        Some(other) => return Err(spec_error(line, name, format!("case `{other}` is not sensitive or insensitive"))),
+        Some(other) => {
+            return Err(spec_error(
+                line,
+                name,
+                format!("case `{other}` is not sensitive or insensitive"),
+            ));
+        }
     };
     let fallback = match r.fallback.as_deref() {
         None | Some("keep") => Fallback::Keep,
         Some("skip") => Fallback::Skip,
         Some("default") => Fallback::Default,
         Some("error") => Fallback::Error,
-        Some(other) => return Err(spec_error(line, name, format!("fallback `{other}` is not keep, skip, default or error"))),
+        Some(other) => {
+            return Err(spec_error(
+                line,
+                name,
+                format!("fallback `{other}` is not keep, skip, default or error"),
+            ));
+        }
     };
     if fallback == Fallback::Default && r.default.is_none() {
-        return Err(spec_error(line, name, "fallback `default` needs a `default` value"));
+        return Err(spec_error(
+            line,
+            name,
+            "fallback `default` needs a `default` value",
+        ));
     }
     let values = if r.map.is_some() || r.groups.is_some() {
-        let mut forward: Vec<(String, FieldValue)> = r.map.iter().flatten().map(|(k, v)| (k.clone(), toml_value(v))).collect();
+        let mut forward: Vec<(String, FieldValue)> = r
+            .map
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), toml_value(v)))
+            .collect();
         for (target, sources) in r.groups.iter().flatten() {
             for s in sources {
                 forward.push((toml_text(s), FieldValue::Text(target.clone())));
             }
         }
         let backward = match &r.reverse {
-            Some(rev) => Some(rev.iter().map(|(k, v)| (k.clone(), toml_value(v))).collect()),
+            Some(rev) => Some(
+                rev.iter()
+                    .map(|(k, v)| (k.clone(), toml_value(v)))
+                    .collect(),
+            ),
             None if flow == Flow::Both => {
                 // Invert, if the map is one-to-one.
                 let mut seen: BTreeMap<String, &str> = BTreeMap::new();
                 for (k, v) in &forward {
                     let t = value_text(v);
-                    let key = if case_insensitive { t.to_lowercase() } else { t.clone() };
+                    let key = if case_insensitive {
+                        t.to_lowercase()
+                    } else {
+                        t.clone()
+                    };
                     if let Some(other) = seen.insert(key, k) {
                         return Err(spec_error(
                             line,
                             name,
-                            format!("the value map is not invertible: `{other}` and `{k}` both map to `{t}`; give a `reverse` map or make the rule one-way"),
+                            format!(
+                                "the value map is not invertible: `{other}` and `{k}` both map to `{t}`; give a `reverse` map or make the rule one-way"
+                            ),
                         ));
                     }
                 }
-                Some(forward.iter().map(|(k, v)| (value_text(v), FieldValue::Text(k.clone()))).collect())
+                Some(
+                    forward
+                        .iter()
+                        .map(|(k, v)| (value_text(v), FieldValue::Text(k.clone())))
+                        .collect(),
+                )
             }
             None => None,
         };
-        Some(ValueMap { forward, backward, case_insensitive, fallback })
+        Some(ValueMap {
+            forward,
+            backward,
+            case_insensitive,
+            fallback,
+        })
     } else {
         if r.reverse.is_some() {
             return Err(spec_error(line, name, "`reverse` needs a `map`"));
@@ -549,17 +664,35 @@ fn compile_rule(line: usize, r: &RawRule) -> Result<Rule> {
         Some("text-to-number") => Transform::TextToNumber,
         Some("datetime-to-date") => Transform::DateTimeToDate,
         Some(other) => {
-            return Err(spec_error(line, name, format!("transform `{other}` is not html-to-text, text-to-html, number-to-text, text-to-number or datetime-to-date")));
+            return Err(spec_error(
+                line,
+                name,
+                format!(
+                    "transform `{other}` is not html-to-text, text-to-html, number-to-text, text-to-number or datetime-to-date"
+                ),
+            ));
         }
     };
     let timezone = match r.timezone.as_deref() {
         None => FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!("zero is a valid offset")),
-        Some(s) => transform::parse_offset(s).ok_or_else(|| spec_error(line, name, format!("timezone `{s}` is not an offset such as +02:00 or UTC")))?,
+        Some(s) => transform::parse_offset(s).ok_or_else(|| {
+            spec_error(
+                line,
+                name,
+                format!("timezone `{s}` is not an offset such as +02:00 or UTC"),
+            )
+        })?,
     };
     let on = match r.on.as_deref() {
         None | Some("always") => false,
         Some("create") => true,
-        Some(other) => return Err(spec_error(line, name, format!("on `{other}` is not always or create"))),
+        Some(other) => {
+            return Err(spec_error(
+                line,
+                name,
+                format!("on `{other}` is not always or create"),
+            ));
+        }
     };
     let person = match &r.person {
         None => None,
@@ -567,7 +700,13 @@ fn compile_rule(line: usize, r: &RawRule) -> Result<Rule> {
             by_email: match p.by.as_deref() {
                 None | Some("login") => false,
                 Some("email") => true,
-                Some(other) => return Err(spec_error(line, name, format!("person.by `{other}` is not login or email"))),
+                Some(other) => {
+                    return Err(spec_error(
+                        line,
+                        name,
+                        format!("person.by `{other}` is not login or email"),
+                    ));
+                }
             },
             table: p.table.clone(),
             default: p.default.clone(),
@@ -578,7 +717,13 @@ fn compile_rule(line: usize, r: &RawRule) -> Result<Rule> {
         Some("error") => ConflictPolicy::Error,
         Some("left-wins") => ConflictPolicy::LeftWins,
         Some("right-wins") => ConflictPolicy::RightWins,
-        Some(other) => return Err(spec_error(line, name, format!("conflict `{other}` is not error, left-wins, right-wins or newest"))),
+        Some(other) => {
+            return Err(spec_error(
+                line,
+                name,
+                format!("conflict `{other}` is not error, left-wins, right-wins or newest"),
+            ));
+        }
     };
     if r.marker.is_some() && r.truncate.is_none() {
         return Err(spec_error(line, name, "`marker` needs `truncate`"));
@@ -594,7 +739,9 @@ fn compile_rule(line: usize, r: &RawRule) -> Result<Rule> {
         default: r.default.as_ref().map(toml_value),
         transform,
         timezone,
-        truncate: r.truncate.map(|n| (n, r.marker.clone().unwrap_or_else(|| "…".into()))),
+        truncate: r
+            .truncate
+            .map(|n| (n, r.marker.clone().unwrap_or_else(|| "…".into()))),
         person,
         conflict,
     })
@@ -607,7 +754,13 @@ fn compile_state(line: usize, s: &RawState) -> Result<StateRule> {
         let mut inv = BTreeMap::new();
         for (k, v) in &s.map {
             if inv.insert(v.clone(), k.clone()).is_some() {
-                return Err(spec_error(line, Some(&s.right), format!("the state map is not invertible: several states map to `{v}`; give a `reverse` map")));
+                return Err(spec_error(
+                    line,
+                    Some(&s.right),
+                    format!(
+                        "the state map is not invertible: several states map to `{v}`; give a `reverse` map"
+                    ),
+                ));
             }
         }
         Ok(inv)
@@ -617,10 +770,25 @@ fn compile_state(line: usize, s: &RawState) -> Result<StateRule> {
         (None, Flow::Both) => inverted()?,
         (None, _) => BTreeMap::new(),
     };
-    let (forward, backward) = if flow == Flow::RightToLeft { (other, s.map.clone()) } else { (s.map.clone(), other) };
-    let supply = |m: &BTreeMap<String, BTreeMap<String, toml::Value>>| -> BTreeMap<String, FieldMap> {
-        m.iter().map(|(state, fields)| (state.clone(), fields.iter().map(|(k, v)| (FieldName::from(k.as_str()), toml_value(v))).collect())).collect()
+    let (forward, backward) = if flow == Flow::RightToLeft {
+        (other, s.map.clone())
+    } else {
+        (s.map.clone(), other)
     };
+    let supply =
+        |m: &BTreeMap<String, BTreeMap<String, toml::Value>>| -> BTreeMap<String, FieldMap> {
+            m.iter()
+                .map(|(state, fields)| {
+                    (
+                        state.clone(),
+                        fields
+                            .iter()
+                            .map(|(k, v)| (FieldName::from(k.as_str()), toml_value(v)))
+                            .collect(),
+                    )
+                })
+                .collect()
+        };
     Ok(StateRule {
         line,
         left: FieldName::from(s.left.as_str()),
@@ -667,15 +835,34 @@ fn truncate(s: &str, max: usize, marker: &str) -> String {
 fn compatible(source: FieldKind, target: FieldKind, t: Transform) -> bool {
     use FieldKind as K;
     match t {
-        Transform::HtmlToText => matches!(source, K::Html | K::Text | K::Any) && matches!(target, K::Text | K::Any),
-        Transform::TextToHtml => matches!(source, K::Text | K::Choice | K::Any) && matches!(target, K::Html | K::Any),
-        Transform::NumberToText => matches!(source, K::Int | K::Float | K::Any) && matches!(target, K::Text | K::Choice | K::Any),
-        Transform::TextToNumber => matches!(source, K::Text | K::Choice | K::Any) && matches!(target, K::Int | K::Float | K::Any),
-        Transform::DateTimeToDate => matches!(source, K::DateTime | K::Any) && matches!(target, K::Date | K::Text | K::Any),
+        Transform::HtmlToText => {
+            matches!(source, K::Html | K::Text | K::Any) && matches!(target, K::Text | K::Any)
+        }
+        Transform::TextToHtml => {
+            matches!(source, K::Text | K::Choice | K::Any) && matches!(target, K::Html | K::Any)
+        }
+        Transform::NumberToText => {
+            matches!(source, K::Int | K::Float | K::Any)
+                && matches!(target, K::Text | K::Choice | K::Any)
+        }
+        Transform::TextToNumber => {
+            matches!(source, K::Text | K::Choice | K::Any)
+                && matches!(target, K::Int | K::Float | K::Any)
+        }
+        Transform::DateTimeToDate => {
+            matches!(source, K::DateTime | K::Any) && matches!(target, K::Date | K::Text | K::Any)
+        }
         Transform::None => {
             source == target
                 || matches!((source, target), (K::Any, _) | (_, K::Any))
-                || matches!((source, target), (K::Text | K::Choice, K::Text | K::Choice) | (K::Int, K::Float | K::Choice) | (K::Choice, K::Int) | (K::Text, K::Html) | (K::Date, K::DateTime))
+                || matches!(
+                    (source, target),
+                    (K::Text | K::Choice, K::Text | K::Choice)
+                        | (K::Int, K::Float | K::Choice)
+                        | (K::Choice, K::Int)
+                        | (K::Text, K::Html)
+                        | (K::Date, K::DateTime)
+                )
         }
     }
 }
@@ -700,7 +887,11 @@ impl Mapping {
             None => None,
         };
         let (create_left_to_right, create_right_to_left, create_line) = match &raw.create {
-            Some(c) => (c.get_ref().left_to_right, c.get_ref().right_to_left, line_of(src, c.span().start)),
+            Some(c) => (
+                c.get_ref().left_to_right,
+                c.get_ref().right_to_left,
+                line_of(src, c.span().start),
+            ),
             None => (false, false, 1),
         };
         let comments = CommentRouting {
@@ -713,8 +904,18 @@ impl Mapping {
             right_type: raw.right,
             rules,
             state,
-            scope_left: raw.scope.left.as_ref().map(|f| compile_filter(1, f)).transpose()?,
-            scope_right: raw.scope.right.as_ref().map(|f| compile_filter(1, f)).transpose()?,
+            scope_left: raw
+                .scope
+                .left
+                .as_ref()
+                .map(|f| compile_filter(1, f))
+                .transpose()?,
+            scope_right: raw
+                .scope
+                .right
+                .as_ref()
+                .map(|f| compile_filter(1, f))
+                .transpose()?,
             create_left_to_right,
             create_right_to_left,
             create_line,
@@ -728,8 +929,10 @@ impl Mapping {
     /// [`ErrorKind::Config`](workbridge_core::ErrorKind::Config) when the file cannot be read or compiled.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
         let p = path.as_ref();
-        let src = std::fs::read_to_string(p).map_err(|e| Error::config(format!("cannot read the mapping {}: {e}", p.display())))?;
-        Self::from_toml_str(&src).map_err(|e| Error::config(format!("{}: {}", p.display(), e.message())))
+        let src = std::fs::read_to_string(p)
+            .map_err(|e| Error::config(format!("cannot read the mapping {}: {e}", p.display())))?;
+        Self::from_toml_str(&src)
+            .map_err(|e| Error::config(format!("{}: {}", p.display(), e.message())))
     }
 
     /// The left item type the spec names.
@@ -776,7 +979,10 @@ impl Mapping {
 
     /// The conflict policy of a target field in `d` (newest when no rule names it).
     pub fn conflict_policy(&self, d: Direction, target: &str) -> ConflictPolicy {
-        self.rules.iter().find(|r| r.flow.allows(d) && r.target(d).is_some_and(|t| t.as_str() == target)).map_or(ConflictPolicy::Newest, |r| r.conflict)
+        self.rules
+            .iter()
+            .find(|r| r.flow.allows(d) && r.target(d).is_some_and(|t| t.as_str() == target))
+            .map_or(ConflictPolicy::Newest, |r| r.conflict)
     }
 
     /// Checks the spec against both sides' schemas: unknown fields, kinds that cannot convert,
@@ -784,17 +990,27 @@ impl Mapping {
     ///
     /// # Errors
     /// Every problem found, each naming its spec line and field.
-    pub fn validate(&self, left: &Schema, right: &Schema) -> std::result::Result<(), MappingErrors> {
+    pub fn validate(
+        &self,
+        left: &Schema,
+        right: &Schema,
+    ) -> std::result::Result<(), MappingErrors> {
         let mut errors = Vec::new();
         // Fields may be named by their label too (ALM `user-NN` fields).
-        let known = |s: &Schema, f: &FieldName| s.fields.is_empty() || s.resolve(f.as_str()).is_some();
-        let kind = |s: &Schema, f: &FieldName| s.resolve(f.as_str()).map_or(FieldKind::Any, |d| d.kind);
+        let known =
+            |s: &Schema, f: &FieldName| s.fields.is_empty() || s.resolve(f.as_str()).is_some();
+        let kind =
+            |s: &Schema, f: &FieldName| s.resolve(f.as_str()).map_or(FieldKind::Any, |d| d.kind);
         for r in &self.rules {
             for (side, schema, f) in [("left", left, &r.left), ("right", right, &r.right)] {
                 if let Some(f) = f
                     && !known(schema, f)
                 {
-                    errors.push(spec_error(r.line, Some(f.as_str()), format!("the {side} type {} has no field `{f}`", schema.item_type)));
+                    errors.push(spec_error(
+                        r.line,
+                        Some(f.as_str()),
+                        format!("the {side} type {} has no field `{f}`", schema.item_type),
+                    ));
                 }
             }
             for d in [Direction::LeftToRight, Direction::RightToLeft] {
@@ -806,11 +1022,19 @@ impl Mapping {
                     Direction::RightToLeft => (right, left),
                 };
                 let Some(target) = r.target(d) else { continue };
-                let t = if d == r.flow.natural() { r.transform } else { r.transform.reversed() };
+                let t = if d == r.flow.natural() {
+                    r.transform
+                } else {
+                    r.transform.reversed()
+                };
                 if let Some(src) = r.source_field(d) {
                     let (sk, tk) = (kind(src_schema, src), kind(dst_schema, target));
                     let through_map = r.values.is_some() || r.person.is_some();
-                    if !through_map && known(src_schema, src) && known(dst_schema, target) && !compatible(sk, tk, t) {
+                    if !through_map
+                        && known(src_schema, src)
+                        && known(dst_schema, target)
+                        && !compatible(sk, tk, t)
+                    {
                         errors.push(spec_error(
                             r.line,
                             Some(target.as_str()),
@@ -818,11 +1042,18 @@ impl Mapping {
                         ));
                     }
                 }
-                let allowed = dst_schema.resolve(target.as_str()).map(|d| d.allowed_values.clone()).unwrap_or_default();
+                let allowed = dst_schema
+                    .resolve(target.as_str())
+                    .map(|d| d.allowed_values.clone())
+                    .unwrap_or_default();
                 if !allowed.is_empty() {
                     let mut produced: Vec<String> = Vec::new();
                     if let Some(vm) = &r.values {
-                        let list = if d == r.flow.natural() { Some(&vm.forward) } else { vm.backward.as_ref() };
+                        let list = if d == r.flow.natural() {
+                            Some(&vm.forward)
+                        } else {
+                            vm.backward.as_ref()
+                        };
                         produced.extend(list.into_iter().flatten().map(|(_, v)| value_text(v)));
                     }
                     if let Source::Constant(c) = &r.source {
@@ -833,44 +1064,85 @@ impl Mapping {
                     }
                     for v in produced {
                         if !allowed.contains(&v) {
-                            errors.push(spec_error(r.line, Some(target.as_str()), format!("`{v}` is not one of the allowed values: {}", allowed.join(", "))));
+                            errors.push(spec_error(
+                                r.line,
+                                Some(target.as_str()),
+                                format!(
+                                    "`{v}` is not one of the allowed values: {}",
+                                    allowed.join(", ")
+                                ),
+                            ));
                         }
                     }
                 }
             }
         }
-        for (side, schema, filter) in [("left", left, &self.scope_left), ("right", right, &self.scope_right)] {
+        for (side, schema, filter) in [
+            ("left", left, &self.scope_left),
+            ("right", right, &self.scope_right),
+        ] {
             let mut names = Vec::new();
             if let Some(f) = filter {
                 f.fields(&mut names);
             }
             for f in names.iter().filter(|f| !known(schema, f)) {
-                errors.push(spec_error(1, Some(f.as_str()), format!("the {side} scope names `{f}`, which {} does not have", schema.item_type)));
+                errors.push(spec_error(
+                    1,
+                    Some(f.as_str()),
+                    format!(
+                        "the {side} scope names `{f}`, which {} does not have",
+                        schema.item_type
+                    ),
+                ));
             }
         }
         if let Some(s) = &self.state {
             for (side, schema, f) in [("left", left, &s.left), ("right", right, &s.right)] {
                 if !known(schema, f) {
-                    errors.push(spec_error(s.line, Some(f.as_str()), format!("the {side} type {} has no field `{f}`", schema.item_type)));
+                    errors.push(spec_error(
+                        s.line,
+                        Some(f.as_str()),
+                        format!("the {side} type {} has no field `{f}`", schema.item_type),
+                    ));
                 }
             }
-            let check = |graph: Option<&TransitionGraph>, states: &mut dyn Iterator<Item = &String>, field: &FieldName, errors: &mut Vec<Error>| {
+            let check = |graph: Option<&TransitionGraph>,
+                         states: &mut dyn Iterator<Item = &String>,
+                         field: &FieldName,
+                         errors: &mut Vec<Error>| {
                 if let Some(g) = graph.filter(|g| !g.states.is_empty()) {
                     for st in states {
                         if !g.states.contains(st) {
-                            errors.push(spec_error(s.line, Some(field.as_str()), format!("`{st}` is not a state of the target workflow")));
+                            errors.push(spec_error(
+                                s.line,
+                                Some(field.as_str()),
+                                format!("`{st}` is not a state of the target workflow"),
+                            ));
                         }
                     }
                 }
             };
             if s.flow.allows(Direction::LeftToRight) {
-                check(right.workflow.as_ref(), &mut s.forward.values(), &s.right, &mut errors);
+                check(
+                    right.workflow.as_ref(),
+                    &mut s.forward.values(),
+                    &s.right,
+                    &mut errors,
+                );
             }
             if s.flow.allows(Direction::RightToLeft) {
-                check(left.workflow.as_ref(), &mut s.backward.values(), &s.left, &mut errors);
+                check(
+                    left.workflow.as_ref(),
+                    &mut s.backward.values(),
+                    &s.left,
+                    &mut errors,
+                );
             }
         }
-        for (d, target_schema, allowed) in [(Direction::LeftToRight, right, self.create_left_to_right), (Direction::RightToLeft, left, self.create_right_to_left)] {
+        for (d, target_schema, allowed) in [
+            (Direction::LeftToRight, right, self.create_left_to_right),
+            (Direction::RightToLeft, left, self.create_right_to_left),
+        ] {
             if !allowed {
                 continue;
             }
@@ -879,22 +1151,38 @@ impl Mapping {
                 .iter()
                 .filter(|r| r.flow.allows(d))
                 .filter_map(|r| r.target(d).map(FieldName::as_str))
-                .chain(self.state.as_ref().filter(|s| s.flow.allows(d)).map(|s| match d {
-                    Direction::LeftToRight => s.right.as_str(),
-                    Direction::RightToLeft => s.left.as_str(),
-                }))
+                .chain(
+                    self.state
+                        .as_ref()
+                        .filter(|s| s.flow.allows(d))
+                        .map(|s| match d {
+                            Direction::LeftToRight => s.right.as_str(),
+                            Direction::RightToLeft => s.left.as_str(),
+                        }),
+                )
                 .collect();
-            for def in target_schema.fields.values().filter(|f| f.required && !f.read_only) {
+            for def in target_schema
+                .fields
+                .values()
+                .filter(|f| f.required && !f.read_only)
+            {
                 if !produced.contains(def.name.as_str()) && !produced.contains(def.label.as_str()) {
                     errors.push(spec_error(
                         self.create_line,
                         Some(def.name.as_str()),
-                        format!("{} requires this field on create, and no rule fills it", target_schema.item_type),
+                        format!(
+                            "{} requires this field on create, and no rule fills it",
+                            target_schema.item_type
+                        ),
                     ));
                 }
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(MappingErrors(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(MappingErrors(errors))
+        }
     }
 
     /// Maps `source` fields in direction `d` for an update (create-only rules left out).
@@ -908,16 +1196,38 @@ impl Mapping {
     }
 
     /// Maps with a person directory.
-    pub fn map_with(&self, d: Direction, source: &FieldMap, creating: bool, directory: &dyn Directory) -> MappedFields {
+    pub fn map_with(
+        &self,
+        d: Direction,
+        source: &FieldMap,
+        creating: bool,
+        directory: &dyn Directory,
+    ) -> MappedFields {
         let mut out = MappedFields::default();
-        for r in self.rules.iter().filter(|r| r.flow.allows(d) && (creating || !r.create_only)) {
-            let Some(target) = r.target(d).cloned() else { continue };
+        for r in self
+            .rules
+            .iter()
+            .filter(|r| r.flow.allows(d) && (creating || !r.create_only))
+        {
+            let Some(target) = r.target(d).cloned() else {
+                continue;
+            };
             let (mut value, mut kind, src) = match &r.source {
                 Source::Field(_) => {
                     let f = r.source_field(d).cloned();
-                    (f.as_ref().and_then(|f| source.get(f.as_str()).cloned()).unwrap_or(FieldValue::Null), "field", f)
+                    (
+                        f.as_ref()
+                            .and_then(|f| source.get(f.as_str()).cloned())
+                            .unwrap_or(FieldValue::Null),
+                        "field",
+                        f,
+                    )
                 }
-                Source::Template(t) => (FieldValue::Text(render_template(t, source)), "template", None),
+                Source::Template(t) => (
+                    FieldValue::Text(render_template(t, source)),
+                    "template",
+                    None,
+                ),
                 Source::Constant(c) => (c.clone(), "constant", None),
             };
             if value.is_empty()
@@ -930,7 +1240,8 @@ impl Mapping {
                 match map_person(p, person, directory) {
                     Some(x) => value = FieldValue::Person(x),
                     None => {
-                        out.skipped.push((target, format!("no target person for {person}")));
+                        out.skipped
+                            .push((target, format!("no target person for {person}")));
                         continue;
                     }
                 }
@@ -938,14 +1249,25 @@ impl Mapping {
             if let Some(vm) = &r.values
                 && !value.is_empty()
             {
-                let list = if d == r.flow.natural() { Some(&vm.forward) } else { vm.backward.as_ref() };
+                let list = if d == r.flow.natural() {
+                    Some(&vm.forward)
+                } else {
+                    vm.backward.as_ref()
+                };
                 let key = value_text(&value);
-                let hit = list.into_iter().flatten().find(|(k, _)| if vm.case_insensitive { k.eq_ignore_ascii_case(&key) } else { *k == key });
+                let hit = list.into_iter().flatten().find(|(k, _)| {
+                    if vm.case_insensitive {
+                        k.eq_ignore_ascii_case(&key)
+                    } else {
+                        *k == key
+                    }
+                });
                 match (hit, vm.fallback) {
                     (Some((_, v)), _) => value = v.clone(),
                     (None, Fallback::Keep) => {}
                     (None, Fallback::Skip) => {
-                        out.skipped.push((target, format!("`{key}` is not in the value map")));
+                        out.skipped
+                            .push((target, format!("`{key}` is not in the value map")));
                         continue;
                     }
                     (None, Fallback::Default) => {
@@ -953,12 +1275,20 @@ impl Mapping {
                         kind = "default";
                     }
                     (None, Fallback::Error) => {
-                        out.errors.push(Error::invalid_input(target.clone(), &key, format!("line {}: the value is not in the value map", r.line)));
+                        out.errors.push(Error::invalid_input(
+                            target.clone(),
+                            &key,
+                            format!("line {}: the value is not in the value map", r.line),
+                        ));
                         continue;
                     }
                 }
             }
-            let t = if d == r.flow.natural() { r.transform } else { r.transform.reversed() };
+            let t = if d == r.flow.natural() {
+                r.transform
+            } else {
+                r.transform.reversed()
+            };
             value = match apply_transform(t, value, r.timezone) {
                 Ok(v) => v,
                 Err(e) => {
@@ -976,7 +1306,14 @@ impl Mapping {
             if let FieldValue::Html(h) = &value {
                 value = FieldValue::Html(sanitize_html(h));
             }
-            out.provenance.insert(target.clone(), Provenance { line: r.line, source: src, kind });
+            out.provenance.insert(
+                target.clone(),
+                Provenance {
+                    line: r.line,
+                    source: src,
+                    kind,
+                },
+            );
             out.fields.insert(target, value);
         }
         out
@@ -989,35 +1326,64 @@ impl Mapping {
     /// # Errors
     /// [`ErrorKind::InvalidTransition`](workbridge_core::ErrorKind::InvalidTransition) naming from and to when the workflow has no path, or a
     /// transition requires a field the spec does not supply.
-    pub fn plan_state(&self, d: Direction, source: &FieldMap, target_current: &FieldMap, graph: Option<&TransitionGraph>) -> Result<Vec<TransitionStep>> {
-        let Some(s) = self.state.as_ref().filter(|s| s.flow.allows(d)) else { return Ok(Vec::new()) };
+    pub fn plan_state(
+        &self,
+        d: Direction,
+        source: &FieldMap,
+        target_current: &FieldMap,
+        graph: Option<&TransitionGraph>,
+    ) -> Result<Vec<TransitionStep>> {
+        let Some(s) = self.state.as_ref().filter(|s| s.flow.allows(d)) else {
+            return Ok(Vec::new());
+        };
         let (src_field, dst_field, table, supply) = match d {
             Direction::LeftToRight => (&s.left, &s.right, &s.forward, &s.supply_right),
             Direction::RightToLeft => (&s.right, &s.left, &s.backward, &s.supply_left),
         };
-        let Some(from_source) = source.get(src_field.as_str()).filter(|v| !v.is_empty()).map(value_text) else {
+        let Some(from_source) = source
+            .get(src_field.as_str())
+            .filter(|v| !v.is_empty())
+            .map(value_text)
+        else {
             return Ok(Vec::new());
         };
-        let Some(wanted) = table.get(&from_source).cloned() else { return Ok(Vec::new()) };
-        let current = target_current.get(dst_field.as_str()).map(value_text).unwrap_or_default();
+        let Some(wanted) = table.get(&from_source).cloned() else {
+            return Ok(Vec::new());
+        };
+        let current = target_current
+            .get(dst_field.as_str())
+            .map(value_text)
+            .unwrap_or_default();
         if current == wanted {
             return Ok(Vec::new());
         }
         let path = match graph {
-            Some(g) if !g.transitions.is_empty() => g.shortest_path(&current, &wanted).ok_or_else(|| {
-                Error::invalid_transition(&current, &wanted, format!("line {}: the target workflow has no path between these states", s.line))
-            })?,
-            _ => vec![wanted.clone()],
+            Some(g) if !g.transitions.is_empty() => {
+                g.shortest_path(&current, &wanted).ok_or_else(|| {
+                    Error::invalid_transition(
+                        &current,
+                        &wanted,
+                        format!(
+                            "line {}: the target workflow has no path between these states",
+                            s.line
+                        ),
+                    )
+                })?
+            }
+            _ => vec![wanted],
         };
         let mut steps = Vec::new();
         let mut prev = current;
         let mut have: FieldMap = target_current.clone();
         for state in path {
-            let mut fields = FieldMap::new().with(dst_field.clone(), FieldValue::Choice(state.clone()));
+            let mut fields =
+                FieldMap::new().with(dst_field.clone(), FieldValue::Choice(state.clone()));
             if let Some(extra) = supply.get(&state) {
                 for (k, v) in extra {
                     let v = match v {
-                        FieldValue::Text(t) if t.contains('{') => FieldValue::Text(render_template(t, source)),
+                        FieldValue::Text(t) if t.contains('{') => {
+                            FieldValue::Text(render_template(t, source))
+                        }
                         other => other.clone(),
                     };
                     fields.insert(k.clone(), v);
@@ -1026,12 +1392,21 @@ impl Mapping {
             if let Some(g) = graph {
                 let mut after = have.clone();
                 after.merge(&fields);
-                let missing: Vec<&str> = g.required_for(&prev, &state).iter().filter(|f| after.get(f.as_str()).is_none_or(FieldValue::is_empty)).map(FieldName::as_str).collect();
+                let missing: Vec<&str> = g
+                    .required_for(&prev, &state)
+                    .iter()
+                    .filter(|f| after.get(f.as_str()).is_none_or(FieldValue::is_empty))
+                    .map(FieldName::as_str)
+                    .collect();
                 if !missing.is_empty() {
                     return Err(Error::invalid_transition(
                         &prev,
                         &state,
-                        format!("line {}: the transition requires {}; supply it in the spec's state table", s.line, missing.join(", ")),
+                        format!(
+                            "line {}: the transition requires {}; supply it in the spec's state table",
+                            s.line,
+                            missing.join(", ")
+                        ),
                     ));
                 }
             }
@@ -1049,13 +1424,27 @@ fn map_person(rule: &PersonRule, p: &Person, dir: &dyn Directory) -> Option<Pers
         return Some(lookup(rule, target, dir));
     }
     let key = if rule.by_email {
-        p.email.clone().or_else(|| p.login.as_deref().and_then(|l| dir.by_login(l)).and_then(|x| x.email))
+        p.email.clone().or_else(|| {
+            p.login
+                .as_deref()
+                .and_then(|l| dir.by_login(l))
+                .and_then(|x| x.email)
+        })
     } else {
-        p.login.clone().or_else(|| p.email.as_deref().and_then(|e| dir.by_email(e)).and_then(|x| x.login))
+        p.login.clone().or_else(|| {
+            p.email
+                .as_deref()
+                .and_then(|e| dir.by_email(e))
+                .and_then(|x| x.login)
+        })
     };
     match key {
         Some(k) => {
-            let found = if rule.by_email { dir.by_email(&k) } else { dir.by_login(&k) };
+            let found = if rule.by_email {
+                dir.by_email(&k)
+            } else {
+                dir.by_login(&k)
+            };
             Some(found.unwrap_or_else(|| lookup(rule, &k, dir)))
         }
         None => rule.default.as_deref().map(|d| lookup(rule, d, dir)),
@@ -1063,32 +1452,66 @@ fn map_person(rule: &PersonRule, p: &Person, dir: &dyn Directory) -> Option<Pers
 }
 
 fn lookup(rule: &PersonRule, key: &str, dir: &dyn Directory) -> Person {
-    let found = if rule.by_email || key.contains('@') { dir.by_email(key) } else { dir.by_login(key) };
-    found.unwrap_or_else(|| if key.contains('@') { Person::email(key) } else { Person::login(key) })
+    let found = if rule.by_email || key.contains('@') {
+        dir.by_email(key)
+    } else {
+        dir.by_login(key)
+    };
+    found.unwrap_or_else(|| {
+        if key.contains('@') {
+            Person::email(key)
+        } else {
+            Person::login(key)
+        }
+    })
 }
 
 fn apply_transform(t: Transform, v: FieldValue, tz: FixedOffset) -> Result<FieldValue> {
     Ok(match (t, v) {
         (_, FieldValue::Null) => FieldValue::Null,
         (Transform::None, v) => v,
-        (Transform::HtmlToText, FieldValue::Html(h) | FieldValue::Text(h)) => FieldValue::Text(html_to_text(&h)),
-        (Transform::TextToHtml, FieldValue::Text(s) | FieldValue::Choice(s)) => FieldValue::Html(text_to_html(&s)),
+        (Transform::HtmlToText, FieldValue::Html(h) | FieldValue::Text(h)) => {
+            FieldValue::Text(html_to_text(&h))
+        }
+        (Transform::TextToHtml, FieldValue::Text(s) | FieldValue::Choice(s)) => {
+            FieldValue::Html(text_to_html(&s))
+        }
         (Transform::TextToHtml, FieldValue::Html(h)) => FieldValue::Html(h),
         (Transform::NumberToText, FieldValue::Int(i)) => FieldValue::Text(i.to_string()),
         (Transform::NumberToText, FieldValue::Float(x)) => FieldValue::Text(x.to_string()),
-        (Transform::TextToNumber, FieldValue::Text(s) | FieldValue::Choice(s)) => match s.trim().parse::<i64>() {
-            Ok(i) => FieldValue::Int(i),
-            Err(_) => FieldValue::Float(s.trim().parse::<f64>().map_err(|_| Error::invalid_input("value", &s, "not a number"))?),
-        },
-        (Transform::DateTimeToDate, FieldValue::DateTime(t)) => FieldValue::Date(transform::date_in(t, tz)),
+        (Transform::TextToNumber, FieldValue::Text(s) | FieldValue::Choice(s)) => {
+            match s.trim().parse::<i64>() {
+                Ok(i) => FieldValue::Int(i),
+                Err(_) => FieldValue::Float(
+                    s.trim()
+                        .parse::<f64>()
+                        .map_err(|_| Error::invalid_input("value", &s, "not a number"))?,
+                ),
+            }
+        }
+        (Transform::DateTimeToDate, FieldValue::DateTime(t)) => {
+            FieldValue::Date(transform::date_in(t, tz))
+        }
         (Transform::DateTimeToDate, FieldValue::Date(d)) => FieldValue::Date(d),
         (t, FieldValue::Date(d)) if t == Transform::DateTimeToDate.reversed() => midnight(d, tz),
-        (t, v) => return Err(Error::invalid_input("value", &v, format!("the {t:?} transform does not apply to a {:?} value", v.kind()))),
+        (t, v) => {
+            return Err(Error::invalid_input(
+                "value",
+                &v,
+                format!(
+                    "the {t:?} transform does not apply to a {:?} value",
+                    v.kind()
+                ),
+            ));
+        }
     })
 }
 
 fn midnight(d: NaiveDate, tz: FixedOffset) -> FieldValue {
-    match d.and_hms_opt(0, 0, 0).and_then(|n| tz.from_local_datetime(&n).single()) {
+    match d
+        .and_hms_opt(0, 0, 0)
+        .and_then(|n| tz.from_local_datetime(&n).single())
+    {
         Some(t) => FieldValue::DateTime(t.with_timezone(&chrono::Utc)),
         None => FieldValue::Date(d),
     }

@@ -23,8 +23,14 @@ pub fn html_to_text(html: &str) -> String {
             }
         })
         .collect();
-    let start = lines.iter().position(|l| !l.is_empty()).unwrap_or(lines.len());
-    let end = lines.iter().rposition(|l| !l.is_empty()).map_or(start, |e| e + 1);
+    let start = lines
+        .iter()
+        .position(|l| !l.is_empty())
+        .unwrap_or(lines.len());
+    let end = lines
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(start, |e| e + 1);
     lines[start..end].join("\n")
 }
 
@@ -36,7 +42,9 @@ fn strip_links(html: &str) -> String {
         out.push_str(&rest[..pos]);
         let tag = &rest[pos..];
         let lower: String = tag.chars().take(4).collect::<String>().to_ascii_lowercase();
-        let is_link = lower.starts_with("</a>") || (lower.starts_with("<a") && lower[2..].starts_with(|c: char| c.is_whitespace() || c == '>'));
+        let is_link = lower.starts_with("</a>")
+            || (lower.starts_with("<a")
+                && lower[2..].starts_with(|c: char| c.is_whitespace() || c == '>'));
         match (is_link, tag.find('>')) {
             (true, Some(end)) => rest = &tag[end + 1..],
             _ => {
@@ -51,7 +59,12 @@ fn strip_links(html: &str) -> String {
 
 /// Plain text as HTML: escaped, line breaks kept.
 pub fn text_to_html(text: &str) -> String {
-    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace("\r\n", "\n");
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace("\r\n", "\n");
     // Runs of spaces and leading spaces survive as non-breaking spaces.
     escaped
         .split('\n')
@@ -82,7 +95,12 @@ pub(crate) fn as_text(v: &FieldValue) -> String {
     match v {
         FieldValue::Null => String::new(),
         FieldValue::Html(h) => html_to_text(h),
-        FieldValue::Person(p) => p.display_name.clone().or_else(|| p.login.clone()).or_else(|| p.email.clone()).unwrap_or_default(),
+        FieldValue::Person(p) => p
+            .display_name
+            .clone()
+            .or_else(|| p.login.clone())
+            .or_else(|| p.email.clone())
+            .unwrap_or_default(),
         other => other.to_string(),
     }
 }
@@ -118,11 +136,24 @@ mod tests {
 
     #[test]
     fn text_and_html() {
-        assert_eq!(text_to_html("a < b & \"c\"\nnext"), "a &lt; b &amp; &quot;c&quot;<br>next");
-        assert_eq!(html_to_text("<p>One&nbsp;two</p><p>Three</p>"), "One two\n\nThree");
+        assert_eq!(
+            text_to_html("a < b & \"c\"\nnext"),
+            "a &lt; b &amp; &quot;c&quot;<br>next"
+        );
+        assert_eq!(
+            html_to_text("<p>One&nbsp;two</p><p>Three</p>"),
+            "One two\n\nThree"
+        );
         assert_eq!(text_to_html("a  b\n c"), "a &nbsp;b<br>&nbsp;c");
-        let clean = sanitize_html("<p onclick=\"x()\">Hi<script>alert(1)</script><a href=\"javascript:x\">l</a></p>");
-        assert!(!clean.contains("script") && !clean.contains("onclick") && !clean.contains("javascript"), "{clean}");
+        let clean = sanitize_html(
+            "<p onclick=\"x()\">Hi<script>alert(1)</script><a href=\"javascript:x\">l</a></p>",
+        );
+        assert!(
+            !clean.contains("script")
+                && !clean.contains("onclick")
+                && !clean.contains("javascript"),
+            "{clean}"
+        );
         assert!(clean.contains("Hi"));
     }
 

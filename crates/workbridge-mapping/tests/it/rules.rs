@@ -30,15 +30,28 @@ right = "D"
 direction = "left-to-right"
 on = "create"
 "#);
-    let left = FieldMap::new().with("a", "1").with("b", "2").with("c", "3").with("d", "4");
+    let left = FieldMap::new()
+        .with("a", "1")
+        .with("b", "2")
+        .with("c", "3")
+        .with("d", "4");
     let r = map.map(Direction::LeftToRight, &left);
-    assert_eq!(r.fields.names().map(|n| n.as_str()).collect::<Vec<_>>(), ["A", "B"]);
+    assert_eq!(
+        r.fields.names().map(|n| n.as_str()).collect::<Vec<_>>(),
+        ["A", "B"]
+    );
     let r = map.map_for_create(Direction::LeftToRight, &left);
     assert_eq!(r.fields.get("D"), Some(&FieldValue::Text("4".into())));
     let right = FieldMap::new().with("A", "x").with("B", "y").with("C", "z");
     let r = map.map(Direction::RightToLeft, &right);
-    assert_eq!(r.fields.names().map(|n| n.as_str()).collect::<Vec<_>>(), ["a", "c"]);
-    assert_eq!(r.provenance["c"].source.as_ref().map(|s| s.as_str()), Some("C"));
+    assert_eq!(
+        r.fields.names().map(|n| n.as_str()).collect::<Vec<_>>(),
+        ["a", "c"]
+    );
+    assert_eq!(
+        r.provenance["c"].source.as_ref().map(|s| s.as_str()),
+        Some("C")
+    );
 }
 
 #[test]
@@ -61,11 +74,25 @@ direction = "left-to-right"
 truncate = 16
 marker = "..."
 "#);
-    let r = map.map(Direction::LeftToRight, &FieldMap::new().with("number", "INC0010001").with("short_description", "Mail down"));
-    assert_eq!(r.fields.get("Source"), Some(&FieldValue::Text("ServiceNow".into())));
-    assert_eq!(r.fields.get("Area"), Some(&FieldValue::Text("General".into())));
+    let r = map.map(
+        Direction::LeftToRight,
+        &FieldMap::new()
+            .with("number", "INC0010001")
+            .with("short_description", "Mail down"),
+    );
+    assert_eq!(
+        r.fields.get("Source"),
+        Some(&FieldValue::Text("ServiceNow".into()))
+    );
+    assert_eq!(
+        r.fields.get("Area"),
+        Some(&FieldValue::Text("General".into()))
+    );
     assert_eq!(r.provenance["Area"].kind, "default");
-    assert_eq!(r.fields.get("Title"), Some(&FieldValue::Text("INC0010001: M...".into())));
+    assert_eq!(
+        r.fields.get("Title"),
+        Some(&FieldValue::Text("INC0010001: M...".into()))
+    );
     assert_eq!(r.provenance["Title"].kind, "template");
 }
 
@@ -100,20 +127,48 @@ map = { "1" = "P1" }
 fallback = "default"
 default = "P3"
 "#);
-    let r = map.map(Direction::LeftToRight, &FieldMap::new().with("state", "2").with("impact", "2").with("cat", "SOFTWARE").with("pri", "9"));
-    assert_eq!(r.fields.get("State"), Some(&FieldValue::Text("Active".into())));
-    assert_eq!(r.fields.get("Impact"), Some(&FieldValue::Text("High".into())));
+    let r = map.map(
+        Direction::LeftToRight,
+        &FieldMap::new()
+            .with("state", "2")
+            .with("impact", "2")
+            .with("cat", "SOFTWARE")
+            .with("pri", "9"),
+    );
+    assert_eq!(
+        r.fields.get("State"),
+        Some(&FieldValue::Text("Active".into()))
+    );
+    assert_eq!(
+        r.fields.get("Impact"),
+        Some(&FieldValue::Text("High".into()))
+    );
     assert_eq!(r.fields.get("Cat"), Some(&FieldValue::Text("SW".into())));
     assert_eq!(r.fields.get("Pri"), Some(&FieldValue::Text("P3".into())));
     // The reverse of an invertible map is derived.
-    let back = map.map(Direction::RightToLeft, &FieldMap::new().with("State", "New"));
-    assert_eq!(back.fields.get("state"), Some(&FieldValue::Text("1".into())));
+    let back = map.map(
+        Direction::RightToLeft,
+        &FieldMap::new().with("State", "New"),
+    );
+    assert_eq!(
+        back.fields.get("state"),
+        Some(&FieldValue::Text("1".into()))
+    );
     // Unmapped: keep, skip, error.
-    let r = map.map(Direction::LeftToRight, &FieldMap::new().with("state", "7").with("impact", "9").with("cat", "hardware"));
+    let r = map.map(
+        Direction::LeftToRight,
+        &FieldMap::new()
+            .with("state", "7")
+            .with("impact", "9")
+            .with("cat", "hardware"),
+    );
     assert_eq!(r.fields.get("State"), Some(&FieldValue::Text("7".into())));
     assert!(r.fields.get("Impact").is_none());
     assert_eq!(r.skipped[0].0.as_str(), "Impact");
-    assert_eq!((r.errors[0].field().map(|f| f.as_str()), r.errors[0].value()), (Some("Cat"), Some("hardware")));
+    assert_eq!(
+        (r.errors[0].field().map(|f| f.as_str()), r.errors[0].value()),
+        (Some("Cat"), Some("hardware"))
+    );
     assert!(r.fields.get("Cat").is_none());
 }
 
@@ -138,26 +193,76 @@ transform = "datetime-to-date"
 timezone = "-07:00"
 "#);
     let opened = Utc.with_ymd_and_hms(2026, 11, 27, 3, 0, 0).unwrap();
-    let r = map.map(Direction::LeftToRight, &FieldMap::new().with("description", "Steps:\n1. open <invoice>").with("count", 42i64).with("opened", opened));
-    assert_eq!(r.fields.get("ReproSteps"), Some(&FieldValue::Html("Steps:<br>1. open &lt;invoice&gt;".into())));
-    assert_eq!(r.fields.get("CountText"), Some(&FieldValue::Text("42".into())));
-    assert_eq!(r.fields.get("Detected"), Some(&FieldValue::Date(NaiveDate::from_ymd_opt(2026, 11, 26).unwrap())), "03:00 UTC is the previous day at UTC-7");
-    let back = map.map(Direction::RightToLeft, &FieldMap::new().with("ReproSteps", FieldValue::Html("<div>Open the <b>invoice</b><script>x()</script></div>".into())).with("CountText", "17"));
-    assert_eq!(back.fields.get("description"), Some(&FieldValue::Text("Open the invoice".into())));
+    let r = map.map(
+        Direction::LeftToRight,
+        &FieldMap::new()
+            .with("description", "Steps:\n1. open <invoice>")
+            .with("count", 42i64)
+            .with("opened", opened),
+    );
+    assert_eq!(
+        r.fields.get("ReproSteps"),
+        Some(&FieldValue::Html(
+            "Steps:<br>1. open &lt;invoice&gt;".into()
+        ))
+    );
+    assert_eq!(
+        r.fields.get("CountText"),
+        Some(&FieldValue::Text("42".into()))
+    );
+    assert_eq!(
+        r.fields.get("Detected"),
+        Some(&FieldValue::Date(
+            NaiveDate::from_ymd_opt(2026, 11, 26).unwrap()
+        )),
+        "03:00 UTC is the previous day at UTC-7"
+    );
+    let back = map.map(
+        Direction::RightToLeft,
+        &FieldMap::new()
+            .with(
+                "ReproSteps",
+                FieldValue::Html("<div>Open the <b>invoice</b><script>x()</script></div>".into()),
+            )
+            .with("CountText", "17"),
+    );
+    assert_eq!(
+        back.fields.get("description"),
+        Some(&FieldValue::Text("Open the invoice".into()))
+    );
     assert_eq!(back.fields.get("count"), Some(&FieldValue::Int(17)));
     // HTML written to a target is sanitised.
     let html = m("[[field]]\nleft = \"h\"\nright = \"H\"\n");
-    let r = html.map(Direction::LeftToRight, &FieldMap::new().with("h", FieldValue::Html("<p onmouseover=\"x()\">ok</p><script>evil()</script>".into())));
-    assert_eq!(r.fields.get("H"), Some(&FieldValue::Html("<p>ok</p>".into())));
+    let r = html.map(
+        Direction::LeftToRight,
+        &FieldMap::new().with(
+            "h",
+            FieldValue::Html("<p onmouseover=\"x()\">ok</p><script>evil()</script>".into()),
+        ),
+    );
+    assert_eq!(
+        r.fields.get("H"),
+        Some(&FieldValue::Html("<p>ok</p>".into()))
+    );
 }
 
 struct People;
 impl Directory for People {
     fn by_login(&self, login: &str) -> Option<Person> {
-        (login == "abel.tuter").then(|| Person { login: Some("abel.tuter".into()), email: Some("abel@corp.example".into()), display_name: Some("Abel Tuter".into()), id: None })
+        (login == "abel.tuter").then(|| Person {
+            login: Some("abel.tuter".into()),
+            email: Some("abel@corp.example".into()),
+            display_name: Some("Abel Tuter".into()),
+            id: None,
+        })
     }
     fn by_email(&self, email: &str) -> Option<Person> {
-        (email == "abel@corp.example").then(|| Person { login: Some("atuter".into()), email: Some("abel@corp.example".into()), display_name: Some("Abel Tuter".into()), id: None })
+        (email == "abel@corp.example").then(|| Person {
+            login: Some("atuter".into()),
+            email: Some("abel@corp.example".into()),
+            display_name: Some("Abel Tuter".into()),
+            id: None,
+        })
     }
 }
 
@@ -170,15 +275,50 @@ right = "AssignedTo"
 direction = "left-to-right"
 person = { by = "email", table = { "beth.anglin" = "beth@corp.example" }, default = "triage@corp.example" }
 "#);
-    let map_one = |p: Person| map.map_with(Direction::LeftToRight, &FieldMap::new().with("assigned_to", p), false, &People).fields.get("AssignedTo").cloned();
-    let FieldValue::Person(p) = map_one(Person::login("abel.tuter")).unwrap() else { panic!() };
-    assert_eq!(p.email.as_deref(), Some("abel@corp.example"), "login → email through the directory");
-    let FieldValue::Person(p) = map_one(Person::login("beth.anglin")).unwrap() else { panic!() };
-    assert_eq!(p.email.as_deref(), Some("beth@corp.example"), "explicit table");
-    let FieldValue::Person(p) = map_one(Person::login("nobody")).unwrap() else { panic!() };
-    assert_eq!(p.email.as_deref(), Some("triage@corp.example"), "default person");
-    let by_login = m("[[field]]\nleft = \"a\"\nright = \"b\"\ndirection = \"left-to-right\"\nperson = { by = \"login\" }\n");
-    let r = by_login.map_with(Direction::LeftToRight, &FieldMap::new().with("a", Person::email("nobody@x.example")), false, &People);
+    let map_one = |p: Person| {
+        map.map_with(
+            Direction::LeftToRight,
+            &FieldMap::new().with("assigned_to", p),
+            false,
+            &People,
+        )
+        .fields
+        .get("AssignedTo")
+        .cloned()
+    };
+    let FieldValue::Person(p) = map_one(Person::login("abel.tuter")).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        p.email.as_deref(),
+        Some("abel@corp.example"),
+        "login → email through the directory"
+    );
+    let FieldValue::Person(p) = map_one(Person::login("beth.anglin")).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        p.email.as_deref(),
+        Some("beth@corp.example"),
+        "explicit table"
+    );
+    let FieldValue::Person(p) = map_one(Person::login("nobody")).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        p.email.as_deref(),
+        Some("triage@corp.example"),
+        "default person"
+    );
+    let by_login = m(
+        "[[field]]\nleft = \"a\"\nright = \"b\"\ndirection = \"left-to-right\"\nperson = { by = \"login\" }\n",
+    );
+    let r = by_login.map_with(
+        Direction::LeftToRight,
+        &FieldMap::new().with("a", Person::email("nobody@x.example")),
+        false,
+        &People,
+    );
     assert!(r.fields.get("b").is_none());
     assert_eq!(r.skipped.len(), 1, "no login and no default: left alone");
 }
@@ -197,15 +337,33 @@ left = "priority"
 right = "Priority"
 conflict = "left-wins"
 "#);
-    let ok = FieldMap::new().with("category", "Software").with("state", "2").with("short_description", "x");
+    let ok = FieldMap::new()
+        .with("category", "Software")
+        .with("state", "2")
+        .with("short_description", "x");
     assert!(map.in_scope(Direction::LeftToRight, &ok));
     assert!(!map.in_scope(Direction::LeftToRight, &ok.clone().with("state", "7")));
-    assert!(!map.in_scope(Direction::LeftToRight, &ok.clone().with("category", "hardware")));
-    assert!(!map.in_scope(Direction::LeftToRight, &ok.clone().with("short_description", "")));
-    assert!(map.in_scope(Direction::RightToLeft, &FieldMap::new()), "no right scope: everything");
+    assert!(!map.in_scope(
+        Direction::LeftToRight,
+        &ok.clone().with("category", "hardware")
+    ));
+    assert!(!map.in_scope(
+        Direction::LeftToRight,
+        &ok.clone().with("short_description", "")
+    ));
+    assert!(
+        map.in_scope(Direction::RightToLeft, &FieldMap::new()),
+        "no right scope: everything"
+    );
     assert!(map.may_create(Direction::LeftToRight) && !map.may_create(Direction::RightToLeft));
-    assert_eq!(map.conflict_policy(Direction::LeftToRight, "Priority"), ConflictPolicy::LeftWins);
-    assert_eq!(map.conflict_policy(Direction::LeftToRight, "Other"), ConflictPolicy::Newest);
+    assert_eq!(
+        map.conflict_policy(Direction::LeftToRight, "Priority"),
+        ConflictPolicy::LeftWins
+    );
+    assert_eq!(
+        map.conflict_policy(Direction::LeftToRight, "Other"),
+        ConflictPolicy::Newest
+    );
 }
 
 fn sn_incident() -> Schema {
@@ -237,20 +395,69 @@ close_code = "Solution provided"
 close_notes = "Fixed in bug {System.Id}"
 "#);
     let graph = sn_incident().workflow.unwrap();
-    let bug = FieldMap::new().with("System.State", "Closed").with("System.Id", 42i64);
-    let steps = map.plan_state(Direction::RightToLeft, &bug, &FieldMap::new().with("state", "1"), Some(&graph)).unwrap();
-    assert_eq!(steps.iter().map(|s| s.state.as_str()).collect::<Vec<_>>(), ["2", "6", "7"]);
-    assert_eq!(steps[1].fields.get("close_notes"), Some(&FieldValue::Text("Fixed in bug 42".into())));
+    let bug = FieldMap::new()
+        .with("System.State", "Closed")
+        .with("System.Id", 42i64);
+    let steps = map
+        .plan_state(
+            Direction::RightToLeft,
+            &bug,
+            &FieldMap::new().with("state", "1"),
+            Some(&graph),
+        )
+        .unwrap();
+    assert_eq!(
+        steps.iter().map(|s| s.state.as_str()).collect::<Vec<_>>(),
+        ["2", "6", "7"]
+    );
+    assert_eq!(
+        steps[1].fields.get("close_notes"),
+        Some(&FieldValue::Text("Fixed in bug 42".into()))
+    );
     assert_eq!(steps[0].fields.len(), 1);
     // Already there: nothing to do.
-    assert!(map.plan_state(Direction::RightToLeft, &bug, &FieldMap::new().with("state", "7"), Some(&graph)).unwrap().is_empty());
+    assert!(
+        map.plan_state(
+            Direction::RightToLeft,
+            &bug,
+            &FieldMap::new().with("state", "7"),
+            Some(&graph)
+        )
+        .unwrap()
+        .is_empty()
+    );
     // No path.
-    let e = map.plan_state(Direction::RightToLeft, &bug.clone().with("System.State", "Resolved"), &FieldMap::new().with("state", "7"), Some(&graph)).unwrap_err();
-    assert_eq!((e.context().from_state.as_deref(), e.context().to_state.as_deref()), (Some("7"), Some("6")));
+    let e = map
+        .plan_state(
+            Direction::RightToLeft,
+            &bug.clone().with("System.State", "Resolved"),
+            &FieldMap::new().with("state", "7"),
+            Some(&graph),
+        )
+        .unwrap_err();
+    assert_eq!(
+        (
+            e.context().from_state.as_deref(),
+            e.context().to_state.as_deref()
+        ),
+        (Some("7"), Some("6"))
+    );
     // A required field the spec does not supply.
-    let bare = m("[state]\nleft = \"state\"\nright = \"System.State\"\ndirection = \"right-to-left\"\nmap = { Resolved = \"6\" }\n");
-    let e = bare.plan_state(Direction::RightToLeft, &FieldMap::new().with("System.State", "Resolved"), &FieldMap::new().with("state", "2"), Some(&graph)).unwrap_err();
-    assert!(e.to_string().contains("requires close_code, close_notes"), "{e}");
+    let bare = m(
+        "[state]\nleft = \"state\"\nright = \"System.State\"\ndirection = \"right-to-left\"\nmap = { Resolved = \"6\" }\n",
+    );
+    let e = bare
+        .plan_state(
+            Direction::RightToLeft,
+            &FieldMap::new().with("System.State", "Resolved"),
+            &FieldMap::new().with("state", "2"),
+            Some(&graph),
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("requires close_code, close_notes"),
+        "{e}"
+    );
 }
 
 proptest! {

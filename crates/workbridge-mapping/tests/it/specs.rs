@@ -19,11 +19,26 @@ fn compile_errors_name_line_and_field() {
         err("\n[[field]]\nright = \"Title\"\ntemplate = \"{number}\"\n"),
         "line 2: field `Title`: a template or constant works one way: set direction to left-to-right or right-to-left"
     );
-    assert_eq!(err("[[field]]\nleft = \"a\"\nright = \"b\"\ndirection = \"sideways\"\n"), "line 1: field `b`: direction `sideways` is not both, left-to-right or right-to-left");
-    assert_eq!(err("[[field]]\nleft = \"a\"\nright = \"b\"\nfallback = \"default\"\n"), "line 1: field `b`: fallback `default` needs a `default` value");
-    assert_eq!(err("[[field]]\nleft = \"a\"\nright = \"b\"\ntransform = \"rot13\"\n"), "line 1: field `b`: transform `rot13` is not html-to-text, text-to-html, number-to-text, text-to-number or datetime-to-date");
-    assert_eq!(err("[[field]]\nleft = \"a\"\nright = \"b\"\ntimezone = \"CET\"\n"), "line 1: field `b`: timezone `CET` is not an offset such as +02:00 or UTC");
-    assert_eq!(err("[[field]]\nleft = \"a\"\n"), "line 1: field `a`: the rule names no target field");
+    assert_eq!(
+        err("[[field]]\nleft = \"a\"\nright = \"b\"\ndirection = \"sideways\"\n"),
+        "line 1: field `b`: direction `sideways` is not both, left-to-right or right-to-left"
+    );
+    assert_eq!(
+        err("[[field]]\nleft = \"a\"\nright = \"b\"\nfallback = \"default\"\n"),
+        "line 1: field `b`: fallback `default` needs a `default` value"
+    );
+    assert_eq!(
+        err("[[field]]\nleft = \"a\"\nright = \"b\"\ntransform = \"rot13\"\n"),
+        "line 1: field `b`: transform `rot13` is not html-to-text, text-to-html, number-to-text, text-to-number or datetime-to-date"
+    );
+    assert_eq!(
+        err("[[field]]\nleft = \"a\"\nright = \"b\"\ntimezone = \"CET\"\n"),
+        "line 1: field `b`: timezone `CET` is not an offset such as +02:00 or UTC"
+    );
+    assert_eq!(
+        err("[[field]]\nleft = \"a\"\n"),
+        "line 1: field `a`: the rule names no target field"
+    );
     let e = err("[[field]]\nleft = \"a\"\nright = \"b\"\nbogus = 1\n");
     assert!(e.starts_with("line 4: unknown field `bogus`"), "{e}");
     let e = err("[[field]\n");
@@ -59,7 +74,10 @@ left = "opened_at"
 right = "Count"
 direction = "left-to-right"
 "#;
-    let errors = Mapping::from_toml_str(spec).unwrap().validate(&left, &right).unwrap_err();
+    let errors = Mapping::from_toml_str(spec)
+        .unwrap()
+        .validate(&left, &right)
+        .unwrap_err();
     let messages: Vec<String> = errors.0.iter().map(|e| e.message().to_owned()).collect();
     assert_eq!(
         messages,
@@ -71,5 +89,8 @@ direction = "left-to-right"
             "line 2: field `System.Title`: Bug requires this field on create, and no rule fills it",
         ]
     );
-    assert_eq!(errors.0[0].field().map(|f| f.as_str()), Some("System.Titel"));
+    assert_eq!(
+        errors.0[0].field().map(|f| f.as_str()),
+        Some("System.Titel")
+    );
 }

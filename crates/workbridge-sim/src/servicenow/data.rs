@@ -378,6 +378,17 @@ pub(crate) const DICTIONARY: &[DictEntry] = &[
         false,
         40,
     ),
+    (
+        "incident",
+        "u_qa_status",
+        "QA status",
+        "string",
+        "",
+        0,
+        false,
+        false,
+        40,
+    ),
     // problem
     (
         "problem",

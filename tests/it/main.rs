@@ -1,0 +1,3 @@
+//! Cross-crate tests: the documented mapping specs against the simulators' real schemas.
+
+mod mapping_specs;
