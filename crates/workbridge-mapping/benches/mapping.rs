@@ -58,11 +58,11 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("map");
     g.throughput(Throughput::Elements(30));
     g.bench_function("incident_30_fields_left_to_right", |b| {
-        b.iter(|| mapping.map(Direction::LeftToRight, std::hint::black_box(&fields)))
+        b.iter(|| mapping.map(Direction::LeftToRight, std::hint::black_box(&fields)));
     });
     let right = mapping.map(Direction::LeftToRight, &fields).fields;
     g.bench_function("bug_back_to_incident", |b| {
-        b.iter(|| mapping.map(Direction::RightToLeft, std::hint::black_box(&right)))
+        b.iter(|| mapping.map(Direction::RightToLeft, std::hint::black_box(&right)));
     });
     g.finish();
 }

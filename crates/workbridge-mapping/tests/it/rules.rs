@@ -347,10 +347,7 @@ conflict = "left-wins"
         Direction::LeftToRight,
         &ok.clone().with("category", "hardware")
     ));
-    assert!(!map.in_scope(
-        Direction::LeftToRight,
-        &ok.clone().with("short_description", "")
-    ));
+    assert!(!map.in_scope(Direction::LeftToRight, &ok.with("short_description", "")));
     assert!(
         map.in_scope(Direction::RightToLeft, &FieldMap::new()),
         "no right scope: everything"
@@ -430,7 +427,7 @@ close_notes = "Fixed in bug {System.Id}"
     let e = map
         .plan_state(
             Direction::RightToLeft,
-            &bug.clone().with("System.State", "Resolved"),
+            &bug.with("System.State", "Resolved"),
             &FieldMap::new().with("state", "7"),
             Some(&graph),
         )
