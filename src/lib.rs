@@ -18,8 +18,12 @@
 //! - the ServiceNow, Azure DevOps / TFS and HP ALM adapters (features `servicenow`,
 //!   `azure-devops`, `alm`) and faithful simulators of the three APIs (feature `sim`).
 //!
-//! The mapping engine and the sync kernel are built on these and arrive as their own crates. Scheduling stays with you: call a sync round from a
-//! loop, a cron job or a webhook.
+//! - the mapping engine ([`mapping`]): TOML specs that say which field becomes which;
+//! - the sync kernel ([`sync`]): [`sync::SyncPair`] runs one round at a time — links,
+//!   baselines, a three-way merge, cursors, parking, comments and attachments — with its state
+//!   in a [`sync::StateStore`] (SQLite by default).
+//!
+//! Scheduling stays with you: call a sync round from a loop, a cron job or a webhook.
 //!
 //! ## A first look
 //!
@@ -66,7 +70,8 @@
 //! | `sim` | [`sim`]: stateful simulators of the APIs, for your own tests |
 //! | `azure-devops` | [`azure_devops`]: the Azure DevOps Services / Server / TFS adapter |
 //! | `alm` | [`alm`]: the HP ALM / Quality Center adapter |
-//! | `sqlite`, `postgres` | the sync kernel's state stores (with the sync kernel) |
+//! | `sqlite` (default) | [`sync::SqliteStore`]: the embedded state store |
+//! | `postgres` | reserved for a shared PostgreSQL state store (nothing yet) |
 //! | `full` | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -74,6 +79,9 @@ pub use workbridge_core::*;
 
 /// The mapping engine: TOML specs that turn one side's fields into the other's.
 pub use workbridge_mapping as mapping;
+
+/// The sync kernel: pairs, rounds, state stores.
+pub use workbridge_sync as sync;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

@@ -330,6 +330,30 @@ pub struct StateRule {
     supply_right: BTreeMap<String, FieldMap>,
 }
 
+impl StateRule {
+    /// The left state field.
+    pub fn left(&self) -> &FieldName {
+        &self.left
+    }
+
+    /// The right state field.
+    pub fn right(&self) -> &FieldName {
+        &self.right
+    }
+
+    /// The state field read from in direction `d`, and the one written, when the rule works
+    /// that way.
+    pub fn fields(&self, d: Direction) -> Option<(&FieldName, &FieldName)> {
+        if !self.flow.allows(d) {
+            return None;
+        }
+        Some(match d {
+            Direction::LeftToRight => (&self.left, &self.right),
+            Direction::RightToLeft => (&self.right, &self.left),
+        })
+    }
+}
+
 /// One step of a state change: the state to enter and the fields to write with it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransitionStep {

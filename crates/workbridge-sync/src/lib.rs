@@ -1,0 +1,1111 @@
+//! The workbridge sync kernel: keeps the items of two [`Repository`]s in step through a
+//! [`Mapping`], one round at a time.
+//!
+//! A [`SyncPair`] reads each side's changes since its stored cursor, creates the twin of a new
+//! in-scope item (after looking up its correlation key, so a retry never duplicates), merges
+//! linked items three ways against the stored baseline (so concurrent edits to different fields
+//! both survive and nothing we wrote is written back), copies new comments and attachments
+//! once each, parks an item that fails for good and goes on with the rest, stops the round on
+//! a temporary failure, and commits each cursor only after everything before it is applied.
+//! When to run a round is the caller's choice: see `docs/sync.md` and the examples.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use workbridge_core::{FieldMap, InMemoryRepository, ItemType, Repository, RepositoryExt, CreateOptions};
+//! use workbridge_mapping::Mapping;
+//! use workbridge_sync::{MemoryStore, SyncPair};
+//!
+//! let mapping = Mapping::from_toml_str(r#"
+//! left = "incident"
+//! right = "Bug"
+//! [[field]]
+//! left = "short_description"
+//! right = "System.Title"
+//! "#).unwrap();
+//! let ops = Arc::new(InMemoryRepository::new("ops"));
+//! let dev = Arc::new(InMemoryRepository::new("dev"));
+//! let pair = SyncPair::new(ops.clone(), dev.clone(), mapping, Arc::new(MemoryStore::new())).unwrap();
+//!
+//! let ticket = ops.create(&ItemType::new("incident"),
+//!     &FieldMap::new().with("short_description", "Printer on fire"), &CreateOptions::default()).await.unwrap();
+//! let report = pair.run_once().await;
+//! assert!(report.is_complete());
+//! assert_eq!(report.created.right, 1);
+//! let link = pair.link_of(workbridge_sync::Side::Left, &ticket.id).await.unwrap().unwrap();
+//! let bug = dev.get(&ItemType::new("Bug"), &link.right).await.unwrap();
+//! assert_eq!(bug.field("System.Title").and_then(|v| v.as_str()), Some("Printer on fire"));
+//!
+//! // A second round finds only our own write: nothing is written back.
+//! let again = pair.run_once().await;
+//! assert_eq!(again.writes(), 0);
+//! # });
+//! ```
+
+pub mod plan;
+pub mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::ops::{Index, IndexMut};
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex as AsyncMutex;
+use workbridge_core::{
+    ChangeOptions, CorrelationKey, CreateOptions, Cursor, Error, ErrorKind, FieldMap, GetOptions,
+    ItemId, ItemType, NewAttachment, NewComment, Repository, Result, Schema, TransitionGraph,
+    UpdateOptions, Visibility, WorkItem,
+};
+use workbridge_mapping::{Direction, Mapping};
+
+pub use plan::{FieldConflict, PlanInput, SideWrites, SyncPlan, plan, same};
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
+pub use store::{Copied, Link, MemoryStore, Parked, Side, StateStore};
+
+/// A value for each side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerSide<T> {
+    /// The left side's.
+    pub left: T,
+    /// The right side's.
+    pub right: T,
+}
+
+impl<T> Index<Side> for PerSide<T> {
+    type Output = T;
+    fn index(&self, s: Side) -> &T {
+        match s {
+            Side::Left => &self.left,
+            Side::Right => &self.right,
+        }
+    }
+}
+
+impl<T> IndexMut<Side> for PerSide<T> {
+    fn index_mut(&mut self, s: Side) -> &mut T {
+        match s {
+            Side::Left => &mut self.left,
+            Side::Right => &mut self.right,
+        }
+    }
+}
+
+/// How a [`SyncPair`] works; the defaults suit most pairs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SyncOptions {
+    /// Items per change page (default 100; the adapter caps it to its API's limit).
+    pub page_size: usize,
+    /// How often a merge is re-read and re-planned after a version conflict (default 3).
+    pub conflict_retries: u32,
+    /// Whether comments are copied (default true, when both sides support them).
+    pub comments: bool,
+    /// Whether attachments are copied (default true, when both sides support them).
+    pub attachments: bool,
+    /// Larger attachments are not copied; each is reported once (default 10 MiB).
+    pub max_attachment_size: u64,
+    /// Whether an item whose twin is gone, or that left scope, gets a comment saying so
+    /// before its link is retired (default true).
+    pub twinless_comment: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            page_size: 100,
+            conflict_retries: 3,
+            comments: true,
+            attachments: true,
+            max_attachment_size: 10 * 1024 * 1024,
+            twinless_comment: true,
+        }
+    }
+}
+
+impl SyncOptions {
+    /// Sets [`SyncOptions::page_size`].
+    pub fn page_size(mut self, n: usize) -> Self {
+        self.page_size = n.max(1);
+        self
+    }
+    /// Sets [`SyncOptions::conflict_retries`].
+    pub fn conflict_retries(mut self, n: u32) -> Self {
+        self.conflict_retries = n;
+        self
+    }
+    /// Sets [`SyncOptions::comments`].
+    pub fn comments(mut self, on: bool) -> Self {
+        self.comments = on;
+        self
+    }
+    /// Sets [`SyncOptions::attachments`].
+    pub fn attachments(mut self, on: bool) -> Self {
+        self.attachments = on;
+        self
+    }
+    /// Sets [`SyncOptions::max_attachment_size`].
+    pub fn max_attachment_size(mut self, bytes: u64) -> Self {
+        self.max_attachment_size = bytes;
+        self
+    }
+    /// Sets [`SyncOptions::twinless_comment`].
+    pub fn twinless_comment(mut self, on: bool) -> Self {
+        self.twinless_comment = on;
+        self
+    }
+}
+
+/// What one round did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct SyncReport {
+    /// Changed items read from each side.
+    pub read: PerSide<usize>,
+    /// Items created on each side.
+    pub created: PerSide<usize>,
+    /// Existing twins found by correlation key instead of created (a retry after a lost reply
+    /// or a crash).
+    pub relinked: PerSide<usize>,
+    /// Items updated on each side.
+    pub updated: PerSide<usize>,
+    /// Items skipped on each side because they were at the version we last wrote or read.
+    pub echoes: PerSide<usize>,
+    /// Linked items read that needed no write.
+    pub unchanged: PerSide<usize>,
+    /// Unlinked items left alone: out of scope, or the spec does not create from this side.
+    pub ignored: PerSide<usize>,
+    /// Same-field conflicts left for a person (the `error` policy).
+    pub conflicts: Vec<FieldConflict>,
+    /// Items parked this round, with their errors.
+    pub parked: Vec<Parked>,
+    /// Parked items that synced this round and were released.
+    pub unparked: usize,
+    /// Comments copied to each side.
+    pub comments_copied: PerSide<usize>,
+    /// Attachments copied to each side.
+    pub attachments_copied: PerSide<usize>,
+    /// Attachments not copied (over the size cap), by source side.
+    pub attachments_skipped: PerSide<usize>,
+    /// Links retired because an item was deleted or left scope.
+    pub twinless: usize,
+    /// Repository calls made on each side (adapters may batch several HTTP requests into one
+    /// call, or need several for one).
+    pub calls: PerSide<usize>,
+    /// The cursors committed.
+    pub cursors: PerSide<Option<Cursor>>,
+    /// The temporary failure that stopped the round, if one did; the next round resumes.
+    pub stopped: Option<Error>,
+}
+
+impl SyncReport {
+    /// Whether the round went through every change (parked items do not make it incomplete).
+    pub fn is_complete(&self) -> bool {
+        self.stopped.is_none()
+    }
+
+    /// Items created or updated on either side.
+    pub fn writes(&self) -> usize {
+        self.created.left + self.created.right + self.updated.left + self.updated.right
+    }
+
+    /// `Err` with the stopping error, when the round stopped.
+    ///
+    /// # Errors
+    /// The temporary failure that stopped the round.
+    pub fn into_result(self) -> Result<SyncReport> {
+        match self.stopped {
+            Some(e) => Err(e),
+            None => Ok(self),
+        }
+    }
+}
+
+impl fmt::Display for SyncReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = |x: &PerSide<usize>| format!("{}/{}", x.left, x.right);
+        write!(
+            f,
+            "read {} · created {} · relinked {} · updated {} · echoes {} · unchanged {} · ignored {} · \
+             comments {} · attachments {} (skipped {}) · conflicts {} · parked {} · twinless {} · calls {}",
+            p(&self.read),
+            p(&self.created),
+            p(&self.relinked),
+            p(&self.updated),
+            p(&self.echoes),
+            p(&self.unchanged),
+            p(&self.ignored),
+            p(&self.comments_copied),
+            p(&self.attachments_copied),
+            p(&self.attachments_skipped),
+            self.conflicts.len(),
+            self.parked.len(),
+            self.twinless,
+            p(&self.calls),
+        )?;
+        if let Some(e) = &self.stopped {
+            write!(f, " · stopped: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the items of two repositories in step: see the crate docs.
+pub struct SyncPair {
+    id: String,
+    repos: PerSide<Arc<dyn Repository>>,
+    types: PerSide<ItemType>,
+    mapping: Arc<Mapping>,
+    store: Arc<dyn StateStore>,
+    options: SyncOptions,
+    workflows: AsyncMutex<Option<PerSide<Option<TransitionGraph>>>>,
+    round: AsyncMutex<()>,
+}
+
+impl fmt::Debug for SyncPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncPair")
+            .field("id", &self.id)
+            .field("left", &format_args!("{}", self.repos.left))
+            .field("right", &format_args!("{}", self.repos.right))
+            .field("types", &self.types)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened to one changed item.
+enum Outcome {
+    Echo,
+    Ignored,
+    Done,
+}
+
+fn direction_from(side: Side) -> Direction {
+    match side {
+        Side::Left => Direction::LeftToRight,
+        Side::Right => Direction::RightToLeft,
+    }
+}
+
+impl SyncPair {
+    /// A pair syncing the mapping's `left`/`right` item types between `left` and `right`, with
+    /// its state in `store`. The pair id (the key of its state) is made from the systems and
+    /// types; see [`SyncPair::with_id`].
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when the mapping does not name both item types (use
+    /// [`SyncPair::with_types`]).
+    pub fn new(
+        left: Arc<dyn Repository>,
+        right: Arc<dyn Repository>,
+        mapping: Mapping,
+        store: Arc<dyn StateStore>,
+    ) -> Result<Self> {
+        let (Some(lt), Some(rt)) = (mapping.left_type(), mapping.right_type()) else {
+            return Err(Error::config(
+                "the mapping names no left and right item types: set `left` and `right` at its top, or call SyncPair::with_types",
+            ));
+        };
+        Ok(Self::with_types(
+            left,
+            right,
+            ItemType::new(lt),
+            ItemType::new(rt),
+            mapping,
+            store,
+        ))
+    }
+
+    /// A pair of explicit item types.
+    pub fn with_types(
+        left: Arc<dyn Repository>,
+        right: Arc<dyn Repository>,
+        left_type: ItemType,
+        right_type: ItemType,
+        mapping: Mapping,
+        store: Arc<dyn StateStore>,
+    ) -> Self {
+        let id = format!("{left}/{left_type}<->{right}/{right_type}");
+        SyncPair {
+            id,
+            repos: PerSide { left, right },
+            types: PerSide {
+                left: left_type,
+                right: right_type,
+            },
+            mapping: Arc::new(mapping),
+            store,
+            options: SyncOptions::default(),
+            workflows: AsyncMutex::new(None),
+            round: AsyncMutex::new(()),
+        }
+    }
+
+    /// Sets the pair id: the key of its state in the store. Keep it stable across restarts.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// Sets the options.
+    pub fn with_options(mut self, options: SyncOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The pair id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The mapping.
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// The link of an item, by either side.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn link_of(&self, side: Side, id: &ItemId) -> Result<Option<Link>> {
+        self.store.link(&self.id, side, id).await
+    }
+
+    /// Every link of the pair.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn links(&self) -> Result<Vec<Link>> {
+        self.store.links(&self.id).await
+    }
+
+    /// The parked items.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn parked(&self) -> Result<Vec<Parked>> {
+        self.store.parked(&self.id).await
+    }
+
+    /// One round: both sides' changes since their cursors, applied. Never panics and never
+    /// returns early on an item's failure: see [`SyncReport::stopped`] and
+    /// [`SyncReport::parked`]. Rounds of one pair do not overlap (a second call waits).
+    pub async fn run_once(&self) -> SyncReport {
+        let _round = self.round.lock().await;
+        let mut report = SyncReport::default();
+        let parked: HashSet<(Side, ItemId)> = match self.store.parked(&self.id).await {
+            Ok(p) => p.into_iter().map(|p| (p.side, p.id)).collect(),
+            Err(e) => {
+                report.stopped = Some(e);
+                return report;
+            }
+        };
+        let mut round = Round { report, parked };
+        for side in [Side::Left, Side::Right] {
+            if let Err(e) = self.pass(side, &mut round).await {
+                tracing::warn!(pair = %self.id, %side, error = %e, "round stopped; the next round resumes from the last committed cursor");
+                round.report.stopped = Some(e);
+                break;
+            }
+        }
+        tracing::info!(pair = %self.id, report = %round.report, "round done");
+        round.report
+    }
+
+    /// Compares every linked pair, whether or not the change feeds show a change (catches
+    /// edits that do not move timestamps, and deleted items), and applies what differs.
+    pub async fn reconcile(&self) -> SyncReport {
+        let _round = self.round.lock().await;
+        let mut round = Round {
+            report: SyncReport::default(),
+            parked: HashSet::new(),
+        };
+        if let Err(e) = self.reconcile_inner(&mut round).await {
+            round.report.stopped = Some(e);
+        }
+        round.report
+    }
+
+    async fn reconcile_inner(&self, round: &mut Round) -> Result<()> {
+        let links = self.store.links(&self.id).await?;
+        for chunk in links.chunks(self.options.page_size.max(1)) {
+            let mut items = PerSide::<Vec<Option<WorkItem>>>::default();
+            for side in [Side::Left, Side::Right] {
+                let ids: Vec<ItemId> = chunk.iter().map(|l| l.id(side).clone()).collect();
+                round.report.calls[side] += 1;
+                items[side] = self.repos[side]
+                    .get_many(&self.types[side], &ids, &GetOptions::default())
+                    .await?;
+            }
+            for (i, link) in chunk.iter().enumerate() {
+                let (l, r) = (
+                    items.left.get(i).cloned().flatten(),
+                    items.right.get(i).cloned().flatten(),
+                );
+                let result = match (l, r) {
+                    (Some(l), Some(r)) => {
+                        round.report.read.left += 1;
+                        round.report.read.right += 1;
+                        self.merge(link.clone(), Side::Left, l, r, round).await
+                    }
+                    (Some(l), None) => {
+                        self.twinless(link, Side::Left, &l, "was deleted", round)
+                            .await
+                    }
+                    (None, Some(r)) => {
+                        self.twinless(link, Side::Right, &r, "was deleted", round)
+                            .await
+                    }
+                    (None, None) => {
+                        round.report.twinless += 1;
+                        self.store
+                            .retire_link(&self.id, link)
+                            .await
+                            .map(|()| Outcome::Done)
+                    }
+                };
+                self.settle(Side::Left, &link.left, result, round).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tries the parked items again (each read afresh); those that sync are released.
+    pub async fn replay(&self) -> SyncReport {
+        let _round = self.round.lock().await;
+        let mut round = Round {
+            report: SyncReport::default(),
+            parked: HashSet::new(),
+        };
+        let parked = match self.store.parked(&self.id).await {
+            Ok(p) => p,
+            Err(e) => {
+                round.report.stopped = Some(e);
+                return round.report;
+            }
+        };
+        round.parked = parked.iter().map(|p| (p.side, p.id.clone())).collect();
+        for p in parked {
+            round.report.calls[p.side] += 1;
+            let got = self.repos[p.side]
+                .get_many(
+                    &self.types[p.side],
+                    std::slice::from_ref(&p.id),
+                    &GetOptions::default(),
+                )
+                .await;
+            let item = match got {
+                Ok(mut v) => v.pop().flatten(),
+                Err(e) if e.is_temporary() => {
+                    round.report.stopped = Some(e);
+                    break;
+                }
+                Err(e) => {
+                    round.report.parked.push(p.clone());
+                    tracing::warn!(pair = %self.id, error = %e, "a parked item cannot be read");
+                    continue;
+                }
+            };
+            let Some(item) = item else {
+                // Gone: nothing left to sync.
+                if let Err(e) = self.store.unpark(&self.id, p.side, &p.id).await {
+                    round.report.stopped = Some(e);
+                    break;
+                }
+                round.report.unparked += 1;
+                continue;
+            };
+            round.report.read[p.side] += 1;
+            let result = self.item(p.side, item, true, &mut round).await;
+            if let Err(e) = self.settle(p.side, &p.id, result, &mut round).await {
+                round.report.stopped = Some(e);
+                break;
+            }
+        }
+        round.report
+    }
+
+    /// Plans the merge of one linked pair as it stands, writing nothing: a dry run.
+    ///
+    /// # Errors
+    /// When the item is not linked, either item cannot be read, or the store fails.
+    pub async fn plan_for(&self, side: Side, id: &ItemId) -> Result<SyncPlan> {
+        let link = self.store.link(&self.id, side, id).await?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("{side} item {id} is not linked in pair {}", self.id),
+            )
+        })?;
+        let wf = self.workflows().await?;
+        let l = self.read_one(Side::Left, &link.left).await?;
+        let r = self.read_one(Side::Right, &link.right).await?;
+        Ok(plan(
+            &self.mapping,
+            PlanInput {
+                left: &l,
+                right: &r,
+                left_baseline: &link.left_baseline,
+                right_baseline: &link.right_baseline,
+                left_workflow: wf.left.as_ref(),
+                right_workflow: wf.right.as_ref(),
+            },
+        ))
+    }
+
+    async fn read_one(&self, side: Side, id: &ItemId) -> Result<WorkItem> {
+        let mut v = self.repos[side]
+            .get_many(
+                &self.types[side],
+                std::slice::from_ref(id),
+                &GetOptions::default(),
+            )
+            .await?;
+        v.pop()
+            .flatten()
+            .ok_or_else(|| Error::not_found(&self.types[side], id))
+    }
+
+    async fn workflows(&self) -> Result<PerSide<Option<TransitionGraph>>> {
+        let mut cached = self.workflows.lock().await;
+        if let Some(w) = cached.as_ref() {
+            return Ok(w.clone());
+        }
+        let mut out = PerSide::default();
+        for side in [Side::Left, Side::Right] {
+            if self.repos[side].capabilities().workflow {
+                let schema: Schema = self.repos[side].schema(&self.types[side]).await?;
+                out[side] = schema.workflow;
+            }
+        }
+        *cached = Some(out.clone());
+        Ok(out)
+    }
+
+    /// One side's changes, page by page; the cursor is committed after each page is applied.
+    async fn pass(&self, side: Side, round: &mut Round) -> Result<()> {
+        let repo = &self.repos[side];
+        let ty = &self.types[side];
+        let mut cursor = self.store.cursor(&self.id, side).await?.unwrap_or_default();
+        let opts = ChangeOptions::default().page_size(self.options.page_size);
+        loop {
+            round.report.calls[side] += 1;
+            let page = repo.changes(ty, &cursor, &opts).await?;
+            round.report.read[side] += page.items.len();
+            // Links of the page, and their twins in one batched read.
+            let mut links = Vec::with_capacity(page.items.len());
+            for item in &page.items {
+                links.push(self.store.link(&self.id, side, &item.id).await?);
+            }
+            let twin_ids: Vec<ItemId> = page
+                .items
+                .iter()
+                .zip(&links)
+                .filter_map(|(item, l)| {
+                    l.as_ref()
+                        .filter(|l| l.version(side) != Some(&item.version))
+                        .map(|l| l.id(side.other()).clone())
+                })
+                .collect();
+            let mut twins: HashMap<ItemId, Option<WorkItem>> = HashMap::new();
+            if !twin_ids.is_empty() {
+                round.report.calls[side.other()] += 1;
+                let got = self.repos[side.other()]
+                    .get_many(&self.types[side.other()], &twin_ids, &GetOptions::default())
+                    .await?;
+                twins.extend(twin_ids.into_iter().zip(got));
+            }
+            for (item, link) in page.items.into_iter().zip(links) {
+                let id = item.id.clone();
+                let twin = link
+                    .as_ref()
+                    .map(|l| twins.get(l.id(side.other())).cloned().flatten());
+                let result = match link {
+                    Some(link) if link.version(side) == Some(&item.version) => Ok(Outcome::Echo),
+                    Some(link) => match twin.flatten() {
+                        Some(t) => {
+                            let (l, r) = match side {
+                                Side::Left => (item, t),
+                                Side::Right => (t, item),
+                            };
+                            self.merge(link, side, l, r, round).await
+                        }
+                        None => {
+                            self.twinless(&link, side, &item, "was deleted", round)
+                                .await
+                        }
+                    },
+                    None => self.item(side, item, false, round).await,
+                };
+                self.settle(side, &id, result, round).await?;
+            }
+            self.store.save_cursor(&self.id, side, &page.next).await?;
+            round.report.cursors[side] = Some(page.next.clone());
+            cursor = page.next;
+            if !page.has_more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Books an item's outcome: temporary errors stop the round, permanent ones park the item.
+    async fn settle(
+        &self,
+        side: Side,
+        id: &ItemId,
+        result: Result<Outcome>,
+        round: &mut Round,
+    ) -> Result<()> {
+        match result {
+            Ok(o) => {
+                match o {
+                    Outcome::Echo => round.report.echoes[side] += 1,
+                    Outcome::Ignored => round.report.ignored[side] += 1,
+                    Outcome::Done => {}
+                }
+                if round.parked.remove(&(side, id.clone())) {
+                    self.store.unpark(&self.id, side, id).await?;
+                    round.report.unparked += 1;
+                }
+                Ok(())
+            }
+            Err(e) if e.is_temporary() => Err(e),
+            Err(e) => {
+                tracing::warn!(pair = %self.id, %side, item = %id, error = %e, "item parked; the others go on");
+                let p = Parked {
+                    side,
+                    id: id.clone(),
+                    error: e.to_string(),
+                    attempts: 1,
+                    at: Utc::now(),
+                };
+                self.store.park(&self.id, &p).await?;
+                round.parked.insert((side, id.clone()));
+                round.report.parked.push(p);
+                Ok(())
+            }
+        }
+    }
+
+    fn key_for(&self, side: Side, id: &ItemId) -> CorrelationKey {
+        CorrelationKey::new(format!("wb:{}:{}", self.types[side], id))
+    }
+
+    /// An item with no link (or a parked one being replayed): create or find its twin.
+    async fn item(
+        &self,
+        side: Side,
+        item: WorkItem,
+        replay: bool,
+        round: &mut Round,
+    ) -> Result<Outcome> {
+        if replay && let Some(link) = self.store.link(&self.id, side, &item.id).await? {
+            round.report.calls[side.other()] += 1;
+            let twin = self.repos[side.other()]
+                .get_many(
+                    &self.types[side.other()],
+                    std::slice::from_ref(link.id(side.other())),
+                    &GetOptions::default(),
+                )
+                .await?
+                .pop()
+                .flatten();
+            return match twin {
+                Some(t) => {
+                    let (l, r) = match side {
+                        Side::Left => (item, t),
+                        Side::Right => (t, item),
+                    };
+                    self.merge(link, side, l, r, round).await
+                }
+                None => {
+                    self.twinless(&link, side, &item, "was deleted", round)
+                        .await
+                }
+            };
+        }
+        let d = direction_from(side);
+        if !self.mapping.in_scope(d, &item.fields) || !self.mapping.may_create(d) {
+            return Ok(Outcome::Ignored);
+        }
+        let other = side.other();
+        let key = self.key_for(side, &item.id);
+        round.report.calls[other] += 1;
+        let found = if self.repos[other].capabilities().correlation {
+            self.repos[other]
+                .find_by_correlation(&self.types[other], &key)
+                .await?
+        } else {
+            None
+        };
+        let (twin, baseline) = match found {
+            Some(t) => {
+                // Created before, and the link was lost (a lost reply or a crash): link it
+                // and let the merge below bring it up to date from an empty source baseline.
+                round.report.relinked[other] += 1;
+                (t, FieldMap::new())
+            }
+            None => {
+                let mapped = self.mapping.map_for_create(d, &item.fields);
+                if let Some(e) = mapped.errors.into_iter().next() {
+                    return Err(e);
+                }
+                round.report.calls[other] += 1;
+                let created = self.repos[other]
+                    .create(
+                        &self.types[other],
+                        &mapped.fields,
+                        &CreateOptions::default().correlation(key.clone()),
+                    )
+                    .await?;
+                round.report.created[other] += 1;
+                tracing::info!(pair = %self.id, from = %item.id, to = %created.id, "twin created");
+                // The fields just written are the baseline; the state is left out of it so the
+                // merge walks the new twin's workflow to the mapped state.
+                let mut base = item.fields.clone();
+                if let Some((sf, _)) = self.mapping.state().and_then(|s| s.fields(d)) {
+                    base.remove(sf.as_str());
+                }
+                (created, base)
+            }
+        };
+        let mut link = Link {
+            left: ItemId::new(""),
+            right: ItemId::new(""),
+            key,
+            left_version: None,
+            right_version: None,
+            left_baseline: FieldMap::new(),
+            right_baseline: FieldMap::new(),
+        };
+        match side {
+            Side::Left => {
+                link.left = item.id.clone();
+                link.right = twin.id.clone();
+            }
+            Side::Right => {
+                link.left = twin.id.clone();
+                link.right = item.id.clone();
+            }
+        }
+        // The source baseline is the item as it was mapped; the twin's is as created. The
+        // source's version stays unset so the merge below always runs (state, comments).
+        link.set(other, twin.version.clone(), twin.fields.clone());
+        match side {
+            Side::Left => link.left_baseline = baseline,
+            Side::Right => link.right_baseline = baseline,
+        }
+        self.store.save_link(&self.id, &link).await?;
+        let (l, r) = match side {
+            Side::Left => (item, twin),
+            Side::Right => (twin, item),
+        };
+        self.merge(link, side, l, r, round).await
+    }
+
+    /// The three-way merge of a linked pair, applied with `if_version`; on a version conflict
+    /// both items are read again and the merge planned again (bounded).
+    async fn merge(
+        &self,
+        mut link: Link,
+        from: Side,
+        mut left: WorkItem,
+        mut right: WorkItem,
+        round: &mut Round,
+    ) -> Result<Outcome> {
+        let source = match from {
+            Side::Left => &left,
+            Side::Right => &right,
+        };
+        if !self.mapping.in_scope(direction_from(from), &source.fields)
+            && self.mapping.may_create(direction_from(from))
+        {
+            // It left the scope that made it sync.
+            let source = source.clone();
+            return self
+                .twinless(&link, from, &source, "left the sync scope", round)
+                .await;
+        }
+        let wf = self.workflows().await?;
+        let mut attempt = 0;
+        let (mut errors, mut conflicts);
+        loop {
+            let p = plan(
+                &self.mapping,
+                PlanInput {
+                    left: &left,
+                    right: &right,
+                    left_baseline: &link.left_baseline,
+                    right_baseline: &link.right_baseline,
+                    left_workflow: wf.left.as_ref(),
+                    right_workflow: wf.right.as_ref(),
+                },
+            );
+            errors = p.errors.clone();
+            conflicts = p.conflicts.clone();
+            match self.apply(&p, &mut left, &mut right, round).await {
+                Ok(()) => {
+                    for (side, w) in [(Side::Left, &p.left), (Side::Right, &p.right)] {
+                        let item = if side == Side::Left { &left } else { &right };
+                        let mut base = item.fields.clone();
+                        for f in &w.keep_baseline {
+                            match link.baseline(side).get(f.as_str()) {
+                                Some(v) => base.insert(f.clone(), v.clone()),
+                                None => base.remove(f.as_str()),
+                            };
+                        }
+                        link.set(side, item.version.clone(), base);
+                    }
+                    break;
+                }
+                Err(e)
+                    if e.kind() == ErrorKind::Conflict
+                        && attempt < self.options.conflict_retries =>
+                {
+                    attempt += 1;
+                    tracing::debug!(pair = %self.id, attempt, "version conflict: reading both items again");
+                    left = self.read_one(Side::Left, &link.left).await?;
+                    right = self.read_one(Side::Right, &link.right).await?;
+                    round.report.calls.left += 1;
+                    round.report.calls.right += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.store.save_link(&self.id, &link).await?;
+        round.report.conflicts.extend(conflicts);
+        self.copy_extras(&link, &mut round.report).await?;
+        if let Some(e) = errors.into_iter().next() {
+            // The rest was applied; the item is parked with what could not be.
+            return Err(e.with_temporary(false));
+        }
+        Ok(Outcome::Done)
+    }
+
+    async fn apply(
+        &self,
+        p: &SyncPlan,
+        left: &mut WorkItem,
+        right: &mut WorkItem,
+        round: &mut Round,
+    ) -> Result<()> {
+        let mut unchanged = PerSide {
+            left: true,
+            right: true,
+        };
+        for (side, item) in [(Side::Left, left), (Side::Right, right)] {
+            for changes in p.side(side).updates() {
+                round.report.calls[side] += 1;
+                *item = self.repos[side]
+                    .update(
+                        &self.types[side],
+                        &item.id,
+                        &changes,
+                        &UpdateOptions::default().if_version(item.version.clone()),
+                    )
+                    .await?;
+                unchanged[side] = false;
+            }
+            if unchanged[side] {
+                round.report.unchanged[side] += 1;
+            } else {
+                round.report.updated[side] += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// New comments and attachments of either item, copied once each.
+    async fn copy_extras(&self, link: &Link, report: &mut SyncReport) -> Result<()> {
+        for side in [Side::Left, Side::Right] {
+            let (src, dst) = (&self.repos[side], &self.repos[side.other()]);
+            let (sc, dc) = (src.capabilities(), dst.capabilities());
+            if self.options.comments && sc.comments && dc.comments {
+                self.copy_comments(link, side, report).await?;
+            }
+            if self.options.attachments && sc.attachments && dc.attachments {
+                self.copy_attachments(link, side, report).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn copy_comments(&self, link: &Link, side: Side, report: &mut SyncReport) -> Result<()> {
+        let other = side.other();
+        let routing = self.mapping.comments();
+        let visibility = match other {
+            Side::Left => routing.to_left,
+            Side::Right => routing.to_right,
+        };
+        if visibility == Visibility::Internal && !self.repos[other].capabilities().internal_comments
+        {
+            return Ok(()); // never downgrade a private routing to public
+        }
+        report.calls[side] += 1;
+        let comments = self.repos[side]
+            .comments(&self.types[side], link.id(side))
+            .await?;
+        for c in comments {
+            if c.visibility == Visibility::Internal && !routing.copy_internal {
+                continue;
+            }
+            if self
+                .store
+                .copied(&self.id, Copied::Comment, side, &c.id)
+                .await?
+            {
+                continue;
+            }
+            let mut body = c.body.clone();
+            if let Some(who) = c
+                .author
+                .as_ref()
+                .and_then(|a| a.display_name.clone().or_else(|| a.login.clone()))
+            {
+                body = match c.format {
+                    workbridge_core::TextFormat::Html => format!(
+                        "<p><b>{}</b> ({}):</p>{body}",
+                        escape(&who),
+                        self.repos[side]
+                    ),
+                    _ => format!("{who} ({}):\n{body}", self.repos[side]),
+                };
+            }
+            let mut new = NewComment::public(body).with_format(c.format);
+            new.visibility = visibility;
+            report.calls[other] += 1;
+            let copy = self.repos[other]
+                .add_comment(&self.types[other], link.id(other), &new)
+                .await?;
+            self.store
+                .record_copy(&self.id, Copied::Comment, side, &c.id, &copy.id)
+                .await?;
+            report.comments_copied[other] += 1;
+        }
+        Ok(())
+    }
+
+    async fn copy_attachments(
+        &self,
+        link: &Link,
+        side: Side,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let other = side.other();
+        report.calls[side] += 1;
+        let list = self.repos[side]
+            .attachments(&self.types[side], link.id(side))
+            .await?;
+        let cap = self.repos[other]
+            .capabilities()
+            .max_attachment_size
+            .map_or(self.options.max_attachment_size, |m| {
+                m.min(self.options.max_attachment_size)
+            });
+        for a in list {
+            if self
+                .store
+                .copied(&self.id, Copied::Attachment, side, &a.id)
+                .await?
+            {
+                continue;
+            }
+            // Too large: reported once, and remembered so it is not downloaded again.
+            let skip = |report: &mut SyncReport| {
+                report.attachments_skipped[side] += 1;
+                tracing::warn!(pair = %self.id, attachment = %a.file_name, cap, "attachment over the size cap not copied");
+            };
+            if a.size.is_some_and(|s| s > cap) {
+                skip(report);
+                self.store
+                    .record_copy(&self.id, Copied::Attachment, side, &a.id, "")
+                    .await?;
+                continue;
+            }
+            report.calls[side] += 1;
+            let data = self.repos[side].download(&a).await?;
+            if data.len() as u64 > cap {
+                skip(report);
+                self.store
+                    .record_copy(&self.id, Copied::Attachment, side, &a.id, "")
+                    .await?;
+                continue;
+            }
+            let content_type = a
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "application/octet-stream".to_owned());
+            report.calls[other] += 1;
+            let copy = self.repos[other]
+                .upload(
+                    &self.types[other],
+                    link.id(other),
+                    &NewAttachment::new(a.file_name.clone(), content_type, data),
+                )
+                .await?;
+            self.store
+                .record_copy(&self.id, Copied::Attachment, side, &a.id, &copy.id)
+                .await?;
+            report.attachments_copied[other] += 1;
+        }
+        Ok(())
+    }
+
+    /// The item on `side` has lost its twin (deleted, or itself out of scope): say so on the
+    /// surviving item and retire the link.
+    async fn twinless(
+        &self,
+        link: &Link,
+        side: Side,
+        item: &WorkItem,
+        why: &str,
+        round: &mut Round,
+    ) -> Result<Outcome> {
+        if self.options.twinless_comment && self.repos[side].capabilities().comments {
+            let (who, gone) = if why == "was deleted" {
+                (side, side.other())
+            } else {
+                (side.other(), side)
+            };
+            let text = format!(
+                "workbridge: {} item {} {why}; this item is no longer synchronized with it.",
+                self.repos[gone],
+                link.id(gone)
+            );
+            let visibility = if self.repos[who].capabilities().internal_comments {
+                Visibility::Internal
+            } else {
+                Visibility::Public
+            };
+            round.report.calls[who] += 1;
+            let target = if who == side { &item.id } else { link.id(who) };
+            let mut note = NewComment::public(text);
+            note.visibility = visibility;
+            match self.repos[who]
+                .add_comment(&self.types[who], target, &note)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.store.retire_link(&self.id, link).await?;
+        round.report.twinless += 1;
+        tracing::info!(pair = %self.id, left = %link.left, right = %link.right, why, "link retired");
+        Ok(Outcome::Done)
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+struct Round {
+    report: SyncReport,
+    parked: HashSet<(Side, ItemId)>,
+}

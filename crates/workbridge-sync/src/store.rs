@@ -1,0 +1,531 @@
+//! What the kernel remembers between rounds, and where: [`StateStore`], [`MemoryStore`],
+//! [`SqliteStore`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use workbridge_core::{CorrelationKey, Cursor, FieldMap, ItemId, Result, Version};
+
+/// One side of a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Side {
+    /// The left repository.
+    Left,
+    /// The right repository.
+    Right,
+}
+
+impl Side {
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Left => Side::Right,
+            Side::Right => Side::Left,
+        }
+    }
+
+    /// `left` or `right`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Left => "left",
+            Side::Right => "right",
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A linked pair of items, with what each side looked like after the last sync (the baseline
+/// of the three-way merge).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    /// The left item.
+    pub left: ItemId,
+    /// The right item.
+    pub right: ItemId,
+    /// The correlation key written into the item that was created.
+    pub key: CorrelationKey,
+    /// The left item's version after the last sync.
+    pub left_version: Option<Version>,
+    /// The right item's version after the last sync.
+    pub right_version: Option<Version>,
+    /// The left item's mapped fields after the last sync.
+    pub left_baseline: FieldMap,
+    /// The right item's mapped fields after the last sync.
+    pub right_baseline: FieldMap,
+}
+
+impl Link {
+    /// The item on `side`.
+    pub fn id(&self, side: Side) -> &ItemId {
+        match side {
+            Side::Left => &self.left,
+            Side::Right => &self.right,
+        }
+    }
+
+    /// The version on `side`.
+    pub fn version(&self, side: Side) -> Option<&Version> {
+        match side {
+            Side::Left => self.left_version.as_ref(),
+            Side::Right => self.right_version.as_ref(),
+        }
+    }
+
+    /// The baseline on `side`.
+    pub fn baseline(&self, side: Side) -> &FieldMap {
+        match side {
+            Side::Left => &self.left_baseline,
+            Side::Right => &self.right_baseline,
+        }
+    }
+
+    pub(crate) fn set(&mut self, side: Side, version: Version, baseline: FieldMap) {
+        match side {
+            Side::Left => {
+                self.left_version = Some(version);
+                self.left_baseline = baseline;
+            }
+            Side::Right => {
+                self.right_version = Some(version);
+                self.right_baseline = baseline;
+            }
+        }
+    }
+}
+
+/// An item set aside after a permanent failure, with its error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parked {
+    /// The side it lives on.
+    pub side: Side,
+    /// The item.
+    pub id: ItemId,
+    /// The error, as text.
+    pub error: String,
+    /// How many times it failed.
+    pub attempts: u32,
+    /// When it last failed.
+    pub at: DateTime<Utc>,
+}
+
+/// Copied comments and attachments are remembered by kind and id, on both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Copied {
+    /// A comment.
+    Comment,
+    /// An attachment.
+    Attachment,
+}
+
+impl Copied {
+    fn as_str(self) -> &'static str {
+        match self {
+            Copied::Comment => "comment",
+            Copied::Attachment => "attachment",
+        }
+    }
+}
+
+/// Where a pair's state lives. Every method is one atomic step: a crash between two calls
+/// leaves a consistent state (at worst an item is processed again, which the kernel makes
+/// harmless).
+#[async_trait]
+pub trait StateStore: fmt::Debug + Send + Sync {
+    /// The link of an item, by either side.
+    async fn link(&self, pair: &str, side: Side, id: &ItemId) -> Result<Option<Link>>;
+    /// Creates or replaces a link.
+    async fn save_link(&self, pair: &str, link: &Link) -> Result<()>;
+    /// Removes a link.
+    async fn retire_link(&self, pair: &str, link: &Link) -> Result<()>;
+    /// Every link of a pair.
+    async fn links(&self, pair: &str) -> Result<Vec<Link>>;
+    /// A side's change cursor.
+    async fn cursor(&self, pair: &str, side: Side) -> Result<Option<Cursor>>;
+    /// Stores a side's change cursor.
+    async fn save_cursor(&self, pair: &str, side: Side, cursor: &Cursor) -> Result<()>;
+    /// Parks an item (or counts one more failure).
+    async fn park(&self, pair: &str, parked: &Parked) -> Result<()>;
+    /// Unparks an item.
+    async fn unpark(&self, pair: &str, side: Side, id: &ItemId) -> Result<()>;
+    /// The parked items.
+    async fn parked(&self, pair: &str) -> Result<Vec<Parked>>;
+    /// Whether a comment or attachment was copied (from or to this side).
+    async fn copied(&self, pair: &str, kind: Copied, side: Side, id: &str) -> Result<bool>;
+    /// Records a copy: the source on `side` and the copy on the other side.
+    async fn record_copy(
+        &self,
+        pair: &str,
+        kind: Copied,
+        side: Side,
+        source: &str,
+        copy: &str,
+    ) -> Result<()>;
+}
+
+#[derive(Debug, Default)]
+struct Mem {
+    links: BTreeMap<(String, ItemId), Link>,
+    cursors: BTreeMap<(String, Side), Cursor>,
+    parked: BTreeMap<(String, Side, ItemId), Parked>,
+    copied: BTreeSet<(String, Copied, Side, String)>,
+}
+
+/// State in memory: for tests, and for loops that can afford to start over.
+#[derive(Debug, Default)]
+pub struct MemoryStore(Mutex<Mem>);
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mem> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStore {
+    async fn link(&self, pair: &str, side: Side, id: &ItemId) -> Result<Option<Link>> {
+        let m = self.lock();
+        Ok(match side {
+            Side::Left => m.links.get(&(pair.to_owned(), id.clone())).cloned(),
+            Side::Right => m
+                .links
+                .iter()
+                .find(|((p, _), l)| p == pair && &l.right == id)
+                .map(|(_, l)| l.clone()),
+        })
+    }
+    async fn save_link(&self, pair: &str, link: &Link) -> Result<()> {
+        self.lock()
+            .links
+            .insert((pair.to_owned(), link.left.clone()), link.clone());
+        Ok(())
+    }
+    async fn retire_link(&self, pair: &str, link: &Link) -> Result<()> {
+        self.lock()
+            .links
+            .remove(&(pair.to_owned(), link.left.clone()));
+        Ok(())
+    }
+    async fn links(&self, pair: &str) -> Result<Vec<Link>> {
+        Ok(self
+            .lock()
+            .links
+            .iter()
+            .filter(|((p, _), _)| p == pair)
+            .map(|(_, l)| l.clone())
+            .collect())
+    }
+    async fn cursor(&self, pair: &str, side: Side) -> Result<Option<Cursor>> {
+        Ok(self.lock().cursors.get(&(pair.to_owned(), side)).cloned())
+    }
+    async fn save_cursor(&self, pair: &str, side: Side, cursor: &Cursor) -> Result<()> {
+        self.lock()
+            .cursors
+            .insert((pair.to_owned(), side), cursor.clone());
+        Ok(())
+    }
+    async fn park(&self, pair: &str, parked: &Parked) -> Result<()> {
+        let mut m = self.lock();
+        let key = (pair.to_owned(), parked.side, parked.id.clone());
+        let attempts = m.parked.get(&key).map_or(0, |p| p.attempts) + 1;
+        m.parked.insert(
+            key,
+            Parked {
+                attempts,
+                ..parked.clone()
+            },
+        );
+        Ok(())
+    }
+    async fn unpark(&self, pair: &str, side: Side, id: &ItemId) -> Result<()> {
+        self.lock()
+            .parked
+            .remove(&(pair.to_owned(), side, id.clone()));
+        Ok(())
+    }
+    async fn parked(&self, pair: &str) -> Result<Vec<Parked>> {
+        Ok(self
+            .lock()
+            .parked
+            .iter()
+            .filter(|((p, ..), _)| p == pair)
+            .map(|(_, v)| v.clone())
+            .collect())
+    }
+    async fn copied(&self, pair: &str, kind: Copied, side: Side, id: &str) -> Result<bool> {
+        Ok(self
+            .lock()
+            .copied
+            .contains(&(pair.to_owned(), kind, side, id.to_owned())))
+    }
+    async fn record_copy(
+        &self,
+        pair: &str,
+        kind: Copied,
+        side: Side,
+        source: &str,
+        copy: &str,
+    ) -> Result<()> {
+        let mut m = self.lock();
+        m.copied
+            .insert((pair.to_owned(), kind, side, source.to_owned()));
+        m.copied
+            .insert((pair.to_owned(), kind, side.other(), copy.to_owned()));
+        Ok(())
+    }
+}
+
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::{
+        Copied, Cursor, ItemId, Link, Mutex, Parked, Result, Side, StateStore, async_trait, fmt,
+    };
+    use rusqlite::{Connection, OptionalExtension, params};
+    use workbridge_core::{Error, ErrorKind};
+
+    fn db_err(e: rusqlite::Error) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("the SQLite state store failed: {e}"),
+        )
+        .with_temporary(false)
+        .with_source(e)
+    }
+
+    fn json_err(e: &serde_json::Error) -> Error {
+        Error::new(
+            ErrorKind::Protocol,
+            format!("a stored value cannot be read: {e}"),
+        )
+    }
+
+    /// The migrations, in order; `PRAGMA user_version` says how many ran.
+    const MIGRATIONS: &[&str] = &[
+        "CREATE TABLE links (pair TEXT NOT NULL, left_id TEXT NOT NULL, right_id TEXT NOT NULL, link TEXT NOT NULL, PRIMARY KEY (pair, left_id));
+         CREATE UNIQUE INDEX links_by_right ON links (pair, right_id);
+         CREATE TABLE cursors (pair TEXT NOT NULL, side TEXT NOT NULL, cursor TEXT NOT NULL, PRIMARY KEY (pair, side));
+         CREATE TABLE parked (pair TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, parked TEXT NOT NULL, PRIMARY KEY (pair, side, id));
+         CREATE TABLE copied (pair TEXT NOT NULL, kind TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (pair, kind, side, id));",
+    ];
+
+    /// State in a SQLite file (WAL mode, migrations, one transaction per step): the default
+    /// store for a single process.
+    pub struct SqliteStore {
+        conn: Mutex<Connection>,
+        path: String,
+    }
+
+    impl fmt::Debug for SqliteStore {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("SqliteStore")
+                .field("path", &self.path)
+                .finish()
+        }
+    }
+
+    impl SqliteStore {
+        /// Opens (creating and migrating as needed) the store at `path`; `:memory:` for a
+        /// private in-memory database.
+        ///
+        /// # Errors
+        /// When the file cannot be opened or migrated.
+        pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self> {
+            let p = path.as_ref();
+            let mut conn = Connection::open(p).map_err(db_err)?;
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(db_err)?;
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(db_err)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(db_err)?;
+            let version: usize = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .map_err(db_err)?;
+            if version > MIGRATIONS.len() {
+                return Err(Error::config(format!(
+                    "the state store {} was written by a newer workbridge (schema {version})",
+                    p.display()
+                )));
+            }
+            for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
+                let tx = conn.transaction().map_err(db_err)?;
+                tx.execute_batch(m).map_err(db_err)?;
+                tx.pragma_update(None, "user_version", i + 1)
+                    .map_err(db_err)?;
+                tx.commit().map_err(db_err)?;
+            }
+            Ok(SqliteStore {
+                conn: Mutex::new(conn),
+                path: p.display().to_string(),
+            })
+        }
+
+        fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+            let mut c = self
+                .conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut c).map_err(db_err)
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(s: Option<String>) -> Result<Option<T>> {
+        s.map(|s| serde_json::from_str(&s).map_err(|e| json_err(&e)))
+            .transpose()
+    }
+
+    #[async_trait]
+    impl StateStore for SqliteStore {
+        async fn link(&self, pair: &str, side: Side, id: &ItemId) -> Result<Option<Link>> {
+            let sql = match side {
+                Side::Left => "SELECT link FROM links WHERE pair = ?1 AND left_id = ?2",
+                Side::Right => "SELECT link FROM links WHERE pair = ?1 AND right_id = ?2",
+            };
+            let raw: Option<String> = self.with(|c| {
+                c.query_row(sql, params![pair, id.as_str()], |r| r.get(0))
+                    .optional()
+            })?;
+            decode(raw)
+        }
+        async fn save_link(&self, pair: &str, link: &Link) -> Result<()> {
+            let json = serde_json::to_string(link).map_err(|e| json_err(&e))?;
+            self.with(|c| {
+                let tx = c.transaction()?;
+                tx.execute(
+                    "DELETE FROM links WHERE pair = ?1 AND (left_id = ?2 OR right_id = ?3)",
+                    params![pair, link.left.as_str(), link.right.as_str()],
+                )?;
+                tx.execute(
+                    "INSERT INTO links (pair, left_id, right_id, link) VALUES (?1, ?2, ?3, ?4)",
+                    params![pair, link.left.as_str(), link.right.as_str(), json],
+                )?;
+                tx.commit()
+            })
+        }
+        async fn retire_link(&self, pair: &str, link: &Link) -> Result<()> {
+            self.with(|c| {
+                c.execute(
+                    "DELETE FROM links WHERE pair = ?1 AND left_id = ?2",
+                    params![pair, link.left.as_str()],
+                )
+                .map(|_| ())
+            })
+        }
+        async fn links(&self, pair: &str) -> Result<Vec<Link>> {
+            let rows: Vec<String> = self.with(|c| {
+                let mut st =
+                    c.prepare("SELECT link FROM links WHERE pair = ?1 ORDER BY left_id")?;
+                st.query_map(params![pair], |r| r.get(0))?.collect()
+            })?;
+            rows.into_iter()
+                .map(|s| serde_json::from_str(&s).map_err(|e| json_err(&e)))
+                .collect()
+        }
+        async fn cursor(&self, pair: &str, side: Side) -> Result<Option<Cursor>> {
+            let raw: Option<String> = self.with(|c| {
+                c.query_row(
+                    "SELECT cursor FROM cursors WHERE pair = ?1 AND side = ?2",
+                    params![pair, side.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+            })?;
+            decode(raw)
+        }
+        async fn save_cursor(&self, pair: &str, side: Side, cursor: &Cursor) -> Result<()> {
+            let json = serde_json::to_string(cursor).map_err(|e| json_err(&e))?;
+            self.with(|c| {
+                c.execute(
+                    "INSERT OR REPLACE INTO cursors (pair, side, cursor) VALUES (?1, ?2, ?3)",
+                    params![pair, side.as_str(), json],
+                )
+                .map(|_| ())
+            })
+        }
+        async fn park(&self, pair: &str, parked: &Parked) -> Result<()> {
+            let previous: Option<Parked> = decode(self.with(|c| {
+                c.query_row(
+                    "SELECT parked FROM parked WHERE pair = ?1 AND side = ?2 AND id = ?3",
+                    params![pair, parked.side.as_str(), parked.id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+            })?)?;
+            let p = Parked {
+                attempts: previous.map_or(0, |p| p.attempts) + 1,
+                ..parked.clone()
+            };
+            let json = serde_json::to_string(&p).map_err(|e| json_err(&e))?;
+            self.with(|c| c.execute("INSERT OR REPLACE INTO parked (pair, side, id, parked) VALUES (?1, ?2, ?3, ?4)", params![pair, p.side.as_str(), p.id.as_str(), json]).map(|_| ()))
+        }
+        async fn unpark(&self, pair: &str, side: Side, id: &ItemId) -> Result<()> {
+            self.with(|c| {
+                c.execute(
+                    "DELETE FROM parked WHERE pair = ?1 AND side = ?2 AND id = ?3",
+                    params![pair, side.as_str(), id.as_str()],
+                )
+                .map(|_| ())
+            })
+        }
+        async fn parked(&self, pair: &str) -> Result<Vec<Parked>> {
+            let rows: Vec<String> = self.with(|c| {
+                let mut st =
+                    c.prepare("SELECT parked FROM parked WHERE pair = ?1 ORDER BY side, id")?;
+                st.query_map(params![pair], |r| r.get(0))?.collect()
+            })?;
+            rows.into_iter()
+                .map(|s| serde_json::from_str(&s).map_err(|e| json_err(&e)))
+                .collect()
+        }
+        async fn copied(&self, pair: &str, kind: Copied, side: Side, id: &str) -> Result<bool> {
+            self.with(|c| {
+                c.query_row(
+                    "SELECT 1 FROM copied WHERE pair = ?1 AND kind = ?2 AND side = ?3 AND id = ?4",
+                    params![pair, kind.as_str(), side.as_str(), id],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map(|x| x.is_some())
+            })
+        }
+        async fn record_copy(
+            &self,
+            pair: &str,
+            kind: Copied,
+            side: Side,
+            source: &str,
+            copy: &str,
+        ) -> Result<()> {
+            self.with(|c| {
+                let tx = c.transaction()?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO copied (pair, kind, side, id) VALUES (?1, ?2, ?3, ?4)",
+                    params![pair, kind.as_str(), side.as_str(), source],
+                )?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO copied (pair, kind, side, id) VALUES (?1, ?2, ?3, ?4)",
+                    params![pair, kind.as_str(), side.other().as_str(), copy],
+                )?;
+                tx.commit()
+            })
+        }
+    }
+}

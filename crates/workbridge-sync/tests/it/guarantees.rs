@@ -1,0 +1,817 @@
+use std::sync::Arc;
+
+use workbridge_core::wrappers::{FaultRepository, FaultRule, RecordingRepository};
+use workbridge_core::{
+    CreateOptions, ErrorKind, FieldDef, FieldKind, FieldMap, InMemoryRepository, ItemId, ItemType,
+    ManualClock, NewAttachment, NewComment, Operation, Repository, RepositoryExt, Schema,
+    TransitionGraph, Visibility, WorkItem,
+};
+use workbridge_mapping::Mapping;
+use workbridge_sync::{MemoryStore, Side, StateStore, SyncOptions, SyncPair};
+
+const SPEC: &str = r#"
+left = "incident"
+right = "Bug"
+
+[scope]
+left = { field = "category", equals = "software" }
+
+[create]
+left_to_right = true
+
+[comments]
+to_left = "internal"
+to_right = "public"
+
+[[field]]
+left = "short_description"
+right = "System.Title"
+
+[[field]]
+left = "description"
+right = "Description"
+
+[[field]]
+left = "priority"
+right = "Priority"
+conflict = "left-wins"
+
+[[field]]
+left = "impact"
+right = "Impact"
+conflict = "error"
+
+[[field]]
+left = "u_dev_status"
+right = "System.State"
+direction = "right-to-left"
+
+[state]
+left = "state"
+right = "System.State"
+direction = "right-to-left"
+map = { Resolved = "6" }
+
+[state.supply_left."6"]
+close_code = "Solution provided"
+close_notes = "Fixed in bug {System.Id}"
+"#;
+
+fn incident() -> ItemType {
+    ItemType::new("incident")
+}
+fn bug() -> ItemType {
+    ItemType::new("Bug")
+}
+
+fn clock() -> ManualClock {
+    ManualClock::new(
+        chrono::DateTime::parse_from_rfc3339("2026-01-05T09:00:00Z")
+            .unwrap()
+            .to_utc(),
+    )
+}
+
+/// A Bug type with a workflow New → Active → Resolved → Closed.
+fn bug_repo(clock: &ManualClock) -> InMemoryRepository {
+    InMemoryRepository::builder("dev")
+        .clock(clock.clone())
+        .schema(
+            Schema::new("Bug")
+                .field(FieldDef::new("System.Title", FieldKind::Text))
+                .field(FieldDef::new("Description", FieldKind::Text))
+                .field(FieldDef::new("Priority", FieldKind::Text).allowed(["1", "2", "3", "4"]))
+                .field(FieldDef::new("Impact", FieldKind::Text))
+                .field(FieldDef::new("System.Id", FieldKind::Text))
+                .field(
+                    FieldDef::new("System.State", FieldKind::Choice)
+                        .allowed(["New", "Active", "Resolved", "Closed"]),
+                )
+                .workflow(
+                    TransitionGraph::new("System.State")
+                        .initial("New")
+                        .transition("New", "Active")
+                        .transition("Active", "Resolved")
+                        .transition("Resolved", "Closed")
+                        .transition("Resolved", "Active"),
+                ),
+        )
+        .build()
+}
+
+struct World {
+    clock: ManualClock,
+    ops: Arc<InMemoryRepository>,
+    dev: Arc<InMemoryRepository>,
+    pair: SyncPair,
+}
+
+fn world() -> World {
+    let clock = clock();
+    let ops = Arc::new(
+        InMemoryRepository::builder("ops")
+            .clock(clock.clone())
+            .build(),
+    );
+    let dev = Arc::new(bug_repo(&clock));
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(SPEC).unwrap(),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
+    World {
+        clock,
+        ops,
+        dev,
+        pair,
+    }
+}
+
+impl World {
+    async fn ticket(&self, fields: FieldMap) -> WorkItem {
+        self.tick();
+        self.ops
+            .create(&incident(), &fields, &CreateOptions::default())
+            .await
+            .unwrap()
+    }
+    fn tick(&self) {
+        self.clock.advance(std::time::Duration::from_secs(1));
+    }
+    async fn twin(&self, ticket: &ItemId) -> WorkItem {
+        let link = self
+            .pair
+            .link_of(Side::Left, ticket)
+            .await
+            .unwrap()
+            .expect("linked");
+        self.dev.get(&bug(), &link.right).await.unwrap()
+    }
+    async fn edit(&self, repo: &InMemoryRepository, t: &ItemType, id: &ItemId, f: FieldMap) {
+        self.tick();
+        repo.update(t, id, &f, &Default::default()).await.unwrap();
+    }
+}
+
+fn software(title: &str) -> FieldMap {
+    FieldMap::new()
+        .with("category", "software")
+        .with("short_description", title)
+        .with("priority", "2")
+}
+
+fn text<'a>(item: &'a WorkItem, f: &str) -> Option<&'a str> {
+    item.field(f).and_then(|v| v.as_str())
+}
+
+#[tokio::test]
+async fn an_in_scope_ticket_becomes_one_bug_and_nothing_flows_back() {
+    let w = world();
+    let t = w.ticket(software("Checkout fails")).await;
+    let out_of_scope = w
+        .ticket(
+            FieldMap::new()
+                .with("category", "hardware")
+                .with("short_description", "Printer"),
+        )
+        .await;
+    let r = w.pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(r.created.right, 1);
+    assert_eq!(r.ignored.left, 1);
+    let twin = w.twin(&t.id).await;
+    assert_eq!(text(&twin, "System.Title"), Some("Checkout fails"));
+    assert_eq!(text(&twin, "Priority"), Some("2"));
+    assert!(
+        w.pair
+            .link_of(Side::Left, &out_of_scope.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(w.dev.len(&bug()), 1);
+    // The ticket was not written to: the bug's fields equal what the ticket maps from.
+    assert_eq!(
+        w.ops.get(&incident(), &t.id).await.unwrap().version,
+        t.version
+    );
+}
+
+#[tokio::test]
+async fn no_echo_write_and_no_noop_write_across_rounds() {
+    let clock = clock();
+    let ops = Arc::new(RecordingRepository::new(
+        InMemoryRepository::builder("ops")
+            .clock(clock.clone())
+            .build(),
+    ));
+    let dev = Arc::new(RecordingRepository::new(bug_repo(&clock)));
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(SPEC).unwrap(),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
+    clock.advance(std::time::Duration::from_secs(1));
+    let t = ops
+        .create(
+            &incident(),
+            &software("Slow search"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pair.run_once().await.writes(), 1);
+    ops.clear();
+    dev.clear();
+    for _ in 0..3 {
+        let r = pair.run_once().await;
+        assert_eq!(r.writes(), 0, "{r}");
+    }
+    assert_eq!(
+        ops.writes() + dev.writes(),
+        0,
+        "no write reached either system"
+    );
+    // A change to a field no rule reads is no change.
+    clock.advance(std::time::Duration::from_secs(1));
+    ops.update(
+        &incident(),
+        &t.id,
+        &FieldMap::new().with("u_internal_code", "X1"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let r = pair.run_once().await;
+    assert_eq!(r.writes(), 0, "{r}");
+    assert_eq!(ops.writes(), 1, "only the edit itself");
+    assert_eq!(dev.writes(), 0);
+    assert_eq!(dev.count(Operation::Update), 0);
+}
+
+#[tokio::test]
+async fn concurrent_edits_to_different_fields_both_survive() {
+    let w = world();
+    let t = w.ticket(software("Login loop")).await;
+    w.pair.run_once().await;
+    let b = w.twin(&t.id).await;
+    w.edit(
+        &w.ops,
+        &incident(),
+        &t.id,
+        FieldMap::new().with("short_description", "Login loop on SSO"),
+    )
+    .await;
+    w.edit(
+        &w.dev,
+        &bug(),
+        &b.id,
+        FieldMap::new().with("Description", "Repro: log in twice"),
+    )
+    .await;
+    let r = w.pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    let (t2, b2) = (
+        w.ops.get(&incident(), &t.id).await.unwrap(),
+        w.twin(&t.id).await,
+    );
+    assert_eq!(text(&b2, "System.Title"), Some("Login loop on SSO"));
+    assert_eq!(text(&b2, "Description"), Some("Repro: log in twice"));
+    assert_eq!(text(&t2, "short_description"), Some("Login loop on SSO"));
+    assert_eq!(text(&t2, "description"), Some("Repro: log in twice"));
+    // Converged: another round writes nothing.
+    assert_eq!(w.pair.run_once().await.writes(), 0);
+}
+
+#[tokio::test]
+async fn same_field_conflicts_follow_the_policy() {
+    let w = world();
+    let t = w.ticket(software("Crash").with("impact", "2")).await;
+    w.pair.run_once().await;
+    let b = w.twin(&t.id).await;
+    // Priority is left-wins, even though Dev edited last.
+    w.edit(
+        &w.ops,
+        &incident(),
+        &t.id,
+        FieldMap::new().with("priority", "1").with("impact", "1"),
+    )
+    .await;
+    w.edit(
+        &w.dev,
+        &bug(),
+        &b.id,
+        FieldMap::new().with("Priority", "4").with("Impact", "3"),
+    )
+    .await;
+    let r = w.pair.run_once().await;
+    let (t2, b2) = (
+        w.ops.get(&incident(), &t.id).await.unwrap(),
+        w.twin(&t.id).await,
+    );
+    assert_eq!(text(&t2, "priority"), Some("1"));
+    assert_eq!(text(&b2, "Priority"), Some("1"));
+    // Impact is `error`: both keep their value and the conflict is reported, naming the field.
+    assert_eq!(text(&t2, "impact"), Some("1"));
+    assert_eq!(text(&b2, "Impact"), Some("3"));
+    assert!(
+        r.conflicts
+            .iter()
+            .any(|c| c.field.as_str() == "Impact" && c.side == Side::Right),
+        "{:?}",
+        r.conflicts
+    );
+    // Still a conflict at the next comparison, until someone makes them agree.
+    let again = w.pair.reconcile().await;
+    assert!(
+        again.conflicts.iter().any(|c| c.field.as_str() == "Impact"),
+        "{again}"
+    );
+    w.edit(&w.dev, &bug(), &b.id, FieldMap::new().with("Impact", "1"))
+        .await;
+    let settled = w.pair.run_once().await;
+    assert!(settled.conflicts.is_empty(), "{:?}", settled.conflicts);
+    assert!(w.pair.reconcile().await.conflicts.is_empty());
+}
+
+#[tokio::test]
+async fn newest_wins_by_default() {
+    let w = world();
+    let t = w.ticket(software("Timeout")).await;
+    w.pair.run_once().await;
+    let b = w.twin(&t.id).await;
+    w.edit(
+        &w.ops,
+        &incident(),
+        &t.id,
+        FieldMap::new().with("short_description", "Timeout (ops)"),
+    )
+    .await;
+    w.edit(
+        &w.dev,
+        &bug(),
+        &b.id,
+        FieldMap::new().with("System.Title", "Timeout (dev)"),
+    )
+    .await;
+    w.pair.run_once().await;
+    let (t2, b2) = (
+        w.ops.get(&incident(), &t.id).await.unwrap(),
+        w.twin(&t.id).await,
+    );
+    assert_eq!(text(&t2, "short_description"), Some("Timeout (dev)"));
+    assert_eq!(text(&b2, "System.Title"), Some("Timeout (dev)"));
+}
+
+#[tokio::test]
+async fn a_lost_create_reply_never_duplicates() {
+    let clock = clock();
+    let ops = Arc::new(
+        InMemoryRepository::builder("ops")
+            .clock(clock.clone())
+            .build(),
+    );
+    let dev_inner = Arc::new(bug_repo(&clock));
+    let dev = Arc::new(
+        FaultRepository::new(dev_inner.clone(), 7).with_rule(
+            FaultRule::new(ErrorKind::Unavailable)
+                .on([Operation::Create])
+                .nth(1)
+                .reply_lost(),
+        ),
+    );
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev,
+        Mapping::from_toml_str(SPEC).unwrap(),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
+    clock.advance(std::time::Duration::from_secs(1));
+    let t = ops
+        .create(
+            &incident(),
+            &software("Lost reply"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    let first = pair.run_once().await;
+    assert!(
+        first.stopped.as_ref().is_some_and(|e| e.is_temporary()),
+        "{first}"
+    );
+    assert_eq!(dev_inner.len(&bug()), 1, "the create did happen");
+    assert!(
+        first.cursors.left.is_none(),
+        "the cursor did not pass the item"
+    );
+    let second = pair.run_once().await;
+    assert!(second.is_complete(), "{second}");
+    assert_eq!(second.relinked.right, 1);
+    assert_eq!(second.created.right, 0);
+    assert_eq!(dev_inner.len(&bug()), 1, "no duplicate");
+    assert!(pair.link_of(Side::Left, &t.id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_crash_between_create_and_link_never_duplicates_and_catches_up() {
+    let w = world();
+    let t = w.ticket(software("Crash window")).await;
+    // What a crashed process left: the bug exists with the key, stale, and no link was saved.
+    w.dev
+        .create(
+            &bug(),
+            &FieldMap::new().with("System.Title", "old title"),
+            &CreateOptions::default().correlation(format!("wb:incident:{}", t.id)),
+        )
+        .await
+        .unwrap();
+    let r = w.pair.run_once().await;
+    assert_eq!((r.created.right, r.relinked.right), (0, 1), "{r}");
+    assert_eq!(w.dev.len(&bug()), 1);
+    assert_eq!(
+        text(&w.twin(&t.id).await, "System.Title"),
+        Some("Crash window")
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_stops_the_round_and_the_next_resumes_without_loss() {
+    let clock = clock();
+    let ops = Arc::new(
+        InMemoryRepository::builder("ops")
+            .clock(clock.clone())
+            .build(),
+    );
+    let dev_inner = Arc::new(bug_repo(&clock));
+    // The third write to dev fails with a timeout.
+    let dev = Arc::new(
+        FaultRepository::new(dev_inner.clone(), 1).with_rule(
+            FaultRule::new(ErrorKind::Unavailable)
+                .on([Operation::Create])
+                .nth(3),
+        ),
+    );
+    let store = Arc::new(MemoryStore::new());
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev,
+        Mapping::from_toml_str(SPEC).unwrap(),
+        store.clone(),
+    )
+    .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        clock.advance(std::time::Duration::from_secs(1));
+        ids.push(
+            ops.create(
+                &incident(),
+                &software(&format!("T{i}")),
+                &CreateOptions::default(),
+            )
+            .await
+            .unwrap()
+            .id,
+        );
+    }
+    let first = pair.run_once().await;
+    assert!(first.stopped.is_some());
+    assert_eq!(first.created.right, 2);
+    let second = pair.run_once().await;
+    assert!(second.is_complete(), "{second}");
+    assert_eq!(second.created.right, 3);
+    assert_eq!(dev_inner.len(&bug()), 5);
+    for id in &ids {
+        assert!(pair.link_of(Side::Left, id).await.unwrap().is_some());
+    }
+    let cursor = store.cursor(pair.id(), Side::Left).await.unwrap().unwrap();
+    assert!(cursor.changed_at().is_some());
+}
+
+#[tokio::test]
+async fn a_rejected_value_parks_that_item_and_the_others_flow() {
+    let w = world();
+    let bad = w
+        .ticket(software("Bad priority").with("priority", "9"))
+        .await;
+    let good = w.ticket(software("Fine")).await;
+    let r = w.pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(r.created.right, 1);
+    assert_eq!(r.parked.len(), 1);
+    assert_eq!(r.parked[0].id, bad.id);
+    assert!(
+        r.parked[0].error.contains("Priority") && r.parked[0].error.contains('9'),
+        "{}",
+        r.parked[0].error
+    );
+    assert!(
+        w.pair
+            .link_of(Side::Left, &good.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(w.pair.parked().await.unwrap().len(), 1);
+    // Fixed at the source: it flows and is released.
+    w.edit(
+        &w.ops,
+        &incident(),
+        &bad.id,
+        FieldMap::new().with("priority", "3"),
+    )
+    .await;
+    let r2 = w.pair.run_once().await;
+    assert_eq!((r2.created.right, r2.unparked), (1, 1), "{r2}");
+    assert!(w.pair.parked().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn replay_retries_parked_items() {
+    let w = world();
+    let bad = w.ticket(software("Bad").with("priority", "9")).await;
+    w.pair.run_once().await;
+    assert_eq!(w.pair.parked().await.unwrap().len(), 1);
+    // Still failing: stays parked, its attempts counted.
+    let r = w.pair.replay().await;
+    assert_eq!(r.parked.len(), 1);
+    assert_eq!(w.pair.parked().await.unwrap()[0].attempts, 2);
+    // Fixed without a change-feed event reaching the pair (cursor already past): replay does it.
+    w.ops
+        .update(
+            &incident(),
+            &bad.id,
+            &FieldMap::new().with("priority", "2"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let r = w.pair.replay().await;
+    assert_eq!((r.created.right, r.unparked), (1, 1), "{r}");
+}
+
+#[tokio::test]
+async fn dev_resolution_walks_the_ticket_workflow_with_required_fields() {
+    let w = world();
+    let t = w.ticket(software("Resolve me")).await;
+    w.pair.run_once().await;
+    let b = w.twin(&t.id).await;
+    w.edit(
+        &w.dev,
+        &bug(),
+        &b.id,
+        FieldMap::new().with("System.State", "Active"),
+    )
+    .await;
+    w.pair.run_once().await;
+    assert_eq!(
+        text(
+            &w.ops.get(&incident(), &t.id).await.unwrap(),
+            "u_dev_status"
+        ),
+        Some("Active")
+    );
+    w.edit(
+        &w.dev,
+        &bug(),
+        &b.id,
+        FieldMap::new().with("System.State", "Resolved"),
+    )
+    .await;
+    let r = w.pair.run_once().await;
+    assert!(r.parked.is_empty(), "{:?}", r.parked);
+    let t2 = w.ops.get(&incident(), &t.id).await.unwrap();
+    assert_eq!(text(&t2, "state"), Some("6"));
+    assert_eq!(text(&t2, "close_code"), Some("Solution provided"));
+    assert_eq!(text(&t2, "u_dev_status"), Some("Resolved"));
+    assert_eq!(w.pair.run_once().await.writes(), 0);
+}
+
+#[tokio::test]
+async fn comments_are_copied_once_with_private_public_routing() {
+    let w = world();
+    let t = w.ticket(software("Comments")).await;
+    w.pair.run_once().await;
+    let b = w.twin(&t.id).await;
+    w.tick();
+    w.ops
+        .add_comment(
+            &incident(),
+            &t.id,
+            &NewComment::public("Customer says it fails on Mondays"),
+        )
+        .await
+        .unwrap();
+    w.ops
+        .add_comment(
+            &incident(),
+            &t.id,
+            &NewComment::internal("Ops only: VIP customer"),
+        )
+        .await
+        .unwrap();
+    w.dev
+        .add_comment(
+            &bug(),
+            &b.id,
+            &NewComment::public("Found the race in the scheduler"),
+        )
+        .await
+        .unwrap();
+    w.edit(
+        &w.ops,
+        &incident(),
+        &t.id,
+        FieldMap::new().with("description", "see comments"),
+    )
+    .await;
+    let r = w.pair.run_once().await;
+    assert_eq!(
+        (r.comments_copied.right, r.comments_copied.left),
+        (1, 1),
+        "{r}"
+    );
+    let bug_comments = w.dev.comments(&bug(), &b.id).await.unwrap();
+    assert!(bug_comments.iter().any(|c| c.body.contains("Mondays")));
+    assert!(
+        !bug_comments.iter().any(|c| c.body.contains("VIP")),
+        "work notes stay in ServiceNow"
+    );
+    let ticket_comments = w.ops.comments(&incident(), &t.id).await.unwrap();
+    let copied = ticket_comments
+        .iter()
+        .find(|c| c.body.contains("race"))
+        .expect("copied to the ticket");
+    assert_eq!(
+        copied.visibility,
+        Visibility::Internal,
+        "Dev discussion lands in work notes"
+    );
+    // More rounds, and a full comparison, copy nothing again (not even the copies back).
+    w.edit(
+        &w.dev,
+        &bug(),
+        &b.id,
+        FieldMap::new().with("Description", "more"),
+    )
+    .await;
+    for r in [w.pair.run_once().await, w.pair.reconcile().await] {
+        assert_eq!(r.comments_copied.left + r.comments_copied.right, 0, "{r}");
+    }
+    assert_eq!(w.dev.comments(&bug(), &b.id).await.unwrap().len(), 2);
+    assert_eq!(w.ops.comments(&incident(), &t.id).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn attachments_are_copied_once_under_the_size_cap() {
+    let clock = clock();
+    let ops = Arc::new(
+        InMemoryRepository::builder("ops")
+            .clock(clock.clone())
+            .build(),
+    );
+    let dev = Arc::new(bug_repo(&clock));
+    let opts = SyncOptions::default().max_attachment_size(1024);
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(SPEC).unwrap(),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap()
+    .with_options(opts);
+    clock.advance(std::time::Duration::from_secs(1));
+    let t = ops
+        .create(&incident(), &software("Logs"), &CreateOptions::default())
+        .await
+        .unwrap();
+    ops.upload(
+        &incident(),
+        &t.id,
+        &NewAttachment::new("app.log", "text/plain", vec![b'x'; 100]),
+    )
+    .await
+    .unwrap();
+    ops.upload(
+        &incident(),
+        &t.id,
+        &NewAttachment::new("dump.bin", "application/octet-stream", vec![0u8; 4096]),
+    )
+    .await
+    .unwrap();
+    let r = pair.run_once().await;
+    assert_eq!(
+        (r.attachments_copied.right, r.attachments_skipped.left),
+        (1, 1),
+        "{r}"
+    );
+    let link = pair.link_of(Side::Left, &t.id).await.unwrap().unwrap();
+    let on_bug = dev.attachments(&bug(), &link.right).await.unwrap();
+    assert_eq!(on_bug.len(), 1);
+    assert_eq!(on_bug[0].file_name, "app.log");
+    assert_eq!(dev.download(&on_bug[0]).await.unwrap().len(), 100);
+    let again = pair.reconcile().await;
+    assert_eq!(
+        again.attachments_copied.left + again.attachments_copied.right,
+        0,
+        "{again}"
+    );
+    assert_eq!(
+        ops.attachments(&incident(), &t.id).await.unwrap().len(),
+        2,
+        "the copy is not copied back"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_twin_gets_the_twinless_treatment() {
+    let w = world();
+    let t = w.ticket(software("Will be deleted")).await;
+    w.pair.run_once().await;
+    let b = w.twin(&t.id).await;
+    assert!(w.dev.remove(&bug(), &b.id));
+    let r = w.pair.reconcile().await;
+    assert_eq!(r.twinless, 1, "{r}");
+    assert!(w.pair.link_of(Side::Left, &t.id).await.unwrap().is_none());
+    let notes = w.ops.comments(&incident(), &t.id).await.unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|c| c.body.contains(b.id.as_str()) && c.body.contains("deleted")),
+        "{notes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_ticket_leaving_scope_is_unlinked_with_a_note_on_the_bug() {
+    let w = world();
+    let t = w.ticket(software("Misfiled")).await;
+    w.pair.run_once().await;
+    let b = w.twin(&t.id).await;
+    w.edit(
+        &w.ops,
+        &incident(),
+        &t.id,
+        FieldMap::new()
+            .with("category", "hardware")
+            .with("short_description", "Misfiled (hardware)"),
+    )
+    .await;
+    let r = w.pair.run_once().await;
+    assert_eq!(r.twinless, 1, "{r}");
+    let b2 = w.dev.get(&bug(), &b.id).await.unwrap();
+    assert_eq!(
+        text(&b2, "System.Title"),
+        Some("Misfiled"),
+        "no field flows once out of scope"
+    );
+    assert!(
+        w.dev
+            .comments(&bug(), &b.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.body.contains("left the sync scope"))
+    );
+    assert!(w.pair.link_of(Side::Right, &b.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn dry_run_plans_without_writing() {
+    let w = world();
+    let t = w.ticket(software("Plan me")).await;
+    w.pair.run_once().await;
+    w.edit(
+        &w.ops,
+        &incident(),
+        &t.id,
+        FieldMap::new().with("short_description", "Planned"),
+    )
+    .await;
+    let before = w.twin(&t.id).await;
+    let p = w.pair.plan_for(Side::Left, &t.id).await.unwrap();
+    assert_eq!(
+        p.right.fields.get("System.Title").and_then(|v| v.as_str()),
+        Some("Planned")
+    );
+    assert!(p.left.is_empty());
+    assert_eq!(w.twin(&t.id).await.version, before.version);
+}
+
+#[tokio::test]
+async fn a_mapping_without_types_is_a_config_error() {
+    let m = Mapping::from_toml_str("[[field]]\nleft = \"a\"\nright = \"b\"\n").unwrap();
+    let e = SyncPair::new(
+        Arc::new(InMemoryRepository::new("a")),
+        Arc::new(InMemoryRepository::new("b")),
+        m,
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+}

@@ -1,0 +1,4 @@
+//! Sync kernel tests: each guarantee of the kernel, over the in-memory backend.
+
+mod guarantees;
+mod stores;

@@ -1,0 +1,158 @@
+use std::sync::Arc;
+
+use workbridge_core::{
+    CreateOptions, Cursor, FieldMap, InMemoryRepository, ItemId, ItemType, Repository,
+};
+use workbridge_mapping::Mapping;
+use workbridge_sync::{Copied, Link, MemoryStore, Parked, Side, SqliteStore, StateStore, SyncPair};
+
+fn link(l: &str, r: &str) -> Link {
+    Link {
+        left: ItemId::new(l),
+        right: ItemId::new(r),
+        key: format!("wb:incident:{l}").into(),
+        left_version: Some("1".into()),
+        right_version: None,
+        left_baseline: FieldMap::new().with("short_description", "x"),
+        right_baseline: FieldMap::new(),
+    }
+}
+
+async fn contract(s: &dyn StateStore) {
+    let p = "pair";
+    assert!(
+        s.link(p, Side::Left, &ItemId::new("a"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    s.save_link(p, &link("a", "1")).await.unwrap();
+    s.save_link("other", &link("a", "9")).await.unwrap();
+    assert_eq!(
+        s.link(p, Side::Right, &ItemId::new("1")).await.unwrap(),
+        Some(link("a", "1"))
+    );
+    assert_eq!(
+        s.link(p, Side::Left, &ItemId::new("a")).await.unwrap(),
+        Some(link("a", "1"))
+    );
+    assert_eq!(s.links(p).await.unwrap().len(), 1, "pairs are kept apart");
+    s.retire_link(p, &link("a", "1")).await.unwrap();
+    assert!(
+        s.link(p, Side::Right, &ItemId::new("1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.cursor(p, Side::Left).await.unwrap().is_none());
+    let c = Cursor::at(chrono::Utc::now(), ItemId::new("7")).with_token("t");
+    s.save_cursor(p, Side::Left, &c).await.unwrap();
+    assert_eq!(s.cursor(p, Side::Left).await.unwrap(), Some(c));
+    assert!(s.cursor(p, Side::Right).await.unwrap().is_none());
+    let parked = Parked {
+        side: Side::Right,
+        id: ItemId::new("5"),
+        error: "bad".into(),
+        attempts: 1,
+        at: chrono::Utc::now(),
+    };
+    s.park(p, &parked).await.unwrap();
+    s.park(p, &parked).await.unwrap();
+    assert_eq!(s.parked(p).await.unwrap()[0].attempts, 2);
+    s.unpark(p, Side::Right, &ItemId::new("5")).await.unwrap();
+    assert!(s.parked(p).await.unwrap().is_empty());
+    s.record_copy(p, Copied::Comment, Side::Left, "c1", "c9")
+        .await
+        .unwrap();
+    assert!(
+        s.copied(p, Copied::Comment, Side::Left, "c1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.copied(p, Copied::Comment, Side::Right, "c9")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.copied(p, Copied::Attachment, Side::Left, "c1")
+            .await
+            .unwrap()
+    );
+}
+
+fn temp_db(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("workbridge-sync-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("state.db")
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_contract() {
+    contract(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_the_contract_and_survives_reopening() {
+    let path = temp_db("contract");
+    contract(&SqliteStore::open(&path).unwrap()).await;
+    let again = SqliteStore::open(&path).unwrap();
+    assert!(
+        again
+            .copied("pair", Copied::Comment, Side::Left, "c1")
+            .await
+            .unwrap(),
+        "state persisted"
+    );
+    assert!(again.cursor("pair", Side::Left).await.unwrap().is_some());
+    assert!(format!("{again:?}").contains("state.db"));
+}
+
+#[tokio::test]
+async fn a_restarted_process_continues_from_the_sqlite_store() {
+    let path = temp_db("restart");
+    let mapping = "left = \"incident\"\nright = \"Bug\"\n[create]\nleft_to_right = true\n[[field]]\nleft = \"short_description\"\nright = \"System.Title\"\n";
+    let ops = Arc::new(InMemoryRepository::new("ops"));
+    let dev = Arc::new(InMemoryRepository::new("dev"));
+    let t = ops
+        .create(
+            &ItemType::new("incident"),
+            &FieldMap::new().with("short_description", "A"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    {
+        let pair = SyncPair::new(
+            ops.clone(),
+            dev.clone(),
+            Mapping::from_toml_str(mapping).unwrap(),
+            Arc::new(SqliteStore::open(&path).unwrap()),
+        )
+        .unwrap();
+        assert_eq!(pair.run_once().await.created.right, 1);
+    }
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(mapping).unwrap(),
+        Arc::new(SqliteStore::open(&path).unwrap()),
+    )
+    .unwrap();
+    let r = pair.run_once().await;
+    assert_eq!(r.writes(), 0, "{r}");
+    assert_eq!(dev.len(&ItemType::new("Bug")), 1);
+    assert!(pair.link_of(Side::Left, &t.id).await.unwrap().is_some());
+}
+
+#[test]
+fn a_store_from_a_newer_version_is_refused() {
+    let path = temp_db("newer");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let e = SqliteStore::open(&path).unwrap_err();
+    assert!(e.message().contains("newer"), "{e}");
+}
