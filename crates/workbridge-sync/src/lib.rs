@@ -58,7 +58,7 @@ use workbridge_core::{
     ItemId, ItemType, NewAttachment, NewComment, Repository, Result, Schema, TransitionGraph,
     UpdateOptions, Visibility, WorkItem,
 };
-use workbridge_mapping::{Direction, Mapping};
+use workbridge_mapping::{Direction, Flow, Mapping};
 
 pub use plan::{FieldConflict, PlanInput, SideWrites, SyncPlan, plan, same};
 #[cfg(feature = "sqlite")]
@@ -792,7 +792,7 @@ impl SyncPair {
         }
         // The source baseline is the item as it was mapped; the twin's is as created. The
         // source's version stays unset so the merge below always runs (state, comments).
-        link.set(other, twin.version.clone(), twin.fields.clone());
+        link.set(other, twin.version.clone(), self.fresh_twin_baseline(d, &twin.fields));
         match side {
             Side::Left => link.left_baseline = baseline,
             Side::Right => link.right_baseline = baseline,
@@ -803,6 +803,27 @@ impl SyncPair {
             Side::Right => (twin, item),
         };
         self.merge(link, side, l, r, round).await
+    }
+
+    /// The baseline of a twin just created from the source side of `d`: its fields, less
+    /// those that only flow back (and the state that flows back), so their first values reach
+    /// the source in the same round (a new Bug's `New` state shows on the ticket at once).
+    fn fresh_twin_baseline(&self, d: Direction, fields: &FieldMap) -> FieldMap {
+        let back = d.reverse();
+        let only_back = match back {
+            Direction::LeftToRight => Flow::LeftToRight,
+            Direction::RightToLeft => Flow::RightToLeft,
+        };
+        let mut base = fields.clone();
+        for r in self.mapping.rules().iter().filter(|r| r.flow() == only_back) {
+            if let Some(f) = r.source_field(back) {
+                base.remove(f.as_str());
+            }
+        }
+        if let Some((sf, _)) = self.mapping.state().and_then(|s| s.fields(back)) {
+            base.remove(sf.as_str());
+        }
+        base
     }
 
     /// The three-way merge of a linked pair, applied with `if_version`; on a version conflict

@@ -167,7 +167,7 @@ fn text<'a>(item: &'a WorkItem, f: &str) -> Option<&'a str> {
 }
 
 #[tokio::test]
-async fn an_in_scope_ticket_becomes_one_bug_and_nothing_flows_back() {
+async fn an_in_scope_ticket_becomes_one_bug_whose_state_shows_on_the_ticket() {
     let w = world();
     let t = w.ticket(software("Checkout fails")).await;
     let out_of_scope = w
@@ -192,11 +192,12 @@ async fn an_in_scope_ticket_becomes_one_bug_and_nothing_flows_back() {
             .is_none()
     );
     assert_eq!(w.dev.len(&bug()), 1);
-    // The ticket was not written to: the bug's fields equal what the ticket maps from.
-    assert_eq!(
-        w.ops.get(&incident(), &t.id).await.unwrap().version,
-        t.version
-    );
+    // The new Bug's state shows on the ticket in the same round; nothing else is written back.
+    let t2 = w.ops.get(&incident(), &t.id).await.unwrap();
+    assert_eq!(r.updated.left, 1);
+    let mut expected = t.fields.clone();
+    expected.insert("u_dev_status", workbridge_core::FieldValue::Choice("New".into()));
+    assert_eq!(t2.fields, expected);
 }
 
 #[tokio::test]
@@ -224,7 +225,7 @@ async fn no_echo_write_and_no_noop_write_across_rounds() {
         )
         .await
         .unwrap();
-    assert_eq!(pair.run_once().await.writes(), 1);
+    assert_eq!(pair.run_once().await.writes(), 2, "the Bug, and its state on the ticket");
     ops.clear();
     dev.clear();
     for _ in 0..3 {

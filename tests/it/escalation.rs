@@ -1,0 +1,136 @@
+//! The incident-escalation scenario end to end: ServiceNow and Azure DevOps simulators, the
+//! documented spec, the sync kernel with its SQLite store. Every synced field is asserted.
+
+use std::sync::Arc;
+
+use workbridge::mapping::Mapping;
+use workbridge::sync::{Side, SqliteStore, SyncPair};
+use workbridge::{FieldMap, FieldValue, ItemType, NewComment, Repository, RepositoryExt, Visibility, WorkItem};
+use workbridge_azure_devops::{AzureDevOpsConfig, AzureDevOpsRepository};
+use workbridge_http::ClientOptions;
+use workbridge_servicenow::{ServiceNowConfig, ServiceNowRepository};
+use workbridge_sim::azure_devops::AzureDevOpsSim;
+use workbridge_sim::servicenow::ServiceNowSim;
+
+fn incident() -> ItemType {
+    ItemType::from("incident")
+}
+fn bug() -> ItemType {
+    ItemType::from("Bug")
+}
+fn s(item: &WorkItem, f: &str) -> String {
+    item.field(f).map(ToString::to_string).unwrap_or_default()
+}
+
+struct Systems {
+    _sn_sim: ServiceNowSim,
+    _ado_sim: AzureDevOpsSim,
+    sn: Arc<ServiceNowRepository>,
+    ado: Arc<AzureDevOpsRepository>,
+}
+
+async fn systems() -> Systems {
+    let sn_sim = ServiceNowSim::builder().user("admin", "admin", &["admin"]).spawn().await.unwrap();
+    let ado_sim = AzureDevOpsSim::builder().pat("TOKEN").custom_field("Custom.ServiceNowTicket", "ServiceNow Ticket").spawn().await.unwrap();
+    let loopback = ClientOptions::default().allow_http(true);
+    let sn = ServiceNowRepository::new(ServiceNowConfig::builder(sn_sim.url()).basic("admin", "admin").client_options(loopback.clone()).build()).unwrap();
+    let ado = AzureDevOpsRepository::new(AzureDevOpsConfig::builder(ado_sim.collection_url(), "Fabrikam").pat("TOKEN").client_options(loopback).build()).unwrap();
+    Systems { _sn_sim: sn_sim, _ado_sim: ado_sim, sn: Arc::new(sn), ado: Arc::new(ado) }
+}
+
+fn escalation_spec() -> Mapping {
+    Mapping::from_path(format!("{}/docs/mappings/incident_escalation.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn temp_db(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("workbridge-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("state.db")
+}
+
+#[tokio::test]
+async fn incident_escalation_end_to_end() {
+    let sys = systems().await;
+    let store = Arc::new(SqliteStore::open(temp_db("escalation")).unwrap());
+    let pair = SyncPair::new(sys.sn.clone(), sys.ado.clone(), escalation_spec(), store).unwrap();
+
+    let ticket = sys
+        .sn
+        .create(
+            &incident(),
+            &FieldMap::new()
+                .with("short_description", "Invoices print blank")
+                .with("description", "Since Monday.\nAll printers in Lyon.")
+                .with("category", FieldValue::Choice("software".into()))
+                .with("priority", FieldValue::Choice("2".into())),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let hardware = sys
+        .sn
+        .create(&incident(), &FieldMap::new().with("short_description", "Broken chair").with("category", FieldValue::Choice("hardware".into())), &Default::default())
+        .await
+        .unwrap();
+    let number = s(&ticket, "number");
+
+    // Round 1: one Bug, carrying the ticket.
+    let r1 = pair.run_once().await;
+    assert!(r1.is_complete(), "{r1}");
+    assert_eq!(r1.created.right, 1, "{r1}");
+    assert!(pair.link_of(Side::Left, &hardware.id).await.unwrap().is_none(), "out of scope");
+    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    let b = sys.ado.get(&bug(), &link.right).await.unwrap();
+    assert_eq!(s(&b, "System.Title"), format!("{number}: Invoices print blank"));
+    assert_eq!(b.field("Microsoft.VSTS.TCM.ReproSteps"), Some(&FieldValue::Html("Since Monday.<br>All printers in Lyon.".into())));
+    assert_eq!(s(&b, "Microsoft.VSTS.Common.Priority"), "2");
+    assert_eq!(s(&b, "Microsoft.VSTS.Common.Severity"), "2 - High");
+    assert_eq!(s(&b, "Custom.ServiceNowTicket"), number);
+    assert_eq!(s(&b, "System.State"), "New");
+    let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
+    assert_eq!(s(&t, "u_dev_status"), "New");
+    assert_eq!(s(&t, "description"), "Since Monday.\nAll printers in Lyon.", "the text came back unmangled");
+
+    // Dev start work and ask a question; Ops talk to the customer and keep a private note.
+    sys.ado.update(&bug(), &b.id, &FieldMap::new().with("System.State", "Active"), &Default::default()).await.unwrap();
+    sys.ado.add_comment(&bug(), &b.id, &NewComment::public("Which printer driver version?")).await.unwrap();
+    sys.sn.add_comment(&incident(), &ticket.id, &NewComment::public("Customer: it started after the update")).await.unwrap();
+    sys.sn.add_comment(&incident(), &ticket.id, &NewComment::internal("VIP account, keep an eye")).await.unwrap();
+
+    let r2 = pair.run_once().await;
+    assert!(r2.is_complete(), "{r2}");
+    let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
+    assert_eq!(s(&t, "u_dev_status"), "In development");
+    let notes = sys.sn.comments(&incident(), &ticket.id).await.unwrap();
+    let dev_question = notes.iter().find(|c| c.body.contains("driver version")).expect("Dev's comment on the ticket");
+    assert_eq!(dev_question.visibility, Visibility::Internal, "Dev discussion goes to work notes");
+    let on_bug = sys.ado.comments(&bug(), &b.id).await.unwrap();
+    assert!(on_bug.iter().any(|c| c.body.contains("after the update")));
+    assert!(!on_bug.iter().any(|c| c.body.contains("VIP")), "work notes stay in ServiceNow");
+
+    // Ops raise the priority; Dev resolve the Bug.
+    sys.sn.update(&incident(), &ticket.id, &FieldMap::new().with("priority", FieldValue::Choice("1".into())), &Default::default()).await.unwrap();
+    sys.ado
+        .update(&bug(), &b.id, &FieldMap::new().with("System.State", "Resolved"), &Default::default())
+        .await
+        .unwrap();
+    let r3 = pair.run_once().await;
+    assert!(r3.is_complete(), "{r3}");
+    assert!(r3.parked.is_empty(), "{:?}", r3.parked);
+    let b = sys.ado.get(&bug(), &b.id).await.unwrap();
+    assert_eq!(s(&b, "Microsoft.VSTS.Common.Priority"), "1");
+    assert_eq!(s(&b, "System.State"), "Resolved", "Ops' edit did not undo Dev's");
+    let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
+    assert_eq!(s(&t, "u_dev_status"), "Fixed, awaiting release");
+    assert_eq!(s(&t, "state"), "6");
+    assert_eq!(s(&t, "close_code"), "Solution provided");
+    assert_eq!(s(&t, "close_notes"), format!("Fixed by development in Azure DevOps bug {}: {number}: Invoices print blank", b.id));
+
+    // Converged: no more writes, and one Bug in all.
+    let r4 = pair.run_once().await;
+    assert_eq!(r4.writes(), 0, "{r4}");
+    assert_eq!(r4.comments_copied.left + r4.comments_copied.right, 0);
+    let (all, _) = sys.ado.all_changes(&bug(), &Default::default(), &Default::default()).await.unwrap();
+    assert_eq!(all.len(), 1);
+}
