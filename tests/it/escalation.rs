@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use workbridge::mapping::Mapping;
 use workbridge::sync::{Side, SqliteStore, SyncPair};
-use workbridge::{FieldMap, FieldValue, ItemType, NewComment, Repository, RepositoryExt, Visibility, WorkItem};
+use workbridge::{
+    FieldMap, FieldValue, ItemType, NewComment, Repository, RepositoryExt, Visibility, WorkItem,
+};
 use workbridge_azure_devops::{AzureDevOpsConfig, AzureDevOpsRepository};
 use workbridge_http::ClientOptions;
 use workbridge_servicenow::{ServiceNowConfig, ServiceNowRepository};
@@ -30,16 +32,46 @@ struct Systems {
 }
 
 async fn systems() -> Systems {
-    let sn_sim = ServiceNowSim::builder().user("admin", "admin", &["admin"]).spawn().await.unwrap();
-    let ado_sim = AzureDevOpsSim::builder().pat("TOKEN").custom_field("Custom.ServiceNowTicket", "ServiceNow Ticket").spawn().await.unwrap();
+    let sn_sim = ServiceNowSim::builder()
+        .user("admin", "admin", &["admin"])
+        .spawn()
+        .await
+        .unwrap();
+    let ado_sim = AzureDevOpsSim::builder()
+        .pat("TOKEN")
+        .custom_field("Custom.ServiceNowTicket", "ServiceNow Ticket")
+        .spawn()
+        .await
+        .unwrap();
     let loopback = ClientOptions::default().allow_http(true);
-    let sn = ServiceNowRepository::new(ServiceNowConfig::builder(sn_sim.url()).basic("admin", "admin").client_options(loopback.clone()).build()).unwrap();
-    let ado = AzureDevOpsRepository::new(AzureDevOpsConfig::builder(ado_sim.collection_url(), "Fabrikam").pat("TOKEN").client_options(loopback).build()).unwrap();
-    Systems { _sn_sim: sn_sim, _ado_sim: ado_sim, sn: Arc::new(sn), ado: Arc::new(ado) }
+    let sn = ServiceNowRepository::new(
+        ServiceNowConfig::builder(sn_sim.url())
+            .basic("admin", "admin")
+            .client_options(loopback.clone())
+            .build(),
+    )
+    .unwrap();
+    let ado = AzureDevOpsRepository::new(
+        AzureDevOpsConfig::builder(ado_sim.collection_url(), "Fabrikam")
+            .pat("TOKEN")
+            .client_options(loopback)
+            .build(),
+    )
+    .unwrap();
+    Systems {
+        _sn_sim: sn_sim,
+        _ado_sim: ado_sim,
+        sn: Arc::new(sn),
+        ado: Arc::new(ado),
+    }
 }
 
 fn escalation_spec() -> Mapping {
-    Mapping::from_path(format!("{}/docs/mappings/incident_escalation.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    Mapping::from_path(format!(
+        "{}/docs/mappings/incident_escalation.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn temp_db(name: &str) -> std::path::PathBuf {
@@ -70,7 +102,13 @@ async fn incident_escalation_end_to_end() {
         .unwrap();
     let hardware = sys
         .sn
-        .create(&incident(), &FieldMap::new().with("short_description", "Broken chair").with("category", FieldValue::Choice("hardware".into())), &Default::default())
+        .create(
+            &incident(),
+            &FieldMap::new()
+                .with("short_description", "Broken chair")
+                .with("category", FieldValue::Choice("hardware".into())),
+            &Default::default(),
+        )
         .await
         .unwrap();
     let number = s(&ticket, "number");
@@ -79,40 +117,110 @@ async fn incident_escalation_end_to_end() {
     let r1 = pair.run_once().await;
     assert!(r1.is_complete(), "{r1}");
     assert_eq!(r1.created.right, 1, "{r1}");
-    assert!(pair.link_of(Side::Left, &hardware.id).await.unwrap().is_none(), "out of scope");
+    assert!(
+        pair.link_of(Side::Left, &hardware.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "out of scope"
+    );
     let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
     let b = sys.ado.get(&bug(), &link.right).await.unwrap();
-    assert_eq!(s(&b, "System.Title"), format!("{number}: Invoices print blank"));
-    assert_eq!(b.field("Microsoft.VSTS.TCM.ReproSteps"), Some(&FieldValue::Html("Since Monday.<br>All printers in Lyon.".into())));
+    assert_eq!(
+        s(&b, "System.Title"),
+        format!("{number}: Invoices print blank")
+    );
+    assert_eq!(
+        b.field("Microsoft.VSTS.TCM.ReproSteps"),
+        Some(&FieldValue::Html(
+            "Since Monday.<br>All printers in Lyon.".into()
+        ))
+    );
     assert_eq!(s(&b, "Microsoft.VSTS.Common.Priority"), "2");
     assert_eq!(s(&b, "Microsoft.VSTS.Common.Severity"), "2 - High");
     assert_eq!(s(&b, "Custom.ServiceNowTicket"), number);
     assert_eq!(s(&b, "System.State"), "New");
     let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
     assert_eq!(s(&t, "u_dev_status"), "New");
-    assert_eq!(s(&t, "description"), "Since Monday.\nAll printers in Lyon.", "the text came back unmangled");
+    assert_eq!(
+        s(&t, "description"),
+        "Since Monday.\nAll printers in Lyon.",
+        "the text came back unmangled"
+    );
 
     // Dev start work and ask a question; Ops talk to the customer and keep a private note.
-    sys.ado.update(&bug(), &b.id, &FieldMap::new().with("System.State", "Active"), &Default::default()).await.unwrap();
-    sys.ado.add_comment(&bug(), &b.id, &NewComment::public("Which printer driver version?")).await.unwrap();
-    sys.sn.add_comment(&incident(), &ticket.id, &NewComment::public("Customer: it started after the update")).await.unwrap();
-    sys.sn.add_comment(&incident(), &ticket.id, &NewComment::internal("VIP account, keep an eye")).await.unwrap();
+    sys.ado
+        .update(
+            &bug(),
+            &b.id,
+            &FieldMap::new().with("System.State", "Active"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    sys.ado
+        .add_comment(
+            &bug(),
+            &b.id,
+            &NewComment::public("Which printer driver version?"),
+        )
+        .await
+        .unwrap();
+    sys.sn
+        .add_comment(
+            &incident(),
+            &ticket.id,
+            &NewComment::public("Customer: it started after the update"),
+        )
+        .await
+        .unwrap();
+    sys.sn
+        .add_comment(
+            &incident(),
+            &ticket.id,
+            &NewComment::internal("VIP account, keep an eye"),
+        )
+        .await
+        .unwrap();
 
     let r2 = pair.run_once().await;
     assert!(r2.is_complete(), "{r2}");
     let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
     assert_eq!(s(&t, "u_dev_status"), "In development");
     let notes = sys.sn.comments(&incident(), &ticket.id).await.unwrap();
-    let dev_question = notes.iter().find(|c| c.body.contains("driver version")).expect("Dev's comment on the ticket");
-    assert_eq!(dev_question.visibility, Visibility::Internal, "Dev discussion goes to work notes");
+    let dev_question = notes
+        .iter()
+        .find(|c| c.body.contains("driver version"))
+        .expect("Dev's comment on the ticket");
+    assert_eq!(
+        dev_question.visibility,
+        Visibility::Internal,
+        "Dev discussion goes to work notes"
+    );
     let on_bug = sys.ado.comments(&bug(), &b.id).await.unwrap();
     assert!(on_bug.iter().any(|c| c.body.contains("after the update")));
-    assert!(!on_bug.iter().any(|c| c.body.contains("VIP")), "work notes stay in ServiceNow");
+    assert!(
+        !on_bug.iter().any(|c| c.body.contains("VIP")),
+        "work notes stay in ServiceNow"
+    );
 
     // Ops raise the priority; Dev resolve the Bug.
-    sys.sn.update(&incident(), &ticket.id, &FieldMap::new().with("priority", FieldValue::Choice("1".into())), &Default::default()).await.unwrap();
+    sys.sn
+        .update(
+            &incident(),
+            &ticket.id,
+            &FieldMap::new().with("priority", FieldValue::Choice("1".into())),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
     sys.ado
-        .update(&bug(), &b.id, &FieldMap::new().with("System.State", "Resolved"), &Default::default())
+        .update(
+            &bug(),
+            &b.id,
+            &FieldMap::new().with("System.State", "Resolved"),
+            &Default::default(),
+        )
         .await
         .unwrap();
     let r3 = pair.run_once().await;
@@ -120,17 +228,31 @@ async fn incident_escalation_end_to_end() {
     assert!(r3.parked.is_empty(), "{:?}", r3.parked);
     let b = sys.ado.get(&bug(), &b.id).await.unwrap();
     assert_eq!(s(&b, "Microsoft.VSTS.Common.Priority"), "1");
-    assert_eq!(s(&b, "System.State"), "Resolved", "Ops' edit did not undo Dev's");
+    assert_eq!(
+        s(&b, "System.State"),
+        "Resolved",
+        "Ops' edit did not undo Dev's"
+    );
     let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
     assert_eq!(s(&t, "u_dev_status"), "Fixed, awaiting release");
     assert_eq!(s(&t, "state"), "6");
     assert_eq!(s(&t, "close_code"), "Solution provided");
-    assert_eq!(s(&t, "close_notes"), format!("Fixed by development in Azure DevOps bug {}: {number}: Invoices print blank", b.id));
+    assert_eq!(
+        s(&t, "close_notes"),
+        format!(
+            "Fixed by development in Azure DevOps bug {}: {number}: Invoices print blank",
+            b.id
+        )
+    );
 
     // Converged: no more writes, and one Bug in all.
     let r4 = pair.run_once().await;
     assert_eq!(r4.writes(), 0, "{r4}");
     assert_eq!(r4.comments_copied.left + r4.comments_copied.right, 0);
-    let (all, _) = sys.ado.all_changes(&bug(), &Default::default(), &Default::default()).await.unwrap();
+    let (all, _) = sys
+        .ado
+        .all_changes(&bug(), &Default::default(), &Default::default())
+        .await
+        .unwrap();
     assert_eq!(all.len(), 1);
 }

@@ -2,3 +2,4 @@
 
 mod escalation;
 mod mapping_specs;
+mod randomized;

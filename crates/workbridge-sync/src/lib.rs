@@ -792,7 +792,11 @@ impl SyncPair {
         }
         // The source baseline is the item as it was mapped; the twin's is as created. The
         // source's version stays unset so the merge below always runs (state, comments).
-        link.set(other, twin.version.clone(), self.fresh_twin_baseline(d, &twin.fields));
+        link.set(
+            other,
+            twin.version.clone(),
+            self.fresh_twin_baseline(d, &twin.fields),
+        );
         match side {
             Side::Left => link.left_baseline = baseline,
             Side::Right => link.right_baseline = baseline,
@@ -815,7 +819,12 @@ impl SyncPair {
             Direction::RightToLeft => Flow::RightToLeft,
         };
         let mut base = fields.clone();
-        for r in self.mapping.rules().iter().filter(|r| r.flow() == only_back) {
+        for r in self
+            .mapping
+            .rules()
+            .iter()
+            .filter(|r| r.flow() == only_back)
+        {
             if let Some(f) = r.source_field(back) {
                 base.remove(f.as_str());
             }

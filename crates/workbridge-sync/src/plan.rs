@@ -123,7 +123,11 @@ pub struct PlanInput<'a> {
 /// same text under different kinds (a choice and a plain text, as backends report them).
 pub fn same(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
     match (a, b) {
-        (Some(a), Some(b)) => a == b || (a.is_empty() && b.is_empty()) || a.as_str().is_some_and(|x| b.as_str() == Some(x)),
+        (Some(a), Some(b)) => {
+            a == b
+                || (a.is_empty() && b.is_empty())
+                || a.as_str().is_some_and(|x| b.as_str() == Some(x))
+        }
         (Some(v), None) | (None, Some(v)) => v.is_empty(),
         (None, None) => true,
     }

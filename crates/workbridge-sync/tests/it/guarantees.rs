@@ -196,7 +196,10 @@ async fn an_in_scope_ticket_becomes_one_bug_whose_state_shows_on_the_ticket() {
     let t2 = w.ops.get(&incident(), &t.id).await.unwrap();
     assert_eq!(r.updated.left, 1);
     let mut expected = t.fields.clone();
-    expected.insert("u_dev_status", workbridge_core::FieldValue::Choice("New".into()));
+    expected.insert(
+        "u_dev_status",
+        workbridge_core::FieldValue::Choice("New".into()),
+    );
     assert_eq!(t2.fields, expected);
 }
 
@@ -225,7 +228,11 @@ async fn no_echo_write_and_no_noop_write_across_rounds() {
         )
         .await
         .unwrap();
-    assert_eq!(pair.run_once().await.writes(), 2, "the Bug, and its state on the ticket");
+    assert_eq!(
+        pair.run_once().await.writes(),
+        2,
+        "the Bug, and its state on the ticket"
+    );
     ops.clear();
     dev.clear();
     for _ in 0..3 {
