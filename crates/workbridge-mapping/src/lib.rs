@@ -38,7 +38,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod spec;
-mod transform;
+pub mod transform;
 
 pub use transform::{html_to_text, sanitize_html, text_to_html};
 

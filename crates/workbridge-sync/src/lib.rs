@@ -671,7 +671,13 @@ impl SyncPair {
                 }
                 Ok(())
             }
-            Err(e) if e.is_temporary() => Err(e),
+            // Outages and credentials problems concern every item: stop, do not park them all.
+            Err(e)
+                if e.is_temporary()
+                    || matches!(e.kind(), ErrorKind::Unauthenticated | ErrorKind::Config) =>
+            {
+                Err(e)
+            }
             Err(e) => {
                 tracing::warn!(pair = %self.id, %side, item = %id, error = %e, "item parked; the others go on");
                 let p = Parked {
@@ -994,13 +1000,14 @@ impl SyncPair {
                 .as_ref()
                 .and_then(|a| a.display_name.clone().or_else(|| a.login.clone()))
             {
+                // "Ana Lopez (azure-devops):": the system's kind, not its address.
+                let system = self.repos[side].to_string();
+                let system = system.split(':').next().unwrap_or_default();
                 body = match c.format {
-                    workbridge_core::TextFormat::Html => format!(
-                        "<p><b>{}</b> ({}):</p>{body}",
-                        escape(&who),
-                        self.repos[side]
-                    ),
-                    _ => format!("{who} ({}):\n{body}", self.repos[side]),
+                    workbridge_core::TextFormat::Html => {
+                        format!("<p><b>{}</b> ({system}):</p>{body}", escape(&who))
+                    }
+                    _ => format!("{who} ({system}):\n{body}"),
                 };
             }
             let mut new = NewComment::public(body).with_format(c.format);

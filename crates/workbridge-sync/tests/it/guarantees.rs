@@ -823,3 +823,42 @@ async fn a_mapping_without_types_is_a_config_error() {
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
 }
+
+#[tokio::test]
+async fn expired_credentials_stop_the_round_instead_of_parking_everything() {
+    let clock = clock();
+    let ops = Arc::new(
+        InMemoryRepository::builder("ops")
+            .clock(clock.clone())
+            .build(),
+    );
+    let dev = Arc::new(
+        FaultRepository::new(Arc::new(bug_repo(&clock)), 3)
+            .with_rule(FaultRule::new(ErrorKind::Unauthenticated).on([Operation::Create])),
+    );
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev,
+        Mapping::from_toml_str(SPEC).unwrap(),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
+    for i in 0..3 {
+        clock.advance(std::time::Duration::from_secs(1));
+        ops.create(
+            &incident(),
+            &software(&format!("T{i}")),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let r = pair.run_once().await;
+    assert_eq!(
+        r.stopped.as_ref().map(workbridge_core::Error::kind),
+        Some(ErrorKind::Unauthenticated),
+        "{r}"
+    );
+    assert!(r.parked.is_empty());
+    assert!(pair.parked().await.unwrap().is_empty());
+}
