@@ -19,6 +19,8 @@
 //! let mapping = Mapping::from_toml_str(r#"
 //! left = "incident"
 //! right = "Bug"
+//! [create]
+//! left_to_right = true
 //! [[field]]
 //! left = "short_description"
 //! right = "System.Title"
