@@ -71,7 +71,7 @@
 //! | `azure-devops` | [`azure_devops`]: the Azure DevOps Services / Server / TFS adapter |
 //! | `alm` | [`alm`]: the HP ALM / Quality Center adapter |
 //! | `sqlite` (default) | [`sync::SqliteStore`]: the embedded state store |
-//! | `postgres` | reserved for a shared PostgreSQL state store (nothing yet) |
+//! | `postgres` | [`sync::PostgresStore`]: state shared by several workers, a lease per pair |
 //! | `full` | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

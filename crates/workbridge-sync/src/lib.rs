@@ -45,12 +45,15 @@
 //! ```
 
 pub mod plan;
+#[cfg(feature = "postgres")]
+mod postgres;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::{Index, IndexMut};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -63,6 +66,8 @@ use workbridge_core::{
 use workbridge_mapping::{Direction, Flow, Mapping};
 
 pub use plan::{FieldConflict, PlanInput, SideWrites, SyncPlan, plan, same};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use store::{Copied, Link, MemoryStore, Parked, Side, StateStore};
@@ -112,6 +117,10 @@ pub struct SyncOptions {
     /// Whether an item whose twin is gone, or that left scope, gets a comment saying so
     /// before its link is retired (default true).
     pub twinless_comment: bool,
+    /// How long the pair's lease lasts without renewal (default 10 minutes); it is renewed
+    /// after every page, so it only needs to outlast one page's work. A dead worker's lease
+    /// expires after this long.
+    pub lease_ttl: Duration,
 }
 
 impl Default for SyncOptions {
@@ -123,6 +132,7 @@ impl Default for SyncOptions {
             attachments: true,
             max_attachment_size: 10 * 1024 * 1024,
             twinless_comment: true,
+            lease_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -151,6 +161,11 @@ impl SyncOptions {
     /// Sets [`SyncOptions::max_attachment_size`].
     pub fn max_attachment_size(mut self, bytes: u64) -> Self {
         self.max_attachment_size = bytes;
+        self
+    }
+    /// Sets [`SyncOptions::lease_ttl`].
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
         self
     }
     /// Sets [`SyncOptions::twinless_comment`].
@@ -264,6 +279,24 @@ pub struct SyncPair {
     options: SyncOptions,
     workflows: AsyncMutex<Option<PerSide<Option<TransitionGraph>>>>,
     round: AsyncMutex<()>,
+    holder: String,
+}
+
+#[derive(Clone, Copy)]
+enum Job {
+    Round,
+    Reconcile,
+    Replay,
+}
+
+/// A lease holder id unique to this value: process, time and a counter.
+fn holder_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{t:x}-{n}", std::process::id())
 }
 
 impl fmt::Debug for SyncPair {
@@ -343,12 +376,19 @@ impl SyncPair {
             options: SyncOptions::default(),
             workflows: AsyncMutex::new(None),
             round: AsyncMutex::new(()),
+            holder: holder_id(),
         }
     }
 
     /// Sets the pair id: the key of its state in the store. Keep it stable across restarts.
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.id = id.into();
+        self
+    }
+
+    /// Names this worker in the pair's lease (default: unique to this value).
+    pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
+        self.holder = holder.into();
         self
     }
 
@@ -396,39 +436,79 @@ impl SyncPair {
     /// returns early on an item's failure: see [`SyncReport::stopped`] and
     /// [`SyncReport::parked`]. Rounds of one pair do not overlap (a second call waits).
     pub async fn run_once(&self) -> SyncReport {
-        let _round = self.round.lock().await;
-        let mut report = SyncReport::default();
-        let parked: HashSet<(Side, ItemId)> = match self.store.parked(&self.id).await {
-            Ok(p) => p.into_iter().map(|p| (p.side, p.id)).collect(),
-            Err(e) => {
-                report.stopped = Some(e);
-                return report;
-            }
-        };
-        let mut round = Round { report, parked };
-        for side in [Side::Left, Side::Right] {
-            if let Err(e) = self.pass(side, &mut round).await {
-                tracing::warn!(pair = %self.id, %side, error = %e, "round stopped; the next round resumes from the last committed cursor");
-                round.report.stopped = Some(e);
-                break;
-            }
-        }
-        tracing::info!(pair = %self.id, report = %round.report, "round done");
-        round.report
+        self.leased(Job::Round).await
     }
 
     /// Compares every linked pair, whether or not the change feeds show a change (catches
     /// edits that do not move timestamps, and deleted items), and applies what differs.
     pub async fn reconcile(&self) -> SyncReport {
-        let _round = self.round.lock().await;
+        self.leased(Job::Reconcile).await
+    }
+
+    /// Tries the parked items again (each read afresh); those that sync are released.
+    pub async fn replay(&self) -> SyncReport {
+        self.leased(Job::Replay).await
+    }
+
+    /// Runs a job under the pair's lease: in this process, jobs of one pair queue; across
+    /// processes sharing a store, a job finding the lease held stops at once with a temporary
+    /// [`ErrorKind::Conflict`].
+    async fn leased(&self, job: Job) -> SyncReport {
+        let _one_at_a_time = self.round.lock().await;
         let mut round = Round {
             report: SyncReport::default(),
             parked: HashSet::new(),
         };
-        if let Err(e) = self.reconcile_inner(&mut round).await {
+        let result = match self.renew_lease().await {
+            Ok(()) => match job {
+                Job::Round => self.round_inner(&mut round).await,
+                Job::Reconcile => self.reconcile_inner(&mut round).await,
+                Job::Replay => self.replay_inner(&mut round).await,
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(pair = %self.id, error = %e, "stopped; the next run resumes from the last committed cursor");
             round.report.stopped = Some(e);
         }
+        if let Err(e) = self.store.release_lease(&self.id, &self.holder).await {
+            tracing::warn!(pair = %self.id, error = %e, "the lease could not be released; it expires on its own");
+        }
+        tracing::info!(pair = %self.id, report = %round.report, "done");
         round.report
+    }
+
+    async fn renew_lease(&self) -> Result<()> {
+        if self
+            .store
+            .acquire_lease(&self.id, &self.holder, self.options.lease_ttl)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "pair {} is being synced by another worker (its lease is held)",
+                    self.id
+                ),
+            )
+            .with_temporary(true))
+        }
+    }
+
+    async fn round_inner(&self, round: &mut Round) -> Result<()> {
+        round.parked = self
+            .store
+            .parked(&self.id)
+            .await?
+            .into_iter()
+            .map(|p| (p.side, p.id))
+            .collect();
+        for side in [Side::Left, Side::Right] {
+            self.pass(side, round).await?;
+        }
+        Ok(())
     }
 
     async fn reconcile_inner(&self, round: &mut Round) -> Result<()> {
@@ -475,20 +555,8 @@ impl SyncPair {
         Ok(())
     }
 
-    /// Tries the parked items again (each read afresh); those that sync are released.
-    pub async fn replay(&self) -> SyncReport {
-        let _round = self.round.lock().await;
-        let mut round = Round {
-            report: SyncReport::default(),
-            parked: HashSet::new(),
-        };
-        let parked = match self.store.parked(&self.id).await {
-            Ok(p) => p,
-            Err(e) => {
-                round.report.stopped = Some(e);
-                return round.report;
-            }
-        };
+    async fn replay_inner(&self, round: &mut Round) -> Result<()> {
+        let parked = self.store.parked(&self.id).await?;
         round.parked = parked.iter().map(|p| (p.side, p.id.clone())).collect();
         for p in parked {
             round.report.calls[p.side] += 1;
@@ -501,10 +569,7 @@ impl SyncPair {
                 .await;
             let item = match got {
                 Ok(mut v) => v.pop().flatten(),
-                Err(e) if e.is_temporary() => {
-                    round.report.stopped = Some(e);
-                    break;
-                }
+                Err(e) if e.is_temporary() => return Err(e),
                 Err(e) => {
                     round.report.parked.push(p.clone());
                     tracing::warn!(pair = %self.id, error = %e, "a parked item cannot be read");
@@ -513,21 +578,15 @@ impl SyncPair {
             };
             let Some(item) = item else {
                 // Gone: nothing left to sync.
-                if let Err(e) = self.store.unpark(&self.id, p.side, &p.id).await {
-                    round.report.stopped = Some(e);
-                    break;
-                }
+                self.store.unpark(&self.id, p.side, &p.id).await?;
                 round.report.unparked += 1;
                 continue;
             };
             round.report.read[p.side] += 1;
-            let result = self.item(p.side, item, true, &mut round).await;
-            if let Err(e) = self.settle(p.side, &p.id, result, &mut round).await {
-                round.report.stopped = Some(e);
-                break;
-            }
+            let result = self.item(p.side, item, true, round).await;
+            self.settle(p.side, &p.id, result, round).await?;
         }
-        round.report
+        Ok(())
     }
 
     /// Plans the merge of one linked pair as it stands, writing nothing: a dry run.
@@ -644,6 +703,7 @@ impl SyncPair {
                 self.settle(side, &id, result, round).await?;
             }
             self.store.save_cursor(&self.id, side, &page.next).await?;
+            self.renew_lease().await?;
             round.report.cursors[side] = Some(page.next.clone());
             cursor = page.next;
             if !page.has_more {

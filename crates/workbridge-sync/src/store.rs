@@ -169,6 +169,21 @@ pub trait StateStore: fmt::Debug + Send + Sync {
         source: &str,
         copy: &str,
     ) -> Result<()>;
+    /// Takes, or renews, the pair's lease for `holder` until `ttl` from now: `false` when another
+    /// holder's lease has not expired. Two workers never run one pair at once; a dead worker's
+    /// lease runs out.
+    async fn acquire_lease(
+        &self,
+        pair: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool>;
+    /// Gives the lease up, if `holder` has it.
+    async fn release_lease(&self, pair: &str, holder: &str) -> Result<()>;
+}
+
+fn lease_until(ttl: std::time::Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
 }
 
 #[derive(Debug, Default)]
@@ -177,6 +192,7 @@ struct Mem {
     cursors: BTreeMap<(String, Side), Cursor>,
     parked: BTreeMap<(String, Side, ItemId), Parked>,
     copied: BTreeSet<(String, Copied, Side, String)>,
+    leases: BTreeMap<String, (String, DateTime<Utc>)>,
 }
 
 /// State in memory: for tests, and for loops that can afford to start over.
@@ -288,6 +304,30 @@ impl StateStore for MemoryStore {
             .insert((pair.to_owned(), kind, side.other(), copy.to_owned()));
         Ok(())
     }
+    async fn acquire_lease(
+        &self,
+        pair: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let mut m = self.lock();
+        let now = Utc::now();
+        match m.leases.get(pair) {
+            Some((h, until)) if h != holder && *until > now => Ok(false),
+            _ => {
+                m.leases
+                    .insert(pair.to_owned(), (holder.to_owned(), lease_until(ttl)));
+                Ok(true)
+            }
+        }
+    }
+    async fn release_lease(&self, pair: &str, holder: &str) -> Result<()> {
+        let mut m = self.lock();
+        if m.leases.get(pair).is_some_and(|(h, _)| h == holder) {
+            m.leases.remove(pair);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -296,7 +336,8 @@ pub use sqlite::SqliteStore;
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::{
-        Copied, Cursor, ItemId, Link, Mutex, Parked, Result, Side, StateStore, async_trait, fmt,
+        Copied, Cursor, ItemId, Link, Mutex, Parked, Result, Side, StateStore, Utc, async_trait,
+        fmt, lease_until,
     };
     use rusqlite::{Connection, OptionalExtension, params};
     use workbridge_core::{Error, ErrorKind};
@@ -324,6 +365,7 @@ mod sqlite {
          CREATE TABLE cursors (pair TEXT NOT NULL, side TEXT NOT NULL, cursor TEXT NOT NULL, PRIMARY KEY (pair, side));
          CREATE TABLE parked (pair TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, parked TEXT NOT NULL, PRIMARY KEY (pair, side, id));
          CREATE TABLE copied (pair TEXT NOT NULL, kind TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (pair, kind, side, id));",
+        "CREATE TABLE leases (pair TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL);",
     ];
 
     /// State in a SQLite file (WAL mode, migrations, one transaction per step): the default
@@ -525,6 +567,39 @@ mod sqlite {
                     params![pair, kind.as_str(), side.other().as_str(), copy],
                 )?;
                 tx.commit()
+            })
+        }
+        async fn acquire_lease(
+            &self,
+            pair: &str,
+            holder: &str,
+            ttl: std::time::Duration,
+        ) -> Result<bool> {
+            let (now, until) = (
+                Utc::now().timestamp_millis(),
+                lease_until(ttl).timestamp_millis(),
+            );
+            // One statement: take a free or expired lease, or renew our own.
+            self.with(|c| {
+                c.query_row(
+                    "INSERT INTO leases (pair, holder, expires_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (pair) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms
+                     WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?4
+                     RETURNING holder",
+                    params![pair, holder, until, now],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map(|r| r.is_some())
+            })
+        }
+        async fn release_lease(&self, pair: &str, holder: &str) -> Result<()> {
+            self.with(|c| {
+                c.execute(
+                    "DELETE FROM leases WHERE pair = ?1 AND holder = ?2",
+                    params![pair, holder],
+                )
+                .map(|_| ())
             })
         }
     }

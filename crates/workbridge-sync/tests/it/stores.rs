@@ -18,7 +18,7 @@ fn link(l: &str, r: &str) -> Link {
     }
 }
 
-async fn contract(s: &dyn StateStore) {
+pub(crate) async fn contract(s: &dyn StateStore) {
     let p = "pair";
     assert!(
         s.link(p, Side::Left, &ItemId::new("a"))
@@ -144,6 +144,28 @@ async fn a_restarted_process_continues_from_the_sqlite_store() {
     assert_eq!(r.writes(), 0, "{r}");
     assert_eq!(dev.len(&ItemType::new("Bug")), 1);
     assert!(pair.link_of(Side::Left, &t.id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_pair_whose_lease_another_worker_holds_does_not_run() {
+    let store = Arc::new(MemoryStore::new());
+    let mapping = "left = \"incident\"\nright = \"Bug\"\n[create]\nleft_to_right = true\n[[field]]\nleft = \"short_description\"\nright = \"System.Title\"\n";
+    let ops = Arc::new(InMemoryRepository::new("ops"));
+    let dev = Arc::new(InMemoryRepository::new("dev"));
+    ops.create(&ItemType::new("incident"), &FieldMap::new().with("short_description", "A"), &CreateOptions::default()).await.unwrap();
+    let pair = SyncPair::new(ops.clone(), dev.clone(), Mapping::from_toml_str(mapping).unwrap(), store.clone()).unwrap().with_id("p");
+    assert!(store.acquire_lease("p", "another-worker", std::time::Duration::from_secs(3600)).await.unwrap());
+    let r = pair.run_once().await;
+    let e = r.stopped.expect("stopped");
+    assert_eq!(e.kind(), workbridge_core::ErrorKind::Conflict);
+    assert!(e.is_temporary());
+    assert_eq!(dev.len(&ItemType::new("Bug")), 0, "nothing was done");
+    store.release_lease("p", "another-worker").await.unwrap();
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(r.created.right, 1);
+    // The round gave its lease up: another worker can take the pair now.
+    assert!(store.acquire_lease("p", "another-worker", std::time::Duration::from_secs(1)).await.unwrap());
 }
 
 #[test]
