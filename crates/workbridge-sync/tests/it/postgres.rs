@@ -11,39 +11,84 @@ use workbridge_sync::{PostgresStore, StateStore, SyncPair};
 /// A fresh database, or `None` when no server is configured.
 async fn fresh(name: &str) -> Option<String> {
     let Ok(base) = std::env::var("WORKBRIDGE_TEST_POSTGRES") else {
-        assert!(std::env::var_os("CI").is_none(), "CI must provide WORKBRIDGE_TEST_POSTGRES");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide WORKBRIDGE_TEST_POSTGRES"
+        );
         return None;
     };
-    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await.expect("the test server is reachable");
+    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .expect("the test server is reachable");
     tokio::spawn(conn);
     let db = format!("wb_{name}_{}", std::process::id());
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {db}")).await.unwrap();
-    client.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .await
+        .unwrap();
+    client
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
     Some(format!("{base} dbname={db}"))
 }
 
 #[tokio::test]
 async fn postgres_store_keeps_the_contract_and_leases() {
-    let Some(url) = fresh("contract").await else { return };
+    let Some(url) = fresh("contract").await else {
+        return;
+    };
     let store = PostgresStore::connect(&url).await.unwrap();
     crate::stores::contract(&store).await;
     // A second worker connecting runs no migration twice and sees the same state.
     let other = PostgresStore::connect(&url).await.unwrap();
-    assert!(other.copied("pair", workbridge_sync::Copied::Comment, workbridge_sync::Side::Left, "c1").await.unwrap());
+    assert!(
+        other
+            .copied(
+                "pair",
+                workbridge_sync::Copied::Comment,
+                workbridge_sync::Side::Left,
+                "c1"
+            )
+            .await
+            .unwrap()
+    );
     assert!(!format!("{store:?}").contains("password"));
 }
 
 #[tokio::test]
 async fn two_workers_never_run_one_pair_at_once() {
-    let Some(url) = fresh("workers").await else { return };
+    let Some(url) = fresh("workers").await else {
+        return;
+    };
     let mapping = "left = \"incident\"\nright = \"Bug\"\n[create]\nleft_to_right = true\n[[field]]\nleft = \"short_description\"\nright = \"System.Title\"\n";
     let ops = Arc::new(InMemoryRepository::new("ops"));
     let dev = Arc::new(InMemoryRepository::new("dev"));
     for i in 0..20 {
-        ops.create(&ItemType::new("incident"), &FieldMap::new().with("short_description", format!("T{i}")), &CreateOptions::default()).await.unwrap();
+        ops.create(
+            &ItemType::new("incident"),
+            &FieldMap::new().with("short_description", format!("T{i}")),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
     }
-    let a = SyncPair::new(ops.clone(), dev.clone(), Mapping::from_toml_str(mapping).unwrap(), Arc::new(PostgresStore::connect(&url).await.unwrap())).unwrap().with_id("shared");
-    let b = SyncPair::new(ops.clone(), dev.clone(), Mapping::from_toml_str(mapping).unwrap(), Arc::new(PostgresStore::connect(&url).await.unwrap())).unwrap().with_id("shared");
+    let a = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(mapping).unwrap(),
+        Arc::new(PostgresStore::connect(&url).await.unwrap()),
+    )
+    .unwrap()
+    .with_id("shared");
+    let b = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(mapping).unwrap(),
+        Arc::new(PostgresStore::connect(&url).await.unwrap()),
+    )
+    .unwrap()
+    .with_id("shared");
     let (ra, rb) = tokio::join!(a.run_once(), b.run_once());
     // Whichever ran, together they created each Bug once; one may have found the lease held.
     assert_eq!(ra.created.right + rb.created.right, 20, "a: {ra}\nb: {rb}");
@@ -58,7 +103,9 @@ async fn two_workers_never_run_one_pair_at_once() {
 
 #[tokio::test]
 async fn a_bad_connection_string_is_a_config_error_without_the_password() {
-    let e = PostgresStore::connect("host=127.0.0.1 password=hunter2 port=notaport").await.unwrap_err();
+    let e = PostgresStore::connect("host=127.0.0.1 password=hunter2 port=notaport")
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), workbridge_core::ErrorKind::Config);
     assert!(!e.to_string().contains("hunter2"), "{e}");
 }

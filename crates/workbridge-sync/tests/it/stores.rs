@@ -152,9 +152,27 @@ async fn a_pair_whose_lease_another_worker_holds_does_not_run() {
     let mapping = "left = \"incident\"\nright = \"Bug\"\n[create]\nleft_to_right = true\n[[field]]\nleft = \"short_description\"\nright = \"System.Title\"\n";
     let ops = Arc::new(InMemoryRepository::new("ops"));
     let dev = Arc::new(InMemoryRepository::new("dev"));
-    ops.create(&ItemType::new("incident"), &FieldMap::new().with("short_description", "A"), &CreateOptions::default()).await.unwrap();
-    let pair = SyncPair::new(ops.clone(), dev.clone(), Mapping::from_toml_str(mapping).unwrap(), store.clone()).unwrap().with_id("p");
-    assert!(store.acquire_lease("p", "another-worker", std::time::Duration::from_secs(3600)).await.unwrap());
+    ops.create(
+        &ItemType::new("incident"),
+        &FieldMap::new().with("short_description", "A"),
+        &CreateOptions::default(),
+    )
+    .await
+    .unwrap();
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(mapping).unwrap(),
+        store.clone(),
+    )
+    .unwrap()
+    .with_id("p");
+    assert!(
+        store
+            .acquire_lease("p", "another-worker", std::time::Duration::from_secs(3600))
+            .await
+            .unwrap()
+    );
     let r = pair.run_once().await;
     let e = r.stopped.expect("stopped");
     assert_eq!(e.kind(), workbridge_core::ErrorKind::Conflict);
@@ -165,7 +183,12 @@ async fn a_pair_whose_lease_another_worker_holds_does_not_run() {
     assert!(r.is_complete(), "{r}");
     assert_eq!(r.created.right, 1);
     // The round gave its lease up: another worker can take the pair now.
-    assert!(store.acquire_lease("p", "another-worker", std::time::Duration::from_secs(1)).await.unwrap());
+    assert!(
+        store
+            .acquire_lease("p", "another-worker", std::time::Duration::from_secs(1))
+            .await
+            .unwrap()
+    );
 }
 
 #[test]
