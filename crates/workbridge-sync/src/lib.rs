@@ -282,11 +282,11 @@ pub struct SyncPair {
     holder: String,
 }
 
-#[derive(Clone, Copy)]
 enum Job {
     Round,
     Reconcile,
     Replay,
+    Link(ItemId, ItemId),
 }
 
 /// A lease holder id unique to this value: process, time and a counter.
@@ -450,6 +450,38 @@ impl SyncPair {
         self.leased(Job::Replay).await
     }
 
+    /// Links two items that already exist — found by the application, through a shared key or
+    /// a reference field — and merges them at once. With no baseline yet, every mapped field
+    /// counts as changed on both sides, and each rule's conflict policy decides (`newest` by
+    /// default). An item already linked to another loses that link.
+    pub async fn link_existing(&self, left: &ItemId, right: &ItemId) -> SyncReport {
+        self.leased(Job::Link(left.clone(), right.clone())).await
+    }
+
+    async fn link_inner(&self, left: &ItemId, right: &ItemId, round: &mut Round) -> Result<()> {
+        round.report.calls.left += 1;
+        round.report.calls.right += 1;
+        let l = self.read_one(Side::Left, left).await?;
+        let r = self.read_one(Side::Right, right).await?;
+        round.report.read.left += 1;
+        round.report.read.right += 1;
+        if let Some(old) = self.store.link(&self.id, Side::Left, left).await? {
+            self.store.retire_link(&self.id, &old).await?;
+        }
+        let link = Link {
+            left: left.clone(),
+            right: right.clone(),
+            key: self.key_for(Side::Left, left),
+            left_version: None,
+            right_version: None,
+            left_baseline: FieldMap::new(),
+            right_baseline: FieldMap::new(),
+        };
+        self.store.save_link(&self.id, &link).await?;
+        let result = self.merge(link, Side::Left, l, r, round).await;
+        self.settle(Side::Left, left, result, round).await
+    }
+
     /// Runs a job under the pair's lease: in this process, jobs of one pair queue; across
     /// processes sharing a store, a job finding the lease held stops at once with a temporary
     /// [`ErrorKind::Conflict`].
@@ -464,6 +496,7 @@ impl SyncPair {
                 Job::Round => self.round_inner(&mut round).await,
                 Job::Reconcile => self.reconcile_inner(&mut round).await,
                 Job::Replay => self.replay_inner(&mut round).await,
+                Job::Link(l, r) => self.link_inner(&l, &r, &mut round).await,
             },
             Err(e) => Err(e),
         };

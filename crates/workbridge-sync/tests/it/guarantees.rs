@@ -862,3 +862,44 @@ async fn expired_credentials_stop_the_round_instead_of_parking_everything() {
     assert!(r.parked.is_empty());
     assert!(pair.parked().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn existing_items_are_linked_and_merged_by_policy() {
+    let w = world();
+    let t = w.ticket(software("Old title")).await;
+    w.tick();
+    let b = w
+        .dev
+        .create(
+            &bug(),
+            &FieldMap::new()
+                .with("System.Title", "Newer title")
+                .with("Priority", "4"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    let r = w.pair.link_existing(&t.id, &b.id).await;
+    assert!(r.is_complete(), "{r}");
+    let (t2, b2) = (
+        w.ops.get(&incident(), &t.id).await.unwrap(),
+        w.dev.get(&bug(), &b.id).await.unwrap(),
+    );
+    assert_eq!(
+        text(&t2, "short_description"),
+        Some("Newer title"),
+        "newest wins"
+    );
+    assert_eq!(text(&b2, "Priority"), Some("2"), "priority is left-wins");
+    assert_eq!(text(&t2, "u_dev_status"), Some("New"));
+    assert_eq!(
+        w.pair
+            .link_of(Side::Right, &b.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .left,
+        t.id
+    );
+    assert_eq!(w.pair.run_once().await.writes(), 0);
+}
