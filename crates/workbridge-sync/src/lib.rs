@@ -117,6 +117,9 @@ pub struct SyncOptions {
     /// Whether an item whose twin is gone, or that left scope, gets a comment saying so
     /// before its link is retired (default true).
     pub twinless_comment: bool,
+    /// Whether a linked item that leaves the scope is unlinked (default true). Off, the scope
+    /// only decides which items get a twin: a reopened Bug keeps its QA defect.
+    pub retire_out_of_scope: bool,
     /// How long the pair's lease lasts without renewal (default 10 minutes); it is renewed
     /// after every page, so it only needs to outlast one page's work. A dead worker's lease
     /// expires after this long.
@@ -132,6 +135,7 @@ impl Default for SyncOptions {
             attachments: true,
             max_attachment_size: 10 * 1024 * 1024,
             twinless_comment: true,
+            retire_out_of_scope: true,
             lease_ttl: Duration::from_secs(600),
         }
     }
@@ -166,6 +170,11 @@ impl SyncOptions {
     /// Sets [`SyncOptions::lease_ttl`].
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = ttl;
+        self
+    }
+    /// Sets [`SyncOptions::retire_out_of_scope`].
+    pub fn retire_out_of_scope(mut self, on: bool) -> Self {
+        self.retire_out_of_scope = on;
         self
     }
     /// Sets [`SyncOptions::twinless_comment`].
@@ -854,12 +863,15 @@ impl SyncPair {
                     return Err(e);
                 }
                 round.report.calls[other] += 1;
+                // Without correlation support, the stored link is the only guard against a
+                // second create after a lost reply: see docs/sync.md.
+                let options = if self.repos[other].capabilities().correlation {
+                    CreateOptions::default().correlation(key.clone())
+                } else {
+                    CreateOptions::default()
+                };
                 let created = self.repos[other]
-                    .create(
-                        &self.types[other],
-                        &mapped.fields,
-                        &CreateOptions::default().correlation(key.clone()),
-                    )
+                    .create(&self.types[other], &mapped.fields, &options)
                     .await?;
                 round.report.created[other] += 1;
                 tracing::info!(pair = %self.id, from = %item.id, to = %created.id, "twin created");
@@ -950,7 +962,8 @@ impl SyncPair {
             Side::Left => &left,
             Side::Right => &right,
         };
-        if !self.mapping.in_scope(direction_from(from), &source.fields)
+        if self.options.retire_out_of_scope
+            && !self.mapping.in_scope(direction_from(from), &source.fields)
             && self.mapping.may_create(direction_from(from))
         {
             // It left the scope that made it sync.

@@ -142,6 +142,8 @@ pub(crate) const DEFECT_FIELDS: &[FieldSpec] = &[
         None,
         false,
     ),
+    // A user field the project adds for the sync's correlation keys.
+    ("user-04", "Sync Key", "String", false, true, None, false),
 ];
 
 pub(crate) const REQUIREMENT_FIELDS: &[FieldSpec] = &[

@@ -903,3 +903,50 @@ async fn existing_items_are_linked_and_merged_by_policy() {
     );
     assert_eq!(w.pair.run_once().await.writes(), 0);
 }
+
+#[tokio::test]
+async fn scope_can_decide_creation_only() {
+    let clock = clock();
+    let ops = Arc::new(
+        InMemoryRepository::builder("ops")
+            .clock(clock.clone())
+            .build(),
+    );
+    let dev = Arc::new(bug_repo(&clock));
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(SPEC).unwrap(),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap()
+    .with_options(SyncOptions::default().retire_out_of_scope(false));
+    clock.advance(std::time::Duration::from_secs(1));
+    let t = ops
+        .create(
+            &incident(),
+            &software("Stays linked"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    pair.run_once().await;
+    clock.advance(std::time::Duration::from_secs(1));
+    ops.update(
+        &incident(),
+        &t.id,
+        &FieldMap::new()
+            .with("category", "hardware")
+            .with("short_description", "Still flows"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let r = pair.run_once().await;
+    assert_eq!(r.twinless, 0, "{r}");
+    let link = pair.link_of(Side::Left, &t.id).await.unwrap().unwrap();
+    assert_eq!(
+        text(&dev.get(&bug(), &link.right).await.unwrap(), "System.Title"),
+        Some("Still flows")
+    );
+}
