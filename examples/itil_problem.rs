@@ -224,14 +224,14 @@ async fn main() -> Result<()> {
     let r = changes.link_existing(&rfc, &bug_id).await;
     println!("  {:<28} {r}", "change ↔ Bug linked");
     // Ops walk the change through its workflow: assess, authorize, schedule, implement.
-    walk(&*sn, &change.id, "-1").await?;
+    walk(&sn, &change.id, "-1").await?;
     sn.add_comment(
         &t("change_request"),
         &change.id,
         &NewComment::public("Deployed in tonight's window; card payments back to normal."),
     )
     .await?;
-    walk(&*sn, &change.id, "3").await?;
+    walk(&sn, &change.id, "3").await?;
     round(&changes, "change closed → Bug closed").await?;
     round(&problems, "Bug closed → problem").await?;
 
