@@ -563,6 +563,7 @@ impl SyncPair {
                 items[side] = self.repos[side]
                     .get_many(&self.types[side], &ids, &GetOptions::default())
                     .await?;
+                check_len(&*self.repos[side], ids.len(), items[side].len())?;
             }
             for (i, link) in chunk.iter().enumerate() {
                 let (l, r) = (
@@ -718,6 +719,7 @@ impl SyncPair {
                 let got = self.repos[side.other()]
                     .get_many(&self.types[side.other()], &twin_ids, &GetOptions::default())
                     .await?;
+                check_len(&*self.repos[side.other()], twin_ids.len(), got.len())?;
                 twins.extend(twin_ids.into_iter().zip(got));
             }
             for (item, link) in page.items.into_iter().zip(links) {
@@ -1241,6 +1243,19 @@ impl SyncPair {
         round.report.twinless += 1;
         tracing::info!(pair = %self.id, left = %link.left, right = %link.right, why, "link retired");
         Ok(Outcome::Done)
+    }
+}
+
+/// A `get_many` answer of the wrong length would make items look deleted: refuse it.
+fn check_len(repo: &dyn Repository, asked: usize, got: usize) -> Result<()> {
+    if asked == got {
+        Ok(())
+    } else {
+        Err(Error::protocol(
+            "get_many",
+            format!("{repo} returned {got} entries for {asked} ids; nothing is treated as deleted"),
+        )
+        .with_temporary(true))
     }
 }
 

@@ -950,3 +950,160 @@ async fn scope_can_decide_creation_only() {
         Some("Still flows")
     );
 }
+
+/// A backend whose batched reads drop their last entry: a malformed answer.
+#[derive(Debug)]
+struct ShortReads(Arc<InMemoryRepository>);
+
+impl std::fmt::Display for ShortReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "short-reads")
+    }
+}
+
+#[workbridge_core::async_trait]
+impl Repository for ShortReads {
+    fn capabilities(&self) -> &workbridge_core::Capabilities {
+        self.0.capabilities()
+    }
+    async fn schema(&self, t: &ItemType) -> workbridge_core::Result<Schema> {
+        self.0.schema(t).await
+    }
+    async fn changes(
+        &self,
+        t: &ItemType,
+        c: &workbridge_core::Cursor,
+        o: &workbridge_core::ChangeOptions,
+    ) -> workbridge_core::Result<workbridge_core::ChangePage> {
+        self.0.changes(t, c, o).await
+    }
+    async fn get_many(
+        &self,
+        t: &ItemType,
+        ids: &[ItemId],
+        o: &workbridge_core::GetOptions,
+    ) -> workbridge_core::Result<Vec<Option<WorkItem>>> {
+        let mut v = self.0.get_many(t, ids, o).await?;
+        v.pop();
+        Ok(v)
+    }
+    async fn create(
+        &self,
+        t: &ItemType,
+        f: &FieldMap,
+        o: &CreateOptions,
+    ) -> workbridge_core::Result<WorkItem> {
+        self.0.create(t, f, o).await
+    }
+    async fn update(
+        &self,
+        t: &ItemType,
+        id: &ItemId,
+        c: &FieldMap,
+        o: &workbridge_core::UpdateOptions,
+    ) -> workbridge_core::Result<WorkItem> {
+        self.0.update(t, id, c, o).await
+    }
+    async fn find_by_correlation(
+        &self,
+        t: &ItemType,
+        k: &workbridge_core::CorrelationKey,
+    ) -> workbridge_core::Result<Option<WorkItem>> {
+        self.0.find_by_correlation(t, k).await
+    }
+    async fn comments(
+        &self,
+        t: &ItemType,
+        id: &ItemId,
+    ) -> workbridge_core::Result<Vec<workbridge_core::Comment>> {
+        self.0.comments(t, id).await
+    }
+    async fn add_comment(
+        &self,
+        t: &ItemType,
+        id: &ItemId,
+        c: &NewComment,
+    ) -> workbridge_core::Result<workbridge_core::Comment> {
+        self.0.add_comment(t, id, c).await
+    }
+    async fn attachments(
+        &self,
+        t: &ItemType,
+        id: &ItemId,
+    ) -> workbridge_core::Result<Vec<workbridge_core::AttachmentMeta>> {
+        self.0.attachments(t, id).await
+    }
+    async fn download(
+        &self,
+        a: &workbridge_core::AttachmentMeta,
+    ) -> workbridge_core::Result<workbridge_core::Bytes> {
+        self.0.download(a).await
+    }
+    async fn upload(
+        &self,
+        t: &ItemType,
+        id: &ItemId,
+        a: &NewAttachment,
+    ) -> workbridge_core::Result<workbridge_core::AttachmentMeta> {
+        self.0.upload(t, id, a).await
+    }
+}
+
+#[tokio::test]
+async fn a_short_batched_read_is_refused_and_unlinks_nothing() {
+    let clock = clock();
+    let ops = Arc::new(
+        InMemoryRepository::builder("ops")
+            .clock(clock.clone())
+            .build(),
+    );
+    let dev = Arc::new(bug_repo(&clock));
+    let store = Arc::new(MemoryStore::new());
+    let good = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(SPEC).unwrap(),
+        store.clone(),
+    )
+    .unwrap()
+    .with_id("p");
+    clock.advance(std::time::Duration::from_secs(1));
+    let t = ops
+        .create(&incident(), &software("Linked"), &CreateOptions::default())
+        .await
+        .unwrap();
+    good.run_once().await;
+    clock.advance(std::time::Duration::from_secs(1));
+    ops.update(
+        &incident(),
+        &t.id,
+        &FieldMap::new().with("short_description", "Edited"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let broken = SyncPair::new(
+        ops.clone(),
+        Arc::new(ShortReads(dev.clone())),
+        Mapping::from_toml_str(SPEC).unwrap(),
+        store.clone(),
+    )
+    .unwrap()
+    .with_id("p");
+    let r = broken.run_once().await;
+    let e = r.stopped.as_ref().expect("stopped");
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+    assert!(e.message().contains("1 ids"), "{e}");
+    assert_eq!(r.twinless, 0);
+    assert!(
+        broken.link_of(Side::Left, &t.id).await.unwrap().is_some(),
+        "the link survives"
+    );
+    // With a sound backend the edit still flows: nothing was lost.
+    assert_eq!(good.run_once().await.updated.right, 1);
+    let link = good.link_of(Side::Left, &t.id).await.unwrap().unwrap();
+    assert_eq!(
+        text(&dev.get(&bug(), &link.right).await.unwrap(), "System.Title"),
+        Some("Edited")
+    );
+}
