@@ -1037,6 +1037,59 @@ impl Repository for AzureDevOpsRepository {
         Ok(found.remove(first))
     }
 
+    async fn find_many_by_correlation(
+        &self,
+        t: &ItemType,
+        keys: &[CorrelationKey],
+    ) -> Result<Vec<Option<WorkItem>>> {
+        const OP: &str = "find_many_by_correlation";
+        let meta = self.type_meta(t).await.map_err(|e| e.with_operation(OP))?;
+        let tag_of = |k: &CorrelationKey| format!("workbridge:{}", k.as_str().replace(';', "_"));
+        let carries = |item: &WorkItem, k: &CorrelationKey| match &self.config.correlation_field {
+            Some(f) => item.field(f).is_some_and(|v| v.to_string() == k.as_str()),
+            None => item.field("System.Tags").is_some_and(|v| {
+                let tag = tag_of(k);
+                v.to_string()
+                    .split(';')
+                    .any(|t| t.trim().eq_ignore_ascii_case(&tag))
+            }),
+        };
+        let mut found: HashMap<&str, WorkItem> = HashMap::new();
+        // One WIQL query per 50 keys (far inside the query-length limit), one batched read.
+        for chunk in keys.chunks(50) {
+            let conds: Vec<String> = chunk
+                .iter()
+                .map(|k| match &self.config.correlation_field {
+                    Some(f) => format!("[{f}] = {}", lit(k.as_str())),
+                    None => format!("[System.Tags] CONTAINS {}", lit(&tag_of(k))),
+                })
+                .collect();
+            let query = format!(
+                "SELECT [System.Id] FROM WorkItems WHERE {} AND ({}) ORDER BY [System.Id] ASC",
+                self.type_clause(&meta),
+                conds.join(" OR ")
+            );
+            let (ids, _) = self.wiql(OP, &query, 1000).await?;
+            if ids.is_empty() {
+                continue;
+            }
+            let items = self.read_many(Some(&meta), &ids, None, None).await?;
+            // Lowest id first, as find_by_correlation answers.
+            for id in &ids {
+                let Some(item) = items.get(id) else { continue };
+                for k in chunk {
+                    if !found.contains_key(k.as_str()) && carries(item, k) {
+                        found.insert(k.as_str(), item.clone());
+                    }
+                }
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k.as_str()).cloned())
+            .collect())
+    }
+
     async fn comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
         let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
         match self.config.server.comments_api() {

@@ -193,6 +193,23 @@ pub trait Repository: Debug + Display + Send + Sync + 'static {
         key: &CorrelationKey,
     ) -> Result<Option<WorkItem>>;
 
+    /// Finds the items created with these correlation keys: one entry per key, in order.
+    ///
+    /// # Behavior
+    /// Each entry is what [`Repository::find_by_correlation`] returns for its key. Adapters
+    /// answer in as few requests as the API allows; the default asks key by key.
+    async fn find_many_by_correlation(
+        &self,
+        item_type: &ItemType,
+        keys: &[CorrelationKey],
+    ) -> Result<Vec<Option<WorkItem>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.find_by_correlation(item_type, k).await?);
+        }
+        Ok(out)
+    }
+
     /// The comments on an item, oldest first.
     ///
     /// # Behavior
@@ -286,6 +303,9 @@ macro_rules! forward_repository {
             }
             async fn find_by_correlation(&self, t: &ItemType, k: &CorrelationKey) -> Result<Option<WorkItem>> {
                 (**self).find_by_correlation(t, k).await
+            }
+            async fn find_many_by_correlation(&self, t: &ItemType, k: &[CorrelationKey]) -> Result<Vec<Option<WorkItem>>> {
+                (**self).find_many_by_correlation(t, k).await
             }
             async fn comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
                 (**self).comments(t, id).await

@@ -61,7 +61,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use workbridge_core::{
     ChangeOptions, CorrelationKey, CreateOptions, Cursor, Error, ErrorKind, FieldMap, GetOptions,
     ItemId, ItemType, NewAttachment, NewComment, Repository, Result, Schema, TransitionGraph,
-    UpdateOptions, Visibility, WorkItem,
+    UpdateOptions, Visibility, WorkItem, Write,
 };
 use workbridge_mapping::{Direction, Flow, Mapping};
 
@@ -289,6 +289,12 @@ pub struct SyncPair {
     workflows: AsyncMutex<Option<PerSide<Option<TransitionGraph>>>>,
     round: AsyncMutex<()>,
     holder: String,
+}
+
+/// What a page's batched lookup and create did for one unlinked item.
+enum Ready {
+    Found(WorkItem),
+    Created(Result<WorkItem>),
 }
 
 enum Job {
@@ -722,14 +728,55 @@ impl SyncPair {
                 check_len(&*self.repos[side.other()], twin_ids.len(), got.len())?;
                 twins.extend(twin_ids.into_iter().zip(got));
             }
-            for (item, link) in page.items.into_iter().zip(links) {
+            // The page's new items: their twins looked up and created in batches (an item
+            // listed twice is prepared once).
+            let mut fresh: Vec<&WorkItem> = Vec::new();
+            let mut fresh_ids = HashSet::new();
+            for (item, link) in page.items.iter().zip(&links) {
+                if link.is_none()
+                    && self.wants_twin(side, item)
+                    && fresh_ids.insert(item.id.clone())
+                {
+                    fresh.push(item);
+                }
+            }
+            let mut ready = if fresh.len() > 1 {
+                self.prepare_twins(side, &fresh, round).await?
+            } else {
+                HashMap::new()
+            };
+            let mut seen = HashSet::new();
+            for (item, mut link) in page.items.into_iter().zip(links) {
                 let id = item.id.clone();
-                let twin = link
-                    .as_ref()
-                    .map(|l| twins.get(l.id(side.other())).cloned().flatten());
+                if !seen.insert(id.clone()) {
+                    // Listed again in this page: what the first pass linked counts.
+                    link = self.store.link(&self.id, side, &id).await?;
+                }
+                let twin = match &link {
+                    Some(l) if l.version(side) != Some(&item.version) => {
+                        let tid = l.id(side.other());
+                        // Prefetched for the page, once; read afresh if needed again.
+                        match twins.remove(tid) {
+                            Some(t) => t,
+                            None => {
+                                round.report.calls[side.other()] += 1;
+                                self.repos[side.other()]
+                                    .get_many(
+                                        &self.types[side.other()],
+                                        std::slice::from_ref(tid),
+                                        &GetOptions::default(),
+                                    )
+                                    .await?
+                                    .pop()
+                                    .flatten()
+                            }
+                        }
+                    }
+                    _ => None,
+                };
                 let result = match link {
                     Some(link) if link.version(side) == Some(&item.version) => Ok(Outcome::Echo),
-                    Some(link) => match twin.flatten() {
+                    Some(link) => match twin {
                         Some(t) => {
                             let (l, r) = match side {
                                 Side::Left => (item, t),
@@ -742,7 +789,10 @@ impl SyncPair {
                                 .await
                         }
                     },
-                    None => self.item(side, item, false, round).await,
+                    None => {
+                        let prepared = ready.remove(&id);
+                        self.unlinked(side, item, prepared, round).await
+                    }
                 };
                 self.settle(side, &id, result, round).await?;
             }
@@ -838,19 +888,118 @@ impl SyncPair {
                 }
             };
         }
+        self.unlinked(side, item, None, round).await
+    }
+
+    /// Whether an unlinked item of `side` gets a twin.
+    fn wants_twin(&self, side: Side, item: &WorkItem) -> bool {
         let d = direction_from(side);
-        if !self.mapping.in_scope(d, &item.fields) || !self.mapping.may_create(d) {
+        self.mapping.in_scope(d, &item.fields) && self.mapping.may_create(d)
+    }
+
+    /// The create options of a twin: the correlation key where the target keeps one. Without
+    /// correlation support, the stored link is the only guard against a second create after a
+    /// lost reply: see docs/sync.md.
+    fn create_options(&self, other: Side, key: &CorrelationKey) -> CreateOptions {
+        if self.repos[other].capabilities().correlation {
+            CreateOptions::default().correlation(key.clone())
+        } else {
+            CreateOptions::default()
+        }
+    }
+
+    /// Looks up, then creates, the twins of a page's unlinked items in as few requests as the
+    /// target allows: one batched correlation lookup, then `write_many`.
+    async fn prepare_twins(
+        &self,
+        side: Side,
+        items: &[&WorkItem],
+        round: &mut Round,
+    ) -> Result<HashMap<ItemId, Ready>> {
+        let other = side.other();
+        let d = direction_from(side);
+        let mut ready = HashMap::new();
+        let keys: Vec<CorrelationKey> = items.iter().map(|i| self.key_for(side, &i.id)).collect();
+        let found = if self.repos[other].capabilities().correlation {
+            round.report.calls[other] += 1;
+            let found = self.repos[other]
+                .find_many_by_correlation(&self.types[other], &keys)
+                .await?;
+            check_len(&*self.repos[other], keys.len(), found.len())?;
+            found
+        } else {
+            vec![None; keys.len()]
+        };
+        let mut writes = Vec::new();
+        let mut owners = Vec::new();
+        for ((item, key), twin) in items.iter().zip(&keys).zip(found) {
+            if let Some(t) = twin {
+                ready.insert(item.id.clone(), Ready::Found(t));
+                continue;
+            }
+            let mapped = self.mapping.map_for_create(d, &item.fields);
+            if let Some(e) = mapped.errors.into_iter().next() {
+                ready.insert(item.id.clone(), Ready::Created(Err(e)));
+                continue;
+            }
+            writes.push(Write::Create {
+                item_type: self.types[other].clone(),
+                fields: mapped.fields,
+                options: self.create_options(other, key),
+            });
+            owners.push(item.id.clone());
+        }
+        for (chunk, ids) in writes.chunks(100).zip(owners.chunks(100)) {
+            round.report.calls[other] += 1;
+            let results = self.repos[other].write_many(chunk).await?;
+            if results.len() != chunk.len() {
+                return Err(Error::protocol(
+                    "write_many",
+                    format!(
+                        "{} answered {} results for {} creates",
+                        self.repos[other],
+                        results.len(),
+                        chunk.len()
+                    ),
+                )
+                .with_temporary(true));
+            }
+            for (id, r) in ids.iter().zip(results) {
+                ready.insert(id.clone(), Ready::Created(r));
+            }
+        }
+        Ok(ready)
+    }
+
+    /// An item with no link: find or create its twin (or take what the page's batch did), link
+    /// them and merge.
+    async fn unlinked(
+        &self,
+        side: Side,
+        item: WorkItem,
+        ready: Option<Ready>,
+        round: &mut Round,
+    ) -> Result<Outcome> {
+        let d = direction_from(side);
+        if !self.wants_twin(side, &item) {
             return Ok(Outcome::Ignored);
         }
         let other = side.other();
         let key = self.key_for(side, &item.id);
-        round.report.calls[other] += 1;
-        let found = if self.repos[other].capabilities().correlation {
-            self.repos[other]
-                .find_by_correlation(&self.types[other], &key)
-                .await?
-        } else {
-            None
+        let (found, created) = match ready {
+            Some(Ready::Found(t)) => (Some(t), None),
+            Some(Ready::Created(r)) => (None, Some(r)),
+            None => {
+                round.report.calls[other] += 1;
+                let found = if self.repos[other].capabilities().correlation {
+                    self.repos[other]
+                        .find_by_correlation(&self.types[other], &key)
+                        .await?
+                } else {
+                    None
+                };
+                (found, None)
+            }
         };
         let (twin, baseline) = match found {
             Some(t) => {
@@ -860,21 +1009,23 @@ impl SyncPair {
                 (t, FieldMap::new())
             }
             None => {
-                let mapped = self.mapping.map_for_create(d, &item.fields);
-                if let Some(e) = mapped.errors.into_iter().next() {
-                    return Err(e);
-                }
-                round.report.calls[other] += 1;
-                // Without correlation support, the stored link is the only guard against a
-                // second create after a lost reply: see docs/sync.md.
-                let options = if self.repos[other].capabilities().correlation {
-                    CreateOptions::default().correlation(key.clone())
-                } else {
-                    CreateOptions::default()
+                let created = match created {
+                    Some(r) => r?,
+                    None => {
+                        let mapped = self.mapping.map_for_create(d, &item.fields);
+                        if let Some(e) = mapped.errors.into_iter().next() {
+                            return Err(e);
+                        }
+                        round.report.calls[other] += 1;
+                        self.repos[other]
+                            .create(
+                                &self.types[other],
+                                &mapped.fields,
+                                &self.create_options(other, &key),
+                            )
+                            .await?
+                    }
                 };
-                let created = self.repos[other]
-                    .create(&self.types[other], &mapped.fields, &options)
-                    .await?;
                 round.report.created[other] += 1;
                 tracing::info!(pair = %self.id, from = %item.id, to = %created.id, "twin created");
                 // The fields just written are the baseline; the state is left out of it so the

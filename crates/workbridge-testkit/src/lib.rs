@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{TimeDelta, Utc};
 use workbridge_core::{
-    ChangeOptions, CreateOptions, Cursor, ErrorKind, FieldMap, FieldName, FieldValue, GetOptions,
-    ItemId, ItemType, NewAttachment, NewComment, Repository, RepositoryExt, UpdateOptions,
-    WorkItem, Write,
+    ChangeOptions, CorrelationKey, CreateOptions, Cursor, ErrorKind, FieldMap, FieldName,
+    FieldValue, GetOptions, ItemId, ItemType, NewAttachment, NewComment, Repository, RepositoryExt,
+    UpdateOptions, WorkItem, Write,
 };
 
 /// What the suite needs to know about the repository under test.
@@ -611,6 +611,21 @@ pub async fn check_correlation_finds_created_item(
         none.is_none(),
         "an unknown key found {:?}",
         none.map(|f| f.id)
+    );
+    // The batched lookup answers key by key, in order, duplicates included.
+    let absent: CorrelationKey = unique("absent").replace(' ', "-").into();
+    let keys = [key.as_str().into(), absent, key.as_str().into()];
+    let many = repo
+        .find_many_by_correlation(&fx.item_type, &keys)
+        .await
+        .ctx(C, "find_many_by_correlation")?;
+    let ids: Vec<Option<&ItemId>> = many.iter().map(|f| f.as_ref().map(|f| &f.id)).collect();
+    ensure!(
+        C,
+        ids == [Some(&item.id), None, Some(&item.id)],
+        "find_many_by_correlation answered {ids:?} for [{}, an unknown key, {}]",
+        item.id,
+        item.id
     );
     Ok(Outcome::Passed)
 }

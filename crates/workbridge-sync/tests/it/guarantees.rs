@@ -460,9 +460,10 @@ async fn a_transient_failure_stops_the_round_and_the_next_resumes_without_loss()
     // The third write to dev fails with a timeout.
     let dev = Arc::new(
         FaultRepository::new(dev_inner.clone(), 1).with_rule(
+            // The second page's batched create times out.
             FaultRule::new(ErrorKind::Unavailable)
-                .on([Operation::Create])
-                .nth(3),
+                .on([Operation::WriteMany])
+                .nth(2),
         ),
     );
     let store = Arc::new(MemoryStore::new());
@@ -472,7 +473,8 @@ async fn a_transient_failure_stops_the_round_and_the_next_resumes_without_loss()
         Mapping::from_toml_str(SPEC).unwrap(),
         store.clone(),
     )
-    .unwrap();
+    .unwrap()
+    .with_options(SyncOptions::default().page_size(2));
     let mut ids = Vec::new();
     for i in 0..5 {
         clock.advance(std::time::Duration::from_secs(1));
@@ -833,8 +835,10 @@ async fn expired_credentials_stop_the_round_instead_of_parking_everything() {
             .build(),
     );
     let dev = Arc::new(
-        FaultRepository::new(Arc::new(bug_repo(&clock)), 3)
-            .with_rule(FaultRule::new(ErrorKind::Unauthenticated).on([Operation::Create])),
+        FaultRepository::new(Arc::new(bug_repo(&clock)), 3).with_rule(
+            FaultRule::new(ErrorKind::Unauthenticated)
+                .on([Operation::Create, Operation::WriteMany]),
+        ),
     );
     let pair = SyncPair::new(
         ops.clone(),
@@ -1106,4 +1110,51 @@ async fn a_short_batched_read_is_refused_and_unlinks_nothing() {
         text(&dev.get(&bug(), &link.right).await.unwrap(), "System.Title"),
         Some("Edited")
     );
+}
+
+#[tokio::test]
+async fn a_lost_batch_reply_never_duplicates() {
+    let clock = clock();
+    let ops = Arc::new(
+        InMemoryRepository::builder("ops")
+            .clock(clock.clone())
+            .build(),
+    );
+    let dev_inner = Arc::new(bug_repo(&clock));
+    let dev = Arc::new(
+        FaultRepository::new(dev_inner.clone(), 5).with_rule(
+            FaultRule::new(ErrorKind::Unavailable)
+                .on([Operation::WriteMany])
+                .nth(1)
+                .reply_lost(),
+        ),
+    );
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev,
+        Mapping::from_toml_str(SPEC).unwrap(),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
+    for i in 0..6 {
+        clock.advance(std::time::Duration::from_secs(1));
+        ops.create(
+            &incident(),
+            &software(&format!("Batch {i}")),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let first = pair.run_once().await;
+    assert!(first.stopped.is_some(), "{first}");
+    assert_eq!(dev_inner.len(&bug()), 6, "the batch did run");
+    let second = pair.run_once().await;
+    assert!(second.is_complete(), "{second}");
+    assert_eq!(
+        (second.relinked.right, second.created.right),
+        (6, 0),
+        "{second}"
+    );
+    assert_eq!(dev_inner.len(&bug()), 6, "no duplicate");
 }
