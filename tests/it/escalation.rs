@@ -26,7 +26,7 @@ fn s(item: &WorkItem, f: &str) -> String {
 
 struct Systems {
     _sn_sim: ServiceNowSim,
-    _ado_sim: AzureDevOpsSim,
+    ado_sim: AzureDevOpsSim,
     sn: Arc<ServiceNowRepository>,
     ado: Arc<AzureDevOpsRepository>,
 }
@@ -60,7 +60,7 @@ async fn systems() -> Systems {
     .unwrap();
     Systems {
         _sn_sim: sn_sim,
-        _ado_sim: ado_sim,
+        ado_sim,
         sn: Arc::new(sn),
         ado: Arc::new(ado),
     }
@@ -255,4 +255,41 @@ async fn incident_escalation_end_to_end() {
         .await
         .unwrap();
     assert_eq!(all.len(), 1);
+}
+
+#[tokio::test]
+async fn an_initial_sync_creates_bugs_in_batches() {
+    let sys = systems().await;
+    let writes: Vec<workbridge::Write> = (0..120)
+        .map(|i| {
+            workbridge::Write::create(
+                incident(),
+                FieldMap::new()
+                    .with("short_description", format!("Defect {i}"))
+                    .with("category", FieldValue::Choice("software".into())),
+            )
+        })
+        .collect();
+    for r in sys.sn.write_many(&writes).await.unwrap() {
+        r.unwrap();
+    }
+    let pair = SyncPair::new(
+        sys.sn.clone(),
+        sys.ado.clone(),
+        escalation_spec(),
+        Arc::new(workbridge::sync::MemoryStore::new()),
+    )
+    .unwrap();
+    sys.ado_sim.control().reset_requests();
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(r.created.right, 120);
+    // Per page of 100 new tickets: a correlation lookup (WIQL per 50 keys) and one $batch of
+    // creates, instead of a lookup and a create per Bug (240 requests).
+    let requests = sys.ado_sim.control().total_requests();
+    assert!(
+        requests <= 20,
+        "{requests} Azure DevOps requests for 120 Bugs"
+    );
+    assert_eq!(pair.run_once().await.writes(), 0);
 }

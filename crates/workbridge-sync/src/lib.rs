@@ -505,6 +505,7 @@ impl SyncPair {
         let mut round = Round {
             report: SyncReport::default(),
             parked: HashSet::new(),
+            fresh: None,
         };
         let result = match self.renew_lease().await {
             Ok(()) => match job {
@@ -1027,6 +1028,7 @@ impl SyncPair {
                     }
                 };
                 round.report.created[other] += 1;
+                round.fresh = Some((other, created.id.clone()));
                 tracing::info!(pair = %self.id, from = %item.id, to = %created.id, "twin created");
                 // The fields just written are the baseline; the state is left out of it so the
                 // merge walks the new twin's workflow to the mapped state.
@@ -1173,7 +1175,12 @@ impl SyncPair {
         }
         self.store.save_link(&self.id, &link).await?;
         round.report.conflicts.extend(conflicts);
-        self.copy_extras(&link, &mut round.report).await?;
+        let fresh = round
+            .fresh
+            .take()
+            .filter(|(side, id)| link.id(*side) == id)
+            .map(|(side, _)| side);
+        self.copy_extras(&link, fresh, &mut round.report).await?;
         if let Some(e) = errors.into_iter().next() {
             // The rest was applied; the item is parked with what could not be.
             return Err(e.with_temporary(false));
@@ -1215,8 +1222,16 @@ impl SyncPair {
     }
 
     /// New comments and attachments of either item, copied once each.
-    async fn copy_extras(&self, link: &Link, report: &mut SyncReport) -> Result<()> {
-        for side in [Side::Left, Side::Right] {
+    async fn copy_extras(
+        &self,
+        link: &Link,
+        fresh: Option<Side>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        for side in [Side::Left, Side::Right]
+            .into_iter()
+            .filter(|s| Some(*s) != fresh)
+        {
             let (src, dst) = (&self.repos[side], &self.repos[side.other()]);
             let (sc, dc) = (src.capabilities(), dst.capabilities());
             if self.options.comments && sc.comments && dc.comments {
@@ -1419,4 +1434,6 @@ fn escape(s: &str) -> String {
 struct Round {
     report: SyncReport,
     parked: HashSet<(Side, ItemId)>,
+    /// A twin created a moment ago, which has no comments or attachments of its own to list.
+    fresh: Option<(Side, ItemId)>,
 }
