@@ -202,7 +202,9 @@ fn half(mapping: &Mapping, d: Direction, i: &PlanInput<'_>) -> Half {
     let mut conflicts = Vec::new();
     let mut src_keep = Vec::new();
     let now = mapping.map(d, &src.fields);
-    let base = mapping.map(d, src_base);
+    // No baseline (a relinked or newly linked pair) means every value is news: mapping an
+    // empty item would produce defaults and constants that look like unchanged values.
+    let base = (!src_base.is_empty()).then(|| mapping.map(d, src_base));
     let mut errors = now.errors;
     // Whether the source side wins a same-field conflict on `field`.
     let source_wins = |field: &str| match mapping.conflict_policy(d, field) {
@@ -215,7 +217,10 @@ fn half(mapping: &Mapping, d: Direction, i: &PlanInput<'_>) -> Half {
         ConflictPolicy::Error => None,
     };
     for (field, value) in now.fields.iter() {
-        if same(Some(value), base.fields.get(field.as_str())) {
+        if base
+            .as_ref()
+            .is_some_and(|b| same(Some(value), b.fields.get(field.as_str())))
+        {
             continue; // the source did not change what this field is made of
         }
         let current = dst.fields.get(field.as_str());

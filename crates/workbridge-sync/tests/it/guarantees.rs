@@ -1158,3 +1158,44 @@ async fn a_lost_batch_reply_never_duplicates() {
     );
     assert_eq!(dev_inner.len(&bug()), 6, "no duplicate");
 }
+
+#[test]
+fn without_a_baseline_a_value_equal_to_the_default_still_flows() {
+    // A relinked pair (its link lost after a create) has no source baseline; mapping an empty
+    // item yields the rule's default, which must not pass for "unchanged".
+    let m = Mapping::from_toml_str(
+        "[[field]]\nleft = \"priority\"\nright = \"Priority\"\nmap = { \"1\" = \"1\", \"3\" = \"3\", \"4\" = \"4\" }\nfallback = \"default\"\ndefault = \"3\"\n",
+    )
+    .unwrap();
+    let at = chrono::Utc::now();
+    let left = WorkItem::new(
+        ItemId::new("t1"),
+        incident(),
+        "5".into(),
+        at,
+        FieldMap::new().with("priority", "3"),
+    );
+    let right = WorkItem::new(
+        ItemId::new("7"),
+        bug(),
+        "2".into(),
+        at,
+        FieldMap::new().with("Priority", "4"),
+    );
+    let p = workbridge_sync::plan(
+        &m,
+        workbridge_sync::PlanInput {
+            left: &left,
+            right: &right,
+            left_baseline: &FieldMap::new(),
+            right_baseline: &right.fields,
+            left_workflow: None,
+            right_workflow: None,
+        },
+    );
+    assert_eq!(
+        p.right.fields.get("Priority").and_then(|v| v.as_str()),
+        Some("3")
+    );
+    assert!(p.left.is_empty());
+}
