@@ -3,89 +3,23 @@
 
 use std::sync::Arc;
 
-use workbridge::mapping::Mapping;
-use workbridge::sync::{Side, SqliteStore, SyncPair};
-use workbridge::{
-    FieldMap, FieldValue, ItemType, NewComment, Repository, RepositoryExt, Visibility, WorkItem,
-};
-use workbridge_azure_devops::{AzureDevOpsConfig, AzureDevOpsRepository};
-use workbridge_http::ClientOptions;
-use workbridge_servicenow::{ServiceNowConfig, ServiceNowRepository};
-use workbridge_sim::azure_devops::AzureDevOpsSim;
-use workbridge_sim::servicenow::ServiceNowSim;
+use workbridge::sync::{MemoryStore, Side, SqliteStore, SyncPair};
+use workbridge::{FieldMap, FieldValue, NewComment, Repository, RepositoryExt, Visibility, Write};
 
-fn incident() -> ItemType {
-    ItemType::from("incident")
-}
-fn bug() -> ItemType {
-    ItemType::from("Bug")
-}
-fn s(item: &WorkItem, f: &str) -> String {
-    item.field(f).map(ToString::to_string).unwrap_or_default()
-}
-
-struct Systems {
-    _sn_sim: ServiceNowSim,
-    ado_sim: AzureDevOpsSim,
-    sn: Arc<ServiceNowRepository>,
-    ado: Arc<AzureDevOpsRepository>,
-}
-
-async fn systems() -> Systems {
-    let sn_sim = ServiceNowSim::builder()
-        .user("admin", "admin", &["admin"])
-        .spawn()
-        .await
-        .unwrap();
-    let ado_sim = AzureDevOpsSim::builder()
-        .pat("TOKEN")
-        .custom_field("Custom.ServiceNowTicket", "ServiceNow Ticket")
-        .spawn()
-        .await
-        .unwrap();
-    let loopback = ClientOptions::default().allow_http(true);
-    let sn = ServiceNowRepository::new(
-        ServiceNowConfig::builder(sn_sim.url())
-            .basic("admin", "admin")
-            .client_options(loopback.clone())
-            .build(),
-    )
-    .unwrap();
-    let ado = AzureDevOpsRepository::new(
-        AzureDevOpsConfig::builder(ado_sim.collection_url(), "Fabrikam")
-            .pat("TOKEN")
-            .client_options(loopback)
-            .build(),
-    )
-    .unwrap();
-    Systems {
-        _sn_sim: sn_sim,
-        ado_sim,
-        sn: Arc::new(sn),
-        ado: Arc::new(ado),
-    }
-}
-
-fn escalation_spec() -> Mapping {
-    Mapping::from_path(format!(
-        "{}/docs/mappings/incident_escalation.toml",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-fn temp_db(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("workbridge-e2e-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("state.db")
-}
+use crate::common::{bug, incident, s, sides, sims, spec, temp_db};
 
 #[tokio::test]
 async fn incident_escalation_end_to_end() {
-    let sys = systems().await;
+    let sims = sims().await;
+    let sys = sides(&sims, 3);
     let store = Arc::new(SqliteStore::open(temp_db("escalation")).unwrap());
-    let pair = SyncPair::new(sys.sn.clone(), sys.ado.clone(), escalation_spec(), store).unwrap();
+    let pair = SyncPair::new(
+        sys.sn.clone(),
+        sys.ado.clone(),
+        spec("incident_escalation.toml"),
+        store,
+    )
+    .unwrap();
 
     let ticket = sys
         .sn
@@ -259,10 +193,11 @@ async fn incident_escalation_end_to_end() {
 
 #[tokio::test]
 async fn an_initial_sync_creates_bugs_in_batches() {
-    let sys = systems().await;
-    let writes: Vec<workbridge::Write> = (0..120)
+    let sims = sims().await;
+    let sys = sides(&sims, 3);
+    let writes: Vec<Write> = (0..120)
         .map(|i| {
-            workbridge::Write::create(
+            Write::create(
                 incident(),
                 FieldMap::new()
                     .with("short_description", format!("Defect {i}"))
@@ -276,17 +211,17 @@ async fn an_initial_sync_creates_bugs_in_batches() {
     let pair = SyncPair::new(
         sys.sn.clone(),
         sys.ado.clone(),
-        escalation_spec(),
-        Arc::new(workbridge::sync::MemoryStore::new()),
+        spec("incident_escalation.toml"),
+        Arc::new(MemoryStore::new()),
     )
     .unwrap();
-    sys.ado_sim.control().reset_requests();
+    sims.ado.control().reset_requests();
     let r = pair.run_once().await;
     assert!(r.is_complete(), "{r}");
     assert_eq!(r.created.right, 120);
     // Per page of 100 new tickets: a correlation lookup (WIQL per 50 keys) and one $batch of
     // creates, instead of a lookup and a create per Bug (240 requests).
-    let requests = sys.ado_sim.control().total_requests();
+    let requests = sims.ado.control().total_requests();
     assert!(
         requests <= 20,
         "{requests} Azure DevOps requests for 120 Bugs"

@@ -1,5 +1,6 @@
-//! Cross-crate tests: the documented mapping specs against the simulators' real schemas.
+//! Cross-crate tests: the documented specs against the simulators, the sync kernel end to end.
 
+mod common;
 mod escalation;
 mod mapping_specs;
 mod randomized;

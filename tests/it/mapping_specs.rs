@@ -1,60 +1,26 @@
 //! The example specs in `docs/mappings/` compile and validate against the schemas the adapters
 //! read from the simulators: they are working examples, not prose.
 
-use workbridge::mapping::{Direction, Mapping};
+use workbridge::mapping::Direction;
 use workbridge::{FieldMap, FieldValue, ItemType, Repository};
 use workbridge_alm::{AlmConfig, AlmRepository};
-use workbridge_azure_devops::{AzureDevOpsConfig, AzureDevOpsRepository};
 use workbridge_http::ClientOptions;
-use workbridge_servicenow::{ServiceNowConfig, ServiceNowRepository};
 use workbridge_sim::alm::AlmSim;
-use workbridge_sim::azure_devops::AzureDevOpsSim;
-use workbridge_sim::servicenow::ServiceNowSim;
 
-fn loopback() -> ClientOptions {
-    ClientOptions::default().allow_http(true)
-}
-
-fn spec(name: &str) -> Mapping {
-    Mapping::from_path(format!(
-        "{}/docs/mappings/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("{e}"))
-}
+use crate::common::{sides, sims, spec};
 
 #[tokio::test]
 async fn the_documented_specs_validate_against_real_schemas() {
-    let sn_sim = ServiceNowSim::builder()
-        .user("admin", "admin", &["admin"])
-        .spawn()
-        .await
-        .unwrap();
-    let ado_sim = AzureDevOpsSim::builder()
-        .pat("TOKEN")
-        .custom_field("Custom.ServiceNowTicket", "ServiceNow Ticket")
-        .spawn()
-        .await
-        .unwrap();
+    let both = sims().await;
     let alm_sim = AlmSim::builder().user("qa", "qa").spawn().await.unwrap();
-    let sn = ServiceNowRepository::new(
-        ServiceNowConfig::builder(sn_sim.url())
-            .basic("admin", "admin")
-            .client_options(loopback())
-            .build(),
-    )
-    .unwrap();
-    let ado = AzureDevOpsRepository::new(
-        AzureDevOpsConfig::builder(ado_sim.collection_url(), "Fabrikam")
-            .pat("TOKEN")
-            .client_options(loopback())
-            .build(),
-    )
-    .unwrap();
+    let (sn, ado) = {
+        let s = sides(&both, 0);
+        (s.sn, s.ado)
+    };
     let alm = AlmRepository::new(
         AlmConfig::builder(alm_sim.url(), "DEFAULT", "Demo")
             .password("qa", "qa")
-            .client_options(loopback())
+            .client_options(ClientOptions::default().allow_http(true))
             .build(),
     )
     .unwrap();

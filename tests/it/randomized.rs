@@ -8,77 +8,17 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use workbridge::mapping::Mapping;
 use workbridge::sync::{Side, SqliteStore, SyncPair};
-use workbridge::{FieldMap, FieldValue, ItemId, ItemType, Repository, RepositoryExt, WorkItem};
-use workbridge_azure_devops::{AzureDevOpsConfig, AzureDevOpsRepository};
-use workbridge_http::{BackoffConfig, ClientOptions, RetryConfig};
-use workbridge_servicenow::{ServiceNowConfig, ServiceNowRepository};
+use workbridge::{FieldMap, FieldValue, ItemId, Repository, RepositoryExt};
 use workbridge_sim::Faults;
-use workbridge_sim::azure_devops::AzureDevOpsSim;
-use workbridge_sim::servicenow::ServiceNowSim;
 
-fn incident() -> ItemType {
-    ItemType::from("incident")
-}
-fn bug() -> ItemType {
-    ItemType::from("Bug")
-}
-fn s(item: &WorkItem, f: &str) -> String {
-    item.field(f).map(ToString::to_string).unwrap_or_default()
-}
-
-fn options(retries: u32) -> ClientOptions {
-    ClientOptions::default().allow_http(true).retry(
-        RetryConfig::default().max_retries(retries).backoff(
-            BackoffConfig::default()
-                .initial(Duration::from_millis(1))
-                .max(Duration::from_millis(2)),
-        ),
-    )
-}
-
-struct Sides {
-    sn: Arc<ServiceNowRepository>,
-    ado: Arc<AzureDevOpsRepository>,
-}
-
-fn sides(sn_sim: &ServiceNowSim, ado_sim: &AzureDevOpsSim, retries: u32) -> Sides {
-    Sides {
-        sn: Arc::new(
-            ServiceNowRepository::new(
-                ServiceNowConfig::builder(sn_sim.url())
-                    .basic("admin", "admin")
-                    .client_options(options(retries))
-                    .build(),
-            )
-            .unwrap(),
-        ),
-        ado: Arc::new(
-            AzureDevOpsRepository::new(
-                AzureDevOpsConfig::builder(ado_sim.collection_url(), "Fabrikam")
-                    .pat("TOKEN")
-                    .client_options(options(retries))
-                    .build(),
-            )
-            .unwrap(),
-        ),
-    }
-}
-
-fn spec() -> Mapping {
-    Mapping::from_path(format!(
-        "{}/docs/mappings/incident_escalation.toml",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
+use crate::common::{Sides, bug, incident, s, sides, sims, spec, temp_db};
 
 fn pair(kernel: &Sides, db: &std::path::Path) -> SyncPair {
     SyncPair::new(
         kernel.sn.clone(),
         kernel.ado.clone(),
-        spec(),
+        spec("incident_escalation.toml"),
         Arc::new(SqliteStore::open(db).unwrap()),
     )
     .unwrap()
@@ -87,24 +27,12 @@ fn pair(kernel: &Sides, db: &std::path::Path) -> SyncPair {
 
 async fn scenario(seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let sn_sim = ServiceNowSim::builder()
-        .user("admin", "admin", &["admin"])
-        .spawn()
-        .await
-        .unwrap();
-    let ado_sim = AzureDevOpsSim::builder()
-        .pat("TOKEN")
-        .custom_field("Custom.ServiceNowTicket", "ServiceNow Ticket")
-        .spawn()
-        .await
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("workbridge-random-{}-{seed}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("state.db");
+    let all = sims().await;
+    let (sn_sim, ado_sim) = (&all.sn, &all.ado);
+    let db = temp_db(&format!("random-{seed}"));
     // The kernel does not retry, so faults reach it.
-    let users = sides(&sn_sim, &ado_sim, 2);
-    let kernel = sides(&sn_sim, &ado_sim, 0);
+    let users = sides(&all, 2);
+    let kernel = sides(&all, 0);
     let mut sync = pair(&kernel, &db);
     let faults = |seed| {
         Faults::none()

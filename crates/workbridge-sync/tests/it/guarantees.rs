@@ -99,6 +99,33 @@ fn bug_repo(clock: &ManualClock) -> InMemoryRepository {
         .build()
 }
 
+/// Ops and Dev in memory, on one manual clock.
+fn backends() -> (
+    ManualClock,
+    Arc<InMemoryRepository>,
+    Arc<InMemoryRepository>,
+) {
+    let clock = clock();
+    let ops = Arc::new(
+        InMemoryRepository::builder("ops")
+            .clock(clock.clone())
+            .build(),
+    );
+    let dev = Arc::new(bug_repo(&clock));
+    (clock, ops, dev)
+}
+
+/// A pair over `ops` and `dev` with the test spec and a fresh memory store.
+fn pair_of(ops: Arc<dyn Repository>, dev: Arc<dyn Repository>) -> SyncPair {
+    SyncPair::new(
+        ops,
+        dev,
+        Mapping::from_toml_str(SPEC).unwrap(),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap()
+}
+
 struct World {
     clock: ManualClock,
     ops: Arc<InMemoryRepository>,
@@ -107,20 +134,8 @@ struct World {
 }
 
 fn world() -> World {
-    let clock = clock();
-    let ops = Arc::new(
-        InMemoryRepository::builder("ops")
-            .clock(clock.clone())
-            .build(),
-    );
-    let dev = Arc::new(bug_repo(&clock));
-    let pair = SyncPair::new(
-        ops.clone(),
-        dev.clone(),
-        Mapping::from_toml_str(SPEC).unwrap(),
-        Arc::new(MemoryStore::new()),
-    )
-    .unwrap();
+    let (clock, ops, dev) = backends();
+    let pair = pair_of(ops.clone(), dev.clone());
     World {
         clock,
         ops,
@@ -212,13 +227,7 @@ async fn no_echo_write_and_no_noop_write_across_rounds() {
             .build(),
     ));
     let dev = Arc::new(RecordingRepository::new(bug_repo(&clock)));
-    let pair = SyncPair::new(
-        ops.clone(),
-        dev.clone(),
-        Mapping::from_toml_str(SPEC).unwrap(),
-        Arc::new(MemoryStore::new()),
-    )
-    .unwrap();
+    let pair = pair_of(ops.clone(), dev.clone());
     clock.advance(std::time::Duration::from_secs(1));
     let t = ops
         .create(
@@ -377,13 +386,7 @@ async fn newest_wins_by_default() {
 
 #[tokio::test]
 async fn a_lost_create_reply_never_duplicates() {
-    let clock = clock();
-    let ops = Arc::new(
-        InMemoryRepository::builder("ops")
-            .clock(clock.clone())
-            .build(),
-    );
-    let dev_inner = Arc::new(bug_repo(&clock));
+    let (clock, ops, dev_inner) = backends();
     let dev = Arc::new(
         FaultRepository::new(dev_inner.clone(), 7).with_rule(
             FaultRule::new(ErrorKind::Unavailable)
@@ -392,13 +395,7 @@ async fn a_lost_create_reply_never_duplicates() {
                 .reply_lost(),
         ),
     );
-    let pair = SyncPair::new(
-        ops.clone(),
-        dev,
-        Mapping::from_toml_str(SPEC).unwrap(),
-        Arc::new(MemoryStore::new()),
-    )
-    .unwrap();
+    let pair = pair_of(ops.clone(), dev);
     clock.advance(std::time::Duration::from_secs(1));
     let t = ops
         .create(
@@ -450,13 +447,7 @@ async fn a_crash_between_create_and_link_never_duplicates_and_catches_up() {
 
 #[tokio::test]
 async fn a_transient_failure_stops_the_round_and_the_next_resumes_without_loss() {
-    let clock = clock();
-    let ops = Arc::new(
-        InMemoryRepository::builder("ops")
-            .clock(clock.clone())
-            .build(),
-    );
-    let dev_inner = Arc::new(bug_repo(&clock));
+    let (clock, ops, dev_inner) = backends();
     // The third write to dev fails with a timeout.
     let dev = Arc::new(
         FaultRepository::new(dev_inner.clone(), 1).with_rule(
@@ -679,22 +670,9 @@ async fn comments_are_copied_once_with_private_public_routing() {
 
 #[tokio::test]
 async fn attachments_are_copied_once_under_the_size_cap() {
-    let clock = clock();
-    let ops = Arc::new(
-        InMemoryRepository::builder("ops")
-            .clock(clock.clone())
-            .build(),
-    );
-    let dev = Arc::new(bug_repo(&clock));
+    let (clock, ops, dev) = backends();
     let opts = SyncOptions::default().max_attachment_size(1024);
-    let pair = SyncPair::new(
-        ops.clone(),
-        dev.clone(),
-        Mapping::from_toml_str(SPEC).unwrap(),
-        Arc::new(MemoryStore::new()),
-    )
-    .unwrap()
-    .with_options(opts);
+    let pair = pair_of(ops.clone(), dev.clone()).with_options(opts);
     clock.advance(std::time::Duration::from_secs(1));
     let t = ops
         .create(&incident(), &software("Logs"), &CreateOptions::default())
@@ -840,13 +818,7 @@ async fn expired_credentials_stop_the_round_instead_of_parking_everything() {
                 .on([Operation::Create, Operation::WriteMany]),
         ),
     );
-    let pair = SyncPair::new(
-        ops.clone(),
-        dev,
-        Mapping::from_toml_str(SPEC).unwrap(),
-        Arc::new(MemoryStore::new()),
-    )
-    .unwrap();
+    let pair = pair_of(ops.clone(), dev);
     for i in 0..3 {
         clock.advance(std::time::Duration::from_secs(1));
         ops.create(
@@ -910,21 +882,9 @@ async fn existing_items_are_linked_and_merged_by_policy() {
 
 #[tokio::test]
 async fn scope_can_decide_creation_only() {
-    let clock = clock();
-    let ops = Arc::new(
-        InMemoryRepository::builder("ops")
-            .clock(clock.clone())
-            .build(),
-    );
-    let dev = Arc::new(bug_repo(&clock));
-    let pair = SyncPair::new(
-        ops.clone(),
-        dev.clone(),
-        Mapping::from_toml_str(SPEC).unwrap(),
-        Arc::new(MemoryStore::new()),
-    )
-    .unwrap()
-    .with_options(SyncOptions::default().retire_out_of_scope(false));
+    let (clock, ops, dev) = backends();
+    let pair = pair_of(ops.clone(), dev.clone())
+        .with_options(SyncOptions::default().retire_out_of_scope(false));
     clock.advance(std::time::Duration::from_secs(1));
     let t = ops
         .create(
@@ -1055,13 +1015,7 @@ impl Repository for ShortReads {
 
 #[tokio::test]
 async fn a_short_batched_read_is_refused_and_unlinks_nothing() {
-    let clock = clock();
-    let ops = Arc::new(
-        InMemoryRepository::builder("ops")
-            .clock(clock.clone())
-            .build(),
-    );
-    let dev = Arc::new(bug_repo(&clock));
+    let (clock, ops, dev) = backends();
     let store = Arc::new(MemoryStore::new());
     let good = SyncPair::new(
         ops.clone(),
@@ -1114,13 +1068,7 @@ async fn a_short_batched_read_is_refused_and_unlinks_nothing() {
 
 #[tokio::test]
 async fn a_lost_batch_reply_never_duplicates() {
-    let clock = clock();
-    let ops = Arc::new(
-        InMemoryRepository::builder("ops")
-            .clock(clock.clone())
-            .build(),
-    );
-    let dev_inner = Arc::new(bug_repo(&clock));
+    let (clock, ops, dev_inner) = backends();
     let dev = Arc::new(
         FaultRepository::new(dev_inner.clone(), 5).with_rule(
             FaultRule::new(ErrorKind::Unavailable)
@@ -1129,13 +1077,7 @@ async fn a_lost_batch_reply_never_duplicates() {
                 .reply_lost(),
         ),
     );
-    let pair = SyncPair::new(
-        ops.clone(),
-        dev,
-        Mapping::from_toml_str(SPEC).unwrap(),
-        Arc::new(MemoryStore::new()),
-    )
-    .unwrap();
+    let pair = pair_of(ops.clone(), dev);
     for i in 0..6 {
         clock.advance(std::time::Duration::from_secs(1));
         ops.create(
