@@ -1099,6 +1099,73 @@ impl Repository for ServiceNowRepository {
         Ok(items.pop())
     }
 
+    async fn find_many_by_correlation(
+        &self,
+        table: &ItemType,
+        keys: &[CorrelationKey],
+    ) -> Result<Vec<Option<WorkItem>>> {
+        const OP: &str = "find_many_by_correlation";
+        const LIMIT: usize = 1000;
+        let meta = self
+            .table_meta(table)
+            .await
+            .map_err(|e| e.with_operation(OP))?;
+        let mut found: HashMap<String, WorkItem> = HashMap::new();
+        let mut one_by_one: Vec<&CorrelationKey> = Vec::new();
+        // A key holding a comma cannot ride in an `IN` list: it is looked up on its own.
+        let mut listable: Vec<&CorrelationKey> = Vec::new();
+        for k in keys {
+            if k.as_str().contains(',') {
+                one_by_one.push(k);
+            } else if !listable.contains(&k) {
+                listable.push(k);
+            }
+        }
+        for chunk in listable.chunks(50) {
+            let list: Vec<String> = chunk.iter().map(|k| q(k.as_str())).collect();
+            let query = format!("correlation_idIN{}^ORDERBYsys_created_on", list.join(","));
+            let (rows, _) = self
+                .list(OP, table.as_str(), &query, LIMIT, None, true)
+                .await?;
+            let mut items = Vec::new();
+            for (i, row) in rows.iter().enumerate() {
+                let path = format!("result[{i}]");
+                let key = match row.get("correlation_id") {
+                    Some(v) => read_value(v, &format!("{path}.correlation_id"))?.0,
+                    None => continue,
+                };
+                // Oldest first, as find_by_correlation answers.
+                if !found.contains_key(&key) && !items.iter().any(|(k, _)| k == &key) {
+                    let item = self
+                        .record_to_item(table, &meta, row, &path, false)
+                        .map_err(|e| e.with_operation(OP))?;
+                    items.push((key, item));
+                }
+            }
+            let (ks, mut its): (Vec<String>, Vec<WorkItem>) = items.into_iter().unzip();
+            self.resolve_persons(&mut its).await?;
+            found.extend(ks.into_iter().zip(its));
+            if rows.len() >= LIMIT {
+                // Duplicates filled the page: what it did not reach is asked key by key.
+                one_by_one.extend(
+                    chunk
+                        .iter()
+                        .copied()
+                        .filter(|k| !found.contains_key(k.as_str())),
+                );
+            }
+        }
+        for k in one_by_one {
+            if let Some(item) = self.find_by_correlation(table, k).await? {
+                found.insert(k.as_str().to_owned(), item);
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k.as_str()).cloned())
+            .collect())
+    }
+
     async fn comments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
         let comments = self.journal(id, "comments,work_notes").await?;
         if comments.is_empty() {

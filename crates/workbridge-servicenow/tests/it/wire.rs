@@ -615,3 +615,51 @@ async fn values_round_trip_typed_through_the_simulator() {
     assert_eq!(sim.control().requests_to("POST /api/now/v1/batch"), 1);
     assert_eq!(sim.control().requests_to("POST /api/now/table/{table}"), 0);
 }
+
+#[tokio::test]
+async fn correlation_keys_are_looked_up_in_one_query() {
+    let sim = crate::sim().await;
+    let repo = crate::repo(&sim);
+    let incident = workbridge_core::ItemType::from("incident");
+    let mut keys = Vec::new();
+    for i in 0..3 {
+        let key = workbridge_core::CorrelationKey::new(format!("wb:bug:{i}"));
+        repo.create(
+            &incident,
+            &workbridge_core::FieldMap::new().with("short_description", format!("T{i}")),
+            &workbridge_core::CreateOptions::default().correlation(key.clone()),
+        )
+        .await
+        .unwrap();
+        keys.push(key);
+    }
+    keys.insert(1, workbridge_core::CorrelationKey::new("wb:bug:absent"));
+    sim.control().reset_requests();
+    let found = repo
+        .find_many_by_correlation(&incident, &keys)
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.control().total_requests(),
+        1,
+        "{:?}",
+        sim.control().requests()
+    );
+    let titles: Vec<Option<String>> = found
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .and_then(|i| i.field("short_description"))
+                .map(ToString::to_string)
+        })
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            Some("T0".into()),
+            None,
+            Some("T1".into()),
+            Some("T2".into())
+        ]
+    );
+}
