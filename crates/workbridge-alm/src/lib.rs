@@ -1063,6 +1063,64 @@ impl Repository for AlmRepository {
             .transpose()
     }
 
+    async fn find_many_by_correlation(
+        &self,
+        t: &ItemType,
+        keys: &[CorrelationKey],
+    ) -> Result<Vec<Option<WorkItem>>> {
+        const OP: &str = "find_many_by_correlation";
+        const PAGE: usize = 1000;
+        let meta = self.meta(t).await.map_err(|e| e.with_operation(OP))?;
+        let field = self
+            .correlation_name(&meta)
+            .map_err(|e| e.with_operation(OP))?;
+        if let Some(k) = keys.iter().find(|k| k.as_str().contains('"')) {
+            return Err(Error::invalid_input(
+                "correlation key",
+                k,
+                "an ALM query cannot hold a double quote",
+            ));
+        }
+        let offset = self.offset().await?;
+        let mut found: HashMap<String, WorkItem> = HashMap::new();
+        let mut distinct: Vec<&CorrelationKey> = Vec::new();
+        for k in keys {
+            if !distinct.contains(&k) {
+                distinct.push(k);
+            }
+        }
+        for chunk in distinct.chunks(50) {
+            let alternatives: Vec<String> = chunk.iter().map(|k| format!("\"{k}\"")).collect();
+            let query = format!("{{{field}[{}]}}", alternatives.join(" OR "));
+            let (rows, _) = self.query(OP, t, Some(query), "{id[ASC]}", PAGE, 1).await?;
+            for (i, e) in rows.iter().enumerate() {
+                let item = self.to_item(t, &meta, e, offset, &format!("entities[{i}]"))?;
+                let Some(key) = item.field(&field).map(ToString::to_string) else {
+                    continue;
+                };
+                // Lowest id first, as find_by_correlation answers.
+                found.entry(key).or_insert(item);
+            }
+            if rows.len() >= PAGE {
+                // Duplicates filled the page: what it did not reach is asked key by key.
+                let missing: Vec<&CorrelationKey> = chunk
+                    .iter()
+                    .copied()
+                    .filter(|k| !found.contains_key(k.as_str()))
+                    .collect();
+                for k in missing {
+                    if let Some(item) = self.find_by_correlation(t, k).await? {
+                        found.insert(k.as_str().to_owned(), item);
+                    }
+                }
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k.as_str()).cloned())
+            .collect())
+    }
+
     async fn comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
         let field = comment_field(t.as_str())
             .ok_or_else(|| Error::unsupported("comments", format!("{t} has no comments memo")))?;

@@ -454,3 +454,61 @@ async fn last_modified_is_server_local_time_and_ties_are_not_lost() {
         40
     );
 }
+
+#[tokio::test]
+async fn correlation_keys_are_looked_up_in_one_query() {
+    let sim = crate::sim().await;
+    let repo = crate::repo(&sim, workbridge_alm::Format::Json);
+    let defects = workbridge_core::ItemType::from("defects");
+    let mut keys = Vec::new();
+    for i in 0..3 {
+        let key = workbridge_core::CorrelationKey::new(format!("INC00{i}"));
+        repo.create(
+            &defects,
+            &workbridge_core::FieldMap::new()
+                .with("name", format!("D{i}"))
+                .with(
+                    "severity",
+                    workbridge_core::FieldValue::Choice("2-Medium".into()),
+                )
+                .with("detected-by", workbridge_core::Person::login("qa"))
+                .with(
+                    "creation-time",
+                    workbridge_core::FieldValue::Date(NaiveDate::from_ymd_opt(2026, 1, 5).unwrap()),
+                ),
+            &workbridge_core::CreateOptions::default().correlation(key.clone()),
+        )
+        .await
+        .unwrap();
+        keys.push(key);
+    }
+    keys.insert(0, workbridge_core::CorrelationKey::new("INC-absent"));
+    sim.control().reset_requests();
+    let found = repo
+        .find_many_by_correlation(&defects, &keys)
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.control().total_requests(),
+        1,
+        "{:?}",
+        sim.control().requests()
+    );
+    let names: Vec<Option<String>> = found
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .and_then(|i| i.field("name"))
+                .map(ToString::to_string)
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            None,
+            Some("D0".into()),
+            Some("D1".into()),
+            Some("D2".into())
+        ]
+    );
+}
