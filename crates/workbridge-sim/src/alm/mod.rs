@@ -1425,6 +1425,21 @@ fn begin(
     })
 }
 
+/// The entity type of a collection, or the 404 ALM answers for an unknown one.
+fn known_collection(
+    fmt: Fmt,
+    coll: &str,
+) -> Result<(&'static str, &'static [model::FieldSpec]), Response> {
+    model::entity_type(coll).ok_or_else(|| {
+        qc_error(
+            fmt,
+            StatusCode::NOT_FOUND,
+            "qccore.entity-not-found",
+            &format!("Unknown entity collection {coll}"),
+        )
+    })
+}
+
 fn not_found(fmt: Fmt, kind: &str, id: u64) -> Response {
     qc_error(
         fmt,
@@ -1464,13 +1479,9 @@ async fn collection(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Some((kind, specs)) = model::entity_type(&coll) else {
-        return qc_error(
-            call.fmt,
-            StatusCode::NOT_FOUND,
-            "qccore.entity-not-found",
-            &format!("Unknown entity collection {coll}"),
-        );
+    let (kind, specs) = match known_collection(call.fmt, &coll) {
+        Ok(t) => t,
+        Err(r) => return r,
     };
     if method == Method::POST {
         let fields = match parse_entity(&headers, &body) {
@@ -1646,13 +1657,9 @@ async fn entity(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Some((kind, _)) = model::entity_type(&coll) else {
-        return qc_error(
-            call.fmt,
-            StatusCode::NOT_FOUND,
-            "qccore.entity-not-found",
-            &format!("Unknown entity collection {coll}"),
-        );
+    let (kind, _) = match known_collection(call.fmt, &coll) {
+        Ok(t) => t,
+        Err(r) => return r,
     };
     if st.entities.get(&coll).and_then(|m| m.get(&id)).is_none() {
         return not_found(call.fmt, kind, id);
@@ -1726,13 +1733,9 @@ async fn entity_lock(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Some((kind, _)) = model::entity_type(&coll) else {
-        return qc_error(
-            call.fmt,
-            StatusCode::NOT_FOUND,
-            "qccore.entity-not-found",
-            &format!("Unknown entity collection {coll}"),
-        );
+    let (kind, _) = match known_collection(call.fmt, &coll) {
+        Ok(t) => t,
+        Err(r) => return r,
     };
     if st.entities.get(&coll).and_then(|m| m.get(&id)).is_none() {
         return not_found(call.fmt, kind, id);
@@ -1907,13 +1910,9 @@ async fn attachments(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Some((kind, _)) = model::entity_type(&coll) else {
-        return qc_error(
-            call.fmt,
-            StatusCode::NOT_FOUND,
-            "qccore.entity-not-found",
-            &format!("Unknown entity collection {coll}"),
-        );
+    let (kind, _) = match known_collection(call.fmt, &coll) {
+        Ok(t) => t,
+        Err(r) => return r,
     };
     if st.entities.get(&coll).and_then(|m| m.get(&id)).is_none() {
         return not_found(call.fmt, kind, id);
