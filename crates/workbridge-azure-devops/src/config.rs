@@ -70,6 +70,12 @@ impl ServerVersion {
         self >= ServerVersion::Server2019
     }
 
+    /// Whether a work item type's own field list (`workitemtypes/{type}/fields`, with
+    /// `defaultValue` and `allowedValues`) exists (4.1+).
+    pub fn has_type_field_details(self) -> bool {
+        self >= ServerVersion::Tfs2018
+    }
+
     /// Whether identity fields are objects (5.0+) rather than `"Name <email>"` strings.
     pub fn identity_objects(self) -> bool {
         self >= ServerVersion::Server2019

@@ -73,6 +73,7 @@ const MEMBER_FIELDS: [&str; 5] = [
 struct FieldMeta {
     name: String,
     ty: String,
+    identity: bool,
     read_only: bool,
     required: bool,
     allowed: Vec<String>,
@@ -80,7 +81,10 @@ struct FieldMeta {
 
 impl FieldMeta {
     fn kind(&self) -> FieldKind {
-        if !self.allowed.is_empty() && self.ty != "identity" {
+        if self.identity {
+            return FieldKind::Person;
+        }
+        if !self.allowed.is_empty() {
             return FieldKind::Choice;
         }
         match self.ty.as_str() {
@@ -88,12 +92,31 @@ impl FieldMeta {
             "double" => FieldKind::Float,
             "dateTime" => FieldKind::DateTime,
             "boolean" => FieldKind::Bool,
-            "identity" => FieldKind::Person,
             "html" | "history" => FieldKind::Html,
             _ => FieldKind::Text,
         }
     }
 }
+
+/// One entry of the organization's field list.
+#[derive(Debug, Clone)]
+struct FieldInfo {
+    ty: String,
+    read_only: bool,
+    identity: bool,
+}
+
+/// Fields a work item type may mark `alwaysRequired` that the server fills in itself on create
+/// (the initial state and its reason, the project's root area and iteration and their ids), so
+/// a caller is never asked for them.
+const SERVER_FILLED: [&str; 6] = [
+    "System.State",
+    "System.Reason",
+    "System.AreaId",
+    "System.IterationId",
+    "System.AreaPath",
+    "System.IterationPath",
+];
 
 #[derive(Debug)]
 struct TypeMeta {
@@ -102,8 +125,8 @@ struct TypeMeta {
     graph: TransitionGraph,
 }
 
-/// Field reference name → (type, read-only).
-type FieldTypes = HashMap<String, (String, bool)>;
+/// Field reference name → what the field list says of it.
+type FieldTypes = HashMap<String, FieldInfo>;
 
 /// Percent-encodes one path segment.
 fn seg(s: &str) -> String {
@@ -202,6 +225,126 @@ fn to_field_value(meta: Option<&FieldMeta>, v: &Value, path: &str) -> Result<Fie
     })
 }
 
+/// Parses the organization's field list. A field is a person when the list says
+/// `isIdentity` (real servers say `"type": "string"` for identities) or, on servers that have
+/// the type, `"type": "identity"`. Tree paths are listed read-only but are written by path.
+fn parse_field_list(body: &Value) -> Result<FieldTypes> {
+    let list = body
+        .get("value")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::protocol("value", "the field list has no value array"))?;
+    let mut map = HashMap::new();
+    for (i, f) in list.iter().enumerate() {
+        let r = f
+            .get("referenceName")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::protocol(format!("value[{i}].referenceName"), "missing"))?;
+        let ty = f
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("string")
+            .to_owned();
+        let identity = f
+            .get("isIdentity")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+            || ty == "identity";
+        let read_only =
+            f.get("readOnly").and_then(Value::as_bool).unwrap_or(false) && ty != "treePath";
+        map.insert(
+            r.to_owned(),
+            FieldInfo {
+                ty,
+                read_only,
+                identity,
+            },
+        );
+    }
+    Ok(map)
+}
+
+/// A work item type's fields from the type (names, `alwaysRequired`) and, where the server
+/// has it, the type's field list (`defaultValue`, `allowedValues`). A field is required of the
+/// caller only when the type says `alwaysRequired`, it is writable, it has no default and the
+/// server does not fill it in itself. Without the type's field list (servers before 4.1) the
+/// defaults are unknown, so only the title is demanded and the server's rule error names any
+/// other field it misses.
+fn type_fields(
+    ty: &Value,
+    details: Option<&Value>,
+    ftypes: &FieldTypes,
+) -> Result<BTreeMap<String, FieldMeta>> {
+    let instances = ty
+        .get("fieldInstances")
+        .or_else(|| ty.get("fields"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::protocol("fieldInstances", "the work item type lists no fields"))?;
+    let detail: HashMap<&str, &Value> = details
+        .and_then(|d| d.get("value"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|f| Some((f.get("referenceName")?.as_str()?, f)))
+        .collect();
+    let mut fields = BTreeMap::new();
+    for (i, f) in instances.iter().enumerate() {
+        let r = f
+            .get("referenceName")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                Error::protocol(format!("fieldInstances[{i}].referenceName"), "missing")
+            })?;
+        let info = ftypes.get(r).cloned().unwrap_or(FieldInfo {
+            ty: "string".into(),
+            read_only: false,
+            identity: false,
+        });
+        let d = detail.get(r).copied();
+        let pick = |k: &str| d.and_then(|d| d.get(k)).or_else(|| f.get(k));
+        // Identities list people as objects; only plain values make a choice list.
+        let allowed = if info.identity {
+            Vec::new()
+        } else {
+            pick("allowedValues")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| match v {
+                            Value::String(s) => Some(s.clone()),
+                            Value::Number(n) => Some(n.to_string()),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let has_default = pick("defaultValue").is_some_and(|v| !v.is_null());
+        let always = pick("alwaysRequired")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        fields.insert(
+            r.to_owned(),
+            FieldMeta {
+                name: f
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(r)
+                    .to_owned(),
+                required: always
+                    && !info.read_only
+                    && !has_default
+                    && !SERVER_FILLED.contains(&r)
+                    && (details.is_some() || r == "System.Title"),
+                ty: info.ty,
+                identity: info.identity,
+                read_only: info.read_only,
+                allowed,
+            },
+        );
+    }
+    Ok(fields)
+}
+
 /// The JSON a field is written with; `None` for a value that clears the field.
 fn to_wire(meta: &FieldMeta, name: &FieldName, v: &FieldValue) -> Result<Option<Value>> {
     Ok(Some(match v {
@@ -209,7 +352,7 @@ fn to_wire(meta: &FieldMeta, name: &FieldName, v: &FieldValue) -> Result<Option<
         FieldValue::Bool(b) => json!(b),
         FieldValue::Int(i) => json!(i),
         FieldValue::Float(x) => json!(x),
-        FieldValue::Choice(s) if meta.ty == "integer" => {
+        FieldValue::Choice(s) if meta.ty == "integer" && !meta.identity => {
             json!(s.parse::<i64>().map_err(|_| Error::invalid_input(
                 name.clone(),
                 s,
@@ -369,7 +512,7 @@ impl AzureDevOpsRepository {
             .map_err(|e| e.with_operation(op).with_system(self))
     }
 
-    async fn field_types(&self) -> Result<Arc<HashMap<String, (String, bool)>>> {
+    async fn field_types(&self) -> Result<Arc<FieldTypes>> {
         if let Some(f) = self.field_types.read().await.clone() {
             return Ok(f);
         }
@@ -382,25 +525,7 @@ impl AzureDevOpsRepository {
                 None,
             )
             .await?;
-        let list = body
-            .get("value")
-            .and_then(Value::as_array)
-            .ok_or_else(|| Error::protocol("value", "the field list has no value array"))?;
-        let mut map = HashMap::new();
-        for (i, f) in list.iter().enumerate() {
-            let r = f
-                .get("referenceName")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Error::protocol(format!("value[{i}].referenceName"), "missing"))?;
-            let ty = f
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("string")
-                .to_owned();
-            let ro = f.get("readOnly").and_then(Value::as_bool).unwrap_or(false);
-            map.insert(r.to_owned(), (ty, ro));
-        }
-        let map = Arc::new(map);
+        let map = Arc::new(parse_field_list(&body)?);
         *self.field_types.write().await = Some(map.clone());
         Ok(map)
     }
@@ -411,64 +536,42 @@ impl AzureDevOpsRepository {
             return Ok(m.clone());
         }
         let ftypes = self.field_types().await?;
+        let type_path = format!("workitemtypes/{}", seg(t.as_str()));
         let body = self
             .call_json(
                 "schema",
                 Method::GET,
-                &self.project_path(&format!("workitemtypes/{}", seg(t.as_str()))),
+                &self.project_path(&type_path),
                 &[],
                 None,
             )
             .await
             .map_err(|e| e.with_item_type(t.clone()))?;
+        // The type's own field list with defaults and allowed values (api 4.1 and later; the
+        // type itself carries neither on real servers).
+        let details = if self.config.server.has_type_field_details() {
+            let body = self
+                .call(
+                    "schema",
+                    Method::GET,
+                    &self.project_path(&format!("{type_path}/fields")),
+                    self.config.server.api(),
+                    &[("$expand", "allowedValues".to_owned())],
+                    None,
+                )
+                .await
+                .and_then(|r| r.json::<Value>())
+                .map_err(|e| e.with_item_type(t.clone()))?;
+            Some(body)
+        } else {
+            None
+        };
         let name = body
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or(t.as_str())
             .to_owned();
-        let instances = body
-            .get("fieldInstances")
-            .or_else(|| body.get("fields"))
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                Error::protocol("fieldInstances", "the work item type lists no fields")
-            })?;
-        let mut fields = BTreeMap::new();
-        for (i, f) in instances.iter().enumerate() {
-            let r = f
-                .get("referenceName")
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    Error::protocol(format!("fieldInstances[{i}].referenceName"), "missing")
-                })?;
-            let (ty, ro) = ftypes.get(r).cloned().unwrap_or(("string".into(), false));
-            let allowed = f
-                .get("allowedValues")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .map(|v| v.as_str().map_or_else(|| v.to_string(), ToOwned::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            fields.insert(
-                r.to_owned(),
-                FieldMeta {
-                    name: f
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or(r)
-                        .to_owned(),
-                    ty,
-                    read_only: ro,
-                    required: f
-                        .get("alwaysRequired")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false),
-                    allowed,
-                },
-            );
-        }
+        let fields = type_fields(&body, details.as_ref(), &ftypes)?;
         let mut graph = TransitionGraph::new("System.State");
         if let Some(tr) = body.get("transitions").and_then(Value::as_object) {
             for (from, tos) in tr {
@@ -1091,317 +1194,354 @@ impl Repository for AzureDevOpsRepository {
     }
 
     async fn comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
-        match self.config.server.comments_api() {
-            Some(version) => {
-                let mut out = Vec::new();
-                let mut token: Option<String> = None;
-                loop {
-                    let mut q = vec![("order", "asc".to_owned()), ("$top", "200".to_owned())];
-                    if let Some(tk) = &token {
-                        q.push(("continuationToken", tk.clone()));
+        let run = async move {
+            let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
+            match self.config.server.comments_api() {
+                Some(version) => {
+                    let mut out = Vec::new();
+                    let mut token: Option<String> = None;
+                    loop {
+                        let mut q = vec![("order", "asc".to_owned()), ("$top", "200".to_owned())];
+                        if let Some(tk) = &token {
+                            q.push(("continuationToken", tk.clone()));
+                        }
+                        let resp = self
+                            .call(
+                                "comments",
+                                Method::GET,
+                                &self.project_path(&format!("workItems/{n}/comments")),
+                                version,
+                                &q,
+                                None,
+                            )
+                            .await?;
+                        let v: Value = resp.json().map_err(|e| e.with_operation("comments"))?;
+                        let list =
+                            v.get("comments").and_then(Value::as_array).ok_or_else(|| {
+                                Error::protocol("comments", "the comment list has no comments")
+                            })?;
+                        for (i, c) in list.iter().enumerate() {
+                            let path = format!("comments[{i}]");
+                            let cid = c
+                                .get("id")
+                                .or_else(|| c.get("commentId"))
+                                .and_then(Value::as_u64)
+                                .ok_or_else(|| Error::protocol(format!("{path}.id"), "missing"))?;
+                            let at = c
+                                .get("createdDate")
+                                .and_then(Value::as_str)
+                                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                                .ok_or_else(|| {
+                                    Error::protocol(
+                                        format!("{path}.createdDate"),
+                                        "missing or not a date-time",
+                                    )
+                                })?
+                                .with_timezone(&Utc);
+                            let format =
+                                if c.get("format").and_then(Value::as_str) == Some("markdown") {
+                                    TextFormat::Plain
+                                } else {
+                                    TextFormat::Html
+                                };
+                            let mut comment = Comment::new(
+                                cid.to_string(),
+                                at,
+                                c.get("text").and_then(Value::as_str).unwrap_or_default(),
+                                format,
+                                Visibility::Public,
+                            );
+                            comment.author = c.get("createdBy").and_then(parse_person);
+                            out.push(comment);
+                        }
+                        token = v
+                            .get("continuationToken")
+                            .and_then(Value::as_str)
+                            .filter(|s| !s.is_empty())
+                            .map(ToOwned::to_owned);
+                        if token.is_none() {
+                            return Ok(out);
+                        }
                     }
-                    let resp = self
-                        .call(
+                }
+                None => {
+                    let v = self
+                        .call_json(
                             "comments",
                             Method::GET,
-                            &self.project_path(&format!("workItems/{n}/comments")),
-                            version,
-                            &q,
+                            &self.project_path(&format!("workItems/{n}/updates")),
+                            &[],
                             None,
                         )
                         .await?;
-                    let v: Value = resp.json().map_err(|e| e.with_operation("comments"))?;
-                    let list = v.get("comments").and_then(Value::as_array).ok_or_else(|| {
-                        Error::protocol("comments", "the comment list has no comments")
-                    })?;
-                    for (i, c) in list.iter().enumerate() {
-                        let path = format!("comments[{i}]");
-                        let cid = c
-                            .get("id")
-                            .or_else(|| c.get("commentId"))
-                            .and_then(Value::as_u64)
-                            .ok_or_else(|| Error::protocol(format!("{path}.id"), "missing"))?;
-                        let at = c
-                            .get("createdDate")
+                    let list = v
+                        .get("value")
+                        .and_then(Value::as_array)
+                        .ok_or_else(|| Error::protocol("value", "the update list has no value"))?;
+                    let mut out = Vec::new();
+                    for (i, u) in list.iter().enumerate() {
+                        let Some(text) = u
+                            .pointer("/fields/System.History/newValue")
+                            .and_then(Value::as_str)
+                        else {
+                            continue;
+                        };
+                        let rev = u.get("rev").and_then(Value::as_u64).unwrap_or(0);
+                        let at = u
+                            .pointer("/fields/System.ChangedDate/newValue")
                             .and_then(Value::as_str)
                             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                             .ok_or_else(|| {
                                 Error::protocol(
-                                    format!("{path}.createdDate"),
-                                    "missing or not a date-time",
+                                    format!("value[{i}].fields.System.ChangedDate"),
+                                    "missing",
                                 )
                             })?
                             .with_timezone(&Utc);
-                        let format = if c.get("format").and_then(Value::as_str) == Some("markdown")
-                        {
-                            TextFormat::Plain
-                        } else {
-                            TextFormat::Html
-                        };
-                        let mut comment = Comment::new(
-                            cid.to_string(),
+                        let mut c = Comment::new(
+                            format!("rev{rev}"),
                             at,
-                            c.get("text").and_then(Value::as_str).unwrap_or_default(),
-                            format,
+                            text,
+                            TextFormat::Html,
                             Visibility::Public,
                         );
-                        comment.author = c.get("createdBy").and_then(parse_person);
-                        out.push(comment);
+                        c.author = u.get("revisedBy").and_then(parse_person);
+                        out.push(c);
                     }
-                    token = v
-                        .get("continuationToken")
-                        .and_then(Value::as_str)
-                        .filter(|s| !s.is_empty())
-                        .map(ToOwned::to_owned);
-                    if token.is_none() {
-                        return Ok(out);
-                    }
+                    Ok(out)
                 }
             }
-            None => {
-                let v = self
-                    .call_json(
-                        "comments",
-                        Method::GET,
-                        &self.project_path(&format!("workItems/{n}/updates")),
-                        &[],
-                        None,
-                    )
-                    .await?;
-                let list = v
-                    .get("value")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| Error::protocol("value", "the update list has no value"))?;
-                let mut out = Vec::new();
-                for (i, u) in list.iter().enumerate() {
-                    let Some(text) = u
-                        .pointer("/fields/System.History/newValue")
-                        .and_then(Value::as_str)
-                    else {
-                        continue;
-                    };
-                    let rev = u.get("rev").and_then(Value::as_u64).unwrap_or(0);
-                    let at = u
-                        .pointer("/fields/System.ChangedDate/newValue")
-                        .and_then(Value::as_str)
-                        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                        .ok_or_else(|| {
-                            Error::protocol(
-                                format!("value[{i}].fields.System.ChangedDate"),
-                                "missing",
-                            )
-                        })?
-                        .with_timezone(&Utc);
-                    let mut c = Comment::new(
-                        format!("rev{rev}"),
-                        at,
-                        text,
-                        TextFormat::Html,
-                        Visibility::Public,
-                    );
-                    c.author = u.get("revisedBy").and_then(parse_person);
-                    out.push(c);
-                }
-                Ok(out)
-            }
-        }
+        };
+        run.await.map_err(|e: Error| {
+            e.with_operation("comments")
+                .with_item(t.clone(), id.clone())
+                .with_system(self)
+        })
     }
 
     async fn add_comment(&self, t: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
-        if c.visibility == Visibility::Internal {
-            return Err(Error::unsupported(
-                "add_comment",
-                "Azure DevOps comments have no internal visibility",
-            ));
-        }
-        if c.body.trim().is_empty() {
-            return Err(
-                Error::invalid_input("comment", "", "a comment needs a body")
-                    .with_operation("add_comment"),
-            );
-        }
-        let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
-        let html = match c.format {
-            TextFormat::Html => c.body.clone(),
-            _ => c
-                .body
-                .replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('\n', "<br>"),
-        };
-        match self.config.server.comments_api() {
-            Some(version) => {
-                let body = serde_json::to_vec(&json!({ "text": html })).unwrap_or_default();
-                let resp = self
-                    .call(
-                        "add_comment",
-                        Method::POST,
-                        &self.project_path(&format!("workItems/{n}/comments")),
-                        version,
-                        &[],
-                        Some((body, "application/json")),
-                    )
-                    .await
-                    .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-                let v: Value = resp.json().map_err(|e| e.with_operation("add_comment"))?;
-                let cid = v
-                    .get("id")
-                    .or_else(|| v.get("commentId"))
-                    .and_then(Value::as_u64)
-                    .ok_or_else(|| Error::protocol("id", "the new comment has no id"))?;
-                let at = v
-                    .get("createdDate")
-                    .and_then(Value::as_str)
-                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                    .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
-                let mut comment = Comment::new(
-                    cid.to_string(),
-                    at,
-                    html,
-                    TextFormat::Html,
-                    Visibility::Public,
+        let run = async move {
+            if c.visibility == Visibility::Internal {
+                return Err(Error::unsupported(
+                    "add_comment",
+                    "Azure DevOps comments have no internal visibility",
+                ));
+            }
+            if c.body.trim().is_empty() {
+                return Err(
+                    Error::invalid_input("comment", "", "a comment needs a body")
+                        .with_operation("add_comment"),
                 );
-                comment.author = v.get("createdBy").and_then(parse_person);
-                Ok(comment)
             }
-            None => {
-                let ops = json!([{"op": "add", "path": "/fields/System.History", "value": html}]);
-                let v = self
-                    .call_json(
-                        "add_comment",
-                        Method::PATCH,
-                        &format!("_apis/wit/workitems/{n}"),
-                        &[],
-                        Some((ops.to_string().into_bytes(), "application/json-patch+json")),
-                    )
-                    .await
-                    .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-                let item = self.item_from(None, &v, "")?;
-                Ok(Comment::new(
-                    format!("rev{}", item.version),
-                    item.changed_at,
-                    html,
-                    TextFormat::Html,
-                    Visibility::Public,
-                ))
+            let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
+            let html = match c.format {
+                TextFormat::Html => c.body.clone(),
+                _ => c
+                    .body
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
+                    .replace('\n', "<br>"),
+            };
+            match self.config.server.comments_api() {
+                Some(version) => {
+                    let body = serde_json::to_vec(&json!({ "text": html })).unwrap_or_default();
+                    let resp = self
+                        .call(
+                            "add_comment",
+                            Method::POST,
+                            &self.project_path(&format!("workItems/{n}/comments")),
+                            version,
+                            &[],
+                            Some((body, "application/json")),
+                        )
+                        .await
+                        .map_err(|e| e.with_item(t.clone(), id.clone()))?;
+                    let v: Value = resp.json().map_err(|e| e.with_operation("add_comment"))?;
+                    let cid = v
+                        .get("id")
+                        .or_else(|| v.get("commentId"))
+                        .and_then(Value::as_u64)
+                        .ok_or_else(|| Error::protocol("id", "the new comment has no id"))?;
+                    let at = v
+                        .get("createdDate")
+                        .and_then(Value::as_str)
+                        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                        .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
+                    let mut comment = Comment::new(
+                        cid.to_string(),
+                        at,
+                        html,
+                        TextFormat::Html,
+                        Visibility::Public,
+                    );
+                    comment.author = v.get("createdBy").and_then(parse_person);
+                    Ok(comment)
+                }
+                None => {
+                    let ops =
+                        json!([{"op": "add", "path": "/fields/System.History", "value": html}]);
+                    let v = self
+                        .call_json(
+                            "add_comment",
+                            Method::PATCH,
+                            &format!("_apis/wit/workitems/{n}"),
+                            &[],
+                            Some((ops.to_string().into_bytes(), "application/json-patch+json")),
+                        )
+                        .await
+                        .map_err(|e| e.with_item(t.clone(), id.clone()))?;
+                    let item = self.item_from(None, &v, "")?;
+                    Ok(Comment::new(
+                        format!("rev{}", item.version),
+                        item.changed_at,
+                        html,
+                        TextFormat::Html,
+                        Visibility::Public,
+                    ))
+                }
             }
-        }
+        };
+        run.await.map_err(|e: Error| {
+            e.with_operation("add_comment")
+                .with_item(t.clone(), id.clone())
+                .with_system(self)
+        })
     }
 
     async fn attachments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
-        let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
-        let v = self
-            .call_json(
-                "attachments",
-                Method::GET,
-                &format!("_apis/wit/workitems/{n}"),
-                &[("$expand", "relations".into())],
-                None,
-            )
-            .await
-            .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-        let mut out = Vec::new();
-        for r in v
-            .get("relations")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if r.get("rel").and_then(Value::as_str) != Some("AttachedFile") {
-                continue;
+        let run = async move {
+            let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
+            let v = self
+                .call_json(
+                    "attachments",
+                    Method::GET,
+                    &format!("_apis/wit/workitems/{n}"),
+                    &[("$expand", "relations".into())],
+                    None,
+                )
+                .await
+                .map_err(|e| e.with_item(t.clone(), id.clone()))?;
+            let mut out = Vec::new();
+            for r in v
+                .get("relations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if r.get("rel").and_then(Value::as_str) != Some("AttachedFile") {
+                    continue;
+                }
+                let url = r.get("url").and_then(Value::as_str).unwrap_or_default();
+                let aid = url
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .split('?')
+                    .next()
+                    .unwrap_or_default();
+                let a = r.get("attributes");
+                let name = a
+                    .and_then(|a| a.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or(aid);
+                let mut m = AttachmentMeta::new(aid, t.clone(), id.clone(), name);
+                m.size = a
+                    .and_then(|a| a.get("resourceSize"))
+                    .and_then(Value::as_u64);
+                m.created_at = a
+                    .and_then(|a| a.get("resourceCreatedDate"))
+                    .and_then(Value::as_str)
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                m.url = url::Url::parse(url).ok();
+                out.push(m);
             }
-            let url = r.get("url").and_then(Value::as_str).unwrap_or_default();
-            let aid = url
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .split('?')
-                .next()
-                .unwrap_or_default();
-            let a = r.get("attributes");
-            let name = a
-                .and_then(|a| a.get("name"))
-                .and_then(Value::as_str)
-                .unwrap_or(aid);
-            let mut m = AttachmentMeta::new(aid, t.clone(), id.clone(), name);
-            m.size = a
-                .and_then(|a| a.get("resourceSize"))
-                .and_then(Value::as_u64);
-            m.created_at = a
-                .and_then(|a| a.get("resourceCreatedDate"))
-                .and_then(Value::as_str)
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                .map(|t| t.with_timezone(&Utc));
-            m.url = url::Url::parse(url).ok();
-            out.push(m);
-        }
-        Ok(out)
+            Ok(out)
+        };
+        run.await.map_err(|e: Error| {
+            e.with_operation("attachments")
+                .with_item(t.clone(), id.clone())
+                .with_system(self)
+        })
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
-        let resp = self
-            .call(
-                "download",
-                Method::GET,
-                &format!("_apis/wit/attachments/{}", seg(&a.id)),
-                self.config.server.api(),
-                &[
-                    ("fileName", a.file_name.clone()),
-                    ("download", "true".into()),
-                ],
-                None,
-            )
-            .await?;
-        Ok(resp.body)
+        let run = async move {
+            let resp = self
+                .call(
+                    "download",
+                    Method::GET,
+                    &format!("_apis/wit/attachments/{}", seg(&a.id)),
+                    self.config.server.api(),
+                    &[
+                        ("fileName", a.file_name.clone()),
+                        ("download", "true".into()),
+                    ],
+                    None,
+                )
+                .await?;
+            Ok(resp.body)
+        };
+        run.await.map_err(|e: Error| {
+            e.with_operation("download")
+                .with_item(a.item_type.clone(), a.item_id.clone())
+                .with_system(self)
+        })
     }
 
     async fn upload(&self, t: &ItemType, id: &ItemId, a: &NewAttachment) -> Result<AttachmentMeta> {
-        if let Some(max) = self.capabilities.max_attachment_size
-            && a.data.len() as u64 > max
-        {
-            return Err(Error::invalid_input(
-                "attachment",
-                &a.file_name,
-                format!("{} bytes is over the limit of {max} bytes", a.data.len()),
-            ));
-        }
-        let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
-        let v = self
-            .call_json(
-                "upload",
-                Method::POST,
-                &self.project_path("attachments"),
-                &[("fileName", a.file_name.clone())],
-                Some((a.data.to_vec(), "application/octet-stream")),
-            )
-            .await?;
-        let url = v
-            .get("url")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::protocol("url", "the attachment reference has no url"))?;
-        let ops = json!([{"op": "add", "path": "/relations/-", "value": {"rel": "AttachedFile", "url": url, "attributes": {"comment": ""}}}]);
-        self.call_json(
-            "upload",
-            Method::PATCH,
-            &format!("_apis/wit/workitems/{n}"),
-            &[],
-            Some((ops.to_string().into_bytes(), "application/json-patch+json")),
-        )
-        .await
-        .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-        let aid = v.get("id").and_then(Value::as_str).unwrap_or_default();
-        self.attachments(t, id)
-            .await?
-            .into_iter()
-            .find(|m| m.id.eq_ignore_ascii_case(aid))
-            .ok_or_else(|| {
-                Error::protocol(
-                    "relations",
-                    "the attachment is not among the item's relations after linking it",
+        let run = async move {
+            if let Some(max) = self.capabilities.max_attachment_size
+                && a.data.len() as u64 > max
+            {
+                return Err(Error::invalid_input(
+                    "attachment",
+                    &a.file_name,
+                    format!("{} bytes is over the limit of {max} bytes", a.data.len()),
+                ));
+            }
+            let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
+            let v = self
+                .call_json(
+                    "upload",
+                    Method::POST,
+                    &self.project_path("attachments"),
+                    &[("fileName", a.file_name.clone())],
+                    Some((a.data.to_vec(), "application/octet-stream")),
                 )
-            })
+                .await?;
+            let url = v
+                .get("url")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::protocol("url", "the attachment reference has no url"))?;
+            let ops = json!([{"op": "add", "path": "/relations/-", "value": {"rel": "AttachedFile", "url": url, "attributes": {"comment": ""}}}]);
+            self.call_json(
+                "upload",
+                Method::PATCH,
+                &format!("_apis/wit/workitems/{n}"),
+                &[],
+                Some((ops.to_string().into_bytes(), "application/json-patch+json")),
+            )
+            .await
+            .map_err(|e| e.with_item(t.clone(), id.clone()))?;
+            let aid = v.get("id").and_then(Value::as_str).unwrap_or_default();
+            self.attachments(t, id)
+                .await?
+                .into_iter()
+                .find(|m| m.id.eq_ignore_ascii_case(aid))
+                .ok_or_else(|| {
+                    Error::protocol(
+                        "relations",
+                        "the attachment is not among the item's relations after linking it",
+                    )
+                })
+        };
+        run.await.map_err(|e: Error| {
+            e.with_operation("upload")
+                .with_item(t.clone(), id.clone())
+                .with_system(self)
+        })
     }
 
     async fn write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {

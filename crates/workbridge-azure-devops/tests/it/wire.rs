@@ -22,15 +22,20 @@ fn repo_at(uri: &str, server: ServerVersion) -> AzureDevOpsRepository {
     .unwrap()
 }
 
+/// Metadata in the shapes Microsoft's recorded 4.1 and 7.1 responses have: identities are
+/// `"type": "string"` with `"isIdentity": true`; the type's instances carry `alwaysRequired`
+/// (also for fields the server fills) but no allowed values; the type's field list carries
+/// `defaultValue` and, with `$expand=allowedValues`, the allowed values.
 async fn mock_metadata(server: &MockServer) {
     Mock::given(method("GET"))
         .and(path("/fabrikam/Fabrikam/_apis/wit/fields"))
         .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"count": 4, "value": [
-                {"referenceName": "System.Title", "type": "string", "readOnly": false},
-                {"referenceName": "System.State", "type": "string", "readOnly": false},
-                {"referenceName": "System.ChangedDate", "type": "dateTime", "readOnly": true},
-                {"referenceName": "System.AssignedTo", "type": "identity", "readOnly": false}
+            ResponseTemplate::new(200).set_body_json(json!({"count": 5, "value": [
+                {"name": "Title", "referenceName": "System.Title", "type": "string", "readOnly": false},
+                {"name": "State", "referenceName": "System.State", "type": "string", "readOnly": false},
+                {"name": "Area ID", "referenceName": "System.AreaId", "type": "integer"},
+                {"name": "Changed Date", "referenceName": "System.ChangedDate", "type": "dateTime", "readOnly": true},
+                {"name": "Assigned To", "referenceName": "System.AssignedTo", "type": "string", "readOnly": false, "isIdentity": true}
             ]})),
         )
         .mount(server)
@@ -40,14 +45,27 @@ async fn mock_metadata(server: &MockServer) {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "name": "Bug",
             "fieldInstances": [
-                {"referenceName": "System.Title", "name": "Title", "alwaysRequired": true, "allowedValues": []},
-                {"referenceName": "System.State", "name": "State", "alwaysRequired": false, "allowedValues": ["New", "Active"]},
-                {"referenceName": "System.ChangedDate", "name": "Changed Date"},
-                {"referenceName": "System.AssignedTo", "name": "Assigned To"}
+                {"referenceName": "System.Title", "name": "Title", "alwaysRequired": true},
+                {"referenceName": "System.State", "name": "State", "alwaysRequired": true},
+                {"referenceName": "System.AreaId", "name": "Area ID", "alwaysRequired": true},
+                {"referenceName": "System.ChangedDate", "name": "Changed Date", "alwaysRequired": false},
+                {"referenceName": "System.AssignedTo", "name": "Assigned To", "alwaysRequired": false}
             ],
-            "states": [{"name": "New"}, {"name": "Active"}],
             "transitions": {"": [{"to": "New"}], "New": [{"to": "Active"}], "Active": [{"to": "New"}]}
         })))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/fabrikam/Fabrikam/_apis/wit/workitemtypes/Bug/fields"))
+        .and(query_param("$expand", "allowedValues"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"count": 5, "value": [
+            {"referenceName": "System.Title", "alwaysRequired": true, "defaultValue": null, "allowedValues": []},
+            {"referenceName": "System.State", "alwaysRequired": true, "defaultValue": "New", "allowedValues": ["Active", "New"]},
+            {"referenceName": "System.AreaId", "alwaysRequired": true, "defaultValue": null, "allowedValues": []},
+            {"referenceName": "System.ChangedDate", "alwaysRequired": false, "defaultValue": null, "allowedValues": []},
+            {"referenceName": "System.AssignedTo", "alwaysRequired": false, "defaultValue": null,
+             "allowedValues": [{"displayName": "Jamal Hartnett", "id": "d291", "uniqueName": "fabrikamfiber4@hotmail.com"}]}
+        ]})))
         .mount(server)
         .await;
 }

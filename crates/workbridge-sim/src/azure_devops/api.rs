@@ -220,6 +220,10 @@ fn parse_date(s: &str) -> Option<DateTime<Utc>> {
 // ---------------------------------------------------------------------------------------------
 // Fields
 
+/// The classification node ids of the project's root area and iteration.
+const AREA_ID: u64 = 10;
+const ITERATION_ID: u64 = 11;
+
 fn field_specs(ado: &Ado, t: &WitType) -> Vec<(String, String, &'static str, bool, Vec<String>)> {
     let mut out: Vec<_> = t
         .fields()
@@ -333,11 +337,17 @@ enum Expand {
 }
 
 fn expand_of(p: &HashMap<String, String>) -> Expand {
-    match p.get("$expand").map(|s| s.to_ascii_lowercase()).as_deref() {
-        Some("relations") => Expand::Relations,
-        Some("fields") => Expand::Fields,
-        Some("links") => Expand::Links,
-        Some("all") => Expand::All,
+    expand_named(p.get("$expand").map(String::as_str))
+}
+
+/// `$expand` by name or by the number of the `WorkItemExpand` enum (the Node client sends
+/// numbers: none 0, relations 1, fields 2, links 3, all 4).
+fn expand_named(v: Option<&str>) -> Expand {
+    match v.map(str::to_ascii_lowercase).as_deref() {
+        Some("relations" | "1") => Expand::Relations,
+        Some("fields" | "2") => Expand::Fields,
+        Some("links" | "3") => Expand::Links,
+        Some("all" | "4") => Expand::All,
         _ => Expand::None,
     }
 }
@@ -862,7 +872,9 @@ pub(crate) fn apply(
     };
     let rev = existing.as_ref().map_or(1, |w| w.rev + 1);
     if existing.is_none() {
-        let defaults: [(&str, Value); 6] = [
+        let defaults: [(&str, Value); 8] = [
+            ("System.AreaId", json!(AREA_ID)),
+            ("System.IterationId", json!(ITERATION_ID)),
             ("System.AreaPath", Value::String(ado.config.project.clone())),
             (
                 "System.IterationPath",
@@ -1467,18 +1479,11 @@ pub(crate) async fn batch_get(
             .collect()
     });
     let as_of = req.get("asOf").and_then(Value::as_str).and_then(parse_date);
-    let expand = match req
-        .get("$expand")
-        .and_then(Value::as_str)
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("relations") => Expand::Relations,
-        Some("fields") => Expand::Fields,
-        Some("links") => Expand::Links,
-        Some("all") => Expand::All,
-        _ => Expand::None,
-    };
+    let expand_raw = req.get("$expand").map(|e| match e {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    let expand = expand_named(expand_raw.as_deref());
     let omit = req
         .get("errorPolicy")
         .and_then(Value::as_str)
@@ -2225,8 +2230,8 @@ fn type_json(ado: &Ado, t: &WitType, v: &ApiVersion) -> Value {
     let base = ado.collection_url();
     let fields: Vec<Value> = field_specs(ado, t)
         .iter()
-        .map(|(r, n, _, _, allowed)| {
-            json!({"referenceName": r, "name": n, "alwaysRequired": r == "System.Title", "allowedValues": allowed, "url": format!("{base}/_apis/wit/fields/{r}")})
+        .map(|(r, n, _, _, _)| {
+            json!({"referenceName": r, "name": n, "alwaysRequired": t.always_required(r), "url": format!("{base}/_apis/wit/fields/{r}")})
         })
         .collect();
     let mut transitions = Map::new();
@@ -2314,12 +2319,17 @@ pub(crate) async fn states(
     ok(&ctx.v, &json!({"count": value.len(), "value": value}))
 }
 
+/// A field as the organization's field list shows it. Real servers report identity fields as
+/// `"type": "string"` with `"isIdentity": true`, and tree paths as read-only (they are written
+/// by path all the same), as Microsoft's recorded responses for 4.1 and 7.1 show.
 fn field_json(ado: &Ado, r: &str, n: &str, ty: &str, ro: bool, allowed: &[String]) -> Value {
     let base = ado.collection_url();
+    let identity = ty == "identity";
     json!({
-        "name": n, "referenceName": r, "type": ty, "readOnly": ro, "usage": "workItem",
-        "isIdentity": ty == "identity", "isPicklist": !allowed.is_empty(), "isQueryable": true, "canSortBy": true,
-        "allowedValues": allowed, "alwaysRequired": r == "System.Title",
+        "name": n, "referenceName": r, "type": if identity { "string" } else { ty },
+        "readOnly": ro || ty == "treePath", "usage": "workItem",
+        "isIdentity": identity, "isPicklist": !allowed.is_empty() && !identity,
+        "isPicklistSuggested": false, "isQueryable": true, "canSortBy": true,
         "url": format!("{base}/_apis/wit/fields/{r}"),
     })
 }
@@ -2335,9 +2345,27 @@ pub(crate) async fn type_fields(
         Ok(t) => t,
         Err(r) => return r,
     };
+    let expand = ctx
+        .p
+        .get("$expand")
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let with_allowed = matches!(expand.as_str(), "allowedvalues" | "all" | "1" | "3");
+    let base = ado.collection_url();
     let value: Vec<Value> = field_specs(&ado, t)
         .iter()
-        .map(|(r, n, ty, ro, a)| field_json(&ado, r, n, ty, *ro, a))
+        .map(|(r, n, _, _, allowed)| {
+            let mut f = json!({
+                "alwaysRequired": t.always_required(r),
+                "defaultValue": t.default_value(r),
+                "referenceName": r, "name": n,
+                "url": format!("{base}/_apis/wit/fields/{r}"),
+            });
+            if with_allowed {
+                f["allowedValues"] = json!(allowed);
+            }
+            f
+        })
         .collect();
     ok(&ctx.v, &json!({"count": value.len(), "value": value}))
 }

@@ -24,6 +24,8 @@ pub(crate) const COMMON_FIELDS: &[FieldSpec] = &[
         false,
         &[],
     ),
+    ("System.AreaId", "Area ID", "integer", false, &[]),
+    ("System.IterationId", "Iteration ID", "integer", false, &[]),
     ("System.TeamProject", "Team Project", "string", true, &[]),
     ("System.WorkItemType", "Work Item Type", "string", true, &[]),
     ("System.Title", "Title", "string", false, &[]),
@@ -83,6 +85,13 @@ pub(crate) const COMMON_FIELDS: &[FieldSpec] = &[
 ];
 
 pub(crate) const BUG_FIELDS: &[FieldSpec] = &[
+    (
+        "Microsoft.VSTS.Common.ValueArea",
+        "Value Area",
+        "string",
+        false,
+        &["Architectural", "Business"],
+    ),
     (
         "Microsoft.VSTS.TCM.ReproSteps",
         "Repro Steps",
@@ -252,6 +261,32 @@ impl WitType {
             .iter()
             .find(|(n, _, _)| *n == state)
             .map_or("Proposed", |(_, _, c)| c)
+    }
+
+    /// Whether the type's `alwaysRequired` flag is set for a field, as real process templates
+    /// set it: the title, and the fields the server fills itself on create (state, area and
+    /// iteration ids, value area).
+    pub(crate) fn always_required(&self, field: &str) -> bool {
+        matches!(
+            field,
+            "System.Title"
+                | "System.State"
+                | "System.AreaId"
+                | "System.IterationId"
+                | "Microsoft.VSTS.Common.ValueArea"
+        ) && self.fields().any(|f| f.0 == field)
+    }
+
+    /// The default a field's rules give it on create, as the type's field list reports it.
+    pub(crate) fn default_value(&self, field: &str) -> Option<&'static str> {
+        match field {
+            "System.State" => Some(self.initial_state()),
+            "Microsoft.VSTS.Common.Priority" => Some("2"),
+            "Microsoft.VSTS.Common.Severity" => Some("3 - Medium"),
+            "Microsoft.VSTS.Common.ValueArea" => Some("Business"),
+            _ => None,
+        }
+        .filter(|_| self.fields().any(|f| f.0 == field))
     }
 
     pub(crate) fn fields(&self) -> impl Iterator<Item = &'static FieldSpec> + '_ {
