@@ -20,4 +20,4 @@ pub mod azure_devops;
 mod common;
 pub mod servicenow;
 
-pub use common::{Faults, SimClock, SimControl};
+pub use common::{Certificate, Faults, SimClock, SimControl, Tls};

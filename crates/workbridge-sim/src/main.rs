@@ -9,7 +9,19 @@ use std::collections::HashMap;
 
 const USAGE: &str =
     "usage: workbridge-sim servicenow [--port N] [--user NAME] [--password PW] [--seed N]
-       [--oauth-client ID:SECRET] [--latency-ms N] [--error-rate STATUS:RATIO]";
+       [--oauth-client ID:SECRET] [--latency-ms N] [--error-rate STATUS:RATIO] [--tls] [--pem PATH]
+       workbridge-sim azure-devops [--port N] [--organization ORG] [--project P] [--pat TOKEN]
+       [--server-version tfs2015|tfs2017|tfs2018|server2019|server2020|server2022|services]
+       [--process agile|scrum|cmmi] [--seed N] [--latency-ms N] [--error-rate STATUS:RATIO]
+       [--tls] [--pem PATH]
+       workbridge-sim alm [--port N] [--domain D] [--project P] [--user NAME] [--password PW]
+       [--version V] [--tz-offset-minutes N] [--seed N] [--latency-ms N]
+       [--error-rate STATUS:RATIO] [--tls] [--pem PATH]
+--tls serves HTTPS with a self-signed certificate made at start; its PEM is written to --pem
+(default: the temporary directory) and its path printed on the second line.";
+
+/// Flags that take no value.
+const SWITCHES: [&str; 1] = ["tls"];
 
 fn parse(args: &[String]) -> Result<(String, HashMap<String, String>), String> {
     let mut it = args.iter();
@@ -19,6 +31,10 @@ fn parse(args: &[String]) -> Result<(String, HashMap<String, String>), String> {
         let key = flag
             .strip_prefix("--")
             .ok_or_else(|| format!("unexpected argument `{flag}`"))?;
+        if SWITCHES.contains(&key) {
+            opts.insert(key.to_owned(), String::new());
+            continue;
+        }
         let value = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
         opts.insert(key.to_owned(), value.clone());
     }
@@ -52,6 +68,21 @@ fn faults(opts: &HashMap<String, String>) -> Result<workbridge_sim::Faults, Stri
     Ok(faults)
 }
 
+/// The TLS option the flags ask for.
+fn tls(opts: &HashMap<String, String>) -> Option<workbridge_sim::Tls> {
+    opts.contains_key("tls").then(|| match opts.get("pem") {
+        Some(p) => workbridge_sim::Tls::pem_at(p),
+        None => workbridge_sim::Tls::self_signed(),
+    })
+}
+
+/// Prints the certificate's path, when there is one.
+fn print_certificate(c: Option<&workbridge_sim::Certificate>) {
+    if let Some(c) = c {
+        println!("certificate: {}", c.path.display());
+    }
+}
+
 async fn run(args: &[String]) -> Result<(), String> {
     let (system, opts) = parse(args)?;
     match system.as_str() {
@@ -69,11 +100,16 @@ async fn run(args: &[String]) -> Result<(), String> {
                 .version(v)
                 .time_zone_offset_minutes(number(&opts, "tz-offset-minutes", -420)?)
                 .seed(number(&opts, "seed", 100)?)
-                .faults(faults(&opts)?)
-                .spawn()
-                .await
-                .map_err(|e| format!("cannot listen: {e}"))?;
+                .faults(faults(&opts)?);
+            let sim = match tls(&opts) {
+                Some(t) => sim.tls(t),
+                None => sim,
+            }
+            .spawn()
+            .await
+            .map_err(|e| format!("cannot listen: {e}"))?;
             println!("{}/qcbin", sim.url());
+            print_certificate(sim.certificate());
             println!("ALM simulator ({version}), user {user}; Ctrl-C stops it");
             tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
             sim.stop().await;
@@ -100,11 +136,16 @@ async fn run(args: &[String]) -> Result<(), String> {
                 .server_version(server)
                 .process(process)
                 .seed(number(&opts, "seed", 100)?)
-                .faults(faults(&opts)?)
-                .spawn()
-                .await
-                .map_err(|e| format!("cannot listen: {e}"))?;
+                .faults(faults(&opts)?);
+            let sim = match tls(&opts) {
+                Some(t) => sim.tls(t),
+                None => sim,
+            }
+            .spawn()
+            .await
+            .map_err(|e| format!("cannot listen: {e}"))?;
             println!("{}", sim.collection_url());
+            print_certificate(sim.certificate());
             println!(
                 "Azure DevOps simulator ({version}), project {}; Ctrl-C stops it",
                 sim.project()
@@ -137,8 +178,12 @@ async fn run(args: &[String]) -> Result<(), String> {
                 let (id, secret) = c.split_once(':').ok_or("--oauth-client takes ID:SECRET")?;
                 b = b.oauth_client(id, secret);
             }
+            if let Some(t) = tls(&opts) {
+                b = b.tls(t);
+            }
             let sim = b.spawn().await.map_err(|e| format!("cannot listen: {e}"))?;
             println!("{}", sim.url());
+            print_certificate(sim.certificate());
             println!("ServiceNow simulator: user {user}; Ctrl-C stops it");
             tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
             sim.stop().await;

@@ -158,6 +158,7 @@ pub struct AlmSimBuilder {
     config: Config,
     seed: usize,
     port: u16,
+    tls: Option<common::Tls>,
     faults: Faults,
     clock: SimClock,
 }
@@ -182,6 +183,7 @@ impl Default for AlmSimBuilder {
             },
             seed: 0,
             port: 0,
+            tls: None,
             faults: Faults::none(),
             clock: SimClock::default(),
         }
@@ -270,6 +272,14 @@ impl AlmSimBuilder {
         self
     }
 
+    /// Serves HTTPS with a self-signed certificate made at start (see
+    /// [`crate::Tls`]); the base URL becomes `https://localhost:port`.
+    #[must_use]
+    pub fn tls(mut self, tls: common::Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Injects faults.
     #[must_use]
     pub fn faults(mut self, f: Faults) -> Self {
@@ -296,8 +306,8 @@ impl AlmSimBuilder {
             control,
         });
         let router = router(alm.clone());
-        let running = common::serve(router, self.port).await?;
-        let url = format!("http://{}", running.addr());
+        let running = common::serve(router, self.port, self.tls.as_ref()).await?;
+        let url = running.base_url();
         let sim = AlmSim { alm, running, url };
         for i in 0..self.seed {
             let summary = model::SUMMARIES[i % model::SUMMARIES.len()];
@@ -350,6 +360,11 @@ impl AlmSim {
     /// The clock.
     pub fn clock(&self) -> SimClock {
         self.alm.control.clock.clone()
+    }
+
+    /// The certificate it serves, when started with [`crate::Tls`].
+    pub fn certificate(&self) -> Option<&common::Certificate> {
+        self.running.certificate.as_ref()
     }
 
     /// Stops serving.

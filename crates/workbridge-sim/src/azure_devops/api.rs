@@ -298,6 +298,30 @@ fn render_identity(v: &Value, api: &ApiVersion, base: &str) -> Value {
     })
 }
 
+/// An identity that is not a field value (`revisedBy` of updates, comment authors): an
+/// `IdentityReference` object in every api version; before 5.0 it also carries `name` as
+/// `"Display <unique>"`, as the 4.1 recordings show.
+fn render_identity_ref(v: &Value, api: &ApiVersion, base: &str) -> Value {
+    if api.at_least(5, 0) {
+        return render_identity(v, api, base);
+    }
+    let g = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let id = g("id");
+    json!({
+        "id": id,
+        "name": format!("{} <{}>", g("displayName"), g("uniqueName")),
+        "displayName": g("displayName"),
+        "uniqueName": g("uniqueName"),
+        "url": format!("{base}/_apis/Identities/{id}"),
+        "imageUrl": format!("{base}/_api/_common/identityImage?id={id}"),
+    })
+}
+
 fn render_fields(
     ado: &Ado,
     wi_fields: &BTreeMap<String, Value>,
@@ -1016,6 +1040,14 @@ macro_rules! pre {
     };
 }
 
+/// The fallback: 404 naming the path as the client sent it (before case folding).
+pub(crate) async fn unknown_fallback(
+    method: Method,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+) -> Response {
+    unknown_route(method, uri).await
+}
+
 pub(crate) async fn unknown_route(method: Method, uri: axum::http::Uri) -> Response {
     let _ = method;
     ado_error_with(
@@ -1031,7 +1063,23 @@ pub(crate) async fn unknown_route(method: Method, uri: axum::http::Uri) -> Respo
     )
 }
 
-const LOCATIONS: [(&str, &str, &str, &str, u32, &str); 11] = [
+const LOCATIONS: [(&str, &str, &str, &str, u32, &str); 13] = [
+    (
+        "e81700f7-3be2-46de-8624-2eb35882fcaa",
+        "ResourceAreas",
+        "_apis/{resource}/{areaId}",
+        "3.2",
+        1,
+        "Location",
+    ),
+    (
+        "bd293ce5-3d25-4192-8e67-e8092e879efb",
+        "workItemTypesField",
+        "{project}/_apis/{area}/workItemTypes/{type}/fields/{field}",
+        "4.1",
+        3,
+        "wit",
+    ),
     (
         "72c7ddf8-2cdc-4f60-90cd-ab71c14a399b",
         "workItems",
@@ -1122,18 +1170,33 @@ const LOCATIONS: [(&str, &str, &str, &str, u32, &str); 11] = [
     ),
 ];
 
-pub(crate) async fn locations(State(ado): State<Arc<Ado>>, Path(org): Path<String>) -> Response {
-    if !org.eq_ignore_ascii_case(&ado.config.organization) {
-        return unknown_route(Method::OPTIONS, axum::http::Uri::from_static("/_apis")).await;
+/// `OPTIONS {org}/_apis[/{area}]` and `OPTIONS /_apis`: the resource locations the simulator
+/// serves, all of them or one area's (the Node client asks per area, e.g. `_apis/Location`,
+/// `_apis/wit`). Route templates are the real servers'.
+pub(crate) async fn locations(
+    State(ado): State<Arc<Ado>>,
+    path: Path<Vec<(String, String)>>,
+) -> Response {
+    let (org, _) = org_project(&path);
+    let area = path
+        .iter()
+        .find(|(k, _)| k == "area")
+        .map(|(_, v)| v.to_ascii_lowercase());
+    if !org.is_empty() && !org.eq_ignore_ascii_case(&ado.config.organization) {
+        let uri = format!("/{org}/_apis").parse().unwrap_or_default();
+        return unknown_route(Method::OPTIONS, uri).await;
     }
     let (ma, mi) = ado.config.server.max_api();
     let max = format!("{ma}.{mi}");
     let value: Vec<Value> = LOCATIONS
         .iter()
         .filter(|(_, _, _, min, _, _)| {
-            let (a, b) = min.split_once('.').map_or((0, 0), |(a, b)| (a.parse().unwrap_or(0), b.parse().unwrap_or(0)));
+            let (a, b) = min.split_once('.').map_or((0, 0), |(a, b)| {
+                (a.parse().unwrap_or(0), b.parse().unwrap_or(0))
+            });
             (a, b) <= (ma, mi)
         })
+        .filter(|(_, _, _, _, _, a)| area.as_ref().is_none_or(|x| x.eq_ignore_ascii_case(a)))
         .map(|(id, resource, route, min, rv, area)| {
             json!({"id": id, "area": area, "resourceName": resource, "routeTemplate": route, "resourceVersion": rv, "minVersion": min, "maxVersion": max, "releasedVersion": max})
         })
@@ -1145,11 +1208,41 @@ pub(crate) async fn locations(State(ado): State<Arc<Ado>>, Path(org): Path<Strin
     )
 }
 
-pub(crate) async fn resource_areas(State(ado): State<Arc<Ado>>) -> Response {
+/// The WIT resource area (`5264459e-…`).
+const WIT_AREA: &str = "5264459e-e5e0-4bd8-b118-0985e68a4ec5";
+
+/// `GET {org}/_apis/resourceAreas[/{areaId}]`: Services names the WIT area's URL; on-premises
+/// servers answer an empty collection (clients then use the collection URL), as the
+/// Microsoft clients expect.
+pub(crate) async fn resource_areas(
+    State(ado): State<Arc<Ado>>,
+    path: Path<Vec<(String, String)>>,
+) -> Response {
     let url = ado.collection_url();
+    let wanted = path
+        .iter()
+        .find(|(k, _)| k == "aid")
+        .map(|(_, v)| v.to_ascii_lowercase());
+    let area = json!({"id": WIT_AREA, "name": "wit", "locationUrl": url});
+    if let Some(aid) = wanted {
+        return if aid == WIT_AREA {
+            json_response(StatusCode::OK, &area, None)
+        } else {
+            ado_error(
+                StatusCode::NOT_FOUND,
+                "ResourceAreaNotFoundException",
+                &format!("The resource area {aid} was not found."),
+            )
+        };
+    }
+    let value: Vec<Value> = if ado.config.server == super::ServerVersion::Services {
+        vec![area]
+    } else {
+        Vec::new()
+    };
     json_response(
         StatusCode::OK,
-        &json!({"count": 1, "value": [{"id": "5264459e-e5e0-4bd8-b118-0985e68a4ec5", "name": "wit", "locationUrl": url}]}),
+        &json!({"count": value.len(), "value": value}),
         None,
     )
 }
@@ -1176,12 +1269,14 @@ fn text_forms(v: &Value) -> Vec<String> {
 
 pub(crate) async fn wiql(
     State(ado): State<Arc<Ado>>,
-    Path((org, project)): Path<(String, String)>,
+    path: Path<Vec<(String, String)>>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ctx = pre!(ado, org, Some(project.as_str()), raw, headers, Method::POST);
+    // Project and team are optional route segments; a team narrows nothing here.
+    let (org, project) = org_project(&path);
+    let ctx = pre!(ado, org, project.as_deref(), raw, headers, Method::POST);
     let Some(text) = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
         v.get("query")
             .and_then(Value::as_str)
@@ -1720,9 +1815,17 @@ pub(crate) async fn updates(
         Err(r) => return r,
     };
     let base = ado.collection_url();
-    let value: Vec<Value> = page(&wi.updates, &ctx.p)
+    let one = path.iter().find(|(k, _)| k == "n").map(|(_, v)| v.clone());
+    // Update ids are positions in the whole list, whatever `$skip` says.
+    let numbered: Vec<(usize, UpdateRec)> = wi.updates.iter().cloned().enumerate().collect();
+    let entries = if one.is_some() {
+        numbered
+    } else {
+        page(&numbered, &ctx.p)
+    };
+    let value: Vec<Value> = entries
         .iter()
-        .enumerate()
+        .filter(|(i, _)| one.as_ref().is_none_or(|n| *n == (i + 1).to_string()))
         .map(|(i, u)| {
             let mut fields = u.fields.clone();
             for (k, v) in fields.iter_mut() {
@@ -1736,7 +1839,7 @@ pub(crate) async fn updates(
             }
             let mut o = json!({
                 "id": i + 1, "workItemId": id, "rev": u.rev,
-                "revisedBy": render_identity(&u.by.stored(), &ctx.v, &base),
+                "revisedBy": render_identity_ref(&u.by.stored(), &ctx.v, &base),
                 "revisedDate": if u.rev == wi.rev { "9999-01-01T00:00:00Z".to_owned() } else { fmt_date(u.at) },
                 "fields": fields,
                 "url": format!("{base}/_apis/wit/workItems/{id}/updates/{}", i + 1),
@@ -1747,7 +1850,22 @@ pub(crate) async fn updates(
             o
         })
         .collect();
+    if one.is_some() {
+        return single(&ctx.v, value, "update");
+    }
     ok(&ctx.v, &json!({"count": value.len(), "value": value}))
+}
+
+/// The one entry a `…/{n}` route asks for, or 404.
+fn single(v: &ApiVersion, value: Vec<Value>, what: &str) -> Response {
+    match value.into_iter().next() {
+        Some(x) => ok(v, &x),
+        None => ado_error(
+            StatusCode::NOT_FOUND,
+            "WorkItemRevisionNotFoundException",
+            &format!("TF401353: The {what} requested for the work item does not exist."),
+        ),
+    }
 }
 
 pub(crate) async fn revisions(
@@ -1763,12 +1881,22 @@ pub(crate) async fn revisions(
         Err(r) => return r,
     };
     let base = ado.collection_url();
-    let value: Vec<Value> = page(&wi.revisions, &ctx.p)
+    let one = path.iter().find(|(k, _)| k == "n").map(|(_, v)| v.clone());
+    let entries = if one.is_some() {
+        wi.revisions.clone()
+    } else {
+        page(&wi.revisions, &ctx.p)
+    };
+    let value: Vec<Value> = entries
         .iter()
+        .filter(|r| one.as_ref().is_none_or(|n| *n == r.rev.to_string()))
         .map(|r| {
             json!({"id": id, "rev": r.rev, "fields": render_fields(&ado, &r.fields, None, &ctx.v, None), "url": format!("{base}/_apis/wit/workItems/{id}/revisions/{}", r.rev)})
         })
         .collect();
+    if one.is_some() {
+        return single(&ctx.v, value, "revision");
+    }
     ok(&ctx.v, &json!({"count": value.len(), "value": value}))
 }
 
@@ -2378,14 +2506,31 @@ pub(crate) async fn fields(
 ) -> Response {
     let (org, project) = org_project(&path);
     let ctx = pre!(ado, org, project.as_deref(), raw, headers, Method::GET);
+    let one = path
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.to_ascii_lowercase());
     let mut seen = HashSet::new();
     let mut value = Vec::new();
     for t in ado.config.process.types() {
         for (r, n, ty, ro, a) in field_specs(&ado, t) {
-            if seen.insert(r.clone()) {
+            let wanted = one
+                .as_ref()
+                .is_none_or(|o| *o == r.to_ascii_lowercase() || *o == n.to_ascii_lowercase());
+            if wanted && seen.insert(r.clone()) {
                 value.push(field_json(&ado, &r, &n, ty, ro, &a));
             }
         }
+    }
+    if let Some(name) = one {
+        return match value.into_iter().next() {
+            Some(f) => ok(&ctx.v, &f),
+            None => ado_error(
+                StatusCode::NOT_FOUND,
+                "WorkItemTrackingFieldDefinitionNotFoundException",
+                &format!("TF51535: Cannot find field {name}."),
+            ),
+        };
     }
     ok(&ctx.v, &json!({"count": value.len(), "value": value}))
 }

@@ -252,6 +252,7 @@ pub struct AzureDevOpsSimBuilder {
     config: Config,
     seed: usize,
     port: u16,
+    tls: Option<common::Tls>,
     faults: Faults,
     clock: SimClock,
 }
@@ -305,6 +306,7 @@ impl Default for AzureDevOpsSimBuilder {
             },
             seed: 0,
             port: 0,
+            tls: None,
             faults: Faults::none(),
             clock: SimClock::default(),
         }
@@ -392,6 +394,14 @@ impl AzureDevOpsSimBuilder {
         self
     }
 
+    /// Serves HTTPS with a self-signed certificate made at start (see
+    /// [`crate::Tls`]); the base URL becomes `https://localhost:port`.
+    #[must_use]
+    pub fn tls(mut self, tls: common::Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Injects faults.
     #[must_use]
     pub fn faults(mut self, faults: Faults) -> Self {
@@ -423,8 +433,8 @@ impl AzureDevOpsSimBuilder {
             router: OnceLock::new(),
         });
         let app = router(ado.clone());
-        let running = common::serve(app, self.port).await?;
-        let _ = ado.base.set(format!("http://{}", running.addr()));
+        let running = common::serve(app, self.port, self.tls.as_ref()).await?;
+        let _ = ado.base.set(running.base_url());
         let sim = AzureDevOpsSim { ado, running };
         sim.seed_items(self.seed);
         Ok(sim)
@@ -474,6 +484,11 @@ impl AzureDevOpsSim {
     /// The clock.
     pub fn clock(&self) -> SimClock {
         self.ado.control.clock.clone()
+    }
+
+    /// The certificate it serves, when started with [`crate::Tls`].
+    pub fn certificate(&self) -> Option<&common::Certificate> {
+        self.running.certificate.as_ref()
     }
 
     /// Stops serving.
@@ -736,6 +751,9 @@ async fn authenticate(State(ado): State<Arc<Ado>>, req: Request, next: Next) -> 
 
 /// Route segments are case-insensitive: everything after `/_apis` is matched in lower case.
 async fn lowercase_apis(mut req: Request, next: Next) -> Response {
+    // Routes match case-insensitively; messages quote the path as the client sent it.
+    let original = axum::extract::OriginalUri(req.uri().clone());
+    req.extensions_mut().insert(original);
     let uri = req.uri();
     if let Some(pos) = uri.path().find("/_apis") {
         let path = uri.path();
@@ -754,9 +772,19 @@ async fn lowercase_apis(mut req: Request, next: Next) -> Response {
 fn router(ado: Arc<Ado>) -> Router {
     use axum::routing::{get, post};
     let api = Router::new()
+        .route("/_apis", axum::routing::options(api::locations))
+        .route("/_apis/", axum::routing::options(api::locations))
         .route("/{org}/_apis", axum::routing::options(api::locations))
+        .route("/{org}/_apis/", axum::routing::options(api::locations))
+        .route(
+            "/{org}/_apis/{area}",
+            axum::routing::options(api::locations),
+        )
         .route("/{org}/_apis/resourceareas", get(api::resource_areas))
+        .route("/{org}/_apis/resourceareas/{aid}", get(api::resource_areas))
+        .route("/{org}/_apis/wit/wiql", post(api::wiql))
         .route("/{org}/{project}/_apis/wit/wiql", post(api::wiql))
+        .route("/{org}/{project}/{team}/_apis/wit/wiql", post(api::wiql))
         .route("/{org}/_apis/wit/workitems", get(api::list_items))
         .route("/{org}/{project}/_apis/wit/workitems", get(api::list_items))
         .route(
@@ -783,11 +811,27 @@ fn router(ado: Arc<Ado>) -> Router {
             get(api::updates),
         )
         .route(
+            "/{org}/_apis/wit/workitems/{id}/updates/{n}",
+            get(api::updates),
+        )
+        .route(
+            "/{org}/{project}/_apis/wit/workitems/{id}/updates/{n}",
+            get(api::updates),
+        )
+        .route(
             "/{org}/_apis/wit/workitems/{id}/revisions",
             get(api::revisions),
         )
         .route(
             "/{org}/{project}/_apis/wit/workitems/{id}/revisions",
+            get(api::revisions),
+        )
+        .route(
+            "/{org}/_apis/wit/workitems/{id}/revisions/{n}",
+            get(api::revisions),
+        )
+        .route(
+            "/{org}/{project}/_apis/wit/workitems/{id}/revisions/{n}",
             get(api::revisions),
         )
         .route(
@@ -826,6 +870,8 @@ fn router(ado: Arc<Ado>) -> Router {
         )
         .route("/{org}/_apis/wit/fields", get(api::fields))
         .route("/{org}/{project}/_apis/wit/fields", get(api::fields))
+        .route("/{org}/_apis/wit/fields/{name}", get(api::fields))
+        .route("/{org}/{project}/_apis/wit/fields/{name}", get(api::fields))
         .route_layer(middleware::from_fn_with_state(ado.clone(), authenticate));
     let _ = ado.router.set(api.clone().with_state(ado.clone()));
     let control = MiddlewareState {
@@ -833,7 +879,7 @@ fn router(ado: Arc<Ado>) -> Router {
         fault_body,
     };
     let inner = api
-        .fallback(api::unknown_route)
+        .fallback(api::unknown_fallback)
         .layer(axum::extract::DefaultBodyLimit::max(140 * 1024 * 1024))
         .layer(middleware::from_fn_with_state(
             control,

@@ -14,8 +14,28 @@ use tower::ServiceExt;
 
 use super::{Sn, json_response, sn_error};
 
+/// A string, or a number read as its decimal text (instances accept a numeric
+/// `batch_request_id` and echo it as a string).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(other) => {
+            return Err(serde::de::Error::custom(format!(
+                "batch_request_id must be a string, found {other}"
+            )));
+        }
+    })
+}
+
+fn required_string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    string_or_number(d)?.ok_or_else(|| serde::de::Error::custom("id is required"))
+}
+
 #[derive(Deserialize)]
 struct BatchRequest {
+    #[serde(default, deserialize_with = "string_or_number")]
     batch_request_id: Option<String>,
     #[serde(default)]
     rest_requests: Vec<RestRequest>,
@@ -23,6 +43,7 @@ struct BatchRequest {
 
 #[derive(Deserialize)]
 struct RestRequest {
+    #[serde(deserialize_with = "required_string_or_number")]
     id: String,
     method: String,
     url: String,

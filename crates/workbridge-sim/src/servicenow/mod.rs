@@ -109,6 +109,7 @@ pub struct ServiceNowSimBuilder {
     incidents: usize,
     seed: u64,
     port: u16,
+    tls: Option<common::Tls>,
     faults: Faults,
     clock: SimClock,
     config: Config,
@@ -122,6 +123,7 @@ impl Default for ServiceNowSimBuilder {
             incidents: 0,
             seed: 1,
             port: 0,
+            tls: None,
             faults: Faults::none(),
             clock: SimClock::default(),
             config: Config {
@@ -176,6 +178,14 @@ impl ServiceNowSimBuilder {
     #[must_use]
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
+        self
+    }
+
+    /// Serves HTTPS with a self-signed certificate made at start (see
+    /// [`crate::Tls`]); the base URL becomes `https://localhost:port`.
+    #[must_use]
+    pub fn tls(mut self, tls: common::Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -278,8 +288,8 @@ impl ServiceNowSimBuilder {
             router: OnceLock::new(),
         });
         let router = router(sn.clone());
-        let running = common::serve(router, self.port).await?;
-        let _ = sn.base.set(format!("http://{}", running.addr()));
+        let running = common::serve(router, self.port, self.tls.as_ref()).await?;
+        let _ = sn.base.set(running.base_url());
         let sim = ServiceNowSim { sn, running };
         if self.incidents > 0 {
             sim.seed_incidents(self.incidents, self.seed);
@@ -321,6 +331,11 @@ impl ServiceNowSim {
     /// The clock.
     pub fn clock(&self) -> SimClock {
         self.sn.control.clock.clone()
+    }
+
+    /// The certificate it serves, when started with [`crate::Tls`].
+    pub fn certificate(&self) -> Option<&common::Certificate> {
+        self.running.certificate.as_ref()
     }
 
     /// Stops serving.
@@ -653,6 +668,20 @@ fn router(sn: Arc<Sn>) -> Router {
             get(attach::meta).delete(attach::delete),
         )
         .route("/api/now/attachment/{sys_id}/file", get(attach::download))
+        .route("/api/now/v1/attachment", get(attach::list))
+        .route("/api/now/v1/attachment/file", post(attach::upload_raw))
+        .route(
+            "/api/now/v1/attachment/upload",
+            post(attach::upload_multipart),
+        )
+        .route(
+            "/api/now/v1/attachment/{sys_id}",
+            get(attach::meta).delete(attach::delete),
+        )
+        .route(
+            "/api/now/v1/attachment/{sys_id}/file",
+            get(attach::download),
+        )
         .route("/api/now/v1/batch", post(batch::batch))
         .route_layer(middleware::from_fn_with_state(sn.clone(), authenticate));
     // The Batch API runs its requests through the API routes directly: they are not HTTP

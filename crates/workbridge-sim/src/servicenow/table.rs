@@ -42,16 +42,22 @@ fn param<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
     p.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str())
 }
 
+/// A boolean parameter: instances read `true`, `True` and `TRUE` alike (Python clients send
+/// `True`).
+fn flag(p: &[(String, String)], k: &str) -> bool {
+    param(p, k).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
 impl ReadOpts {
     pub(crate) fn from(p: &[(String, String)]) -> Self {
-        let display = match param(p, "sysparm_display_value") {
-            Some("true") => Display::True,
-            Some("all") => Display::All,
+        let display = match param(p, "sysparm_display_value").map(str::to_ascii_lowercase) {
+            Some(v) if v == "true" => Display::True,
+            Some(v) if v == "all" => Display::All,
             _ => Display::False,
         };
         ReadOpts {
             display,
-            exclude_ref: param(p, "sysparm_exclude_reference_link") == Some("true"),
+            exclude_ref: flag(p, "sysparm_exclude_reference_link"),
             fields: param(p, "sysparm_fields")
                 .filter(|f| !f.is_empty())
                 .map(|f| f.split(',').map(|s| s.trim().to_owned()).collect()),
@@ -356,12 +362,12 @@ pub(crate) async fn list(
         .map(|r| render(&sn, &store, &meta, r, &o))
         .collect();
     let mut resp = json_response(StatusCode::OK, &json!({ "result": result }));
-    if param(&p, "sysparm_no_count") != Some("true")
+    if !flag(&p, "sysparm_no_count")
         && let Ok(v) = HeaderValue::from_str(&total.to_string())
     {
         resp.headers_mut().insert("x-total-count", v);
     }
-    if param(&p, "sysparm_suppress_pagination_header") != Some("true") {
+    if !flag(&p, "sysparm_suppress_pagination_header") {
         let offset = param(&p, "sysparm_offset")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
