@@ -1883,7 +1883,7 @@ pub(crate) async fn revisions(
     let base = ado.collection_url();
     let one = path.iter().find(|(k, _)| k == "n").map(|(_, v)| v.clone());
     let entries = if one.is_some() {
-        wi.revisions.clone()
+        wi.revisions
     } else {
         page(&wi.revisions, &ctx.p)
     };
