@@ -1063,7 +1063,15 @@ pub(crate) async fn unknown_route(method: Method, uri: axum::http::Uri) -> Respo
     )
 }
 
-const LOCATIONS: [(&str, &str, &str, &str, u32, &str); 13] = [
+const LOCATIONS: [(&str, &str, &str, &str, u32, &str); 14] = [
+    (
+        "19335ae7-22f7-4308-93d8-261f9384b7cf",
+        "comments",
+        "{project}/_apis/{area}/workItems/{id}/{resource}/{revision}",
+        "4.1",
+        2,
+        "wit",
+    ),
     (
         "e81700f7-3be2-46de-8624-2eb35882fcaa",
         "ResourceAreas",
@@ -1918,6 +1926,17 @@ fn render_comment(ado: &Ado, id: u64, c: &CommentRec, v: &ApiVersion) -> Value {
     })
 }
 
+/// Whether a request is for the revision-based, read-only comments of TFS 2018 and Azure
+/// DevOps Server 2019.0 (api 4.1 to 5.0).
+fn revision_comments(ado: &Ado, v: &ApiVersion) -> bool {
+    ado.config.server >= super::ServerVersion::Tfs2018 && v.at_least(4, 1) && !v.at_least(5, 1)
+}
+
+/// A revision-based comment: its author is an `IdentityReference`, as the 4.1 recordings show.
+fn revision_comment(base: &str, id: u64, c: &CommentRec, v: &ApiVersion) -> Value {
+    json!({"revision": c.rev, "text": c.text, "revisedBy": render_identity_ref(&c.by.stored(), v, base), "revisedDate": fmt_date(c.at), "url": format!("{base}/_apis/wit/workItems/{id}/comments/{}", c.rev)})
+}
+
 fn comments_available(ado: &Ado, v: &ApiVersion) -> Option<Response> {
     if ado.config.server < super::ServerVersion::Server2019 || !v.at_least(5, 1) {
         return Some(not_registered(ado, "608aac0a-32e1-4493-a863-b9cf4566d257"));
@@ -1937,10 +1956,7 @@ pub(crate) async fn list_comments(
         Ok(x) => x,
         Err(r) => return r,
     };
-    if ado.config.server >= super::ServerVersion::Tfs2018
-        && ctx.v.at_least(4, 1)
-        && !ctx.v.at_least(5, 1)
-    {
+    if revision_comments(&ado, &ctx.v) {
         // The revision-based, read-only comments of TFS 2018 and Azure DevOps Server 2019.0.
         if let Some(r) = preview_required(&ctx.v) {
             return r;
@@ -1955,7 +1971,7 @@ pub(crate) async fn list_comments(
             .comments
             .iter()
             .filter(|c| c.rev >= from)
-            .map(|c| json!({"revision": c.rev, "text": c.text, "revisedBy": render_identity(&c.by.stored(), &ctx.v, &base), "revisedDate": fmt_date(c.at), "url": format!("{base}/_apis/wit/workItems/{id}/comments/{}", c.rev)}))
+            .map(|c| revision_comment(&base, id, c, &ctx.v))
             .collect();
         return ok(
             &ctx.v,
@@ -2094,6 +2110,24 @@ pub(crate) async fn get_comment(
 ) -> Response {
     let (org, project) = org_project(&path);
     let ctx = pre!(ado, org, project.as_deref(), raw, headers, Method::GET);
+    if revision_comments(&ado, &ctx.v) {
+        // `comments/{revision}`: the comment made in that revision.
+        if let Some(r) = preview_required(&ctx.v) {
+            return r;
+        }
+        let (id, wi) = match find_item(&ado, &path) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let rev = comment_id(&path).unwrap_or(0);
+        return match wi.comments.iter().find(|c| c.rev == rev) {
+            Some(c) => ok(
+                &ctx.v,
+                &revision_comment(&ado.collection_url(), id, c, &ctx.v),
+            ),
+            None => comment_not_found(rev),
+        };
+    }
     if let Some(r) = comments_available(&ado, &ctx.v) {
         return r;
     }
