@@ -2344,6 +2344,157 @@ async fn unknown(headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     )
 }
 
+/// `GET /qcbin/rest/domains[?include-projects-info=y]` and
+/// `GET /qcbin/rest/domains/{domain}/projects`: the domains and projects the user may open.
+async fn domains(
+    State(alm): State<Arc<Alm>>,
+    path: Path<Vec<(String, String)>>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let host = host_of(&headers);
+    let fmt = wants(&headers, raw.as_deref());
+    {
+        let mut st = lock(&alm.st);
+        if let Err(r) = session_of(&alm, &mut st, &headers, raw.as_deref(), &method, &host) {
+            return r;
+        }
+    }
+    let domain = &alm.config.domain;
+    let project = &alm.config.project;
+    let asked = path
+        .iter()
+        .find(|(k, _)| k == "domain")
+        .map(|(_, v)| v.clone());
+    let with_projects = raw
+        .as_deref()
+        .is_some_and(|q| q.contains("include-projects-info=y"));
+    if let Some(d) = &asked
+        && !d.eq_ignore_ascii_case(domain)
+    {
+        return qc_error(
+            fmt,
+            StatusCode::NOT_FOUND,
+            "qccore.entity-not-found",
+            &format!("Domain '{d}' does not exist"),
+        );
+    }
+    let (body, ct) = match (fmt, asked.is_some()) {
+        (Fmt::Json, true) => (
+            json!({"Projects": {"Project": [{"Name": project}]}}).to_string(),
+            "application/json",
+        ),
+        (Fmt::Json, false) => {
+            let mut d = json!({"Name": domain});
+            if with_projects {
+                d["Projects"] = json!({"Project": [{"Name": project}]});
+            }
+            (
+                json!({"Domains": {"Domain": [d]}}).to_string(),
+                "application/json",
+            )
+        }
+        (_, true) => (
+            format!(
+                "<Projects><Project Name=\"{}\"/></Projects>",
+                xml_escape(project)
+            ),
+            "application/xml",
+        ),
+        (_, false) => {
+            let inner = if with_projects {
+                format!(
+                    "<Projects><Project Name=\"{}\"/></Projects>",
+                    xml_escape(project)
+                )
+            } else {
+                String::new()
+            };
+            (
+                format!(
+                    "<Domains><Domain Name=\"{}\">{inner}</Domain></Domains>",
+                    xml_escape(domain)
+                ),
+                "application/xml",
+            )
+        }
+    };
+    typed(StatusCode::OK, body, ct)
+}
+
+/// `GET …/customization/entities`: the entity types the project has.
+async fn customization_entities(
+    State(alm): State<Arc<Alm>>,
+    Path((domain, project)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let host = host_of(&headers);
+    let mut st = lock(&alm.st);
+    let call = match begin(
+        &alm,
+        &mut st,
+        &domain,
+        &project,
+        &headers,
+        raw.as_deref(),
+        &method,
+        &host,
+    ) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let names = ["defect", "requirement", "test"];
+    match call.fmt {
+        Fmt::Json => typed(
+            StatusCode::OK,
+            json!({"Types": {"Type": names.iter().map(|n| json!({"Name": n})).collect::<Vec<_>>()}}).to_string(),
+            "application/json",
+        ),
+        _ => typed(
+            StatusCode::OK,
+            format!(
+                "<Types>{}</Types>",
+                names.iter().map(|n| format!("<Type Name=\"{n}\"/>")).collect::<String>()
+            ),
+            "application/xml",
+        ),
+    }
+}
+
+/// ALM answers every REST failure as an ALM exception: a path the framework cannot parse (a
+/// non-numeric entity id) is one too, not a text/plain framework message.
+async fn alm_rejections(
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let fmt = wants(&headers, raw.as_deref());
+    let r = next.run(req).await;
+    let plain = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/plain"));
+    if plain && r.status().is_client_error() {
+        let status = r.status();
+        return qc_error(
+            fmt,
+            if status == StatusCode::BAD_REQUEST {
+                StatusCode::NOT_FOUND
+            } else {
+                status
+            },
+            "qccore.general-error",
+            "The requested resource does not exist",
+        );
+    }
+    r
+}
+
 fn router(alm: Arc<Alm>) -> Router {
     let p = "/qcbin/rest/domains/{domain}/projects/{project}";
     let control = MiddlewareState {
@@ -2364,6 +2515,12 @@ fn router(alm: Arc<Alm>) -> Router {
         .route("/qcbin/rest/oauth2/login", post(oauth_login))
         .route("/qcbin/rest/site-session", any(site_session))
         .route("/qcbin/rest/server/time", get(server_time))
+        .route("/qcbin/rest/domains", get(domains))
+        .route("/qcbin/rest/domains/{domain}/projects", get(domains))
+        .route(
+            &format!("{p}/customization/entities"),
+            get(customization_entities),
+        )
         .route(
             &format!("{p}/customization/entities/{{entity}}/fields"),
             get(customization_fields),
@@ -2396,6 +2553,7 @@ fn router(alm: Arc<Alm>) -> Router {
         )
         .route(&format!("{p}/{{collection}}/{{id}}/audits"), get(audits))
         .fallback(unknown)
+        .layer(axum::middleware::from_fn(alm_rejections))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(
             control,

@@ -2,4 +2,5 @@
 
 mod alm;
 mod azure_devops;
+mod fidelity;
 mod servicenow;
