@@ -1269,7 +1269,8 @@ impl Repository for AzureDevOpsRepository {
                         .call_json(
                             "comments",
                             Method::GET,
-                            &self.project_path(&format!("workItems/{n}/updates")),
+                            // Collection level: before 5.0 updates have no project route.
+                            &format!("_apis/wit/workItems/{n}/updates"),
                             &[],
                             None,
                         )

@@ -140,6 +140,32 @@ pub(crate) struct Control {
     rng: Mutex<StdRng>,
     queued: Mutex<Vec<Injected>>,
     counts: Mutex<BTreeMap<String, u64>>,
+    /// Exchanges kept while recording (`None`: not recording).
+    exchanges: Mutex<Option<Vec<Exchange>>>,
+}
+
+/// One request and its answer, as the simulator saw them (kept while
+/// [`SimControl::record_exchanges`] is on), for checking wire shapes against a specification.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The method.
+    pub method: String,
+    /// The path as the client sent it.
+    pub path: String,
+    /// The query string, if any.
+    pub query: Option<String>,
+    /// The route it matched (`/{org}/_apis/wit/workitems/{id}`), or `(unmatched)`.
+    pub route: String,
+    /// The request's content type.
+    pub request_content_type: Option<String>,
+    /// The request body.
+    pub request_body: bytes::Bytes,
+    /// The status answered.
+    pub status: u16,
+    /// The answer's content type.
+    pub response_content_type: Option<String>,
+    /// The answer's body.
+    pub response_body: bytes::Bytes,
 }
 
 impl Control {
@@ -150,6 +176,7 @@ impl Control {
             faults: Mutex::new(faults),
             queued: Mutex::new(Vec::new()),
             counts: Mutex::new(BTreeMap::new()),
+            exchanges: Mutex::new(None),
         }
     }
 
@@ -197,6 +224,16 @@ impl SimControl {
     /// Requests served on one route.
     pub fn requests_to(&self, route: &str) -> u64 {
         lock(&self.0.counts).get(route).copied().unwrap_or(0)
+    }
+
+    /// Starts (or stops, dropping what was kept) keeping every request and answer.
+    pub fn record_exchanges(&self, on: bool) {
+        *lock(&self.0.exchanges) = on.then(Vec::new);
+    }
+
+    /// The exchanges kept since recording started.
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        lock(&self.0.exchanges).clone().unwrap_or_default()
     }
 
     /// Requests served in all.
@@ -250,11 +287,13 @@ pub(crate) async fn control_layer(
         .map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
     let key = format!("{} {route}", req.method());
     *lock(&st.control.counts).entry(key).or_default() += 1;
+
     let (latency, injected) = st.control.decide();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     let mut resp = match injected {
+        None if lock(&st.control.exchanges).is_some() => recorded(&st, route, req, next).await,
         None => next.run(req).await,
         Some(Injected::Status(status, retry_after)) => {
             let (body, content_type) = (st.fault_body)(status);
@@ -295,6 +334,47 @@ pub(crate) async fn control_layer(
         resp.headers_mut().insert(header::DATE, v);
     }
     resp
+}
+
+/// Serves a request while keeping the exchange.
+async fn recorded(st: &MiddlewareState, route: String, req: Request, next: Next) -> Response {
+    let content_type = |h: &axum::http::HeaderMap| {
+        h.get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(ToOwned::to_owned)
+    };
+    let (parts, body) = req.into_parts();
+    let request_body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let mut exchange = Exchange {
+        method: parts.method.to_string(),
+        path: parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| parts.uri.path().to_owned(), |u| u.0.path().to_owned()),
+        query: parts.uri.query().map(ToOwned::to_owned),
+        route,
+        request_content_type: content_type(&parts.headers),
+        request_body: request_body.clone(),
+        status: 0,
+        response_content_type: None,
+        response_body: bytes::Bytes::new(),
+    };
+    let resp = next
+        .run(Request::from_parts(parts, Body::from(request_body)))
+        .await;
+    let (parts, body) = resp.into_parts();
+    let response_body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    exchange.status = parts.status.as_u16();
+    exchange.response_content_type = content_type(&parts.headers);
+    exchange.response_body = response_body.clone();
+    if let Some(list) = lock(&st.control.exchanges).as_mut() {
+        list.push(exchange);
+    }
+    Response::from_parts(parts, Body::from(response_body))
 }
 
 /// TLS for a simulator: a self-signed certificate for `localhost` and `127.0.0.1`, made when

@@ -265,7 +265,7 @@ async fn a_title_alone_creates_though_the_type_marks_server_filled_fields_requir
 
 #[allow(clippy::print_stderr)]
 /// The `specification/wit` folder of a checkout of `vsts-rest-api-specs`, if one is at hand.
-fn recordings() -> Option<PathBuf> {
+pub(crate) fn recordings() -> Option<PathBuf> {
     let from_env = std::env::var_os("WORKBRIDGE_VSTS_SPECS").map(PathBuf::from);
     let beside =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vendor/vsts-rest-api-specs");

@@ -2410,16 +2410,24 @@ fn type_json(ado: &Ado, t: &WitType, v: &ApiVersion) -> Value {
             .collect();
         transitions.insert((*s).to_owned(), Value::Array(to));
     }
-    let _ = v;
-    json!({
+    let mut ty = json!({
         "name": t.name, "referenceName": t.reference, "description": "", "color": t.color,
         "icon": {"id": "icon_insect", "url": format!("{base}/_apis/wit/workItemIcons/icon_insect")},
         "isDisabled": false,
         "fields": fields, "fieldInstances": fields,
-        "states": t.states.iter().map(|(n, c, cat)| json!({"name": n, "color": c, "category": cat})).collect::<Vec<_>>(),
         "transitions": transitions,
         "url": format!("{base}/{}/_apis/wit/workItemTypes/{}", ado.config.project_id, t.name),
-    })
+    });
+    // A type lists its states from api 5.0 on.
+    if v.at_least(5, 0) {
+        ty["states"] = json!(
+            t.states
+                .iter()
+                .map(|(n, c, cat)| json!({"name": n, "color": c, "category": cat}))
+                .collect::<Vec<_>>()
+        );
+    }
+    ty
 }
 
 pub(crate) async fn types(
@@ -2484,16 +2492,26 @@ pub(crate) async fn states(
 /// A field as the organization's field list shows it. Real servers report identity fields as
 /// `"type": "string"` with `"isIdentity": true`, and tree paths as read-only (they are written
 /// by path all the same), as Microsoft's recorded responses for 4.1 and 7.1 show.
-fn field_json(ado: &Ado, r: &str, n: &str, ty: &str, ro: bool, allowed: &[String]) -> Value {
+/// `isQueryable` and `canSortBy` arrived with api 5.0.
+fn field_json(
+    ado: &Ado,
+    v: &ApiVersion,
+    (r, n, ty, ro, allowed): (&str, &str, &str, bool, &[String]),
+) -> Value {
     let base = ado.collection_url();
     let identity = ty == "identity";
-    json!({
+    let mut f = json!({
         "name": n, "referenceName": r, "type": if identity { "string" } else { ty },
         "readOnly": ro || ty == "treePath", "usage": "workItem",
         "isIdentity": identity, "isPicklist": !allowed.is_empty() && !identity,
-        "isPicklistSuggested": false, "isQueryable": true, "canSortBy": true,
+        "isPicklistSuggested": false,
         "url": format!("{base}/_apis/wit/fields/{r}"),
-    })
+    });
+    if v.at_least(5, 0) {
+        f["isQueryable"] = json!(true);
+        f["canSortBy"] = json!(true);
+    }
+    f
 }
 
 pub(crate) async fn type_fields(
@@ -2552,7 +2570,7 @@ pub(crate) async fn fields(
                 .as_ref()
                 .is_none_or(|o| *o == r.to_ascii_lowercase() || *o == n.to_ascii_lowercase());
             if wanted && seen.insert(r.clone()) {
-                value.push(field_json(&ado, &r, &n, ty, ro, &a));
+                value.push(field_json(&ado, &ctx.v, (&r, &n, ty, ro, &a)));
             }
         }
     }
