@@ -70,7 +70,7 @@ pub use plan::{FieldConflict, PlanInput, SideWrites, SyncPlan, plan, same};
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
-pub use store::{Copied, Link, MemoryStore, Parked, Side, StateStore};
+pub use store::{Copied, CreateIntent, Link, MemoryStore, Parked, Side, StateStore};
 
 /// A value for each side.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -933,6 +933,7 @@ impl SyncPair {
         };
         let mut writes = Vec::new();
         let mut owners = Vec::new();
+        let mut intents = Vec::new();
         for ((item, key), twin) in items.iter().zip(&keys).zip(found) {
             if let Some(t) = twin {
                 ready.insert(item.id.clone(), Ready::Found(t));
@@ -943,6 +944,7 @@ impl SyncPair {
                 ready.insert(item.id.clone(), Ready::Created(Err(e)));
                 continue;
             }
+            intents.push(self.intent_for(side, item, key, &mapped.fields));
             writes.push(Write::Create {
                 item_type: self.types[other].clone(),
                 fields: mapped.fields,
@@ -950,6 +952,9 @@ impl SyncPair {
             });
             owners.push(item.id.clone());
         }
+        // Before anything is sent: a lost reply or a crash from here on leaves the intent, and
+        // the twin found later is merged from these baselines.
+        self.store.save_intents(&self.id, &intents).await?;
         for (chunk, ids) in writes.chunks(100).zip(owners.chunks(100)) {
             round.report.calls[other] += 1;
             let results = self.repos[other].write_many(chunk).await?;
@@ -1002,12 +1007,22 @@ impl SyncPair {
                 (found, None)
             }
         };
-        let (twin, baseline) = match found {
+        // The baselines of the link: for a twin created now, the source as mapped and the twin
+        // as created; for one found after a lost reply, what the intent recorded when it was
+        // sent (so edits made since on either side merge), or nothing at all when no intent is
+        // left (both sides' values are then news, and the conflict policy settles differences).
+        let (twin, baseline, twin_baseline) = match found {
             Some(t) => {
-                // Created before, and the link was lost (a lost reply or a crash): link it
-                // and let the merge below bring it up to date from an empty source baseline.
                 round.report.relinked[other] += 1;
-                (t, FieldMap::new())
+                let intent = self.store.intent(&self.id, side, &item.id).await?;
+                tracing::info!(pair = %self.id, from = %item.id, to = %t.id, intent = intent.is_some(), "twin found by its correlation key: relinked");
+                match intent {
+                    Some(i) => {
+                        let twin_base = self.fresh_twin_baseline(d, &i.sent);
+                        (t, i.source_baseline, twin_base)
+                    }
+                    None => (t, FieldMap::new(), FieldMap::new()),
+                }
             }
             None => {
                 let created = match created {
@@ -1017,6 +1032,8 @@ impl SyncPair {
                         if let Some(e) = mapped.errors.into_iter().next() {
                             return Err(e);
                         }
+                        let intent = self.intent_for(side, &item, &key, &mapped.fields);
+                        self.store.save_intents(&self.id, &[intent]).await?;
                         round.report.calls[other] += 1;
                         self.repos[other]
                             .create(
@@ -1030,13 +1047,9 @@ impl SyncPair {
                 round.report.created[other] += 1;
                 round.fresh = Some((other, created.id.clone()));
                 tracing::info!(pair = %self.id, from = %item.id, to = %created.id, "twin created");
-                // The fields just written are the baseline; the state is left out of it so the
-                // merge walks the new twin's workflow to the mapped state.
-                let mut base = item.fields.clone();
-                if let Some((sf, _)) = self.mapping.state().and_then(|s| s.fields(d)) {
-                    base.remove(sf.as_str());
-                }
-                (created, base)
+                let base = self.source_baseline(d, &item.fields);
+                let twin_base = self.fresh_twin_baseline(d, &created.fields);
+                (created, base, twin_base)
             }
         };
         let mut link = Link {
@@ -1060,21 +1073,46 @@ impl SyncPair {
         }
         // The source baseline is the item as it was mapped; the twin's is as created. The
         // source's version stays unset so the merge below always runs (state, comments).
-        link.set(
-            other,
-            twin.version.clone(),
-            self.fresh_twin_baseline(d, &twin.fields),
-        );
+        link.set(other, twin.version.clone(), twin_baseline);
         match side {
             Side::Left => link.left_baseline = baseline,
             Side::Right => link.right_baseline = baseline,
         }
         self.store.save_link(&self.id, &link).await?;
+        self.store.clear_intent(&self.id, side, &item.id).await?;
         let (l, r) = match side {
             Side::Left => (item, twin),
             Side::Right => (twin, item),
         };
         self.merge(link, side, l, r, round).await
+    }
+
+    /// The source's baseline when its twin is created: the fields just mapped, less the state,
+    /// so the merge walks the new twin's workflow to the mapped state.
+    fn source_baseline(&self, d: Direction, fields: &FieldMap) -> FieldMap {
+        let mut base = fields.clone();
+        if let Some((sf, _)) = self.mapping.state().and_then(|s| s.fields(d)) {
+            base.remove(sf.as_str());
+        }
+        base
+    }
+
+    /// The intent recorded before creating the twin of `item` with `sent`.
+    fn intent_for(
+        &self,
+        side: Side,
+        item: &WorkItem,
+        key: &CorrelationKey,
+        sent: &FieldMap,
+    ) -> CreateIntent {
+        CreateIntent {
+            side,
+            source: item.id.clone(),
+            key: key.clone(),
+            source_baseline: self.source_baseline(direction_from(side), &item.fields),
+            sent: sent.clone(),
+            at: Utc::now(),
+        }
     }
 
     /// The baseline of a twin just created from the source side of `d`: its fields, less

@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, NoTls};
 use workbridge_core::{Cursor, Error, ErrorKind, ItemId, Result};
 
-use crate::store::{Copied, Link, Parked, Side, StateStore};
+use crate::store::{Copied, CreateIntent, Link, Parked, Side, StateStore};
 
 /// The migrations, in order; `workbridge_schema.version` says how many ran. Every table is
 /// prefixed so the store can share a database.
@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE workbridge_parked (pair TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, parked TEXT NOT NULL, PRIMARY KEY (pair, side, id));
      CREATE TABLE workbridge_copied (pair TEXT NOT NULL, kind TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (pair, kind, side, id));
      CREATE TABLE workbridge_leases (pair TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL);",
+    "CREATE TABLE workbridge_intents (pair TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, intent TEXT NOT NULL, PRIMARY KEY (pair, side, id));",
 ];
 
 /// An arbitrary constant naming the migration lock (`pg_advisory_xact_lock`).
@@ -29,9 +30,23 @@ fn pg_err(e: &tokio_postgres::Error) -> Error {
     // Server-side errors (constraint, syntax, permission) are permanent; a lost connection
     // or a closed client is an outage.
     let temporary = e.as_db_error().is_none();
+    // `Display` of a server error says only "db error": name what the server said.
+    let what = match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!("; {d}"));
+            }
+            if let Some(t) = db.table() {
+                s.push_str(&format!("; table {t}"));
+            }
+            s
+        }
+        None => e.to_string(),
+    };
     Error::new(
         ErrorKind::Unavailable,
-        format!("the PostgreSQL state store failed: {e}"),
+        format!("the PostgreSQL state store failed: {what}"),
     )
     .with_temporary(temporary)
 }
@@ -102,20 +117,22 @@ impl PostgresStore {
 
     async fn migrate(&self) -> Result<()> {
         let client = self.client().await?;
-        client
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS workbridge_schema (version INTEGER NOT NULL)",
-            )
-            .await
-            .map_err(|e| pg_err(&e))?;
         // `Client::transaction` needs `&mut`; plain statements on one connection do the same.
         client
             .batch_execute("BEGIN")
             .await
             .map_err(|e| pg_err(&e))?;
         let result = async {
+            // Everything, the schema table included, under the lock: two workers starting on a
+            // fresh database would otherwise race on creating it (a duplicate key in
+            // pg_type_typname_nsp_index, though both said IF NOT EXISTS).
             client
                 .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await?;
+            client
+                .batch_execute(
+                    "CREATE TABLE IF NOT EXISTS workbridge_schema (version INTEGER NOT NULL)",
+                )
                 .await?;
             let row = client
                 .query_opt("SELECT version FROM workbridge_schema", &[])
@@ -352,6 +369,48 @@ impl StateStore for PostgresStore {
         self.exec(
             "DELETE FROM workbridge_leases WHERE pair = $1 AND holder = $2",
             &[&pair, &holder],
+        )
+        .await
+        .map(|_| ())
+    }
+    async fn save_intents(&self, pair: &str, intents: &[CreateIntent]) -> Result<()> {
+        if intents.is_empty() {
+            return Ok(());
+        }
+        let sides: Vec<&str> = intents.iter().map(|i| i.side.as_str()).collect();
+        let ids: Vec<&str> = intents.iter().map(|i| i.source.as_str()).collect();
+        let json = intents
+            .iter()
+            .map(encode)
+            .collect::<Result<Vec<String>>>()?;
+        // One statement for the whole page.
+        self.exec(
+            "INSERT INTO workbridge_intents (pair, side, id, intent)
+             SELECT $1, s, i, j FROM UNNEST($2::text[], $3::text[], $4::text[]) AS t(s, i, j)
+             ON CONFLICT (pair, side, id) DO UPDATE SET intent = EXCLUDED.intent",
+            &[&pair, &sides, &ids, &json],
+        )
+        .await
+        .map(|_| ())
+    }
+    async fn intent(
+        &self,
+        pair: &str,
+        side: Side,
+        source: &ItemId,
+    ) -> Result<Option<CreateIntent>> {
+        decode(
+            self.one_text(
+                "SELECT intent FROM workbridge_intents WHERE pair = $1 AND side = $2 AND id = $3",
+                &[&pair, &side.as_str(), &source.as_str()],
+            )
+            .await?,
+        )
+    }
+    async fn clear_intent(&self, pair: &str, side: Side, source: &ItemId) -> Result<()> {
+        self.exec(
+            "DELETE FROM workbridge_intents WHERE pair = $1 AND side = $2 AND id = $3",
+            &[&pair, &side.as_str(), &source.as_str()],
         )
         .await
         .map(|_| ())

@@ -102,6 +102,26 @@ impl Link {
     }
 }
 
+/// A twin about to be created, recorded before the create is sent and cleared once the link is
+/// stored. If the reply is lost (or the process dies) between the two, the next round finds the
+/// twin by its correlation key and links it with these baselines: the source as it was mapped
+/// and the twin as it was sent, so edits made on either side since are merged, not overwritten.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateIntent {
+    /// The side of the source item.
+    pub side: Side,
+    /// The source item.
+    pub source: ItemId,
+    /// The correlation key the twin is created with.
+    pub key: CorrelationKey,
+    /// The source's baseline: its fields as mapped for the create.
+    pub source_baseline: FieldMap,
+    /// The fields sent for the twin.
+    pub sent: FieldMap,
+    /// When the create was about to be sent.
+    pub at: DateTime<Utc>,
+}
+
 /// An item set aside after a permanent failure, with its error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Parked {
@@ -180,6 +200,28 @@ pub trait StateStore: fmt::Debug + Send + Sync {
     ) -> Result<bool>;
     /// Gives the lease up, if `holder` has it.
     async fn release_lease(&self, pair: &str, holder: &str) -> Result<()>;
+    /// Records that twins are about to be created (one step for all of them). A store that
+    /// keeps no intents (the default) makes a twin found after a lost reply merge from empty
+    /// baselines, settled by the conflict policy.
+    async fn save_intents(&self, pair: &str, intents: &[CreateIntent]) -> Result<()> {
+        let _ = (pair, intents);
+        Ok(())
+    }
+    /// The intent recorded for a source item, if any.
+    async fn intent(
+        &self,
+        pair: &str,
+        side: Side,
+        source: &ItemId,
+    ) -> Result<Option<CreateIntent>> {
+        let _ = (pair, side, source);
+        Ok(None)
+    }
+    /// Forgets the intent of a source item (its link is stored, or its create failed).
+    async fn clear_intent(&self, pair: &str, side: Side, source: &ItemId) -> Result<()> {
+        let _ = (pair, side, source);
+        Ok(())
+    }
 }
 
 fn lease_until(ttl: std::time::Duration) -> DateTime<Utc> {
@@ -193,6 +235,7 @@ struct Mem {
     parked: BTreeMap<(String, Side, ItemId), Parked>,
     copied: BTreeSet<(String, Copied, Side, String)>,
     leases: BTreeMap<String, (String, DateTime<Utc>)>,
+    intents: BTreeMap<(String, Side, ItemId), CreateIntent>,
 }
 
 /// State in memory: for tests, and for loops that can afford to start over.
@@ -328,6 +371,32 @@ impl StateStore for MemoryStore {
         }
         Ok(())
     }
+    async fn save_intents(&self, pair: &str, intents: &[CreateIntent]) -> Result<()> {
+        let mut m = self.lock();
+        for i in intents {
+            m.intents
+                .insert((pair.to_owned(), i.side, i.source.clone()), i.clone());
+        }
+        Ok(())
+    }
+    async fn intent(
+        &self,
+        pair: &str,
+        side: Side,
+        source: &ItemId,
+    ) -> Result<Option<CreateIntent>> {
+        Ok(self
+            .lock()
+            .intents
+            .get(&(pair.to_owned(), side, source.clone()))
+            .cloned())
+    }
+    async fn clear_intent(&self, pair: &str, side: Side, source: &ItemId) -> Result<()> {
+        self.lock()
+            .intents
+            .remove(&(pair.to_owned(), side, source.clone()));
+        Ok(())
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -336,8 +405,8 @@ pub use sqlite::SqliteStore;
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::{
-        Copied, Cursor, ItemId, Link, Mutex, Parked, Result, Side, StateStore, Utc, async_trait,
-        fmt, lease_until,
+        Copied, CreateIntent, Cursor, ItemId, Link, Mutex, Parked, Result, Side, StateStore, Utc,
+        async_trait, fmt, lease_until,
     };
     use rusqlite::{Connection, OptionalExtension, params};
     use workbridge_core::{Error, ErrorKind};
@@ -366,6 +435,7 @@ mod sqlite {
          CREATE TABLE parked (pair TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, parked TEXT NOT NULL, PRIMARY KEY (pair, side, id));
          CREATE TABLE copied (pair TEXT NOT NULL, kind TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (pair, kind, side, id));",
         "CREATE TABLE leases (pair TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL);",
+        "CREATE TABLE intents (pair TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, intent TEXT NOT NULL, PRIMARY KEY (pair, side, id));",
     ];
 
     /// State in a SQLite file (WAL mode, migrations, one transaction per step): the default
@@ -598,6 +668,50 @@ mod sqlite {
                 c.execute(
                     "DELETE FROM leases WHERE pair = ?1 AND holder = ?2",
                     params![pair, holder],
+                )
+                .map(|_| ())
+            })
+        }
+        async fn save_intents(&self, pair: &str, intents: &[CreateIntent]) -> Result<()> {
+            let rows = intents
+                .iter()
+                .map(|i| {
+                    serde_json::to_string(i)
+                        .map(|j| (i.side.as_str(), i.source.as_str().to_owned(), j))
+                        .map_err(|e| json_err(&e))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            self.with(|c| {
+                let tx = c.transaction()?;
+                for (side, id, json) in &rows {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO intents (pair, side, id, intent) VALUES (?1, ?2, ?3, ?4)",
+                        params![pair, side, id, json],
+                    )?;
+                }
+                tx.commit()
+            })
+        }
+        async fn intent(
+            &self,
+            pair: &str,
+            side: Side,
+            source: &ItemId,
+        ) -> Result<Option<CreateIntent>> {
+            decode(self.with(|c| {
+                c.query_row(
+                    "SELECT intent FROM intents WHERE pair = ?1 AND side = ?2 AND id = ?3",
+                    params![pair, side.as_str(), source.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+            })?)
+        }
+        async fn clear_intent(&self, pair: &str, side: Side, source: &ItemId) -> Result<()> {
+            self.with(|c| {
+                c.execute(
+                    "DELETE FROM intents WHERE pair = ?1 AND side = ?2 AND id = ?3",
+                    params![pair, side.as_str(), source.as_str()],
                 )
                 .map(|_| ())
             })

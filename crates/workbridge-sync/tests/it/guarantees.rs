@@ -425,24 +425,166 @@ async fn a_lost_create_reply_never_duplicates() {
 
 #[tokio::test]
 async fn a_crash_between_create_and_link_never_duplicates_and_catches_up() {
+    let (clock, ops, dev) = backends();
+    let store = Arc::new(MemoryStore::new());
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(SPEC).unwrap(),
+        store.clone(),
+    )
+    .unwrap();
+    clock.advance(std::time::Duration::from_secs(1));
+    let t = ops
+        .create(
+            &incident(),
+            &software("Crash window (draft)"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    // What a crashed process left: its intent, the bug it created with the key, and no link.
+    let key = workbridge_core::CorrelationKey::new(format!("wb:incident:{}", t.id));
+    let sent = FieldMap::new()
+        .with("System.Title", "Crash window (draft)")
+        .with("Priority", "2");
+    store
+        .save_intents(
+            pair.id(),
+            &[workbridge_sync::CreateIntent {
+                side: Side::Left,
+                source: t.id.clone(),
+                key: key.clone(),
+                source_baseline: t.fields.clone(),
+                sent: sent.clone(),
+                at: chrono::Utc::now(),
+            }],
+        )
+        .await
+        .unwrap();
+    dev.create(
+        &bug(),
+        &sent,
+        &CreateOptions::default().correlation(key.as_str()),
+    )
+    .await
+    .unwrap();
+    // Ops renamed the ticket after the crash.
+    clock.advance(std::time::Duration::from_secs(1));
+    ops.update(
+        &incident(),
+        &t.id,
+        &FieldMap::new().with("short_description", "Crash window"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let r = pair.run_once().await;
+    assert_eq!((r.created.right, r.relinked.right), (0, 1), "{r}");
+    assert_eq!(dev.len(&bug()), 1);
+    let link = pair.link_of(Side::Left, &t.id).await.unwrap().unwrap();
+    let twin = dev.get(&bug(), &link.right).await.unwrap();
+    assert_eq!(text(&twin, "System.Title"), Some("Crash window"));
+    assert!(
+        store
+            .intent(pair.id(), Side::Left, &t.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "the intent is cleared with the link"
+    );
+}
+
+#[tokio::test]
+async fn a_relinked_twin_keeps_the_edits_made_after_a_lost_create_reply() {
+    // The create's reply is lost; before the next round Dev edits the Bug. Relinking must merge
+    // (Dev's edit stays and flows back), not revert the Bug to the ticket's values.
+    let (clock, ops, dev_inner) = backends();
+    let dev = Arc::new(
+        FaultRepository::new(dev_inner.clone(), 7).with_rule(
+            FaultRule::new(ErrorKind::Unavailable)
+                .on([Operation::WriteMany, Operation::Create])
+                .nth(1)
+                .reply_lost(),
+        ),
+    );
+    let pair = pair_of(ops.clone(), dev);
+    clock.advance(std::time::Duration::from_secs(1));
+    let t = ops
+        .create(
+            &incident(),
+            &software("Printer on fire"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    let first = pair.run_once().await;
+    assert!(first.stopped.is_some(), "{first}");
+    let (bugs, _) = dev_inner
+        .all_changes(
+            &bug(),
+            &workbridge_core::Cursor::beginning(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bugs.len(), 1, "the create did happen");
+    clock.advance(std::time::Duration::from_secs(1));
+    dev_inner
+        .update(
+            &bug(),
+            &bugs[0].id,
+            &FieldMap::new()
+                .with("System.Title", "Printer on fire: driver 5.0")
+                .with("Description", "repro: print a page"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let second = pair.run_once().await;
+    assert!(second.is_complete(), "{second}");
+    assert_eq!(
+        (second.relinked.right, second.created.right),
+        (1, 0),
+        "{second}"
+    );
+    let twin = dev_inner.get(&bug(), &bugs[0].id).await.unwrap();
+    assert_eq!(
+        text(&twin, "System.Title"),
+        Some("Printer on fire: driver 5.0")
+    );
+    assert_eq!(text(&twin, "Description"), Some("repro: print a page"));
+    let ticket = ops.get(&incident(), &t.id).await.unwrap();
+    assert_eq!(
+        text(&ticket, "short_description"),
+        Some("Printer on fire: driver 5.0")
+    );
+    assert_eq!(text(&ticket, "description"), Some("repro: print a page"));
+}
+
+#[tokio::test]
+async fn a_twin_found_without_an_intent_merges_by_the_conflict_policy() {
+    // A Bug someone else created with the key, edited after the ticket: without an intent
+    // neither side is the baseline, and the default policy (newest) keeps the newer value.
     let w = world();
-    let t = w.ticket(software("Crash window")).await;
-    // What a crashed process left: the bug exists with the key, stale, and no link was saved.
+    let t = w.ticket(software("Ticket title")).await;
+    w.tick();
     w.dev
         .create(
             &bug(),
-            &FieldMap::new().with("System.Title", "old title"),
+            &FieldMap::new().with("System.Title", "Bug title, newer"),
             &CreateOptions::default().correlation(format!("wb:incident:{}", t.id)),
         )
         .await
         .unwrap();
     let r = w.pair.run_once().await;
     assert_eq!((r.created.right, r.relinked.right), (0, 1), "{r}");
-    assert_eq!(w.dev.len(&bug()), 1);
     assert_eq!(
         text(&w.twin(&t.id).await, "System.Title"),
-        Some("Crash window")
+        Some("Bug title, newer")
     );
+    let ticket = w.ops.get(&incident(), &t.id).await.unwrap();
+    assert_eq!(text(&ticket, "short_description"), Some("Bug title, newer"));
 }
 
 #[tokio::test]

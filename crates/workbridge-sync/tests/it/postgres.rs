@@ -109,3 +109,51 @@ async fn a_bad_connection_string_is_a_config_error_without_the_password() {
     assert_eq!(e.kind(), workbridge_core::ErrorKind::Config);
     assert!(!e.to_string().contains("hunter2"), "{e}");
 }
+
+#[tokio::test]
+async fn workers_starting_together_on_a_fresh_database_all_migrate() {
+    // Each round: a fresh database and eight workers connecting at once. Before the schema
+    // table was created under the migration lock, one of them failed with a duplicate key in
+    // pg_type_typname_nsp_index.
+    for round in 0..4 {
+        let Some(url) = fresh(&format!("race{round}")).await else {
+            return;
+        };
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { PostgresStore::connect(&url).await })
+            })
+            .collect();
+        for w in workers {
+            let store = w
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert!(store.links("pair").await.unwrap().is_empty());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_database_error_says_what_the_server_said() {
+    let Some(url) = fresh("detail").await else {
+        return;
+    };
+    let store = PostgresStore::connect(&url).await.unwrap();
+    // Break the schema under the store: the error must carry the server's message and code.
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute("DROP TABLE workbridge_parked")
+        .await
+        .unwrap();
+    let e = store.parked("pair").await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("workbridge_parked") && text.contains("42P01"),
+        "{text}"
+    );
+}

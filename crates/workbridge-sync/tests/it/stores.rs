@@ -4,7 +4,9 @@ use workbridge_core::{
     CreateOptions, Cursor, FieldMap, InMemoryRepository, ItemId, ItemType, Repository,
 };
 use workbridge_mapping::Mapping;
-use workbridge_sync::{Copied, Link, MemoryStore, Parked, Side, SqliteStore, StateStore, SyncPair};
+use workbridge_sync::{
+    Copied, CreateIntent, Link, MemoryStore, Parked, Side, SqliteStore, StateStore, SyncPair,
+};
 
 fn link(l: &str, r: &str) -> Link {
     Link {
@@ -20,6 +22,7 @@ fn link(l: &str, r: &str) -> Link {
 
 pub(crate) async fn contract(s: &dyn StateStore) {
     let p = "pair";
+    intents(s).await;
     assert!(
         s.link(p, Side::Left, &ItemId::new("a"))
             .await
@@ -79,6 +82,47 @@ pub(crate) async fn contract(s: &dyn StateStore) {
             .await
             .unwrap()
     );
+}
+
+/// Intents are kept per pair, side and source item, replaced by a newer one, and cleared.
+async fn intents(s: &dyn StateStore) {
+    let intent = |id: &str, title: &str| CreateIntent {
+        side: Side::Left,
+        source: ItemId::new(id),
+        key: format!("wb:incident:{id}").into(),
+        source_baseline: FieldMap::new().with("short_description", title),
+        sent: FieldMap::new().with("System.Title", title),
+        at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+    };
+    let a = ItemId::new("ia");
+    assert!(s.intent("pair", Side::Left, &a).await.unwrap().is_none());
+    s.save_intents("pair", &[intent("ia", "one"), intent("ib", "two")])
+        .await
+        .unwrap();
+    s.save_intents("other", &[intent("ia", "elsewhere")])
+        .await
+        .unwrap();
+    s.save_intents("pair", &[intent("ia", "one, again")])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.intent("pair", Side::Left, &a).await.unwrap(),
+        Some(intent("ia", "one, again"))
+    );
+    assert!(s.intent("pair", Side::Right, &a).await.unwrap().is_none());
+    s.clear_intent("pair", Side::Left, &a).await.unwrap();
+    assert!(s.intent("pair", Side::Left, &a).await.unwrap().is_none());
+    assert_eq!(
+        s.intent("other", Side::Left, &a).await.unwrap(),
+        Some(intent("ia", "elsewhere"))
+    );
+    assert!(
+        s.intent("pair", Side::Left, &ItemId::new("ib"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    s.save_intents("pair", &[]).await.unwrap();
 }
 
 fn temp_db(name: &str) -> std::path::PathBuf {
