@@ -311,22 +311,44 @@ impl HttpClient {
         self.auth.logout(&self.inner).await
     }
 
-    async fn pace(&self) {
+    /// Waits for what the server asked of every request of this client, or, when that wait is
+    /// beyond the time this request has left, fails at once without sending: a caller with a
+    /// budget is never held past it.
+    async fn pace(&self, budget_left: Duration) -> Result<()> {
         let not_before = *self
             .not_before
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(t) = not_before {
+            let wait = t.saturating_duration_since(Instant::now());
+            if wait > budget_left {
+                return Err(Error::new(
+                    ErrorKind::RateLimited,
+                    format!(
+                        "the server asked for a pause of {} s before the next request, more than the {} s this request has left; nothing was sent",
+                        wait.as_secs(),
+                        budget_left.as_secs()
+                    ),
+                )
+                .with_retry_after(wait));
+            }
             tokio::time::sleep_until(t).await;
         }
         if let Some(l) = &self.limiter {
             l.until_ready().await;
         }
+        Ok(())
     }
 
-    /// Remembers a wait the server asked for, so that every request of this client honours it.
+    /// Remembers a wait the server asked for, so that every request of this client honours it;
+    /// a wait beyond `RetryConfig::max_server_wait` is clamped to it.
     fn note_pressure(&self, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
-        let wait = server_wait(status, headers, chrono::Utc::now())?;
+        let asked = server_wait(status, headers, chrono::Utc::now())?;
+        let cap = self.options.retry.max_server_wait;
+        if asked > cap {
+            tracing::warn!(system = %self.system, asked_s = asked.as_secs(), honoured_s = cap.as_secs(), "the server asked for a longer pause than max_server_wait; honouring the cap");
+        }
+        let wait = asked.min(cap);
         let until = Instant::now() + wait;
         let mut nb = self
             .not_before
@@ -357,7 +379,9 @@ impl HttpClient {
         let mut backoff = retry.backoff.initial;
         let mut renewed = false;
         loop {
-            self.pace().await;
+            self.pace(retry.max_elapsed.saturating_sub(started.elapsed()))
+                .await
+                .map_err(|e| e.with_system(&self.system))?;
             let permit = self.semaphore.acquire().await.map_err(|_| {
                 Error::new(ErrorKind::Unavailable, "the HTTP client is shutting down")
             })?;
@@ -451,7 +475,12 @@ impl HttpClient {
                 return Err(failure);
             }
             backoff = self.next_backoff(backoff);
-            let wait = backoff.max(failure.retry_after().unwrap_or_default());
+            let wait = backoff.max(
+                failure
+                    .retry_after()
+                    .unwrap_or_default()
+                    .min(retry.max_server_wait),
+            );
             if started.elapsed() + wait > retry.max_elapsed {
                 tracing::warn!(system = %self.system, url = %shown, wait_ms = wait.as_millis() as u64, "giving up: the wait exceeds the time left");
                 return Err(failure);

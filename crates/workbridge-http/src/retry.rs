@@ -67,6 +67,8 @@ impl BackoffConfig {
 /// may have been applied. Every wait is at least what the server asked for with `Retry-After`,
 /// `X-RateLimit-Reset` or `X-RateLimit-Delay`; when that is beyond the time left, the error is
 /// returned at once, carrying the wait in [`Error::retry_after`](workbridge_core::Error::retry_after).
+/// A wait the server asks for is honoured up to [`RetryConfig::max_server_wait`] (default
+/// 5 minutes): a `Retry-After` of years is clamped, not obeyed for ever.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct RetryConfig {
@@ -74,6 +76,8 @@ pub struct RetryConfig {
     pub max_retries: u32,
     /// Most time spent on one request, retries and waits included (default 120 s).
     pub max_elapsed: Duration,
+    /// Longest wait honoured from a server's `Retry-After` / rate-limit headers (default 300 s).
+    pub max_server_wait: Duration,
     /// The backoff between attempts.
     pub backoff: BackoffConfig,
 }
@@ -83,6 +87,7 @@ impl Default for RetryConfig {
         RetryConfig {
             max_retries: 5,
             max_elapsed: Duration::from_secs(120),
+            max_server_wait: Duration::from_secs(300),
             backoff: BackoffConfig::default(),
         }
     }
@@ -108,6 +113,13 @@ impl RetryConfig {
     #[must_use]
     pub fn max_elapsed(mut self, d: Duration) -> Self {
         self.max_elapsed = d;
+        self
+    }
+
+    /// Sets the longest wait honoured from a server's headers.
+    #[must_use]
+    pub fn max_server_wait(mut self, d: Duration) -> Self {
+        self.max_server_wait = d;
         self
     }
 

@@ -403,3 +403,64 @@ async fn rate_limit_spaces_requests() {
         start.elapsed()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_absurd_retry_after_never_freezes_the_client() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "99999999"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let c = client(&server.uri(), options());
+    let start = tokio::time::Instant::now();
+    let e = c.get("api/x").send().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    // The next call neither hangs nor sends: the pending pause (clamped to max_server_wait,
+    // 300 s) is beyond its 120 s budget, so it fails at once and says why.
+    let e = c.get("api/x").send().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited, "{e}");
+    assert!(e.to_string().contains("nothing was sent"), "{e}");
+    assert!(e.retry_after().unwrap() <= Duration::from_secs(300));
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    // Once the clamped pause is over, the healthy server is used again.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    c.get("api/x").send().await.unwrap();
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_within_the_budget_is_waited_by_the_next_call() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).insert_header("Retry-After", "30"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let c = client(&server.uri(), options());
+    c.get("api/x").send().await.unwrap();
+    let start = tokio::time::Instant::now();
+    c.get("api/x").send().await.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+}
