@@ -4,3 +4,4 @@ mod common;
 mod escalation;
 mod mapping_specs;
 mod randomized;
+mod secrets;

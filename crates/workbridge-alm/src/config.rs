@@ -58,7 +58,7 @@ pub enum LoginFlow {
 }
 
 /// Everything the adapter needs to know about an ALM project.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct AlmConfig {
     /// The server URL, with or without `/qcbin` (`https://alm.corp`).
@@ -107,6 +107,26 @@ pub fn default_defect_workflow() -> TransitionGraph {
         g = g.transition(a, b);
     }
     g
+}
+
+impl fmt::Debug for AlmConfig {
+    /// The URL without user info or secret query values; credentials as `REDACTED`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AlmConfig")
+            .field("url", &workbridge_http::redact_url_text(&self.url))
+            .field("domain", &self.domain)
+            .field("project", &self.project)
+            .field("auth", &self.auth)
+            .field("login", &self.login)
+            .field("format", &self.format)
+            .field("correlation_field", &self.correlation_field)
+            .field("time_zone_offset_minutes", &self.time_zone_offset_minutes)
+            .field("page_size", &self.page_size)
+            .field("versioned", &self.versioned)
+            .field("defect_workflow", &self.defect_workflow)
+            .field("client", &self.client)
+            .finish()
+    }
 }
 
 impl AlmConfig {

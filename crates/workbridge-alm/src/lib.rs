@@ -120,7 +120,7 @@ impl fmt::Display for AlmRepository {
         write!(
             f,
             "alm:{}/{}/{}",
-            self.config.url.trim_end_matches('/'),
+            workbridge_http::redact_url_text(self.config.url.trim_end_matches('/')),
             self.config.domain,
             self.config.project
         )
@@ -253,7 +253,12 @@ impl AlmRepository {
             .options(config.client.clone())
             .auth(Arc::new(CookieSession::new(login)))
             .error_parser(Arc::new(error::parse_error))
-            .system(format!("alm:{base}/{}/{}", config.domain, config.project))
+            .system(format!(
+                "alm:{}/{}/{}",
+                workbridge_http::redact_url_text(&base),
+                config.domain,
+                config.project
+            ))
             .build()?;
         let mut capabilities = Capabilities::all();
         capabilities.internal_comments = false;

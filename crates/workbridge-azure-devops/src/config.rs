@@ -102,7 +102,7 @@ impl fmt::Debug for AzureDevOpsAuth {
 }
 
 /// Everything the adapter needs to know about an organization or collection and a project.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct AzureDevOpsConfig {
     /// The organization URL (`https://dev.azure.com/fabrikam`) or the on-premises collection URL
@@ -121,6 +121,24 @@ pub struct AzureDevOpsConfig {
     pub page_size: usize,
     /// HTTP options.
     pub client: ClientOptions,
+}
+
+impl fmt::Debug for AzureDevOpsConfig {
+    /// The URL without user info or secret query values; credentials as `REDACTED`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AzureDevOpsConfig")
+            .field(
+                "organization_url",
+                &workbridge_http::redact_url_text(&self.organization_url),
+            )
+            .field("project", &self.project)
+            .field("auth", &self.auth)
+            .field("server", &self.server)
+            .field("correlation_field", &self.correlation_field)
+            .field("page_size", &self.page_size)
+            .field("client", &self.client)
+            .finish()
+    }
 }
 
 impl AzureDevOpsConfig {

@@ -405,7 +405,7 @@ impl fmt::Display for AzureDevOpsRepository {
         write!(
             f,
             "azure-devops:{}/{}",
-            self.config.organization_url.trim_end_matches('/'),
+            workbridge_http::redact_url_text(self.config.organization_url.trim_end_matches('/')),
             self.config.project
         )
     }
@@ -432,7 +432,7 @@ impl AzureDevOpsRepository {
             .error_parser(Arc::new(error::parse_error))
             .system(format!(
                 "azure-devops:{}/{}",
-                config.organization_url.trim_end_matches('/'),
+                workbridge_http::redact_url_text(config.organization_url.trim_end_matches('/')),
                 config.project
             ))
             .build()?;

@@ -72,7 +72,7 @@ impl HttpClientBuilder {
     /// Names the system in errors (default: the base URL).
     #[must_use]
     pub fn system(mut self, name: impl Into<String>) -> Self {
-        self.system = Some(name.into());
+        self.system = Some(crate::redact::redact_embedded_userinfo(&name.into()));
         self
     }
 
@@ -85,7 +85,7 @@ impl HttpClientBuilder {
         let mut base = Url::parse(&self.base).map_err(|e| {
             Error::config(format!(
                 "`{}` is not a valid URL: {e}",
-                truncate_chars(&self.base, 200)
+                truncate_chars(&crate::redact::redact_url_text(&self.base), 200)
             ))
         })?;
         if base.cannot_be_a_base() {
@@ -105,7 +105,18 @@ impl HttpClientBuilder {
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 let plain_remote = attempt.url().scheme() != "https"
                     && !(allow_http && crate::options::is_loopback(attempt.url()));
-                if plain_remote {
+                // Another origin never sees what this client sends: credentials, session and
+                // XSRF headers, a re-sent form body (307/308) with a client secret.
+                let other_origin = attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|first| first.origin() != attempt.url().origin());
+                if other_origin {
+                    let to = attempt.url().origin().ascii_serialization();
+                    attempt.error(format!(
+                        "redirect to another origin ({to}) refused: credentials are never sent there"
+                    ))
+                } else if plain_remote {
                     attempt.error("redirect to a plain-http or non-loopback URL refused")
                 } else if attempt.previous().len() >= 5 {
                     attempt.error("too many redirects")
@@ -452,6 +463,25 @@ impl HttpClient {
                         }
                     }
                 }
+                Err(e) if e.is_redirect() => {
+                    // Refused by the redirect policy (another origin, plain http, a loop): say
+                    // why, and never retry.
+                    let why = innermost(&e);
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!("{} {shown} was redirected: {why}", req.method),
+                    ));
+                }
+                Err(e) if chain_mentions(&e, "certificate") => {
+                    // Retrying does not make a certificate trusted: say it was the certificate.
+                    let detail = innermost(&e);
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "the TLS certificate of {shown} was refused ({detail}); add the server's CA with ClientOptions::root_certificate"
+                        ),
+                    ));
+                }
                 Err(e) => {
                     drop(permit);
                     let connect = e.is_connect();
@@ -490,6 +520,29 @@ impl HttpClient {
             retries += 1;
         }
     }
+}
+
+/// The innermost cause of an error, as text.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        last = s.to_string();
+        src = s.source();
+    }
+    last
+}
+
+/// Whether any cause of an error mentions `word` (case-insensitive).
+fn chain_mentions(e: &(dyn std::error::Error + 'static), word: &str) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if c.to_string().to_lowercase().contains(word) {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
 }
 
 /// A request being built; [`send`](RequestBuilder::send) runs it with retries.

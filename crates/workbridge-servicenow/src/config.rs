@@ -59,7 +59,7 @@ impl fmt::Debug for ServiceNowAuth {
 ///
 /// Build it with [`ServiceNowConfig::builder`] or [`ServiceNowConfig::from_env`]; nothing is
 /// checked until [`ServiceNowRepository::new`](crate::ServiceNowRepository::new).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ServiceNowConfig {
     /// The instance URL (`https://acme.service-now.com`).
@@ -137,6 +137,26 @@ pub fn default_change_workflow() -> TransitionGraph {
         g = g.transition(from, "4");
     }
     g
+}
+
+impl fmt::Debug for ServiceNowConfig {
+    /// The URL without user info or secret query values; credentials as `REDACTED`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceNowConfig")
+            .field(
+                "instance",
+                &workbridge_http::redact_url_text(&self.instance),
+            )
+            .field("auth", &self.auth)
+            .field("client", &self.client)
+            .field("page_size", &self.page_size)
+            .field("read_batch", &self.read_batch)
+            .field("write_batch", &self.write_batch)
+            .field("correlation_display", &self.correlation_display)
+            .field("parents", &self.parents)
+            .field("workflows", &self.workflows)
+            .finish()
+    }
 }
 
 impl ServiceNowConfig {

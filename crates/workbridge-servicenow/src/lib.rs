@@ -101,7 +101,10 @@ pub struct ServiceNowRepository {
 impl fmt::Debug for ServiceNowRepository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServiceNowRepository")
-            .field("instance", &self.instance)
+            .field(
+                "instance",
+                &workbridge_http::redact_url_text(&self.instance),
+            )
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -109,7 +112,11 @@ impl fmt::Debug for ServiceNowRepository {
 
 impl fmt::Display for ServiceNowRepository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "servicenow:{}", self.instance)
+        write!(
+            f,
+            "servicenow:{}",
+            workbridge_http::redact_url_text(&self.instance)
+        )
     }
 }
 
@@ -161,7 +168,10 @@ impl ServiceNowRepository {
             .options(config.client.clone())
             .auth(auth)
             .error_parser(Arc::new(error::parse_error))
-            .system(format!("servicenow:{instance}"))
+            .system(format!(
+                "servicenow:{}",
+                workbridge_http::redact_url_text(&instance)
+            ))
             .build()?;
         let mut capabilities = Capabilities::all();
         capabilities.max_batch_read = config.read_batch;

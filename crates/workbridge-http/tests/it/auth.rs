@@ -270,3 +270,97 @@ async fn oauth_keeps_the_refresh_token_when_a_refresh_answers_without_one() {
         c.get("api").send().await.unwrap();
     }
 }
+
+/// A second server, standing for another host: it must never see a request.
+async fn elsewhere() -> MockServer {
+    let other = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"access_token": "x", "expires_in": 3600})),
+        )
+        .mount(&other)
+        .await;
+    other
+}
+
+#[tokio::test]
+async fn a_redirect_of_the_token_request_to_another_host_carries_no_secret_there() {
+    let server = MockServer::start().await;
+    let other = elsewhere().await;
+    // 307 re-sends the form body (client secret, password) if followed.
+    Mock::given(method("POST"))
+        .and(path("/oauth_token.do"))
+        .respond_with(ResponseTemplate::new(307).insert_header(
+            "Location",
+            format!("{}/oauth_token.do", other.uri()).as_str(),
+        ))
+        .mount(&server)
+        .await;
+    let c = client_with(&server.uri(), options(), Arc::new(oauth(&server)));
+    let e = c.get("api/x").send().await.unwrap_err();
+    assert!(
+        other.received_requests().await.unwrap().is_empty(),
+        "the other host was reached"
+    );
+    let shown = format!("{e} {e:?}");
+    for secret in ["client-secret", "pw"] {
+        assert!(
+            !shown.contains(&format!("={secret}")) && !shown.contains(&format!("\"{secret}\"")),
+            "{shown}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_refused_with_session_and_xsrf_headers() {
+    let server = MockServer::start().await;
+    let other = elsewhere().await;
+    Mock::given(method("POST"))
+        .and(path("/api/x"))
+        .respond_with(
+            ResponseTemplate::new(308)
+                .insert_header("Location", format!("{}/api/x", other.uri()).as_str()),
+        )
+        .mount(&server)
+        .await;
+    let c = client_with(
+        &server.uri(),
+        options(),
+        Arc::new(BasicAuth::new("admin", "pw")),
+    );
+    let e = c
+        .post("api/x")
+        .header(HeaderName::from_static("x-xsrf-token"), "xsrf-secret")
+        .body(b"password=pw".to_vec(), "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        other.received_requests().await.unwrap().is_empty(),
+        "the other host was reached"
+    );
+    assert!(e.to_string().contains("another origin"), "{e}");
+}
+
+#[tokio::test]
+async fn a_redirect_within_the_origin_is_followed() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/old"))
+        .respond_with(ResponseTemplate::new(301).insert_header("Location", "/api/new"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/new"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
+        .mount(&server)
+        .await;
+    let c = client_with(
+        &server.uri(),
+        options(),
+        Arc::new(BasicAuth::new("admin", "pw")),
+    );
+    let r = c.get("api/old").send().await.unwrap();
+    assert_eq!(r.status.as_u16(), 200);
+}
