@@ -1127,212 +1127,250 @@ impl Repository for AlmRepository {
     }
 
     async fn comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        let field = comment_field(t.as_str())
-            .ok_or_else(|| Error::unsupported("comments", format!("{t} has no comments memo")))?;
-        let offset = self.offset().await?;
-        let item = self.read(t, id).await?;
-        let memo = item
-            .field(field)
-            .and_then(FieldValue::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        Ok(parse_comments(&memo)
-            .into_iter()
-            .enumerate()
-            .map(|(i, (name, login, date, text))| {
-                let at = parse_comment_date(&date)
-                    .and_then(|d| d.and_hms_opt(0, 0, 0))
-                    .map_or(item.changed_at, |d| d.and_utc() - offset);
-                let mut c = Comment::new(
-                    format!("dc{}", i + 1),
-                    at,
-                    text,
-                    TextFormat::Plain,
-                    Visibility::Public,
-                );
-                c.author = Some(Person {
-                    login: Some(login).filter(|l| !l.is_empty()),
-                    display_name: Some(name).filter(|n| !n.is_empty()),
-                    ..Person::default()
-                });
-                c
-            })
-            .collect())
+        let run = async move {
+            let field = comment_field(t.as_str()).ok_or_else(|| {
+                Error::unsupported("comments", format!("{t} has no comments memo"))
+            })?;
+            let offset = self.offset().await?;
+            let item = self.read(t, id).await?;
+            let memo = item
+                .field(field)
+                .and_then(FieldValue::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            Ok(parse_comments(&memo)
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, login, date, text))| {
+                    let at = parse_comment_date(&date)
+                        .and_then(|d| d.and_hms_opt(0, 0, 0))
+                        .map_or(item.changed_at, |d| d.and_utc() - offset);
+                    let mut c = Comment::new(
+                        format!("dc{}", i + 1),
+                        at,
+                        text,
+                        TextFormat::Plain,
+                        Visibility::Public,
+                    );
+                    c.author = Some(Person {
+                        login: Some(login).filter(|l| !l.is_empty()),
+                        display_name: Some(name).filter(|n| !n.is_empty()),
+                        ..Person::default()
+                    });
+                    c
+                })
+                .collect())
+        };
+        run.await.map_err(|e: Error| {
+            e.in_operation("comments")
+                .with_item(t.clone(), id.clone())
+                .with_system(self)
+        })
     }
 
     async fn add_comment(&self, t: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
-        if c.visibility == Visibility::Internal {
-            return Err(Error::unsupported(
-                "add_comment",
-                "ALM comments have no internal visibility",
-            ));
-        }
-        let field = comment_field(t.as_str()).ok_or_else(|| {
-            Error::unsupported("add_comment", format!("{t} has no comments memo"))
-        })?;
-        if c.body.trim().is_empty() {
-            return Err(
-                Error::invalid_input("comment", "", "a comment needs a body")
-                    .with_operation("add_comment"),
+        let run = async move {
+            if c.visibility == Visibility::Internal {
+                return Err(Error::unsupported(
+                    "add_comment",
+                    "ALM comments have no internal visibility",
+                ));
+            }
+            let field = comment_field(t.as_str()).ok_or_else(|| {
+                Error::unsupported("add_comment", format!("{t} has no comments memo"))
+            })?;
+            if c.body.trim().is_empty() {
+                return Err(
+                    Error::invalid_input("comment", "", "a comment needs a body")
+                        .with_operation("add_comment"),
+                );
+            }
+            let offset = self.offset().await?;
+            let login = match &self.config.auth {
+                Some(AlmAuth::Password { user, .. }) => user.clone(),
+                Some(AlmAuth::ApiKey { client_id, .. }) => client_id.clone(),
+                None => String::new(),
+            };
+            let name = c
+                .author
+                .as_ref()
+                .and_then(|a| a.display_name.clone())
+                .unwrap_or_else(|| login.clone());
+            let today = (Utc::now() + offset).format("%Y-%m-%d").to_string();
+            let text = match c.format {
+                TextFormat::Html => html_text(&c.body).trim().to_owned(),
+                _ => c.body.clone(),
+            };
+            let entry = format!(
+                "<div align=\"left\"><font face=\"Arial\"><span style=\"font-size:8pt\"><br /></span></font></div><div align=\"left\"><font face=\"Arial\" color=\"#000080\"><span style=\"font-size:8pt\"><b>{SEPARATOR}</b></span></font></div><div align=\"left\"><font face=\"Arial\" color=\"#000080\"><span style=\"font-size:8pt\"><b>{} &lt;{}&gt;, {today}:</b></span></font><font face=\"Arial\"><span style=\"font-size:8pt\"> {}</span></font></div>",
+                html_escape(&name),
+                html_escape(&login),
+                html_escape(&text).replace('\n', "<br />")
             );
-        }
-        let offset = self.offset().await?;
-        let login = match &self.config.auth {
-            Some(AlmAuth::Password { user, .. }) => user.clone(),
-            Some(AlmAuth::ApiKey { client_id, .. }) => client_id.clone(),
-            None => String::new(),
-        };
-        let name = c
-            .author
-            .as_ref()
-            .and_then(|a| a.display_name.clone())
-            .unwrap_or_else(|| login.clone());
-        let today = (Utc::now() + offset).format("%Y-%m-%d").to_string();
-        let text = match c.format {
-            TextFormat::Html => html_text(&c.body).trim().to_owned(),
-            _ => c.body.clone(),
-        };
-        let entry = format!(
-            "<div align=\"left\"><font face=\"Arial\"><span style=\"font-size:8pt\"><br /></span></font></div><div align=\"left\"><font face=\"Arial\" color=\"#000080\"><span style=\"font-size:8pt\"><b>{SEPARATOR}</b></span></font></div><div align=\"left\"><font face=\"Arial\" color=\"#000080\"><span style=\"font-size:8pt\"><b>{} &lt;{}&gt;, {today}:</b></span></font><font face=\"Arial\"><span style=\"font-size:8pt\"> {}</span></font></div>",
-            html_escape(&name),
-            html_escape(&login),
-            html_escape(&text).replace('\n', "<br />")
-        );
-        let meta = self.meta(t).await?;
-        let count = self
-            .with_lock("add_comment", t, id, || async {
-                let current = self.read(t, id).await?;
-                let memo = current
-                    .field(field)
-                    .and_then(FieldValue::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                let updated = match memo.rfind("</body>") {
-                    Some(pos) => format!("{}{entry}{}", &memo[..pos], &memo[pos..]),
-                    None if memo.trim().is_empty() => format!("<html><body>{entry}</body></html>"),
-                    None => format!("{memo}{entry}"),
-                };
-                let body = self.encode_fields(
-                    t,
-                    &meta,
-                    &FieldMap::new().with(field, FieldValue::Html(updated)),
-                    offset,
-                )?;
-                let resp = self
-                    .call(
-                        "add_comment",
-                        Method::PUT,
-                        &self.entity_path(t, id)?,
-                        &[],
-                        Some(encode(self.config.format, &entity_type(t.as_str()), &body)),
-                    )
-                    .await?;
-                let e = parse_entity(self.config.format, &resp.body)?;
-                let stored = e
-                    .fields
-                    .get(field)
-                    .cloned()
-                    .flatten()
-                    .and_then(|v| v.into_iter().next())
-                    .unwrap_or_default();
-                Ok(parse_comments(&stored).len())
-            })
-            .await
-            .map_err(|e| e.with_operation("add_comment").with_system(self))?;
-        let at = NaiveDate::parse_from_str(&today, "%Y-%m-%d")
-            .ok()
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map_or_else(Utc::now, |d| d.and_utc() - offset);
-        let mut comment = Comment::new(
-            format!("dc{count}"),
-            at,
-            text,
-            TextFormat::Plain,
-            Visibility::Public,
-        );
-        comment.author = Some(Person {
-            login: Some(login),
-            display_name: Some(name),
-            ..Person::default()
-        });
-        Ok(comment)
-    }
-
-    async fn attachments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
-        let offset = self.offset().await?;
-        let resp = self
-            .call(
-                "attachments",
-                Method::GET,
-                &format!("{}/attachments", self.entity_path(t, id)?),
-                &[],
-                None,
-            )
-            .await
-            .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-        let (rows, _) = parse_collection(self.config.format, &resp.body)?;
-        Ok(rows
-            .iter()
-            .map(|e| {
-                let one = |f: &str| {
-                    e.fields
-                        .get(f)
+            let meta = self.meta(t).await?;
+            let count = self
+                .with_lock("add_comment", t, id, || async {
+                    let current = self.read(t, id).await?;
+                    let memo = current
+                        .field(field)
+                        .and_then(FieldValue::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let updated = match memo.rfind("</body>") {
+                        Some(pos) => format!("{}{entry}{}", &memo[..pos], &memo[pos..]),
+                        None if memo.trim().is_empty() => {
+                            format!("<html><body>{entry}</body></html>")
+                        }
+                        None => format!("{memo}{entry}"),
+                    };
+                    let body = self.encode_fields(
+                        t,
+                        &meta,
+                        &FieldMap::new().with(field, FieldValue::Html(updated)),
+                        offset,
+                    )?;
+                    let resp = self
+                        .call(
+                            "add_comment",
+                            Method::PUT,
+                            &self.entity_path(t, id)?,
+                            &[],
+                            Some(encode(self.config.format, &entity_type(t.as_str()), &body)),
+                        )
+                        .await?;
+                    let e = parse_entity(self.config.format, &resp.body)?;
+                    let stored = e
+                        .fields
+                        .get(field)
                         .cloned()
                         .flatten()
                         .and_then(|v| v.into_iter().next())
-                        .unwrap_or_default()
-                };
-                let mut m = AttachmentMeta::new(one("id"), t.clone(), id.clone(), one("name"));
-                m.size = one("file-size").parse().ok();
-                m.created_at = NaiveDateTime::parse_from_str(&one("last-modified"), ALM_TIME)
-                    .ok()
-                    .map(|d| d.and_utc() - offset);
-                m
-            })
-            .collect())
+                        .unwrap_or_default();
+                    Ok(parse_comments(&stored).len())
+                })
+                .await
+                .map_err(|e| e.with_operation("add_comment").with_system(self))?;
+            let at = NaiveDate::parse_from_str(&today, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map_or_else(Utc::now, |d| d.and_utc() - offset);
+            let mut comment = Comment::new(
+                format!("dc{count}"),
+                at,
+                text,
+                TextFormat::Plain,
+                Visibility::Public,
+            );
+            comment.author = Some(Person {
+                login: Some(login),
+                display_name: Some(name),
+                ..Person::default()
+            });
+            Ok(comment)
+        };
+        run.await.map_err(|e: Error| {
+            e.in_operation("add_comment")
+                .with_item(t.clone(), id.clone())
+                .with_system(self)
+        })
+    }
+
+    async fn attachments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
+        let run = async move {
+            let offset = self.offset().await?;
+            let resp = self
+                .call(
+                    "attachments",
+                    Method::GET,
+                    &format!("{}/attachments", self.entity_path(t, id)?),
+                    &[],
+                    None,
+                )
+                .await
+                .map_err(|e| e.with_item(t.clone(), id.clone()))?;
+            let (rows, _) = parse_collection(self.config.format, &resp.body)?;
+            Ok(rows
+                .iter()
+                .map(|e| {
+                    let one = |f: &str| {
+                        e.fields
+                            .get(f)
+                            .cloned()
+                            .flatten()
+                            .and_then(|v| v.into_iter().next())
+                            .unwrap_or_default()
+                    };
+                    let mut m = AttachmentMeta::new(one("id"), t.clone(), id.clone(), one("name"));
+                    m.size = one("file-size").parse().ok();
+                    m.created_at = NaiveDateTime::parse_from_str(&one("last-modified"), ALM_TIME)
+                        .ok()
+                        .map(|d| d.and_utc() - offset);
+                    m
+                })
+                .collect())
+        };
+        run.await.map_err(|e: Error| {
+            e.in_operation("attachments")
+                .with_item(t.clone(), id.clone())
+                .with_system(self)
+        })
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
-        let path = format!(
-            "{}/attachments/{}",
-            self.entity_path(&a.item_type, &a.item_id)?,
-            seg(&a.file_name)
-        );
-        let resp = self
-            .client
-            .get(&path)
-            .header(ACCEPT, "application/octet-stream")
-            .operation("download")
-            .send()
-            .await?;
-        Ok(resp.body)
+        let run = async move {
+            let path = format!(
+                "{}/attachments/{}",
+                self.entity_path(&a.item_type, &a.item_id)?,
+                seg(&a.file_name)
+            );
+            let resp = self
+                .client
+                .get(&path)
+                .header(ACCEPT, "application/octet-stream")
+                .operation("download")
+                .send()
+                .await?;
+            Ok(resp.body)
+        };
+        run.await.map_err(|e: Error| {
+            e.in_operation("download")
+                .with_item(a.item_type.clone(), a.item_id.clone())
+                .with_system(self)
+        })
     }
 
     async fn upload(&self, t: &ItemType, id: &ItemId, a: &NewAttachment) -> Result<AttachmentMeta> {
-        let path = format!("{}/attachments", self.entity_path(t, id)?);
-        let resp = self
-            .client
-            .post(&path)
-            .header(ACCEPT, self.config.format.media())
-            .header(HeaderName::from_static("slug"), &a.file_name)
-            .body(a.data.clone(), "application/octet-stream")
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .operation("upload")
-            .send()
-            .await
-            .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-        let e = parse_entity(self.config.format, &resp.body)?;
-        let one = |f: &str| {
-            e.fields
-                .get(f)
-                .cloned()
-                .flatten()
-                .and_then(|v| v.into_iter().next())
-                .unwrap_or_default()
+        let run = async move {
+            let path = format!("{}/attachments", self.entity_path(t, id)?);
+            let resp = self
+                .client
+                .post(&path)
+                .header(ACCEPT, self.config.format.media())
+                .header(HeaderName::from_static("slug"), &a.file_name)
+                .body(a.data.clone(), "application/octet-stream")
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .operation("upload")
+                .send()
+                .await
+                .map_err(|e| e.with_item(t.clone(), id.clone()))?;
+            let e = parse_entity(self.config.format, &resp.body)?;
+            let one = |f: &str| {
+                e.fields
+                    .get(f)
+                    .cloned()
+                    .flatten()
+                    .and_then(|v| v.into_iter().next())
+                    .unwrap_or_default()
+            };
+            let mut m = AttachmentMeta::new(one("id"), t.clone(), id.clone(), one("name"));
+            m.size = one("file-size").parse().ok();
+            Ok(m)
         };
-        let mut m = AttachmentMeta::new(one("id"), t.clone(), id.clone(), one("name"));
-        m.size = one("file-size").parse().ok();
-        Ok(m)
+        run.await.map_err(|e: Error| {
+            e.in_operation("upload")
+                .with_item(t.clone(), id.clone())
+                .with_system(self)
+        })
     }
 }
 

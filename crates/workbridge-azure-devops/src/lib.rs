@@ -1314,7 +1314,7 @@ impl Repository for AzureDevOpsRepository {
             }
         };
         run.await.map_err(|e: Error| {
-            e.with_operation("comments")
+            e.in_operation("comments")
                 .with_item(t.clone(), id.clone())
                 .with_system(self)
         })
@@ -1404,7 +1404,7 @@ impl Repository for AzureDevOpsRepository {
             }
         };
         run.await.map_err(|e: Error| {
-            e.with_operation("add_comment")
+            e.in_operation("add_comment")
                 .with_item(t.clone(), id.clone())
                 .with_system(self)
         })
@@ -1461,7 +1461,7 @@ impl Repository for AzureDevOpsRepository {
             Ok(out)
         };
         run.await.map_err(|e: Error| {
-            e.with_operation("attachments")
+            e.in_operation("attachments")
                 .with_item(t.clone(), id.clone())
                 .with_system(self)
         })
@@ -1485,7 +1485,7 @@ impl Repository for AzureDevOpsRepository {
             Ok(resp.body)
         };
         run.await.map_err(|e: Error| {
-            e.with_operation("download")
+            e.in_operation("download")
                 .with_item(a.item_type.clone(), a.item_id.clone())
                 .with_system(self)
         })
@@ -1539,7 +1539,7 @@ impl Repository for AzureDevOpsRepository {
                 })
         };
         run.await.map_err(|e: Error| {
-            e.with_operation("upload")
+            e.in_operation("upload")
                 .with_item(t.clone(), id.clone())
                 .with_system(self)
         })

@@ -270,6 +270,14 @@ impl Error {
         self
     }
 
+    /// Sets the operation, replacing one an inner call set: for a trait method that is built
+    /// from other operations (comments read through a `get`) and must name itself.
+    #[must_use]
+    pub fn in_operation(mut self, operation: &'static str) -> Self {
+        self.operation = Some(operation);
+        self
+    }
+
     /// Sets the system, unless one is already set.
     #[must_use]
     pub fn with_system(mut self, system: impl fmt::Display) -> Self {

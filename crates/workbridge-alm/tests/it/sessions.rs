@@ -512,3 +512,43 @@ async fn correlation_keys_are_looked_up_in_one_query() {
         ]
     );
 }
+
+#[tokio::test]
+async fn comment_and_attachment_errors_name_operation_system_and_item() {
+    let sim = crate::sim().await;
+    let repo = crate::repo(&sim, Format::Json);
+    let t = ItemType::from("defects");
+    let id = workbridge_core::ItemId::new("999999");
+    let errors = [
+        ("comments", repo.comments(&t, &id).await.unwrap_err()),
+        (
+            "add_comment",
+            repo.add_comment(&t, &id, &workbridge_core::NewComment::public("x"))
+                .await
+                .unwrap_err(),
+        ),
+        ("attachments", repo.attachments(&t, &id).await.unwrap_err()),
+        (
+            "upload",
+            repo.upload(
+                &t,
+                &id,
+                &workbridge_core::NewAttachment::new("a.txt", "text/plain", "x"),
+            )
+            .await
+            .unwrap_err(),
+        ),
+    ];
+    for (op, e) in errors {
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{op}: {e}");
+        assert_eq!(e.operation(), Some(op), "{e}");
+        assert_eq!(e.context().item_id.as_ref(), Some(&id), "{op}: {e}");
+        assert!(
+            e.context()
+                .system
+                .as_deref()
+                .is_some_and(|s| s.starts_with("alm:")),
+            "{op}: {e}"
+        );
+    }
+}

@@ -424,3 +424,48 @@ async fn older_servers_use_their_own_api_versions_and_shapes() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn comment_and_attachment_errors_name_operation_system_and_item() {
+    let server = MockServer::start().await;
+    mock_metadata(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/fabrikam/Fabrikam/_apis/wit/workItems/42/comments"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"oops": 1})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/fabrikam/Fabrikam/_apis/wit/workItems/42/comments"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>sign in</html>"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/fabrikam/_apis/wit/workitems/42"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("garbage"))
+        .mount(&server)
+        .await;
+    let repo = repo_at(&server.uri(), ServerVersion::Services);
+    let t = ItemType::from("Bug");
+    let id = workbridge_core::ItemId::new("42");
+    let errors = [
+        ("comments", repo.comments(&t, &id).await.unwrap_err()),
+        (
+            "add_comment",
+            repo.add_comment(&t, &id, &workbridge_core::NewComment::public("x"))
+                .await
+                .unwrap_err(),
+        ),
+        ("attachments", repo.attachments(&t, &id).await.unwrap_err()),
+    ];
+    for (op, e) in errors {
+        assert_eq!(e.operation(), Some(op), "{e}");
+        assert_eq!(e.context().item_id.as_ref(), Some(&id), "{op}: {e}");
+        assert!(
+            e.context()
+                .system
+                .as_deref()
+                .is_some_and(|s| s.starts_with("azure-devops:")),
+            "{op}: {e}"
+        );
+    }
+}
