@@ -304,14 +304,24 @@ enum Job {
     Link(ItemId, ItemId),
 }
 
-/// A lease holder id unique to this value: process, time and a counter.
-fn holder_id() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}-{t:x}-{n}", std::process::id())
+/// The default lease holder: this host and program, stable across restarts. A process that
+/// was killed mid-round and started again takes its own lease back at once instead of waiting
+/// for it to expire; another host (or another program) still waits. Two processes of one
+/// program on one host running the same pair must name themselves with
+/// [`SyncPair::with_holder`].
+fn default_holder() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "workbridge".to_owned());
+    format!("{host}/{program}")
 }
 
 impl fmt::Debug for SyncPair {
@@ -391,7 +401,7 @@ impl SyncPair {
             options: SyncOptions::default(),
             workflows: AsyncMutex::new(None),
             round: AsyncMutex::new(()),
-            holder: holder_id(),
+            holder: default_holder(),
         }
     }
 
@@ -401,10 +411,17 @@ impl SyncPair {
         self
     }
 
-    /// Names this worker in the pair's lease (default: unique to this value).
+    /// Names this worker in the pair's lease (default: host and program, so a restarted
+    /// process takes its lease back at once). Give each worker its own name when several run
+    /// one pair from the same host and program.
     pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
         self.holder = holder.into();
         self
+    }
+
+    /// The name this worker holds the pair's lease under.
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// Sets the options.

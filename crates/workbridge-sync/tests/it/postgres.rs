@@ -80,7 +80,8 @@ async fn two_workers_never_run_one_pair_at_once() {
         Arc::new(PostgresStore::connect(&url).await.unwrap()),
     )
     .unwrap()
-    .with_id("shared");
+    .with_id("shared")
+    .with_holder("worker-a");
     let b = SyncPair::new(
         ops.clone(),
         dev.clone(),
@@ -88,7 +89,8 @@ async fn two_workers_never_run_one_pair_at_once() {
         Arc::new(PostgresStore::connect(&url).await.unwrap()),
     )
     .unwrap()
-    .with_id("shared");
+    .with_id("shared")
+    .with_holder("worker-b");
     let (ra, rb) = tokio::join!(a.run_once(), b.run_once());
     // Whichever ran, together they created each Bug once; one may have found the lease held.
     assert_eq!(ra.created.right + rb.created.right, 20, "a: {ra}\nb: {rb}");

@@ -235,6 +235,57 @@ async fn a_pair_whose_lease_another_worker_holds_does_not_run() {
     );
 }
 
+#[tokio::test]
+async fn a_restarted_worker_takes_its_own_lease_back_at_once() {
+    // A process killed mid-round leaves its lease behind (ten minutes by default). The same
+    // program started again on the same host holds it under the same name and runs at once;
+    // a worker elsewhere still waits.
+    let store = Arc::new(MemoryStore::new());
+    let mapping = "left = \"incident\"\nright = \"Bug\"\n[create]\nleft_to_right = true\n[[field]]\nleft = \"short_description\"\nright = \"System.Title\"\n";
+    let ops = Arc::new(InMemoryRepository::new("ops"));
+    let dev = Arc::new(InMemoryRepository::new("dev"));
+    ops.create(
+        &ItemType::new("incident"),
+        &FieldMap::new().with("short_description", "A"),
+        &CreateOptions::default(),
+    )
+    .await
+    .unwrap();
+    let make = || {
+        SyncPair::new(
+            ops.clone(),
+            dev.clone(),
+            Mapping::from_toml_str(mapping).unwrap(),
+            store.clone(),
+        )
+        .unwrap()
+        .with_id("p")
+    };
+    let before_the_crash = make();
+    assert!(
+        store
+            .acquire_lease(
+                "p",
+                before_the_crash.holder(),
+                std::time::Duration::from_secs(600)
+            )
+            .await
+            .unwrap()
+    );
+    drop(before_the_crash);
+    let elsewhere = make().with_holder("another-host/service");
+    let r = elsewhere.run_once().await;
+    assert_eq!(
+        r.stopped.as_ref().map(workbridge_core::Error::kind),
+        Some(workbridge_core::ErrorKind::Conflict),
+        "{r}"
+    );
+    let restarted = make();
+    let r = restarted.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(r.created.right, 1);
+}
+
 #[test]
 fn a_store_from_a_newer_version_is_refused() {
     let path = temp_db("newer");
