@@ -179,9 +179,27 @@ async fn incident_escalation_end_to_end() {
         )
     );
 
-    // Converged: no more writes, and one Bug in all.
+    // Converged: no more writes.
     let r4 = pair.run_once().await;
     assert_eq!(r4.writes(), 0, "{r4}");
+
+    // QA's verification fails: the Bug is reopened, and the ticket follows it back.
+    sys.ado
+        .update(
+            &bug(),
+            &b.id,
+            &FieldMap::new().with("System.State", "Active"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let r5 = pair.run_once().await;
+    assert!(r5.is_complete() && r5.parked.is_empty(), "{r5}");
+    let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
+    assert_eq!(s(&t, "state"), "2", "the reopen reached the ticket");
+    assert_eq!(s(&t, "u_dev_status"), "In development");
+    let r6 = pair.run_once().await;
+    assert_eq!(r6.writes(), 0, "{r6}");
     assert_eq!(r4.comments_copied.left + r4.comments_copied.right, 0);
     let (all, _) = sys
         .ado
@@ -227,4 +245,89 @@ async fn an_initial_sync_creates_bugs_in_batches() {
         "{requests} Azure DevOps requests for 120 Bugs"
     );
     assert_eq!(pair.run_once().await.writes(), 0);
+}
+
+#[tokio::test]
+async fn ticket_and_bug_states_move_together_both_ways() {
+    let sims = sims().await;
+    let sys = sides(&sims, 0);
+    let pair = SyncPair::new(
+        sys.sn.clone(),
+        sys.ado.clone(),
+        spec("state_sync.toml"),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
+    let ticket = sys
+        .sn
+        .create(
+            &incident(),
+            &FieldMap::new()
+                .with("short_description", "Checkout times out")
+                .with("category", FieldValue::Choice("software".into())),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let r = pair.run_once().await;
+    assert!(r.is_complete() && r.created.right == 1, "{r}");
+    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    let bug_state = || async {
+        s(
+            &sys.ado.get(&bug(), &link.right).await.unwrap(),
+            "System.State",
+        )
+    };
+    let ticket_state = || async { s(&sys.sn.get(&incident(), &ticket.id).await.unwrap(), "state") };
+    assert_eq!(bug_state().await, "New");
+    let steps: [(&str, &str, &str); 5] = [
+        // (who moves, to what, what the other side must show)
+        ("ops", "2", "Active"),
+        ("dev", "Resolved", "6"),
+        ("ops", "2", "Active"), // Ops reopen the ticket: the Bug is active again
+        ("ops", "6", "Resolved"),
+        ("ops", "7", "Closed"),
+    ];
+    for (who, to, expect) in steps {
+        if who == "ops" {
+            sys.sn
+                .update(
+                    &incident(),
+                    &ticket.id,
+                    &if to == "7" || to == "6" {
+                        FieldMap::new()
+                            .with("state", FieldValue::Choice(to.into()))
+                            .with("close_code", "Solution provided")
+                            .with("close_notes", "done")
+                    } else {
+                        FieldMap::new().with("state", FieldValue::Choice(to.into()))
+                    },
+                    &Default::default(),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("ops to {to}: {e}"));
+        } else {
+            sys.ado
+                .update(
+                    &bug(),
+                    &link.right,
+                    &FieldMap::new().with("System.State", to),
+                    &Default::default(),
+                )
+                .await
+                .unwrap();
+        }
+        let r = pair.run_once().await;
+        assert!(r.is_complete() && r.parked.is_empty(), "{who} to {to}: {r}");
+        let seen = if who == "ops" {
+            bug_state().await
+        } else {
+            ticket_state().await
+        };
+        assert_eq!(seen, expect, "{who} moved to {to}");
+        let quiet = pair.run_once().await;
+        assert_eq!(quiet.writes(), 0, "after {who} to {to}: {quiet}");
+    }
+    let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
+    assert_eq!(s(&t, "state"), "7");
 }

@@ -32,6 +32,9 @@ async fn the_documented_specs_validate_against_real_schemas() {
     escalation
         .validate(&incident, &bug)
         .unwrap_or_else(|e| panic!("incident_escalation.toml:\n{e}"));
+    spec("state_sync.toml")
+        .validate(&incident, &bug)
+        .unwrap_or_else(|e| panic!("state_sync.toml:\n{e}"));
     spec("qa_verification.toml")
         .validate(&bug, &defect)
         .unwrap_or_else(|e| panic!("qa_verification.toml:\n{e}"));
