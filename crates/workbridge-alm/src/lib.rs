@@ -840,7 +840,10 @@ impl Repository for AlmRepository {
     }
 
     async fn schema(&self, t: &ItemType) -> Result<Schema> {
-        let meta = self.meta(t).await.map_err(|e| e.with_operation("schema"))?;
+        let meta = self
+            .meta(t)
+            .await
+            .map_err(|e| e.with_operation("schema").with_system(self))?;
         let mut s = Schema::new(t.clone());
         for (name, m) in meta.iter() {
             let mut d = FieldDef::new(name.as_str(), m.kind())
@@ -882,7 +885,7 @@ impl Repository for AlmRepository {
         let meta = self
             .meta(t)
             .await
-            .map_err(|e| e.with_operation("get_many"))?;
+            .map_err(|e| e.with_operation("get_many").with_system(self))?;
         let offset = self.offset().await?;
         let mut numeric: Vec<u64> = ids.iter().filter_map(|i| i.as_str().parse().ok()).collect();
         numeric.sort_unstable();
@@ -1041,10 +1044,10 @@ impl Repository for AlmRepository {
         let meta = self
             .meta(t)
             .await
-            .map_err(|e| e.with_operation("find_by_correlation"))?;
+            .map_err(|e| e.with_operation("find_by_correlation").with_system(self))?;
         let field = self
             .correlation_name(&meta)
-            .map_err(|e| e.with_operation("find_by_correlation"))?;
+            .map_err(|e| e.with_operation("find_by_correlation").with_system(self))?;
         if key.as_str().contains('"') {
             return Err(Error::invalid_input(
                 "correlation key",

@@ -976,7 +976,7 @@ impl Repository for AzureDevOpsRepository {
         let meta = self
             .type_meta(t)
             .await
-            .map_err(|e| e.with_operation("schema"))?;
+            .map_err(|e| e.with_operation("schema").with_system(self))?;
         let mut s = Schema::new(t.clone());
         for (r, m) in &meta.fields {
             let mut d = FieldDef::new(r.as_str(), m.kind())
@@ -1015,7 +1015,7 @@ impl Repository for AzureDevOpsRepository {
         let meta = self
             .type_meta(t)
             .await
-            .map_err(|e| e.with_operation("get_many"))?;
+            .map_err(|e| e.with_operation("get_many").with_system(self))?;
         let mut numeric: Vec<u64> = ids.iter().filter_map(|i| i.as_str().parse().ok()).collect();
         numeric.sort_unstable();
         numeric.dedup();
@@ -1120,7 +1120,7 @@ impl Repository for AzureDevOpsRepository {
         let meta = self
             .type_meta(t)
             .await
-            .map_err(|e| e.with_operation("find_by_correlation"))?;
+            .map_err(|e| e.with_operation("find_by_correlation").with_system(self))?;
         let cond = match &self.config.correlation_field {
             Some(f) => format!("[{f}] = {}", lit(key.as_str())),
             None => format!(
@@ -1215,7 +1215,9 @@ impl Repository for AzureDevOpsRepository {
                                 None,
                             )
                             .await?;
-                        let v: Value = resp.json().map_err(|e| e.with_operation("comments"))?;
+                        let v: Value = resp
+                            .json()
+                            .map_err(|e| e.with_operation("comments").with_system(self))?;
                         let list =
                             v.get("comments").and_then(Value::as_array).ok_or_else(|| {
                                 Error::protocol("comments", "the comment list has no comments")
@@ -1358,7 +1360,9 @@ impl Repository for AzureDevOpsRepository {
                         )
                         .await
                         .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-                    let v: Value = resp.json().map_err(|e| e.with_operation("add_comment"))?;
+                    let v: Value = resp
+                        .json()
+                        .map_err(|e| e.with_operation("add_comment").with_system(self))?;
                     let cid = v
                         .get("id")
                         .or_else(|| v.get("commentId"))
@@ -1423,13 +1427,23 @@ impl Repository for AzureDevOpsRepository {
                 )
                 .await
                 .map_err(|e| e.with_item(t.clone(), id.clone()))?;
+            // A work item it must be; with no relations it has no attachments, but relations
+            // that are not a list are a payload we cannot read.
+            if v.get("id").and_then(Value::as_u64).is_none() {
+                return Err(Error::protocol("id", "the answer is not a work item"));
+            }
+            let relations = match v.get("relations") {
+                None | Some(Value::Null) => &[][..],
+                Some(Value::Array(a)) => a.as_slice(),
+                Some(other) => {
+                    return Err(Error::protocol(
+                        "relations",
+                        format!("expected a list of relations, found {other}"),
+                    ));
+                }
+            };
             let mut out = Vec::new();
-            for r in v
-                .get("relations")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for r in relations {
                 if r.get("rel").and_then(Value::as_str) != Some("AttachedFile") {
                     continue;
                 }

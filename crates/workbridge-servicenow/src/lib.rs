@@ -338,7 +338,7 @@ impl ServiceNowRepository {
             .await?;
         let meta = Arc::new(
             TableMeta::from_rows(&chain, &dictionary, &choices)
-                .map_err(|e| e.with_operation("schema"))?,
+                .map_err(|e| e.with_operation("schema").with_system(self))?,
         );
         self.meta
             .write()
@@ -793,7 +793,9 @@ impl ServiceNowRepository {
                 .operation("write_many")
                 .send()
                 .await?;
-            let body: Value = resp.json().map_err(|e| e.with_operation("write_many"))?;
+            let body: Value = resp
+                .json()
+                .map_err(|e| e.with_operation("write_many").with_system(self))?;
             let serviced = body
                 .get("serviced_requests")
                 .and_then(Value::as_array)
@@ -940,7 +942,7 @@ impl Repository for ServiceNowRepository {
         let meta = self
             .table_meta(table)
             .await
-            .map_err(|e| e.with_operation("schema"))?;
+            .map_err(|e| e.with_operation("schema").with_system(self))?;
         Ok(meta.schema(table, self.workflow(table)))
     }
 
@@ -966,7 +968,7 @@ impl Repository for ServiceNowRepository {
         let meta = self
             .table_meta(table)
             .await
-            .map_err(|e| e.with_operation("get_many"))?;
+            .map_err(|e| e.with_operation("get_many").with_system(self))?;
         let projection = Self::projection(opts.fields.as_ref());
         let mut unique: Vec<&ItemId> = ids.iter().collect();
         unique.sort();
@@ -1089,7 +1091,7 @@ impl Repository for ServiceNowRepository {
         let meta = self
             .table_meta(table)
             .await
-            .map_err(|e| e.with_operation("find_by_correlation"))?;
+            .map_err(|e| e.with_operation("find_by_correlation").with_system(self))?;
         let (rows, _) = self
             .list(
                 "find_by_correlation",
@@ -1104,7 +1106,7 @@ impl Repository for ServiceNowRepository {
             .iter()
             .map(|r| self.record_to_item(table, &meta, r, "result[0]", false))
             .collect::<Result<Vec<_>>>()
-            .map_err(|e| e.with_operation("find_by_correlation"))?;
+            .map_err(|e| e.with_operation("find_by_correlation").with_system(self))?;
         self.resolve_persons(&mut items).await?;
         Ok(items.pop())
     }
@@ -1177,83 +1179,111 @@ impl Repository for ServiceNowRepository {
     }
 
     async fn comments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        let comments = self.journal(id, "comments,work_notes").await?;
-        if comments.is_empty() {
-            self.exists("comments", table, id).await?;
-        }
-        Ok(comments)
+        let run = async move {
+            let comments = self.journal(id, "comments,work_notes").await?;
+            if comments.is_empty() {
+                self.exists("comments", table, id).await?;
+            }
+            Ok(comments)
+        };
+        run.await.map_err(|e: Error| {
+            e.in_operation("comments")
+                .with_item(table.clone(), id.clone())
+                .with_system(self)
+        })
     }
 
     async fn add_comment(&self, table: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
-        if c.body.trim().is_empty() {
-            return Err(
-                Error::invalid_input("comment", "", "a comment needs a body")
-                    .with_operation("add_comment"),
-            );
-        }
-        let element = match c.visibility {
-            Visibility::Internal => "work_notes",
-            _ => "comments",
+        let run = async move {
+            if c.body.trim().is_empty() {
+                return Err(
+                    Error::invalid_input("comment", "", "a comment needs a body")
+                        .with_operation("add_comment"),
+                );
+            }
+            let element = match c.visibility {
+                Visibility::Internal => "work_notes",
+                _ => "comments",
+            };
+            let value = match c.format {
+                TextFormat::Html => format!("[code]{}[/code]", c.body),
+                _ => c.body.clone(),
+            };
+            self.client
+                .request(Method::PATCH, &format!("api/now/table/{table}/{id}"))
+                .query(&[("sysparm_fields", "sys_id")])
+                .json(&json!({ element: value }))
+                .operation("add_comment")
+                .send()
+                .await
+                .map_err(|e| e.with_item(table.clone(), id.clone()))?;
+            let entries = self.journal(id, element).await?;
+            entries
+                .into_iter()
+                .rev()
+                .find(|e| e.body == c.body)
+                .ok_or_else(|| {
+                    Error::protocol(
+                        "result",
+                        "the new journal entry was not found after writing it",
+                    )
+                    .with_operation("add_comment")
+                })
         };
-        let value = match c.format {
-            TextFormat::Html => format!("[code]{}[/code]", c.body),
-            _ => c.body.clone(),
-        };
-        self.client
-            .request(Method::PATCH, &format!("api/now/table/{table}/{id}"))
-            .query(&[("sysparm_fields", "sys_id")])
-            .json(&json!({ element: value }))
-            .operation("add_comment")
-            .send()
-            .await
-            .map_err(|e| e.with_item(table.clone(), id.clone()))?;
-        let entries = self.journal(id, element).await?;
-        entries
-            .into_iter()
-            .rev()
-            .find(|e| e.body == c.body)
-            .ok_or_else(|| {
-                Error::protocol(
-                    "result",
-                    "the new journal entry was not found after writing it",
-                )
-                .with_operation("add_comment")
-            })
+        run.await.map_err(|e: Error| {
+            e.in_operation("add_comment")
+                .with_item(table.clone(), id.clone())
+                .with_system(self)
+        })
     }
 
     async fn attachments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
-        let (body, _) = self
-            .get_json(
-                "attachments",
-                "api/now/attachment",
-                &[(
-                    "sysparm_query",
-                    format!(
-                        "table_name={}^table_sys_id={}^ORDERBYsys_created_on",
-                        q(table.as_str()),
-                        q(id.as_str())
-                    ),
-                )],
-            )
-            .await?;
-        let rows = Self::result_array(body, "attachments")?;
-        if rows.is_empty() {
-            self.exists("attachments", table, id).await?;
-        }
-        rows.iter()
-            .enumerate()
-            .map(|(i, r)| self.attachment_meta(r, &format!("result[{i}]")))
-            .collect()
+        let run = async move {
+            let (body, _) = self
+                .get_json(
+                    "attachments",
+                    "api/now/attachment",
+                    &[(
+                        "sysparm_query",
+                        format!(
+                            "table_name={}^table_sys_id={}^ORDERBYsys_created_on",
+                            q(table.as_str()),
+                            q(id.as_str())
+                        ),
+                    )],
+                )
+                .await?;
+            let rows = Self::result_array(body, "attachments")?;
+            if rows.is_empty() {
+                self.exists("attachments", table, id).await?;
+            }
+            rows.iter()
+                .enumerate()
+                .map(|(i, r)| self.attachment_meta(r, &format!("result[{i}]")))
+                .collect::<Result<Vec<_>>>()
+        };
+        run.await.map_err(|e: Error| {
+            e.in_operation("attachments")
+                .with_item(table.clone(), id.clone())
+                .with_system(self)
+        })
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
-        let resp = self
-            .client
-            .get(&format!("api/now/attachment/{}/file", a.id))
-            .operation("download")
-            .send()
-            .await?;
-        Ok(resp.body)
+        let run = async move {
+            let resp = self
+                .client
+                .get(&format!("api/now/attachment/{}/file", a.id))
+                .operation("download")
+                .send()
+                .await?;
+            Ok(resp.body)
+        };
+        run.await.map_err(|e: Error| {
+            e.in_operation("download")
+                .with_item(a.item_type.clone(), a.item_id.clone())
+                .with_system(self)
+        })
     }
 
     async fn upload(
@@ -1262,22 +1292,31 @@ impl Repository for ServiceNowRepository {
         id: &ItemId,
         a: &NewAttachment,
     ) -> Result<AttachmentMeta> {
-        let resp = self
-            .client
-            .post("api/now/attachment/file")
-            .query(&[
-                ("table_name", table.as_str()),
-                ("table_sys_id", id.as_str()),
-                ("file_name", a.file_name.as_str()),
-            ])
-            .body(a.data.clone(), &a.content_type)
-            .header(CONTENT_TYPE, &a.content_type)
-            .operation("upload")
-            .send()
-            .await
-            .map_err(|e| e.with_item(table.clone(), id.clone()))?;
-        let body: Value = resp.json().map_err(|e| e.with_operation("upload"))?;
-        self.attachment_meta(&Self::result_object(body, "upload")?, "result")
+        let run = async move {
+            let resp = self
+                .client
+                .post("api/now/attachment/file")
+                .query(&[
+                    ("table_name", table.as_str()),
+                    ("table_sys_id", id.as_str()),
+                    ("file_name", a.file_name.as_str()),
+                ])
+                .body(a.data.clone(), &a.content_type)
+                .header(CONTENT_TYPE, &a.content_type)
+                .operation("upload")
+                .send()
+                .await
+                .map_err(|e| e.with_item(table.clone(), id.clone()))?;
+            let body: Value = resp
+                .json()
+                .map_err(|e| e.with_operation("upload").with_system(self))?;
+            self.attachment_meta(&Self::result_object(body, "upload")?, "result")
+        };
+        run.await.map_err(|e: Error| {
+            e.in_operation("upload")
+                .with_item(table.clone(), id.clone())
+                .with_system(self)
+        })
     }
 
     async fn write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
