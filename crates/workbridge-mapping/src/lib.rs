@@ -1357,6 +1357,23 @@ impl Mapping {
         target_current: &FieldMap,
         graph: Option<&TransitionGraph>,
     ) -> Result<Vec<TransitionStep>> {
+        self.plan_state_rendering(d, source, source, target_current, graph)
+    }
+
+    /// [`Mapping::plan_state`] with the templates of the supplied fields rendered from
+    /// `render_from` — the source as it will be once the same round's own writes to it are
+    /// applied — while the state to reach is still read from `source`.
+    ///
+    /// # Errors
+    /// As [`Mapping::plan_state`].
+    pub fn plan_state_rendering(
+        &self,
+        d: Direction,
+        source: &FieldMap,
+        render_from: &FieldMap,
+        target_current: &FieldMap,
+        graph: Option<&TransitionGraph>,
+    ) -> Result<Vec<TransitionStep>> {
         let Some(s) = self.state.as_ref().filter(|s| s.flow.allows(d)) else {
             return Ok(Vec::new());
         };
@@ -1406,7 +1423,7 @@ impl Mapping {
                 for (k, v) in extra {
                     let v = match v {
                         FieldValue::Text(t) if t.contains('{') => {
-                            FieldValue::Text(render_template(t, source))
+                            FieldValue::Text(render_template(t, render_from))
                         }
                         other => other.clone(),
                     };

@@ -167,6 +167,23 @@ pub fn plan(mapping: &Mapping, input: PlanInput<'_>) -> SyncPlan {
     let mut out = SyncPlan::default();
     let (mut right, mut c1, e1, keep_left) = half(mapping, Direction::LeftToRight, &input);
     let (mut left, c2, e2, keep_right) = half(mapping, Direction::RightToLeft, &input);
+    // The templates of a state change's supplied fields name the source as it will be after
+    // this plan's own writes to it (a close note quoting the Bug's title quotes the title the
+    // same round gives the Bug).
+    restate(
+        mapping,
+        Direction::LeftToRight,
+        &input,
+        &mut right,
+        &left.fields,
+    );
+    restate(
+        mapping,
+        Direction::RightToLeft,
+        &input,
+        &mut left,
+        &right.fields,
+    );
     left.keep_baseline.extend(keep_left);
     right.keep_baseline.extend(keep_right);
     out.right = right;
@@ -178,6 +195,31 @@ pub fn plan(mapping: &Mapping, input: PlanInput<'_>) -> SyncPlan {
 }
 
 type Half = (SideWrites, Vec<FieldConflict>, Vec<Error>, Vec<FieldName>);
+
+/// Renders the supplied fields of `w`'s state steps again, from the source with `to_source`
+/// (the writes planned for the source) applied.
+fn restate(
+    mapping: &Mapping,
+    d: Direction,
+    i: &PlanInput<'_>,
+    w: &mut SideWrites,
+    to_source: &FieldMap,
+) {
+    if w.steps.is_empty() || to_source.is_empty() {
+        return;
+    }
+    let (src, dst, graph) = match d {
+        Direction::LeftToRight => (i.left, i.right, i.right_workflow),
+        Direction::RightToLeft => (i.right, i.left, i.left_workflow),
+    };
+    let mut render_from = src.fields.clone();
+    render_from.merge(to_source);
+    let mut after = dst.fields.clone();
+    after.merge(&w.fields);
+    if let Ok(steps) = mapping.plan_state_rendering(d, &src.fields, &render_from, &after, graph) {
+        w.steps = steps;
+    }
+}
 
 fn half(mapping: &Mapping, d: Direction, i: &PlanInput<'_>) -> Half {
     let (src, src_base, dst, dst_base, graph, dst_side) = match d {

@@ -1283,3 +1283,70 @@ fn without_a_baseline_a_value_equal_to_the_default_still_flows() {
     );
     assert!(p.left.is_empty());
 }
+
+#[tokio::test]
+async fn supplied_fields_quote_the_twin_as_this_round_leaves_it() {
+    // Ops rename the ticket in the same round Dev resolve the Bug: the close note quotes the
+    // Bug's title as the round leaves it (the new name), not as it was read.
+    let spec = r#"
+left = "incident"
+right = "Bug"
+[create]
+left_to_right = true
+[[field]]
+left = "short_description"
+right = "System.Title"
+[state]
+left = "state"
+right = "System.State"
+direction = "right-to-left"
+map = { Resolved = "6" }
+[state.supply_left."6"]
+close_notes = "Fixed: {System.Title}"
+"#;
+    let (clock, ops, dev) = backends();
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(spec).unwrap(),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
+    clock.advance(std::time::Duration::from_secs(1));
+    let t = ops
+        .create(
+            &incident(),
+            &FieldMap::new().with("short_description", "Old name"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(pair.run_once().await.is_complete());
+    let link = pair.link_of(Side::Left, &t.id).await.unwrap().unwrap();
+    clock.advance(std::time::Duration::from_secs(1));
+    ops.update(
+        &incident(),
+        &t.id,
+        &FieldMap::new().with("short_description", "New name"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    for s in ["Active", "Resolved"] {
+        dev.update(
+            &bug(),
+            &link.right,
+            &FieldMap::new().with("System.State", s),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    let ticket = ops.get(&incident(), &t.id).await.unwrap();
+    let b = dev.get(&bug(), &link.right).await.unwrap();
+    assert_eq!(text(&b, "System.Title"), Some("New name"));
+    assert_eq!(text(&ticket, "close_notes"), Some("Fixed: New name"));
+    assert_eq!(text(&ticket, "state"), Some("6"));
+}
