@@ -1299,6 +1299,11 @@ impl SyncPair {
         Ok(())
     }
 
+    /// The key of an item across pairs: its system, type and id.
+    fn item_key(&self, side: Side, id: &ItemId) -> String {
+        format!("{}|{}|{}", self.repos[side], self.types[side], id)
+    }
+
     async fn copy_comments(&self, link: &Link, side: Side, report: &mut SyncReport) -> Result<()> {
         let other = side.other();
         let routing = self.mapping.comments();
@@ -1314,6 +1319,10 @@ impl SyncPair {
         let comments = self.repos[side]
             .comments(&self.types[side], link.id(side))
             .await?;
+        // Across every pair sharing the store, a comment reaches an item once: not back where
+        // it was first written, and not again by another path (three systems, three pairs).
+        let target = self.item_key(other, link.id(other));
+        let mut on_target: Option<Vec<String>> = None;
         for c in comments {
             if c.visibility == Visibility::Internal && !routing.copy_internal {
                 continue;
@@ -1323,6 +1332,23 @@ impl SyncPair {
                 .copied(&self.id, Copied::Comment, side, &c.id)
                 .await?
             {
+                continue;
+            }
+            let here = format!("{}|{}", self.item_key(side, link.id(side)), c.id);
+            let origin = self
+                .store
+                .comment_origin(&here)
+                .await?
+                .unwrap_or_else(|| here.clone());
+            let origins = match &mut on_target {
+                Some(o) => o,
+                None => on_target.insert(self.store.comment_origins_on(&target).await?),
+            };
+            if origin.starts_with(&format!("{target}|")) || origins.contains(&origin) {
+                // Already there: remember it for this pair, copy nothing.
+                self.store
+                    .record_copy(&self.id, Copied::Comment, side, &c.id, "")
+                    .await?;
                 continue;
             }
             let mut body = c.body.clone();
@@ -1350,6 +1376,10 @@ impl SyncPair {
             self.store
                 .record_copy(&self.id, Copied::Comment, side, &c.id, &copy.id)
                 .await?;
+            self.store
+                .record_comment_origin(&format!("{target}|{}", copy.id), &target, &origin)
+                .await?;
+            origins.push(origin);
             report.comments_copied[other] += 1;
         }
         Ok(())

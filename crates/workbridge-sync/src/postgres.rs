@@ -21,6 +21,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE workbridge_copied (pair TEXT NOT NULL, kind TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (pair, kind, side, id));
      CREATE TABLE workbridge_leases (pair TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL);",
     "CREATE TABLE workbridge_intents (pair TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, intent TEXT NOT NULL, PRIMARY KEY (pair, side, id));",
+    "CREATE TABLE workbridge_comment_origins (copy TEXT PRIMARY KEY, item TEXT NOT NULL, origin TEXT NOT NULL);
+     CREATE INDEX workbridge_comment_origins_by_item ON workbridge_comment_origins (item);",
 ];
 
 /// An arbitrary constant naming the migration lock (`pg_advisory_xact_lock`).
@@ -414,5 +416,28 @@ impl StateStore for PostgresStore {
         )
         .await
         .map(|_| ())
+    }
+    async fn comment_origin(&self, at: &str) -> Result<Option<String>> {
+        self.one_text(
+            "SELECT origin FROM workbridge_comment_origins WHERE copy = $1",
+            &[&at],
+        )
+        .await
+    }
+    async fn record_comment_origin(&self, copy: &str, item: &str, origin: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO workbridge_comment_origins (copy, item, origin) VALUES ($1, $2, $3)
+             ON CONFLICT (copy) DO UPDATE SET item = EXCLUDED.item, origin = EXCLUDED.origin",
+            &[&copy, &item, &origin],
+        )
+        .await
+        .map(|_| ())
+    }
+    async fn comment_origins_on(&self, item: &str) -> Result<Vec<String>> {
+        self.texts(
+            "SELECT origin FROM workbridge_comment_origins WHERE item = $1",
+            &[&item],
+        )
+        .await
     }
 }

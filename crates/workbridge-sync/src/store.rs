@@ -222,6 +222,25 @@ pub trait StateStore: fmt::Debug + Send + Sync {
         let _ = (pair, side, source);
         Ok(())
     }
+    /// The comment a copied comment was first written as, across every pair sharing this
+    /// store: `at` and the answer are comment keys (`system|type|item|comment`). `None` for a
+    /// comment no pair copied (it is its own origin). A store that keeps no origins (the
+    /// default) leaves each pair to its own copy table.
+    async fn comment_origin(&self, at: &str) -> Result<Option<String>> {
+        let _ = at;
+        Ok(None)
+    }
+    /// Records that the comment `copy` on `item` (an item key, `system|type|item`) is a copy of
+    /// the comment `origin`.
+    async fn record_comment_origin(&self, copy: &str, item: &str, origin: &str) -> Result<()> {
+        let _ = (copy, item, origin);
+        Ok(())
+    }
+    /// The origins of the copies already on `item`, whichever pair wrote them.
+    async fn comment_origins_on(&self, item: &str) -> Result<Vec<String>> {
+        let _ = item;
+        Ok(Vec::new())
+    }
 }
 
 fn lease_until(ttl: std::time::Duration) -> DateTime<Utc> {
@@ -236,6 +255,8 @@ struct Mem {
     copied: BTreeSet<(String, Copied, Side, String)>,
     leases: BTreeMap<String, (String, DateTime<Utc>)>,
     intents: BTreeMap<(String, Side, ItemId), CreateIntent>,
+    /// Copy key → (item key, origin key).
+    origins: BTreeMap<String, (String, String)>,
 }
 
 /// State in memory: for tests, and for loops that can afford to start over.
@@ -397,6 +418,24 @@ impl StateStore for MemoryStore {
             .remove(&(pair.to_owned(), side, source.clone()));
         Ok(())
     }
+    async fn comment_origin(&self, at: &str) -> Result<Option<String>> {
+        Ok(self.lock().origins.get(at).map(|(_, o)| o.clone()))
+    }
+    async fn record_comment_origin(&self, copy: &str, item: &str, origin: &str) -> Result<()> {
+        self.lock()
+            .origins
+            .insert(copy.to_owned(), (item.to_owned(), origin.to_owned()));
+        Ok(())
+    }
+    async fn comment_origins_on(&self, item: &str) -> Result<Vec<String>> {
+        Ok(self
+            .lock()
+            .origins
+            .values()
+            .filter(|(i, _)| i == item)
+            .map(|(_, o)| o.clone())
+            .collect())
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -436,6 +475,8 @@ mod sqlite {
          CREATE TABLE copied (pair TEXT NOT NULL, kind TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (pair, kind, side, id));",
         "CREATE TABLE leases (pair TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL);",
         "CREATE TABLE intents (pair TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, intent TEXT NOT NULL, PRIMARY KEY (pair, side, id));",
+        "CREATE TABLE comment_origins (copy TEXT PRIMARY KEY, item TEXT NOT NULL, origin TEXT NOT NULL);
+         CREATE INDEX comment_origins_by_item ON comment_origins (item);",
     ];
 
     /// State in a SQLite file (WAL mode, migrations, one transaction per step): the default
@@ -714,6 +755,31 @@ mod sqlite {
                     params![pair, side.as_str(), source.as_str()],
                 )
                 .map(|_| ())
+            })
+        }
+        async fn comment_origin(&self, at: &str) -> Result<Option<String>> {
+            self.with(|c| {
+                c.query_row(
+                    "SELECT origin FROM comment_origins WHERE copy = ?1",
+                    params![at],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+        }
+        async fn record_comment_origin(&self, copy: &str, item: &str, origin: &str) -> Result<()> {
+            self.with(|c| {
+                c.execute(
+                    "INSERT OR REPLACE INTO comment_origins (copy, item, origin) VALUES (?1, ?2, ?3)",
+                    params![copy, item, origin],
+                )
+                .map(|_| ())
+            })
+        }
+        async fn comment_origins_on(&self, item: &str) -> Result<Vec<String>> {
+            self.with(|c| {
+                let mut st = c.prepare("SELECT origin FROM comment_origins WHERE item = ?1")?;
+                st.query_map(params![item], |r| r.get(0))?.collect()
             })
         }
     }

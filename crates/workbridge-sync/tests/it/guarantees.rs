@@ -1350,3 +1350,116 @@ close_notes = "Fixed: {System.Title}"
     assert_eq!(text(&ticket, "close_notes"), Some("Fixed: New name"));
     assert_eq!(text(&ticket, "state"), Some("6"));
 }
+
+#[tokio::test]
+async fn a_comment_reaches_each_item_once_across_three_pairs() {
+    // Ops (a), Dev (b), QA (c): a→b and b→c create twins, a↔c links the ticket to QA's item.
+    // Every pair copies comments both ways and they share one store: a comment must reach each
+    // item exactly once, whichever path gets there first, and never come back.
+    let clock = clock();
+    let repo = |name: &str| {
+        Arc::new(
+            InMemoryRepository::builder(name)
+                .clock(clock.clone())
+                .build(),
+        )
+    };
+    let (a, b, c) = (repo("ops"), repo("dev"), repo("qa"));
+    let spec = |l: &str, r: &str, create: bool| {
+        Mapping::from_toml_str(&format!(
+            "left = \"{l}\"\nright = \"{r}\"\n[create]\nleft_to_right = {create}\n[comments]\nto_left = \"public\"\nto_right = \"public\"\n[[field]]\nleft = \"title\"\nright = \"title\"\n"
+        ))
+        .unwrap()
+    };
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let ab = SyncPair::new(
+        a.clone(),
+        b.clone(),
+        spec("ticket", "bug", true),
+        store.clone(),
+    )
+    .unwrap();
+    let bc = SyncPair::new(
+        b.clone(),
+        c.clone(),
+        spec("bug", "defect", true),
+        store.clone(),
+    )
+    .unwrap();
+    let ac = SyncPair::new(
+        a.clone(),
+        c.clone(),
+        spec("ticket", "defect", false),
+        store.clone(),
+    )
+    .unwrap();
+    let t = ItemType::new("ticket");
+    clock.advance(std::time::Duration::from_secs(1));
+    let ticket = a
+        .create(
+            &t,
+            &FieldMap::new().with("title", "Printer on fire"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(ab.run_once().await.is_complete());
+    let bug_id = ab
+        .link_of(Side::Left, &ticket.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .right;
+    assert!(bc.run_once().await.is_complete());
+    let defect_id = bc
+        .link_of(Side::Left, &bug_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .right;
+    let linked = ac.link_existing(&ticket.id, &defect_id).await;
+    assert!(linked.is_complete(), "{linked}");
+    let rounds = || async {
+        for _ in 0..3 {
+            for p in [&ab, &bc, &ac] {
+                clock.advance(std::time::Duration::from_secs(1));
+                let r = p.run_once().await;
+                assert!(r.is_complete(), "{r}");
+            }
+        }
+    };
+    let count = |repo: Arc<InMemoryRepository>,
+                 ty: &'static str,
+                 id: ItemId,
+                 needle: &'static str| async move {
+        repo.comments(&ItemType::new(ty), &id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|c| c.body.contains(needle))
+            .count()
+    };
+    a.add_comment(&t, &ticket.id, &NewComment::public("Customer: it smokes"))
+        .await
+        .unwrap();
+    rounds().await;
+    b.add_comment(
+        &ItemType::new("bug"),
+        &bug_id,
+        &NewComment::public("Driver 5.1 fixed."),
+    )
+    .await
+    .unwrap();
+    rounds().await;
+    for (needle, want) in [
+        ("Customer: it smokes", [1, 1, 1]),
+        ("Driver 5.1 fixed.", [1, 1, 1]),
+    ] {
+        let got = [
+            count(a.clone(), "ticket", ticket.id.clone(), needle).await,
+            count(b.clone(), "bug", bug_id.clone(), needle).await,
+            count(c.clone(), "defect", defect_id.clone(), needle).await,
+        ];
+        assert_eq!(got, want, "`{needle}` on ticket, bug, defect");
+    }
+}

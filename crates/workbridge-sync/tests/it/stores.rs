@@ -23,6 +23,33 @@ fn link(l: &str, r: &str) -> Link {
 pub(crate) async fn contract(s: &dyn StateStore) {
     let p = "pair";
     intents(s).await;
+    // Comment origins are shared by every pair of the store.
+    assert!(
+        s.comment_origin("sn|incident|1|c9")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    s.record_comment_origin("ado|Bug|7|c2", "ado|Bug|7", "sn|incident|1|c1")
+        .await
+        .unwrap();
+    s.record_comment_origin("alm|defects|3|c4", "alm|defects|3", "sn|incident|1|c1")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.comment_origin("ado|Bug|7|c2").await.unwrap().as_deref(),
+        Some("sn|incident|1|c1")
+    );
+    assert_eq!(
+        s.comment_origins_on("alm|defects|3").await.unwrap(),
+        ["sn|incident|1|c1"]
+    );
+    assert!(
+        s.comment_origins_on("sn|incident|1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         s.link(p, Side::Left, &ItemId::new("a"))
             .await
