@@ -891,7 +891,109 @@ fn compatible(source: FieldKind, target: FieldKind, t: Transform) -> bool {
     }
 }
 
+/// A field named by its name or its label, as the schema calls it (unchanged when the schema
+/// does not know it).
+fn resolved_name(schema: Option<&Schema>, f: &FieldName) -> FieldName {
+    match schema.and_then(|s| s.resolve(f.as_str())) {
+        Some(d) if d.name != *f => d.name.clone(),
+        _ => f.clone(),
+    }
+}
+
+/// A template with every `{field}` named as the schema calls it.
+fn resolved_template(schema: Option<&Schema>, t: &str) -> String {
+    if schema.is_none() {
+        return t.to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        match rest[open..].find('}') {
+            Some(close) => {
+                let name = &rest[open + 1..open + close];
+                out.push('{');
+                out.push_str(resolved_name(schema, &FieldName::from(name)).as_str());
+                out.push('}');
+                rest = &rest[open + close + 1..];
+            }
+            None => {
+                out.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Filter {
+    fn resolved(&self, schema: Option<&Schema>) -> Filter {
+        match self {
+            Filter::Equals(f, v) => Filter::Equals(resolved_name(schema, f), v.clone()),
+            Filter::In(f, v) => Filter::In(resolved_name(schema, f), v.clone()),
+            Filter::Empty(f, e) => Filter::Empty(resolved_name(schema, f), *e),
+            Filter::Not(x) => Filter::Not(Box::new(x.resolved(schema))),
+            Filter::All(x) => Filter::All(x.iter().map(|f| f.resolved(schema)).collect()),
+            Filter::Any(x) => Filter::Any(x.iter().map(|f| f.resolved(schema)).collect()),
+        }
+    }
+}
+
+fn resolved_supply(
+    keys: Option<&Schema>,
+    templates: Option<&Schema>,
+    supply: &BTreeMap<String, FieldMap>,
+) -> BTreeMap<String, FieldMap> {
+    supply
+        .iter()
+        .map(|(state, fields)| {
+            let mut out = FieldMap::new();
+            for (k, v) in fields {
+                let v = match v {
+                    FieldValue::Text(t) if t.contains('{') => {
+                        FieldValue::Text(resolved_template(templates, t))
+                    }
+                    other => other.clone(),
+                };
+                out.insert(resolved_name(keys, k), v);
+            }
+            (state.clone(), out)
+        })
+        .collect()
+}
+
 impl Mapping {
+    /// The mapping with every field it names by label named as the schemas call it
+    /// (`Azure DevOps Bug` → `user-03` in ALM), so what it writes by label it also reads back.
+    /// A side without a schema keeps its names.
+    pub fn resolve_labels(&self, left: Option<&Schema>, right: Option<&Schema>) -> Mapping {
+        let mut m = self.clone();
+        for r in &mut m.rules {
+            r.left = r.left.as_ref().map(|f| resolved_name(left, f));
+            r.right = r.right.as_ref().map(|f| resolved_name(right, f));
+            let from = if r.flow == Flow::RightToLeft {
+                right
+            } else {
+                left
+            };
+            match &mut r.source {
+                Source::Field(f) => *f = resolved_name(from, f),
+                Source::Template(t) => *t = resolved_template(from, t),
+                Source::Constant(_) => {}
+            }
+        }
+        m.scope_left = m.scope_left.as_ref().map(|f| f.resolved(left));
+        m.scope_right = m.scope_right.as_ref().map(|f| f.resolved(right));
+        if let Some(st) = &mut m.state {
+            st.left = resolved_name(left, &st.left);
+            st.right = resolved_name(right, &st.right);
+            st.supply_left = resolved_supply(left, right, &st.supply_left);
+            st.supply_right = resolved_supply(right, left, &st.supply_right);
+        }
+        m
+    }
+
     /// Compiles a spec.
     ///
     /// # Errors

@@ -283,7 +283,8 @@ pub struct SyncPair {
     id: String,
     repos: PerSide<Arc<dyn Repository>>,
     types: PerSide<ItemType>,
-    mapping: Arc<Mapping>,
+    /// The mapping, with labels resolved to names once the schemas are read.
+    mapping: std::sync::RwLock<Arc<Mapping>>,
     store: Arc<dyn StateStore>,
     options: SyncOptions,
     workflows: AsyncMutex<Option<PerSide<Option<TransitionGraph>>>>,
@@ -396,7 +397,7 @@ impl SyncPair {
                 left: left_type,
                 right: right_type,
             },
-            mapping: Arc::new(mapping),
+            mapping: std::sync::RwLock::new(Arc::new(mapping)),
             store,
             options: SyncOptions::default(),
             workflows: AsyncMutex::new(None),
@@ -435,9 +436,13 @@ impl SyncPair {
         &self.id
     }
 
-    /// The mapping.
-    pub fn mapping(&self) -> &Mapping {
-        &self.mapping
+    /// The mapping (after the first round, with the fields it names by label named as the
+    /// schemas call them).
+    pub fn mapping(&self) -> Arc<Mapping> {
+        self.mapping
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The link of an item, by either side.
@@ -524,7 +529,13 @@ impl SyncPair {
             parked: HashSet::new(),
             fresh: None,
         };
-        let result = match self.renew_lease().await {
+        // The schemas (workflows, and the names of fields the spec gives by label) are read
+        // before anything is mapped.
+        let ready = match self.renew_lease().await {
+            Ok(()) => self.workflows().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let result = match ready {
             Ok(()) => match job {
                 Job::Round => self.round_inner(&mut round).await,
                 Job::Reconcile => self.reconcile_inner(&mut round).await,
@@ -671,7 +682,7 @@ impl SyncPair {
         let l = self.read_one(Side::Left, &link.left).await?;
         let r = self.read_one(Side::Right, &link.right).await?;
         Ok(plan(
-            &self.mapping,
+            &self.mapping(),
             PlanInput {
                 left: &l,
                 right: &r,
@@ -702,12 +713,22 @@ impl SyncPair {
             return Ok(w.clone());
         }
         let mut out = PerSide::default();
+        let mut schemas: PerSide<Option<Schema>> = PerSide::default();
         for side in [Side::Left, Side::Right] {
             if self.repos[side].capabilities().workflow {
                 let schema: Schema = self.repos[side].schema(&self.types[side]).await?;
-                out[side] = schema.workflow;
+                out[side] = schema.workflow.clone();
+                schemas[side] = Some(schema);
             }
         }
+        // A field the spec names by label is read back under its name (ALM user fields).
+        let resolved = self
+            .mapping()
+            .resolve_labels(schemas.left.as_ref(), schemas.right.as_ref());
+        *self
+            .mapping
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(resolved);
         *cached = Some(out.clone());
         Ok(out)
     }
@@ -912,7 +933,7 @@ impl SyncPair {
     /// Whether an unlinked item of `side` gets a twin.
     fn wants_twin(&self, side: Side, item: &WorkItem) -> bool {
         let d = direction_from(side);
-        self.mapping.in_scope(d, &item.fields) && self.mapping.may_create(d)
+        self.mapping().in_scope(d, &item.fields) && self.mapping().may_create(d)
     }
 
     /// The create options of a twin: the correlation key where the target keeps one. Without
@@ -956,7 +977,7 @@ impl SyncPair {
                 ready.insert(item.id.clone(), Ready::Found(t));
                 continue;
             }
-            let mapped = self.mapping.map_for_create(d, &item.fields);
+            let mapped = self.mapping().map_for_create(d, &item.fields);
             if let Some(e) = mapped.errors.into_iter().next() {
                 ready.insert(item.id.clone(), Ready::Created(Err(e)));
                 continue;
@@ -1045,7 +1066,7 @@ impl SyncPair {
                 let created = match created {
                     Some(r) => r?,
                     None => {
-                        let mapped = self.mapping.map_for_create(d, &item.fields);
+                        let mapped = self.mapping().map_for_create(d, &item.fields);
                         if let Some(e) = mapped.errors.into_iter().next() {
                             return Err(e);
                         }
@@ -1108,7 +1129,7 @@ impl SyncPair {
     /// so the merge walks the new twin's workflow to the mapped state.
     fn source_baseline(&self, d: Direction, fields: &FieldMap) -> FieldMap {
         let mut base = fields.clone();
-        if let Some((sf, _)) = self.mapping.state().and_then(|s| s.fields(d)) {
+        if let Some((sf, _)) = self.mapping().state().and_then(|s| s.fields(d)) {
             base.remove(sf.as_str());
         }
         base
@@ -1142,17 +1163,13 @@ impl SyncPair {
             Direction::RightToLeft => Flow::RightToLeft,
         };
         let mut base = fields.clone();
-        for r in self
-            .mapping
-            .rules()
-            .iter()
-            .filter(|r| r.flow() == only_back)
-        {
+        let mapping = self.mapping();
+        for r in mapping.rules().iter().filter(|r| r.flow() == only_back) {
             if let Some(f) = r.source_field(back) {
                 base.remove(f.as_str());
             }
         }
-        if let Some((sf, _)) = self.mapping.state().and_then(|s| s.fields(back)) {
+        if let Some((sf, _)) = self.mapping().state().and_then(|s| s.fields(back)) {
             base.remove(sf.as_str());
         }
         base
@@ -1173,8 +1190,10 @@ impl SyncPair {
             Side::Right => &right,
         };
         if self.options.retire_out_of_scope
-            && !self.mapping.in_scope(direction_from(from), &source.fields)
-            && self.mapping.may_create(direction_from(from))
+            && !self
+                .mapping()
+                .in_scope(direction_from(from), &source.fields)
+            && self.mapping().may_create(direction_from(from))
         {
             // It left the scope that made it sync.
             let source = source.clone();
@@ -1187,7 +1206,7 @@ impl SyncPair {
         let (mut errors, mut conflicts);
         loop {
             let p = plan(
-                &self.mapping,
+                &self.mapping(),
                 PlanInput {
                     left: &left,
                     right: &right,
@@ -1306,7 +1325,8 @@ impl SyncPair {
 
     async fn copy_comments(&self, link: &Link, side: Side, report: &mut SyncReport) -> Result<()> {
         let other = side.other();
-        let routing = self.mapping.comments();
+        let mapping = self.mapping();
+        let routing = mapping.comments();
         let visibility = match other {
             Side::Left => routing.to_left,
             Side::Right => routing.to_right,

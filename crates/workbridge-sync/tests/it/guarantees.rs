@@ -1463,3 +1463,81 @@ async fn a_comment_reaches_each_item_once_across_three_pairs() {
         assert_eq!(got, want, "`{needle}` on ticket, bug, defect");
     }
 }
+
+#[tokio::test]
+async fn a_field_named_by_its_label_is_read_back_under_its_name() {
+    // QA's tool shows a user field as "Azure DevOps Bug"; its name is user-03. A spec naming
+    // the label must read QA's edits back, not see the field as missing.
+    let clock = clock();
+    let dev = Arc::new(bug_repo(&clock));
+    let qa = Arc::new(
+        InMemoryRepository::builder("qa")
+            .clock(clock.clone())
+            .schema(
+                Schema::new("defect")
+                    .field(FieldDef::new("name", FieldKind::Text))
+                    .field(FieldDef::new("user-03", FieldKind::Text).label("Azure DevOps Bug"))
+                    .field(FieldDef::new("status", FieldKind::Choice).allowed(["New", "Open"]))
+                    .workflow(
+                        TransitionGraph::new("status")
+                            .initial("New")
+                            .transition("New", "Open"),
+                    ),
+            )
+            .build(),
+    );
+    let spec = r#"
+left = "Bug"
+right = "defect"
+[create]
+left_to_right = true
+[[field]]
+left = "System.Title"
+right = "name"
+[[field]]
+left = "Description"
+right = "Azure DevOps Bug"
+"#;
+    let pair = SyncPair::new(
+        dev.clone(),
+        qa.clone(),
+        Mapping::from_toml_str(spec).unwrap(),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
+    clock.advance(std::time::Duration::from_secs(1));
+    let b = dev
+        .create(
+            &bug(),
+            &FieldMap::new()
+                .with("System.Title", "Login fails")
+                .with("Description", "seen on 5.0"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    let r = pair.run_once().await;
+    assert!(r.is_complete() && r.parked.is_empty(), "{r}");
+    let link = pair.link_of(Side::Left, &b.id).await.unwrap().unwrap();
+    let defect_type = ItemType::new("defect");
+    let d = qa.get(&defect_type, &link.right).await.unwrap();
+    assert_eq!(
+        text(&d, "user-03"),
+        Some("seen on 5.0"),
+        "written under its name"
+    );
+    clock.advance(std::time::Duration::from_secs(1));
+    qa.update(
+        &defect_type,
+        &link.right,
+        &FieldMap::new().with("user-03", "seen on 5.0 and 5.1"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    let b = dev.get(&bug(), &b.id).await.unwrap();
+    assert_eq!(text(&b, "Description"), Some("seen on 5.0 and 5.1"));
+    assert_eq!(pair.run_once().await.writes(), 0, "converged");
+}
