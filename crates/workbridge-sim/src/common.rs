@@ -79,6 +79,9 @@ pub struct Faults {
     pub rate_limit: Option<(f64, u64)>,
     /// Drop the connection mid-answer at this ratio.
     pub drop_ratio: f64,
+    /// Handle the request — apply the write — and then drop the connection before the answer,
+    /// at this ratio: the lost reply of a write that happened.
+    pub lose_reply_ratio: f64,
     /// Seed of the fault RNG.
     pub seed: u64,
 }
@@ -117,6 +120,13 @@ impl Faults {
         self
     }
 
+    /// Applies the request, then loses its answer, at this ratio (0.0–1.0).
+    #[must_use]
+    pub fn lose_replies(mut self, ratio: f64) -> Self {
+        self.lose_reply_ratio = ratio;
+        self
+    }
+
     /// Seeds the RNG.
     #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
@@ -130,6 +140,8 @@ impl Faults {
 pub(crate) enum Injected {
     Status(u16, Option<u64>),
     Drop,
+    /// Serve the request, then break the answer.
+    LoseReply,
 }
 
 /// The shared per-server state of accounting and faults.
@@ -201,6 +213,9 @@ impl Control {
         }
         if f.drop_ratio > 0.0 && rng.random_bool(f.drop_ratio.clamp(0.0, 1.0)) {
             return (f.latency, Some(Injected::Drop));
+        }
+        if f.lose_reply_ratio > 0.0 && rng.random_bool(f.lose_reply_ratio.clamp(0.0, 1.0)) {
+            return (f.latency, Some(Injected::LoseReply));
         }
         (f.latency, None)
     }
@@ -308,6 +323,12 @@ pub(crate) async fn control_layer(
             }
             r
         }
+        Some(Injected::LoseReply) => {
+            // The handler runs (a write is applied); its answer never arrives whole.
+            let served = next.run(req).await;
+            drop(served);
+            broken_answer()
+        }
         Some(Injected::Drop) => {
             let broken = futures::stream::iter([
                 Ok(bytes::Bytes::from_static(b"{\"result\":[")),
@@ -334,6 +355,23 @@ pub(crate) async fn control_layer(
         resp.headers_mut().insert(header::DATE, v);
     }
     resp
+}
+
+/// An answer whose body breaks off: what a client sees when the connection is reset.
+fn broken_answer() -> Response {
+    let broken = futures::stream::iter([
+        Ok(bytes::Bytes::from_static(b"{\"result\":[")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "reply lost by fault injection after the request was served",
+        )),
+    ]);
+    let mut r = Response::new(Body::from_stream(broken));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// Serves a request while keeping the exchange.
