@@ -124,6 +124,11 @@ pub struct SyncOptions {
     /// after every page, so it only needs to outlast one page's work. A dead worker's lease
     /// expires after this long.
     pub lease_ttl: Duration,
+    /// How long a create another process recorded (its intent) may still land, so no twin is
+    /// created for that item meanwhile unless the correlation lookup finds the one it made
+    /// (default 5 minutes: more than a request's time budget with its retries). A worker that
+    /// died or stalled mid-create can then not cause a duplicate.
+    pub foreign_intent_grace: Duration,
 }
 
 impl Default for SyncOptions {
@@ -137,6 +142,7 @@ impl Default for SyncOptions {
             twinless_comment: true,
             retire_out_of_scope: true,
             lease_ttl: Duration::from_secs(600),
+            foreign_intent_grace: Duration::from_secs(300),
         }
     }
 }
@@ -170,6 +176,11 @@ impl SyncOptions {
     /// Sets [`SyncOptions::lease_ttl`].
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = ttl;
+        self
+    }
+    /// Sets [`SyncOptions::foreign_intent_grace`].
+    pub fn foreign_intent_grace(mut self, d: Duration) -> Self {
+        self.foreign_intent_grace = d;
         self
     }
     /// Sets [`SyncOptions::retire_out_of_scope`].
@@ -303,6 +314,18 @@ enum Job {
     Reconcile,
     Replay,
     Link(ItemId, ItemId),
+}
+
+/// This process, as named in the create intents it records: a later process (a restart, or
+/// another worker) knows the intent is not its own.
+fn process_run() -> &'static str {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{t:x}", std::process::id())
+    })
 }
 
 /// The default lease holder: this host and program, stable across restarts. A process that
@@ -977,6 +1000,7 @@ impl SyncPair {
                 ready.insert(item.id.clone(), Ready::Found(t));
                 continue;
             }
+            self.check_foreign_intent(side, &item.id).await?;
             let mapped = self.mapping().map_for_create(d, &item.fields);
             if let Some(e) = mapped.errors.into_iter().next() {
                 ready.insert(item.id.clone(), Ready::Created(Err(e)));
@@ -1070,6 +1094,7 @@ impl SyncPair {
                         if let Some(e) = mapped.errors.into_iter().next() {
                             return Err(e);
                         }
+                        self.check_foreign_intent(side, &item.id).await?;
                         let intent = self.intent_for(side, &item, &key, &mapped.fields);
                         self.store.save_intents(&self.id, &[intent]).await?;
                         round.report.calls[other] += 1;
@@ -1150,7 +1175,34 @@ impl SyncPair {
             source_baseline: self.source_baseline(direction_from(side), &item.fields),
             sent: sent.clone(),
             at: Utc::now(),
+            run: process_run().to_owned(),
         }
+    }
+
+    /// Refuses to create a twin for `item` while another process's create for it may still
+    /// land: a temporary error, so the cursor stays before the item and a later round (once the
+    /// twin is found by its key, or the grace is over) takes it.
+    async fn check_foreign_intent(&self, side: Side, item: &ItemId) -> Result<()> {
+        let Some(i) = self.store.intent(&self.id, side, item).await? else {
+            return Ok(());
+        };
+        if i.run == process_run() {
+            return Ok(());
+        }
+        let age = (Utc::now() - i.at).to_std().unwrap_or_default();
+        if age >= self.options.foreign_intent_grace {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "{side} item {item}: another process (run {}) began creating its twin {} s ago and that create may still land; it is taken again after {} s",
+                i.run,
+                age.as_secs(),
+                self.options.foreign_intent_grace.as_secs()
+            ),
+        )
+        .with_temporary(true))
     }
 
     /// The baseline of a twin just created from the source side of `d`: its fields, less

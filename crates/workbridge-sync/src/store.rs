@@ -120,6 +120,9 @@ pub struct CreateIntent {
     pub sent: FieldMap,
     /// When the create was about to be sent.
     pub at: DateTime<Utc>,
+    /// The process that sent it (empty in intents written before this was kept).
+    #[serde(default)]
+    pub run: String,
 }
 
 /// An item set aside after a permanent failure, with its error.

@@ -458,6 +458,7 @@ async fn a_crash_between_create_and_link_never_duplicates_and_catches_up() {
                 source_baseline: t.fields.clone(),
                 sent: sent.clone(),
                 at: chrono::Utc::now(),
+                run: "the-crashed-process".to_owned(),
             }],
         )
         .await
@@ -1540,4 +1541,113 @@ right = "Azure DevOps Bug"
     let b = dev.get(&bug(), &b.id).await.unwrap();
     assert_eq!(text(&b, "Description"), Some("seen on 5.0 and 5.1"));
     assert_eq!(pair.run_once().await.writes(), 0, "converged");
+}
+
+#[tokio::test]
+async fn no_twin_is_created_while_another_process_create_may_still_land() {
+    // Another worker recorded its intent and was stalled (or killed) mid-create. Until the
+    // grace is over this worker creates nothing for that ticket, unless it finds the twin the
+    // other one made — then it links that one: never a duplicate.
+    let (clock, ops, dev) = backends();
+    let store = Arc::new(MemoryStore::new());
+    let make = |grace: u64| {
+        SyncPair::new(
+            ops.clone(),
+            dev.clone(),
+            Mapping::from_toml_str(SPEC).unwrap(),
+            store.clone(),
+        )
+        .unwrap()
+        .with_options(
+            SyncOptions::default().foreign_intent_grace(std::time::Duration::from_secs(grace)),
+        )
+    };
+    let pair = make(300);
+    clock.advance(std::time::Duration::from_secs(1));
+    let t = ops
+        .create(
+            &incident(),
+            &software("Stalled create"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    let key = workbridge_core::CorrelationKey::new(format!("wb:incident:{}", t.id));
+    let sent = FieldMap::new().with("System.Title", "Stalled create");
+    store
+        .save_intents(
+            pair.id(),
+            &[workbridge_sync::CreateIntent {
+                side: Side::Left,
+                source: t.id.clone(),
+                key: key.clone(),
+                source_baseline: t.fields.clone(),
+                sent: sent.clone(),
+                at: chrono::Utc::now(),
+                run: "another-process".to_owned(),
+            }],
+        )
+        .await
+        .unwrap();
+    let r = pair.run_once().await;
+    let e = r.stopped.as_ref().expect("deferred");
+    assert!(e.is_temporary() && e.kind() == ErrorKind::Conflict, "{e}");
+    assert_eq!(dev.len(&bug()), 0, "nothing created meanwhile");
+    assert!(
+        r.cursors.left.is_none(),
+        "the cursor stays before the ticket"
+    );
+    // The other worker's create lands: this one links it instead of creating a second.
+    dev.create(
+        &bug(),
+        &sent,
+        &CreateOptions::default().correlation(key.as_str()),
+    )
+    .await
+    .unwrap();
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!((r.created.right, r.relinked.right), (0, 1), "{r}");
+    assert_eq!(dev.len(&bug()), 1);
+}
+
+#[tokio::test]
+async fn after_the_grace_a_foreign_intent_no_longer_holds_the_create() {
+    let (clock, ops, dev) = backends();
+    let store = Arc::new(MemoryStore::new());
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(SPEC).unwrap(),
+        store.clone(),
+    )
+    .unwrap()
+    .with_options(SyncOptions::default().foreign_intent_grace(std::time::Duration::ZERO));
+    clock.advance(std::time::Duration::from_secs(1));
+    let t = ops
+        .create(
+            &incident(),
+            &software("Never sent"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    store
+        .save_intents(
+            pair.id(),
+            &[workbridge_sync::CreateIntent {
+                side: Side::Left,
+                source: t.id.clone(),
+                key: format!("wb:incident:{}", t.id).into(),
+                source_baseline: t.fields.clone(),
+                sent: FieldMap::new(),
+                at: chrono::Utc::now() - chrono::TimeDelta::seconds(10),
+                run: "a-dead-process".to_owned(),
+            }],
+        )
+        .await
+        .unwrap();
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(r.created.right, 1);
 }

@@ -120,6 +120,7 @@ async fn intents(s: &dyn StateStore) {
         source_baseline: FieldMap::new().with("short_description", title),
         sent: FieldMap::new().with("System.Title", title),
         at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+        run: "run-1".to_owned(),
     };
     let a = ItemId::new("ia");
     assert!(s.intent("pair", Side::Left, &a).await.unwrap().is_none());
