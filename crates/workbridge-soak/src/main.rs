@@ -3,8 +3,9 @@
 //! sync is run to quiet, and an independent model of the users' last writes checks the result.
 //!
 //! ```text
-//! workbridge-soak run [--seconds 60] [--seed 1] [--kill-percent 4]
-//! workbridge-soak worker --sn URL --ado URL --db PATH [--until-quiet]
+//! workbridge-soak run [--seconds 60] [--seed 1] [--kill-percent 4] [--postgres CONN --workers N]
+//! workbridge-soak worker --sn URL --ado URL (--db PATH | --postgres CONN) [--holder NAME]
+//!                        [--lease-ms N] [--until-quiet]
 //! ```
 //!
 //! `run` starts the ServiceNow and Azure DevOps simulators in this process with faults (503,
@@ -32,7 +33,7 @@ use workbridge::servicenow::{ServiceNowConfig, ServiceNowRepository};
 use workbridge::sim::Faults;
 use workbridge::sim::azure_devops::AzureDevOpsSim;
 use workbridge::sim::servicenow::ServiceNowSim;
-use workbridge::sync::{SqliteStore, SyncOptions, SyncPair};
+use workbridge::sync::{PostgresStore, SqliteStore, StateStore, SyncOptions, SyncPair};
 use workbridge::{FieldMap, FieldValue, ItemId, ItemType, Repository, RepositoryExt, WorkItem};
 
 const SPEC: &str = include_str!("../../../docs/mappings/incident_escalation.toml");
@@ -97,16 +98,28 @@ fn adapters(
 /// The worker: rounds until killed, or (`--until-quiet`) until a complete round writes nothing;
 /// it then prints `quiet writes=N` with the writes of its first round and exits 0.
 async fn worker(args: &[String]) -> i32 {
-    let (Some(sn), Some(ado), Some(db)) =
-        (flag(args, "--sn"), flag(args, "--ado"), flag(args, "--db"))
-    else {
-        eprintln!("worker needs --sn URL --ado URL --db PATH");
+    let (Some(sn), Some(ado)) = (flag(args, "--sn"), flag(args, "--ado")) else {
+        eprintln!("worker needs --sn URL --ado URL and --db PATH or --postgres CONN");
         return 2;
     };
     let until_quiet = args.iter().any(|a| a == "--until-quiet");
     let (sn, ado) = adapters(&sn, &ado, 1);
-    let store = Arc::new(SqliteStore::open(&db).expect("the store opens"));
-    let pair = SyncPair::new(
+    let store: Arc<dyn StateStore> = match (flag(args, "--db"), flag(args, "--postgres")) {
+        (Some(db), _) => Arc::new(SqliteStore::open(&db).expect("the store opens")),
+        (None, Some(pg)) => Arc::new(
+            PostgresStore::connect(&pg)
+                .await
+                .expect("the store connects"),
+        ),
+        (None, None) => {
+            eprintln!("worker needs --db PATH or --postgres CONN");
+            return 2;
+        }
+    };
+    let lease = flag(args, "--lease-ms")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600_000);
+    let mut pair = SyncPair::new(
         sn,
         ado,
         Mapping::from_toml_str(SPEC).expect("the spec compiles"),
@@ -115,7 +128,14 @@ async fn worker(args: &[String]) -> i32 {
     .expect("the pair builds")
     .with_id("soak")
     // A killed worker's create may land for as long as a request's budget: 6 s here.
-    .with_options(SyncOptions::default().foreign_intent_grace(Duration::from_secs(8)));
+    .with_options(
+        SyncOptions::default()
+            .foreign_intent_grace(Duration::from_secs(8))
+            .lease_ttl(Duration::from_millis(lease)),
+    );
+    if let Some(h) = flag(args, "--holder") {
+        pair = pair.with_holder(h);
+    }
     let started = Instant::now();
     let mut first_writes = None;
     loop {
@@ -142,7 +162,14 @@ struct Worker {
     child: tokio::process::Child,
 }
 
-fn spawn_worker(exe: &Path, sn: &str, ado: &str, db: &Path, log: &Path, extra: &[&str]) -> Worker {
+fn spawn_worker(
+    exe: &Path,
+    sn: &str,
+    ado: &str,
+    store: &[String],
+    log: &Path,
+    extra: &[&str],
+) -> Worker {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -150,8 +177,8 @@ fn spawn_worker(exe: &Path, sn: &str, ado: &str, db: &Path, log: &Path, extra: &
         .expect("the worker log opens");
     let err = out.try_clone().expect("the log handle clones");
     let child = tokio::process::Command::new(exe)
-        .args(["worker", "--sn", sn, "--ado", ado, "--db"])
-        .arg(db)
+        .args(["worker", "--sn", sn, "--ado", ado])
+        .args(store)
         .args(extra)
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
@@ -246,8 +273,26 @@ async fn run(args: &[String]) -> i32 {
     // Users retry their own calls: they are people, not the system under test.
     let (users_sn, users_ado) = adapters(&sn_url, &ado_url, 8);
 
+    let postgres = flag(args, "--postgres");
+    let n_workers: usize = flag(args, "--workers")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let store_args: Vec<String> = match &postgres {
+        Some(pg) => vec!["--postgres".into(), pg.clone()],
+        None => vec!["--db".into(), db.display().to_string()],
+    };
+    // Several workers share a PostgreSQL store with a short lease, each under its own name.
+    let spawn = |i: usize| {
+        let mut extra = vec!["--holder".to_owned(), format!("worker-{i}")];
+        if postgres.is_some() {
+            extra.extend(["--lease-ms".to_owned(), "300".to_owned()]);
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        spawn_worker(&exe, &sn_url, &ado_url, &store_args, &log, &extra)
+    };
     let mut model = Model::default();
-    let mut w = spawn_worker(&exe, &sn_url, &ado_url, &db, &log, &[]);
+    let mut workers: Vec<Worker> = (0..n_workers).map(spawn).collect();
     let (mut edits, mut kills, mut absurd) = (0u64, 0u64, 0u64);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut step = 0u64;
@@ -256,10 +301,11 @@ async fn run(args: &[String]) -> i32 {
         let roll = rng.random_range(0..100u32);
         if roll < kill_percent {
             // SIGKILL by pid, mid-whatever, and a new process on the same store.
-            let _ = w.child.start_kill();
-            let _ = w.child.wait().await;
+            let i = rng.random_range(0..workers.len());
+            let _ = workers[i].child.start_kill();
+            let _ = workers[i].child.wait().await;
             kills += 1;
-            w = spawn_worker(&exe, &sn_url, &ado_url, &db, &log, &[]);
+            workers[i] = spawn(i);
         } else if roll < kill_percent + 1 {
             let sim = if rng.random_bool(0.5) {
                 sn_sim.control()
@@ -354,13 +400,22 @@ async fn run(args: &[String]) -> i32 {
 
     // Edits and faults stop; the sync runs to quiet, then once more: that round must write
     // nothing (an echo or a no-op write would show there).
-    let _ = w.child.start_kill();
-    let _ = w.child.wait().await;
+    for w in &mut workers {
+        let _ = w.child.start_kill();
+        let _ = w.child.wait().await;
+    }
     sn_sim.control().set_faults(Faults::none());
     ado_sim.control().set_faults(Faults::none());
     let mut quiet_writes = Vec::new();
     for _ in 0..2 {
-        let mut q = spawn_worker(&exe, &sn_url, &ado_url, &db, &log, &["--until-quiet"]);
+        let mut q = spawn_worker(
+            &exe,
+            &sn_url,
+            &ado_url,
+            &store_args,
+            &log,
+            &["--until-quiet"],
+        );
         let status = tokio::time::timeout(Duration::from_secs(120), q.child.wait()).await;
         let ok = matches!(status, Ok(Ok(s)) if s.success());
         if !ok {

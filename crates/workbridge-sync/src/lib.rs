@@ -858,6 +858,7 @@ impl SyncPair {
                 };
                 self.settle(side, &id, result, round).await?;
             }
+            self.renew_lease().await?;
             self.store.save_cursor(&self.id, side, &page.next).await?;
             self.renew_lease().await?;
             round.report.cursors[side] = Some(page.next.clone());
@@ -1019,6 +1020,8 @@ impl SyncPair {
         self.store.save_intents(&self.id, &intents).await?;
         for (chunk, ids) in writes.chunks(100).zip(owners.chunks(100)) {
             round.report.calls[other] += 1;
+            // Still ours? A worker that outlived its lease stops before writing (ADR 0010).
+            self.renew_lease().await?;
             let results = self.repos[other].write_many(chunk).await?;
             if results.len() != chunk.len() {
                 return Err(Error::protocol(
@@ -1097,6 +1100,7 @@ impl SyncPair {
                         self.check_foreign_intent(side, &item.id).await?;
                         let intent = self.intent_for(side, &item, &key, &mapped.fields);
                         self.store.save_intents(&self.id, &[intent]).await?;
+                        self.renew_lease().await?;
                         round.report.calls[other] += 1;
                         self.repos[other]
                             .create(
@@ -1299,6 +1303,7 @@ impl SyncPair {
                 Err(e) => return Err(e),
             }
         }
+        self.renew_lease().await?;
         self.store.save_link(&self.id, &link).await?;
         round.report.conflicts.extend(conflicts);
         let fresh = round
@@ -1327,6 +1332,7 @@ impl SyncPair {
         };
         for (side, item) in [(Side::Left, left), (Side::Right, right)] {
             for changes in p.side(side).updates() {
+                self.renew_lease().await?;
                 round.report.calls[side] += 1;
                 *item = self.repos[side]
                     .update(
