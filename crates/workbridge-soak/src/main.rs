@@ -414,7 +414,8 @@ async fn run(args: &[String]) -> i32 {
             &ado_url,
             &store_args,
             &log,
-            &["--until-quiet"],
+            // The first worker started again: it takes its own lease back at once.
+            &["--until-quiet", "--holder", "worker-0"],
         );
         let status = tokio::time::timeout(Duration::from_secs(120), q.child.wait()).await;
         let ok = matches!(status, Ok(Ok(s)) if s.success());
