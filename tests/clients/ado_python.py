@@ -7,7 +7,6 @@ closing "N passed, N failed"; exits non-zero when a check fails.
 """
 import io
 import sys
-import traceback
 
 from azure.devops.connection import Connection
 from azure.devops.exceptions import AzureDevOpsServiceError
@@ -20,26 +19,12 @@ from azure.devops.v7_1.work_item_tracking.models import (
 )
 from msrest.authentication import BasicAuthentication
 
+from checks import check, finish
+
 url, project, pat = sys.argv[1:4]
 connection = Connection(base_url=url, creds=BasicAuthentication("", pat))
 wit = connection.clients_v7_1.get_work_item_tracking_client()
-results = {"passed": 0, "failed": 0}
 state = {}
-
-
-def check(name):
-    def run(f):
-        try:
-            f()
-            results["passed"] += 1
-            print(f"ok     {name}")
-        except Exception:  # noqa: BLE001 - every failure is reported and counted
-            results["failed"] += 1
-            print(f"FAILED {name}")
-            traceback.print_exc(file=sys.stdout)
-        return f
-
-    return run
 
 
 def op(path, value, kind="add"):
@@ -135,5 +120,4 @@ def _():
     assert assigned.is_identity and assigned.type == "string", (assigned.is_identity, assigned.type)
 
 
-print(f"{results['passed']} passed, {results['failed']} failed")
-sys.exit(1 if results["failed"] else 0)
+finish()

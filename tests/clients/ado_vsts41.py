@@ -7,33 +7,18 @@ closing "N passed, N failed"; exits non-zero when a check fails.
 """
 import io
 import sys
-import traceback
 
 from msrest.authentication import BasicAuthentication
 from vsts.exceptions import VstsServiceError
 from vsts.vss_connection import VssConnection
 from vsts.work_item_tracking.v4_1.models import JsonPatchOperation, TeamContext, Wiql
 
+from checks import check, finish
+
 url, project, pat = sys.argv[1:4]
 connection = VssConnection(base_url=url, creds=BasicAuthentication("", pat))
 wit = connection.get_client("vsts.work_item_tracking.v4_1.work_item_tracking_client.WorkItemTrackingClient")
-results = {"passed": 0, "failed": 0}
 state = {}
-
-
-def check(name):
-    def run(f):
-        try:
-            f()
-            results["passed"] += 1
-            print(f"ok     {name}")
-        except Exception:  # noqa: BLE001 - every failure is reported and counted
-            results["failed"] += 1
-            print(f"FAILED {name}")
-            traceback.print_exc(file=sys.stdout)
-        return f
-
-    return run
 
 
 def op(path, value, kind="add"):
@@ -126,5 +111,4 @@ def _():
     assert assigned.is_identity and assigned.type == "string", (assigned.is_identity, assigned.type)
 
 
-print(f"{results['passed']} passed, {results['failed']} failed")
-sys.exit(1 if results["failed"] else 0)
+finish()

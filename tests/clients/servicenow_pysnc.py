@@ -6,29 +6,14 @@ pysnc talks https only; the simulator runs with --tls and CA_PEM is its certific
 one line per check and a closing "N passed, N failed"; exits non-zero when a check fails.
 """
 import sys
-import traceback
 
 from pysnc import ServiceNowClient
 
+from checks import check, finish
+
 instance, user, password, ca = sys.argv[1:5]
 client = ServiceNowClient(instance, (user, password), verify=ca)
-results = {"passed": 0, "failed": 0}
 state = {}
-
-
-def check(name):
-    def run(f):
-        try:
-            f()
-            results["passed"] += 1
-            print(f"ok     {name}")
-        except Exception:  # noqa: BLE001 - every failure is reported and counted
-            results["failed"] += 1
-            print(f"FAILED {name}")
-            traceback.print_exc(file=sys.stdout)
-        return f
-
-    return run
 
 
 @check("plain http is refused by the client, so the simulator serves https")
@@ -111,5 +96,4 @@ def _():
     assert len(gone) == 0, len(gone)
 
 
-print(f"{results['passed']} passed, {results['failed']} failed")
-sys.exit(1 if results["failed"] else 0)
+finish()

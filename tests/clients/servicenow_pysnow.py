@@ -8,30 +8,16 @@ check and a closing "N passed, N failed"; exits non-zero when a check fails.
 import os
 import sys
 import tempfile
-import traceback
 
 import pysnow
+
+from checks import check, finish
+
 
 host, user, password = sys.argv[1:4]
 client = pysnow.Client(host=host, user=user, password=password, use_ssl=True)
 incident = client.resource(api_path="/table/incident")
-results = {"passed": 0, "failed": 0}
 state = {}
-
-
-def check(name):
-    def run(f):
-        try:
-            f()
-            results["passed"] += 1
-            print(f"ok     {name}")
-        except Exception:  # noqa: BLE001 - every failure is reported and counted
-            results["failed"] += 1
-            print(f"FAILED {name}")
-            traceback.print_exc(file=sys.stdout)
-        return f
-
-    return run
 
 
 @check("display values with Python's True (sysparm_display_value=True)")
@@ -98,5 +84,4 @@ def _():
     assert incident.get(query={"sys_id": state["sys_id"]}).all() == []
 
 
-print(f"{results['passed']} passed, {results['failed']} failed")
-sys.exit(1 if results["failed"] else 0)
+finish()
