@@ -1164,11 +1164,8 @@ impl Repository for AlmRepository {
                 })
                 .collect())
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("comments")
-                .with_item(t.clone(), id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("comments", t, id, self))
     }
 
     async fn add_comment(&self, t: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
@@ -1271,11 +1268,8 @@ impl Repository for AlmRepository {
             });
             Ok(comment)
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("add_comment")
-                .with_item(t.clone(), id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("add_comment", t, id, self))
     }
 
     async fn attachments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
@@ -1312,11 +1306,8 @@ impl Repository for AlmRepository {
                 })
                 .collect())
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("attachments")
-                .with_item(t.clone(), id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("attachments", t, id, self))
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
@@ -1335,11 +1326,8 @@ impl Repository for AlmRepository {
                 .await?;
             Ok(resp.body)
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("download")
-                .with_item(a.item_type.clone(), a.item_id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("download", &a.item_type, &a.item_id, self))
     }
 
     async fn upload(&self, t: &ItemType, id: &ItemId, a: &NewAttachment) -> Result<AttachmentMeta> {
@@ -1369,11 +1357,8 @@ impl Repository for AlmRepository {
             m.size = one("file-size").parse().ok();
             Ok(m)
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("upload")
-                .with_item(t.clone(), id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("upload", t, id, self))
     }
 }
 

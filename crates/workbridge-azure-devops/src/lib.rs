@@ -1315,11 +1315,8 @@ impl Repository for AzureDevOpsRepository {
                 }
             }
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("comments")
-                .with_item(t.clone(), id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("comments", t, id, self))
     }
 
     async fn add_comment(&self, t: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
@@ -1407,11 +1404,8 @@ impl Repository for AzureDevOpsRepository {
                 }
             }
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("add_comment")
-                .with_item(t.clone(), id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("add_comment", t, id, self))
     }
 
     async fn attachments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
@@ -1474,11 +1468,8 @@ impl Repository for AzureDevOpsRepository {
             }
             Ok(out)
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("attachments")
-                .with_item(t.clone(), id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("attachments", t, id, self))
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
@@ -1498,11 +1489,8 @@ impl Repository for AzureDevOpsRepository {
                 .await?;
             Ok(resp.body)
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("download")
-                .with_item(a.item_type.clone(), a.item_id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("download", &a.item_type, &a.item_id, self))
     }
 
     async fn upload(&self, t: &ItemType, id: &ItemId, a: &NewAttachment) -> Result<AttachmentMeta> {
@@ -1552,11 +1540,8 @@ impl Repository for AzureDevOpsRepository {
                     )
                 })
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("upload")
-                .with_item(t.clone(), id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("upload", t, id, self))
     }
 
     async fn write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {

@@ -278,6 +278,21 @@ impl Error {
         self
     }
 
+    /// The context of a trait method on one item, in one step: its operation (replacing an
+    /// inner one), the item and, unless set, the system.
+    #[must_use]
+    pub fn for_item(
+        self,
+        operation: &'static str,
+        item_type: &ItemType,
+        id: &ItemId,
+        system: impl fmt::Display,
+    ) -> Self {
+        self.in_operation(operation)
+            .with_item(item_type.clone(), id.clone())
+            .with_system(system)
+    }
+
     /// Sets the system, unless one is already set.
     #[must_use]
     pub fn with_system(mut self, system: impl fmt::Display) -> Self {

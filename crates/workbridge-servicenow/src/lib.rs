@@ -1186,11 +1186,8 @@ impl Repository for ServiceNowRepository {
             }
             Ok(comments)
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("comments")
-                .with_item(table.clone(), id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("comments", table, id, self))
     }
 
     async fn add_comment(&self, table: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
@@ -1230,11 +1227,8 @@ impl Repository for ServiceNowRepository {
                     .with_operation("add_comment")
                 })
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("add_comment")
-                .with_item(table.clone(), id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("add_comment", table, id, self))
     }
 
     async fn attachments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
@@ -1262,11 +1256,8 @@ impl Repository for ServiceNowRepository {
                 .map(|(i, r)| self.attachment_meta(r, &format!("result[{i}]")))
                 .collect::<Result<Vec<_>>>()
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("attachments")
-                .with_item(table.clone(), id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("attachments", table, id, self))
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
@@ -1279,11 +1270,8 @@ impl Repository for ServiceNowRepository {
                 .await?;
             Ok(resp.body)
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("download")
-                .with_item(a.item_type.clone(), a.item_id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("download", &a.item_type, &a.item_id, self))
     }
 
     async fn upload(
@@ -1312,11 +1300,8 @@ impl Repository for ServiceNowRepository {
                 .map_err(|e| e.with_operation("upload").with_system(self))?;
             self.attachment_meta(&Self::result_object(body, "upload")?, "result")
         };
-        run.await.map_err(|e: Error| {
-            e.in_operation("upload")
-                .with_item(table.clone(), id.clone())
-                .with_system(self)
-        })
+        run.await
+            .map_err(|e: Error| e.for_item("upload", table, id, self))
     }
 
     async fn write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
