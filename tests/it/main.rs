@@ -2,6 +2,7 @@
 
 mod common;
 mod escalation;
+mod fencing;
 mod hostile;
 mod mapping_specs;
 mod randomized;

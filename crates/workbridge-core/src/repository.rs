@@ -172,7 +172,12 @@ pub trait Repository: Debug + Display + Send + Sync + 'static {
     /// Fields not named are left alone; `FieldValue::Null` clears a field. Returns the item as
     /// stored afterwards, with a new version. With `options.if_version`, a stale version →
     /// [`ErrorKind::Conflict`] and nothing is written (where the API can tell: see
-    /// [`Capabilities::optimistic_concurrency`]). Missing item → [`ErrorKind::NotFound`].
+    /// [`Capabilities::optimistic_concurrency`]). An adapter that checks the version with a read
+    /// before the write, because the API has no conditional write, also answers
+    /// [`ErrorKind::Conflict`] when the write's answer shows that another change came in
+    /// between — then the write *was* applied; read the item again. Missing item →
+    /// [`ErrorKind::NotFound`]. Requests are not sent after the task's write deadline
+    /// ([`fence`](crate::fence)), if it has one.
     /// A state change the workflow forbids → [`ErrorKind::InvalidTransition`] naming from and
     /// to; a rejected value → [`ErrorKind::InvalidInput`] naming field and value.
     async fn update(

@@ -389,8 +389,17 @@ impl HttpClient {
         let mut retries = 0u32;
         let mut backoff = retry.backoff.initial;
         let mut renewed = false;
+        // A write's deadline (the sync lease, see `workbridge_core::fence`): nothing is sent
+        // after it, no retry waits past it, no attempt outlives it.
+        let fence = workbridge_core::fence::deadline();
+        let budget = |started: Instant| {
+            let left = retry.max_elapsed.saturating_sub(started.elapsed());
+            fence.map_or(left, |f| {
+                left.min(f.saturating_duration_since(Instant::now()))
+            })
+        };
         loop {
-            self.pace(retry.max_elapsed.saturating_sub(started.elapsed()))
+            self.pace(budget(started))
                 .await
                 .map_err(|e| e.with_system(&self.system))?;
             let permit = self.semaphore.acquire().await.map_err(|_| {
@@ -402,6 +411,13 @@ impl HttpClient {
                 .inner
                 .request(req.method.clone(), url.clone())
                 .headers(headers);
+            if let Some(f) = fence {
+                let left = f.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(past_deadline(&req.method, &shown, retries));
+                }
+                rb = rb.timeout(self.options.timeout.map_or(left, |t| t.min(left)));
+            }
             if let Some(body) = &req.body {
                 rb = rb.body(body.clone());
             }
@@ -515,11 +531,30 @@ impl HttpClient {
                 tracing::warn!(system = %self.system, url = %shown, wait_ms = wait.as_millis() as u64, "giving up: the wait exceeds the time left");
                 return Err(failure);
             }
+            if fence.is_some_and(|f| Instant::now() + wait >= f) {
+                tracing::warn!(system = %self.system, url = %shown, wait_ms = wait.as_millis() as u64, error = %failure, "not retrying: the write's deadline comes first");
+                return Err(past_deadline(&req.method, &shown, retries + 1).with_source(failure));
+            }
             tracing::info!(system = %self.system, method = %req.method, url = %shown, attempt, wait_ms = wait.as_millis() as u64, error = %failure, "retrying");
             tokio::time::sleep(wait).await;
             retries += 1;
         }
     }
+}
+
+/// The error of a request not sent because its write's deadline (the sync lease) has passed.
+fn past_deadline(method: &Method, shown: &str, sent: u32) -> Error {
+    let what = if sent == 0 {
+        "nothing was sent".to_owned()
+    } else {
+        format!("it was sent {sent} time(s) and is not sent again")
+    };
+    Error::new(
+        ErrorKind::Unavailable,
+        format!(
+            "{method} {shown}: the write's deadline passed (the worker's lease may have run out); {what}"
+        ),
+    )
 }
 
 /// The innermost cause of an error, as text.

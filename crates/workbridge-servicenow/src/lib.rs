@@ -8,8 +8,10 @@
 //!   second, or changes while the scan pages, is never lost and never read twice at one version.
 //! - `create` writes `correlation_id` / `correlation_display` in the same request;
 //!   `update` checks `if_version` against `sys_mod_count` (the Table API has no conditional
-//!   write: the check re-reads the record just before the write) and enforces the configured
-//!   workflow, with the fields each transition requires.
+//!   write: the check re-reads the record just before the write, and when the write's answer
+//!   shows another update in between — `sys_mod_count` grew by more than one — the update is a
+//!   conflict after the fact) and enforces the configured workflow, with the fields each
+//!   transition requires.
 //! - Comments are the journal: `comments` (public) and `work_notes` (internal), read from
 //!   `sys_journal_field`.
 //! - `write_many` goes through the Batch API.
@@ -125,6 +127,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Escapes a value for an encoded query (`^` is doubled).
+/// The Table API has no conditional write: `update` checks the version with a read just before
+/// the PATCH. The PATCH's answer tells whether another write came in between — `sys_mod_count`
+/// grows by one per update — and then the write has been applied over it: a [`Conflict`]
+/// (`ErrorKind::Conflict`) after the fact, so that the caller reads again and re-plans instead of
+/// taking the other write's changes for its own (ADR 0011).
+///
+/// [`Conflict`]: ErrorKind::Conflict
+fn written_in_sequence(
+    table: &ItemType,
+    id: &ItemId,
+    before: &workbridge_core::Version,
+    after: WorkItem,
+) -> Result<WorkItem> {
+    match (
+        before.as_str().parse::<u64>(),
+        after.version.as_str().parse::<u64>(),
+    ) {
+        (Ok(b), Ok(a)) if a > b + 1 => Err(Error::conflict(format!(
+            "{table} {id} went from sys_mod_count {b} to {a}: another update came between the \
+             version check and this write, which was applied over it; read it again"
+        ))
+        .with_item(table.clone(), id.clone())),
+        _ => Ok(after),
+    }
+}
+
 fn q(v: &str) -> String {
     v.replace('^', "^^")
 }
@@ -1054,6 +1082,7 @@ impl Repository for ServiceNowRepository {
         let run = async {
             let meta = self.table_meta(table).await?;
             let body = self.body_of(table, &meta, changes).await?;
+            let mut checked = None;
             if self.needs_current(table, changes, opts) {
                 let current = self
                     .get_many(table, std::slice::from_ref(id), &GetOptions::default())
@@ -1062,6 +1091,7 @@ impl Repository for ServiceNowRepository {
                     .flatten()
                     .ok_or_else(|| Error::not_found(table, id))?;
                 self.check_update(table, id, &current, changes, opts)?;
+                checked = Some(current.version);
             }
             let resp = self
                 .client
@@ -1071,7 +1101,11 @@ impl Repository for ServiceNowRepository {
                 .operation("update")
                 .send()
                 .await?;
-            self.one_item("update", table, &meta, resp).await
+            let item = self.one_item("update", table, &meta, resp).await?;
+            match &checked {
+                Some(before) => written_in_sequence(table, id, before, item),
+                None => Ok(item),
+            }
         };
         run.await.map_err(|e| {
             let e = e.with_operation("update").with_system(self);
@@ -1372,6 +1406,17 @@ impl Repository for ServiceNowRepository {
                         &workbridge_http::header::HeaderMap::new(),
                         body,
                     )),
+                };
+                let r = match (r, &writes[*i]) {
+                    (Ok(item), Write::Update { item_type, id, .. }) => {
+                        match versions.get(&(item_type.clone(), id.clone())) {
+                            Some(Some(before)) => {
+                                written_in_sequence(item_type, id, &before.version, item)
+                            }
+                            _ => Ok(item),
+                        }
+                    }
+                    (r, _) => r,
                 };
                 results[*i] = Some(r.map_err(|e| e.with_operation("write_many").with_system(self)));
             }

@@ -150,7 +150,8 @@ pub(crate) struct Control {
     pub(crate) clock: SimClock,
     faults: Mutex<Faults>,
     rng: Mutex<StdRng>,
-    queued: Mutex<Vec<Injected>>,
+    /// Faults queued for the next requests (of one method, when given).
+    queued: Mutex<Vec<(Option<String>, Injected)>>,
     counts: Mutex<BTreeMap<String, u64>>,
     /// Exchanges kept while recording (`None`: not recording).
     exchanges: Mutex<Option<Vec<Exchange>>>,
@@ -192,10 +193,12 @@ impl Control {
         }
     }
 
-    fn decide(&self) -> (Duration, Option<Injected>) {
+    fn decide(&self, method: &str) -> (Duration, Option<Injected>) {
         if let Some(q) = {
             let mut q = lock(&self.queued);
-            (!q.is_empty()).then(|| q.remove(0))
+            q.iter()
+                .position(|(m, _)| m.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)))
+                .map(|i| q.remove(i).1)
         } {
             return (lock(&self.faults).latency, Some(q));
         }
@@ -270,14 +273,26 @@ impl SimControl {
     /// Answers the next `n` requests with `status` (and `Retry-After` when given).
     pub fn fail_next(&self, n: usize, status: u16, retry_after_secs: Option<u64>) {
         lock(&self.0.queued).extend(std::iter::repeat_n(
-            Injected::Status(status, retry_after_secs),
+            (None, Injected::Status(status, retry_after_secs)),
+            n,
+        ));
+    }
+
+    /// Answers the next `n` requests of one method (`"PATCH"`) with `status` (and `Retry-After`
+    /// when given); requests of other methods are served.
+    pub fn fail_next_of(&self, method: &str, n: usize, status: u16, retry_after_secs: Option<u64>) {
+        lock(&self.0.queued).extend(std::iter::repeat_n(
+            (
+                Some(method.to_owned()),
+                Injected::Status(status, retry_after_secs),
+            ),
             n,
         ));
     }
 
     /// Drops the connection of the next `n` requests mid-answer.
     pub fn drop_next(&self, n: usize) {
-        lock(&self.0.queued).extend(std::iter::repeat_n(Injected::Drop, n));
+        lock(&self.0.queued).extend(std::iter::repeat_n((None, Injected::Drop), n));
     }
 }
 
@@ -303,7 +318,7 @@ pub(crate) async fn control_layer(
     let key = format!("{} {route}", req.method());
     *lock(&st.control.counts).entry(key).or_default() += 1;
 
-    let (latency, injected) = st.control.decide();
+    let (latency, injected) = st.control.decide(req.method().as_str());
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

@@ -555,7 +555,7 @@ impl SyncPair {
         // The schemas (workflows, and the names of fields the spec gives by label) are read
         // before anything is mapped.
         let ready = match self.renew_lease().await {
-            Ok(()) => self.workflows().await.map(|_| ()),
+            Ok(_) => self.workflows().await.map(|_| ()),
             Err(e) => Err(e),
         };
         let result = match ready {
@@ -578,13 +578,16 @@ impl SyncPair {
         round.report
     }
 
-    async fn renew_lease(&self) -> Result<()> {
+    /// Renews the pair's lease; the answer is the deadline of the writes it covers: four fifths
+    /// of the TTL from the moment the renewal was asked for (ADR 0011).
+    async fn renew_lease(&self) -> Result<tokio::time::Instant> {
+        let asked = tokio::time::Instant::now();
         if self
             .store
             .acquire_lease(&self.id, &self.holder, self.options.lease_ttl)
             .await?
         {
-            Ok(())
+            Ok(asked + self.options.lease_ttl.mul_f64(0.8))
         } else {
             Err(Error::new(
                 ErrorKind::Conflict,
@@ -595,6 +598,15 @@ impl SyncPair {
             )
             .with_temporary(true))
         }
+    }
+
+    /// Runs one remote write under the pair's lease: the lease is renewed first (a worker that
+    /// outlived it stops before writing, ADR 0010) and the write's requests are fenced at the
+    /// renewal's deadline, so none is sent or retried when another worker may hold the pair
+    /// (ADR 0011).
+    async fn fenced<T>(&self, write: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let deadline = self.renew_lease().await?;
+        workbridge_core::fence::within(deadline, write).await
     }
 
     async fn round_inner(&self, round: &mut Round) -> Result<()> {
@@ -1021,8 +1033,7 @@ impl SyncPair {
         for (chunk, ids) in writes.chunks(100).zip(owners.chunks(100)) {
             round.report.calls[other] += 1;
             // Still ours? A worker that outlived its lease stops before writing (ADR 0010).
-            self.renew_lease().await?;
-            let results = self.repos[other].write_many(chunk).await?;
+            let results = self.fenced(self.repos[other].write_many(chunk)).await?;
             if results.len() != chunk.len() {
                 return Err(Error::protocol(
                     "write_many",
@@ -1100,15 +1111,13 @@ impl SyncPair {
                         self.check_foreign_intent(side, &item.id).await?;
                         let intent = self.intent_for(side, &item, &key, &mapped.fields);
                         self.store.save_intents(&self.id, &[intent]).await?;
-                        self.renew_lease().await?;
                         round.report.calls[other] += 1;
-                        self.repos[other]
-                            .create(
-                                &self.types[other],
-                                &mapped.fields,
-                                &self.create_options(other, &key),
-                            )
-                            .await?
+                        self.fenced(self.repos[other].create(
+                            &self.types[other],
+                            &mapped.fields,
+                            &self.create_options(other, &key),
+                        ))
+                        .await?
                     }
                 };
                 round.report.created[other] += 1;
@@ -1332,15 +1341,14 @@ impl SyncPair {
         };
         for (side, item) in [(Side::Left, left), (Side::Right, right)] {
             for changes in p.side(side).updates() {
-                self.renew_lease().await?;
                 round.report.calls[side] += 1;
-                *item = self.repos[side]
-                    .update(
+                *item = self
+                    .fenced(self.repos[side].update(
                         &self.types[side],
                         &item.id,
                         &changes,
                         &UpdateOptions::default().if_version(item.version.clone()),
-                    )
+                    ))
                     .await?;
                 unchanged[side] = false;
             }
@@ -1448,8 +1456,8 @@ impl SyncPair {
             let mut new = NewComment::public(body).with_format(c.format);
             new.visibility = visibility;
             report.calls[other] += 1;
-            let copy = self.repos[other]
-                .add_comment(&self.types[other], link.id(other), &new)
+            let copy = self
+                .fenced(self.repos[other].add_comment(&self.types[other], link.id(other), &new))
                 .await?;
             self.store
                 .record_copy(&self.id, Copied::Comment, side, &c.id, &copy.id)
@@ -1514,12 +1522,12 @@ impl SyncPair {
                 .clone()
                 .unwrap_or_else(|| "application/octet-stream".to_owned());
             report.calls[other] += 1;
-            let copy = self.repos[other]
-                .upload(
+            let copy = self
+                .fenced(self.repos[other].upload(
                     &self.types[other],
                     link.id(other),
                     &NewAttachment::new(a.file_name.clone(), content_type, data),
-                )
+                ))
                 .await?;
             self.store
                 .record_copy(&self.id, Copied::Attachment, side, &a.id, &copy.id)
@@ -1559,8 +1567,8 @@ impl SyncPair {
             let target = if who == side { &item.id } else { link.id(who) };
             let mut note = NewComment::public(text);
             note.visibility = visibility;
-            match self.repos[who]
-                .add_comment(&self.types[who], target, &note)
+            match self
+                .fenced(self.repos[who].add_comment(&self.types[who], target, &note))
                 .await
             {
                 Ok(_) => {}

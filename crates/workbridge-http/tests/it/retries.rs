@@ -464,3 +464,49 @@ async fn a_pause_within_the_budget_is_waited_by_the_next_call() {
         start.elapsed()
     );
 }
+
+/// A write's deadline (`workbridge_core::fence`): a slow answer is given up at the deadline and
+/// the request is not sent again; a retry whose wait would pass the deadline is not made.
+#[tokio::test]
+async fn nothing_is_sent_after_the_write_deadline() {
+    use tokio::time::Instant;
+    use workbridge_core::fence;
+
+    let slow = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/x"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .mount(&slow)
+        .await;
+    let c = client(&slow.uri(), options());
+    let e = fence::within(
+        Instant::now() + Duration::from_millis(300),
+        c.get("api/x").send(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(e.to_string().contains("deadline"), "{e}");
+    assert_eq!(slow.received_requests().await.unwrap().len(), 1);
+
+    // 503 asking for 2 s: without a deadline the client waits and succeeds; with a deadline
+    // in 1 s it stops after the first answer.
+    let server = server_answering(&[503, 200]).await;
+    Mock::given(method("GET"))
+        .and(path("/api/y"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "2"))
+        .mount(&server)
+        .await;
+    let c = client(&server.uri(), options());
+    let e = fence::within(
+        Instant::now() + Duration::from_secs(1),
+        c.get("api/y").send(),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("is not sent again"), "{e}");
+    assert_eq!(c.requests_sent(), 1);
+    // Outside a fence the same client retries as before.
+    let ok = c.get("api/x").send().await.unwrap();
+    assert_eq!(ok.status.as_u16(), 200);
+}

@@ -663,3 +663,69 @@ async fn correlation_keys_are_looked_up_in_one_query() {
         ]
     );
 }
+
+/// The Table API has no conditional write: when the PATCH's answer shows that another update came
+/// between the version check and the write (`sys_mod_count` 4 → 6), the write is reported as a
+/// conflict, by `update` and by `write_many`.
+#[tokio::test]
+async fn a_write_landing_over_a_concurrent_update_is_a_conflict() {
+    use base64::Engine as _;
+    let server = MockServer::start().await;
+    mock_metadata(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/incident"))
+        .and(query_param("sysparm_query", "sys_idINa1"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"result": [record("a1", "4")]})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/api/now/table/incident/a1"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"result": record("a1", "6")})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/now/v1/batch"))
+        .respond_with(move |req: &Request| {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            let answer = base64::engine::general_purpose::STANDARD
+                .encode(json!({"result": record("a1", "6")}).to_string());
+            ResponseTemplate::new(200).set_body_json(json!({
+                "batch_request_id": body["batch_request_id"],
+                "serviced_requests": [
+                    {"id": "w0", "status_code": 200, "status_text": "OK", "body": answer, "headers": [], "execution_time": 3}
+                ],
+                "unserviced_requests": []
+            }))
+        })
+        .mount(&server)
+        .await;
+    let repo = repo_at(&server.uri());
+    let t = ItemType::from("incident");
+    let changes = FieldMap::new().with("short_description", "Mail down for EU");
+    let checked = UpdateOptions::default().if_version("4");
+    let e = repo
+        .update(&t, &"a1".into(), &changes, &checked)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert!(e.to_string().contains("sys_mod_count 4 to 6"), "{e}");
+    assert_eq!(e.operation(), Some("update"));
+    assert_eq!(e.context().item_id.as_ref().map(|i| i.as_str()), Some("a1"));
+
+    let results = repo
+        .write_many(&[Write::Update {
+            item_type: t.clone(),
+            id: "a1".into(),
+            changes,
+            options: checked,
+        }])
+        .await
+        .unwrap();
+    let e = results[0].as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("sys_mod_count 4 to 6"), "{e}");
+}

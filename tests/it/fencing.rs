@@ -1,0 +1,186 @@
+//! Writes are fenced by the lease (ADR 0011): a worker whose write is still being retried when
+//! its lease runs out does not send it, so it cannot land beside the next worker's writes —
+//! ServiceNow has no conditional write that would refuse it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use workbridge::sync::{Side, SqliteStore, SyncOptions, SyncPair};
+use workbridge::{FieldMap, FieldValue, Repository, RepositoryExt};
+
+use crate::common::{bug, incident, s, sides, sims, spec, temp_db};
+
+#[tokio::test]
+async fn a_worker_retrying_past_its_lease_does_not_overwrite_the_next_worker() {
+    let sims = sims().await;
+    let store = Arc::new(SqliteStore::open(temp_db("fencing")).unwrap());
+    let options = SyncOptions::default()
+        .lease_ttl(Duration::from_secs(1))
+        .comments(false)
+        .attachments(false);
+    // Two workers, each with its own clients (two processes in a deployment).
+    let (a_sides, b_sides) = (sides(&sims, 3), sides(&sims, 3));
+    let worker = |sides: &crate::common::Sides, holder: &str| {
+        SyncPair::new(
+            sides.sn.clone(),
+            sides.ado.clone(),
+            spec("incident_escalation.toml"),
+            store.clone(),
+        )
+        .unwrap()
+        .with_holder(holder)
+        .with_options(options.clone())
+    };
+    let (a, b) = (worker(&a_sides, "worker-a"), worker(&b_sides, "worker-b"));
+    let sn = a_sides.sn.clone();
+    let ado = a_sides.ado.clone();
+
+    let ticket = sn
+        .create(
+            &incident(),
+            &FieldMap::new()
+                .with("short_description", "Invoices print blank")
+                .with("category", FieldValue::Choice("software".into())),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let r = a.run_once().await;
+    assert!(r.is_complete() && r.created.right == 1, "{r}");
+    let link = a.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    let dev = |state: &'static str| {
+        let (ado, id) = (ado.clone(), link.right.clone());
+        async move {
+            ado.update(
+                &bug(),
+                &id,
+                &FieldMap::new().with("System.State", state),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        }
+    };
+
+    // Dev activates the Bug. Worker A reads it and writes the dev status to the ticket; the
+    // PATCH is answered 503 with `Retry-After: 2`, so A's client would send it again in 2 s —
+    // after A's 1 s lease has run out.
+    dev("Active").await;
+    sims.sn.control().fail_next_of("PATCH", 1, 503, Some(2));
+    let started = tokio::time::Instant::now();
+    let a_round = tokio::spawn(async move { a.run_once().await });
+    // Meanwhile Dev resolves the Bug, and once A's lease has expired worker B takes the pair
+    // and writes the newer dev status.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    dev("Resolved").await;
+    tokio::time::sleep_until(started + Duration::from_millis(1300)).await;
+    let rb = b.run_once().await;
+    assert!(rb.is_complete(), "worker B: {rb}");
+    assert_eq!(
+        s(
+            &sn.get(&incident(), &ticket.id).await.unwrap(),
+            "u_dev_status"
+        ),
+        "Fixed, awaiting release"
+    );
+
+    // A's round ends without sending its stale write again: it stopped at the write's deadline.
+    let ra = a_round.await.unwrap();
+    tokio::time::sleep_until(started + Duration::from_millis(2500)).await;
+    assert_eq!(
+        s(
+            &sn.get(&incident(), &ticket.id).await.unwrap(),
+            "u_dev_status"
+        ),
+        "Fixed, awaiting release",
+        "a stale write of worker A landed after worker B's: {ra}"
+    );
+    let stopped = ra
+        .stopped
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(stopped.contains("deadline"), "worker A: {ra}");
+    // And the next round of either worker has nothing to repair.
+    let again = b.run_once().await;
+    assert!(again.is_complete() && again.writes() == 0, "{again}");
+}
+
+/// ServiceNow has no conditional write; an Ops edit that lands between the adapter's version
+/// check and its PATCH shows in the PATCH's answer (`sys_mod_count` grew by two). The write is
+/// reported as a conflict after the fact, so the kernel reads again and the Ops edit flows to
+/// the Bug, instead of being taken into the baseline as if the sync had written it.
+#[tokio::test]
+async fn an_ops_edit_between_check_and_write_is_not_taken_for_the_syncs_own() {
+    let sims = sims().await;
+    let sys = sides(&sims, 3);
+    let pair = SyncPair::new(
+        sys.sn.clone(),
+        sys.ado.clone(),
+        spec("incident_escalation.toml"),
+        Arc::new(SqliteStore::open(temp_db("interleaved")).unwrap()),
+    )
+    .unwrap();
+    let ticket = sys
+        .sn
+        .create(
+            &incident(),
+            &FieldMap::new()
+                .with("short_description", "Invoices print blank")
+                .with("category", FieldValue::Choice("software".into())),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let number = s(&ticket, "number");
+    assert!(pair.run_once().await.is_complete());
+    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    sys.ado
+        .update(
+            &bug(),
+            &link.right,
+            &FieldMap::new().with("System.State", "Active"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+
+    // Every ServiceNow answer now takes 400 ms; the moment the sync's PATCH of the ticket
+    // arrives (it is counted before it is handled), Ops rename the ticket in the UI.
+    let control = sims.sn.control();
+    control.set_faults(workbridge_sim::Faults::none().latency(Duration::from_millis(400)));
+    let patches = || {
+        control
+            .requests()
+            .iter()
+            .filter(|(route, _)| route.starts_with("PATCH "))
+            .map(|(_, n)| *n)
+            .sum::<u64>()
+    };
+    let before = patches();
+    let round = tokio::spawn(async move { pair.run_once().await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while patches() == before {
+        assert!(tokio::time::Instant::now() < deadline, "no PATCH was sent");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(sims.sn.update(
+        "incident",
+        ticket.id.as_str(),
+        &[("short_description", "Invoices print blank in Lyon")],
+        "ops"
+    ));
+    let r = round.await.unwrap();
+    control.set_faults(workbridge_sim::Faults::none());
+    assert!(r.is_complete(), "{r}");
+
+    let b = sys.ado.get(&bug(), &link.right).await.unwrap();
+    assert_eq!(
+        s(&b, "System.Title"),
+        format!("{number}: Invoices print blank in Lyon"),
+        "the Ops edit was lost: {r}"
+    );
+    let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
+    assert_eq!(s(&t, "u_dev_status"), "In development");
+    assert_eq!(s(&t, "short_description"), "Invoices print blank in Lyon");
+}
