@@ -184,3 +184,91 @@ async fn an_ops_edit_between_check_and_write_is_not_taken_for_the_syncs_own() {
     assert_eq!(s(&t, "u_dev_status"), "In development");
     assert_eq!(s(&t, "short_description"), "Invoices print blank in Lyon");
 }
+
+/// A create held on the wire past the client's timeout lands after the worker gave up on it.
+/// The same process must not create the twin again while that create may still land: its intent
+/// holds the item for the grace, and the late twin is then found by its key and linked.
+#[tokio::test]
+async fn a_create_that_lands_after_its_timeout_is_not_made_twice() {
+    let sims = sims().await;
+    let options = workbridge_http::ClientOptions::default()
+        .allow_http(true)
+        .timeout(Some(Duration::from_millis(700)))
+        .retry(workbridge_http::RetryConfig::disabled());
+    let sn = Arc::new(
+        workbridge_servicenow::ServiceNowRepository::new(
+            workbridge_servicenow::ServiceNowConfig::builder(sims.sn.url())
+                .basic("admin", "admin")
+                .client_options(options.clone())
+                .build(),
+        )
+        .unwrap(),
+    );
+    let ado = Arc::new(
+        workbridge_azure_devops::AzureDevOpsRepository::new(
+            workbridge_azure_devops::AzureDevOpsConfig::builder(
+                sims.ado.collection_url(),
+                "Fabrikam",
+            )
+            .pat("TOKEN")
+            .client_options(options)
+            .build(),
+        )
+        .unwrap(),
+    );
+    let pair = SyncPair::new(
+        sn.clone(),
+        ado.clone(),
+        spec("incident_escalation.toml"),
+        Arc::new(SqliteStore::open(temp_db("late-create")).unwrap()),
+    )
+    .unwrap()
+    .with_options(
+        SyncOptions::default()
+            .foreign_intent_grace(Duration::from_secs(3))
+            .comments(false)
+            .attachments(false),
+    );
+    let ticket = sn
+        .create(
+            &incident(),
+            &FieldMap::new()
+                .with("short_description", "Invoices print blank")
+                .with("category", FieldValue::Choice("software".into())),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let number = s(&ticket, "number");
+    // The Bug's create (`POST …/workitems/$Bug`) is held 1.5 s; the client gives up at 0.7 s.
+    sims.ado
+        .control()
+        .delay_next_of("POST", "/workitems/", Duration::from_millis(1500));
+    let first = pair.run_once().await;
+    assert!(first.stopped.is_some(), "the create timed out: {first}");
+    // At once, before the held create lands: no second create.
+    let again = pair.run_once().await;
+    assert_eq!(again.created.right, 0, "{again}");
+    let held = again
+        .stopped
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(held.contains("may still land"), "{again}");
+    // After the grace the late Bug is found by its key and linked.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    let bugs = ado
+        .all_changes(&bug(), &Default::default(), &Default::default())
+        .await
+        .unwrap()
+        .0;
+    let twins: Vec<_> = bugs
+        .iter()
+        .filter(|b| s(b, "Custom.ServiceNowTicket") == number)
+        .collect();
+    assert_eq!(twins.len(), 1, "{r}");
+    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    assert_eq!(link.right, twins[0].id);
+}

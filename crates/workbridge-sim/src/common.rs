@@ -142,6 +142,9 @@ pub(crate) enum Injected {
     Drop,
     /// Serve the request, then break the answer.
     LoseReply,
+    /// Wait this long, then serve the request (a request held on the wire: it is applied even
+    /// when the client gave up on it).
+    Delay(Duration),
 }
 
 /// The shared per-server state of accounting and faults.
@@ -150,8 +153,9 @@ pub(crate) struct Control {
     pub(crate) clock: SimClock,
     faults: Mutex<Faults>,
     rng: Mutex<StdRng>,
-    /// Faults queued for the next requests (of one method, when given).
-    queued: Mutex<Vec<(Option<String>, Injected)>>,
+    /// Faults queued for the next requests (of one method, and with a path containing a text,
+    /// when given).
+    queued: Mutex<Vec<(Option<String>, Option<String>, Injected)>>,
     counts: Mutex<BTreeMap<String, u64>>,
     /// Exchanges kept while recording (`None`: not recording).
     exchanges: Mutex<Option<Vec<Exchange>>>,
@@ -193,12 +197,15 @@ impl Control {
         }
     }
 
-    fn decide(&self, method: &str) -> (Duration, Option<Injected>) {
+    fn decide(&self, method: &str, path: &str) -> (Duration, Option<Injected>) {
         if let Some(q) = {
             let mut q = lock(&self.queued);
             q.iter()
-                .position(|(m, _)| m.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)))
-                .map(|i| q.remove(i).1)
+                .position(|(m, p, _)| {
+                    m.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+                        && p.as_deref().is_none_or(|p| path.contains(p))
+                })
+                .map(|i| q.remove(i).2)
         } {
             return (lock(&self.faults).latency, Some(q));
         }
@@ -273,7 +280,7 @@ impl SimControl {
     /// Answers the next `n` requests with `status` (and `Retry-After` when given).
     pub fn fail_next(&self, n: usize, status: u16, retry_after_secs: Option<u64>) {
         lock(&self.0.queued).extend(std::iter::repeat_n(
-            (None, Injected::Status(status, retry_after_secs)),
+            (None, None, Injected::Status(status, retry_after_secs)),
             n,
         ));
     }
@@ -284,15 +291,27 @@ impl SimControl {
         lock(&self.0.queued).extend(std::iter::repeat_n(
             (
                 Some(method.to_owned()),
+                None,
                 Injected::Status(status, retry_after_secs),
             ),
             n,
         ));
     }
 
+    /// Holds the next request of one method (`"POST"`) whose path contains `path_part` for `d`
+    /// before serving it: a request delayed on the wire, applied even when the client has given
+    /// up on it by then.
+    pub fn delay_next_of(&self, method: &str, path_part: &str, d: Duration) {
+        lock(&self.0.queued).push((
+            Some(method.to_owned()),
+            Some(path_part.to_owned()),
+            Injected::Delay(d),
+        ));
+    }
+
     /// Drops the connection of the next `n` requests mid-answer.
     pub fn drop_next(&self, n: usize) {
-        lock(&self.0.queued).extend(std::iter::repeat_n((None, Injected::Drop), n));
+        lock(&self.0.queued).extend(std::iter::repeat_n((None, None, Injected::Drop), n));
     }
 }
 
@@ -318,7 +337,7 @@ pub(crate) async fn control_layer(
     let key = format!("{} {route}", req.method());
     *lock(&st.control.counts).entry(key).or_default() += 1;
 
-    let (latency, injected) = st.control.decide(req.method().as_str());
+    let (latency, injected) = st.control.decide(req.method().as_str(), req.uri().path());
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -337,6 +356,15 @@ pub(crate) async fn control_layer(
                     .insert(header::RETRY_AFTER, HeaderValue::from(s));
             }
             r
+        }
+        Some(Injected::Delay(d)) => {
+            // Served whatever the client does meanwhile: the wait and the handler run on their
+            // own task, which a closed connection does not cancel.
+            let run = tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                next.run(req).await
+            });
+            run.await.unwrap_or_else(|_| broken_answer())
         }
         Some(Injected::LoseReply) => {
             // The handler runs (a write is applied); its answer never arrives whole.

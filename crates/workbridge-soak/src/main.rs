@@ -18,6 +18,8 @@
 //! and exits 1 unless all are zero.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod proxy;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -103,6 +105,18 @@ async fn worker(args: &[String]) -> i32 {
         return 2;
     };
     let until_quiet = args.iter().any(|a| a == "--until-quiet");
+    if std::env::var_os("WORKBRIDGE_SOAK_TRACE").is_some() {
+        tracing_subscriber::fmt()
+            .with_max_level(
+                if std::env::var("WORKBRIDGE_SOAK_TRACE").as_deref() == Ok("debug") {
+                    tracing_subscriber::filter::LevelFilter::DEBUG
+                } else {
+                    tracing_subscriber::filter::LevelFilter::INFO
+                },
+            )
+            .with_ansi(false)
+            .init();
+    }
     let (sn, ado) = adapters(&sn, &ado, 1);
     let store: Arc<dyn StateStore> = match (flag(args, "--db"), flag(args, "--postgres")) {
         (Some(db), _) => Arc::new(SqliteStore::open(&db).expect("the store opens")),
@@ -263,6 +277,27 @@ async fn run(args: &[String]) -> i32 {
     };
     sn_sim.control().set_faults(faults(seed));
     ado_sim.control().set_faults(faults(seed + 1));
+    // Between the workers and the simulators, the wire breaks too: requests held past the
+    // client's 2 s timeout and then delivered, resets, replies lost after the server answered.
+    // A late ServiceNow write can overwrite a newer edit (no conditional write; ADR 0011), so
+    // ServiceNow writes are held only with --delay-sn-writes.
+    let wire = |delay_writes: bool| proxy::WireFaults {
+        delay: Duration::from_millis(2500),
+        delay_ratio: 0.01,
+        delay_writes,
+        reset_ratio: 0.01,
+        lose_reply_ratio: 0.02,
+    };
+    let addr = |url: &str| -> std::net::SocketAddr {
+        url.trim_start_matches("http://")
+            .split('/')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .expect("a simulator listens on 127.0.0.1:port")
+    };
+    let delay_sn_writes = args.iter().any(|a| a == "--delay-sn-writes");
+    let sn_wire = proxy::Proxy::start(addr(&sn_sim.url()), wire(delay_sn_writes), seed + 2).await;
+    let ado_wire = proxy::Proxy::start(addr(&ado_sim.url()), wire(true), seed + 3).await;
     let dir: PathBuf =
         std::env::temp_dir().join(format!("workbridge-soak-{}-{seed}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("the scratch directory");
@@ -270,8 +305,14 @@ async fn run(args: &[String]) -> i32 {
     let log = dir.join("worker.log");
     let exe = std::env::current_exe().expect("this program's path");
     let (sn_url, ado_url) = (sn_sim.url(), ado_sim.collection_url());
-    // Users retry their own calls: they are people, not the system under test.
+    // Users retry their own calls, and reach the systems directly: they are people, not the
+    // system under test.
     let (users_sn, users_ado) = adapters(&sn_url, &ado_url, 8);
+    // The workers go through the proxies.
+    let (sn_url, ado_url) = (
+        sn_wire.url(""),
+        ado_url.replacen(&ado_sim.url(), &ado_wire.url(""), 1),
+    );
 
     let postgres = flag(args, "--postgres");
     let n_workers: usize = flag(args, "--workers")
@@ -406,6 +447,8 @@ async fn run(args: &[String]) -> i32 {
     }
     sn_sim.control().set_faults(Faults::none());
     ado_sim.control().set_faults(Faults::none());
+    sn_wire.heal();
+    ado_wire.heal();
     let mut quiet_writes = Vec::new();
     for _ in 0..2 {
         let mut q = spawn_worker(
@@ -495,11 +538,34 @@ async fn run(args: &[String]) -> i32 {
         .iter()
         .map(|c| c.total_requests())
         .sum();
+    let w = |p: &proxy::Proxy| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &p.stats;
+        format!(
+            "{} held ({} writes), {} reset, {} replies lost",
+            s.delayed.load(Relaxed),
+            s.delayed_writes.load(Relaxed),
+            s.resets.load(Relaxed),
+            s.lost_replies.load(Relaxed)
+        )
+    };
     println!(
-        "soak seed {seed}, {seconds} s: tickets {}, edits {edits}, kills {kills}, absurd Retry-After {absurd}, requests {faults_served}; duplicates {duplicates}, lost updates {lost}, echo writes {echo}, divergence {divergence}, panics {panics}",
-        model.tickets.len()
+        "soak seed {seed}, {seconds} s: tickets {}, edits {edits}, kills {kills}, absurd Retry-After {absurd}, requests {faults_served}; wire: ServiceNow {}, Azure DevOps {}; duplicates {duplicates}, lost updates {lost}, echo writes {echo}, divergence {divergence}, panics {panics}",
+        model.tickets.len(),
+        w(&sn_wire),
+        w(&ado_wire)
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    let failed = duplicates + lost + echo + divergence + panics > 0;
+    if failed {
+        println!("the worker log is kept: {}", log.display());
+        for p in [&sn_wire, &ado_wire] {
+            for line in p.held_writes() {
+                println!("held write: {line}");
+            }
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     i32::from(duplicates + lost + echo + divergence + panics > 0)
 }
 

@@ -301,6 +301,9 @@ pub struct SyncPair {
     workflows: AsyncMutex<Option<PerSide<Option<TransitionGraph>>>>,
     round: AsyncMutex<()>,
     holder: String,
+    /// Items whose twin this process tried to create without learning the outcome (a timeout,
+    /// a lost reply): their intents hold them as another process's do (ADR 0010).
+    uncertain: std::sync::Mutex<HashSet<(Side, ItemId)>>,
 }
 
 /// What a page's batched lookup and create did for one unlinked item.
@@ -426,6 +429,7 @@ impl SyncPair {
             workflows: AsyncMutex::new(None),
             round: AsyncMutex::new(()),
             holder: default_holder(),
+            uncertain: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -1033,7 +1037,9 @@ impl SyncPair {
         for (chunk, ids) in writes.chunks(100).zip(owners.chunks(100)) {
             round.report.calls[other] += 1;
             // Still ours? A worker that outlived its lease stops before writing (ADR 0010).
-            let results = self.fenced(self.repos[other].write_many(chunk)).await?;
+            let results = self.fenced(self.repos[other].write_many(chunk)).await;
+            self.note_creates(side, ids, &results);
+            let results = results?;
             if results.len() != chunk.len() {
                 return Err(Error::protocol(
                     "write_many",
@@ -1047,6 +1053,7 @@ impl SyncPair {
                 .with_temporary(true));
             }
             for (id, r) in ids.iter().zip(results) {
+                self.note_creates(side, std::slice::from_ref(id), &r);
                 ready.insert(id.clone(), Ready::Created(r));
             }
         }
@@ -1112,12 +1119,15 @@ impl SyncPair {
                         let intent = self.intent_for(side, &item, &key, &mapped.fields);
                         self.store.save_intents(&self.id, &[intent]).await?;
                         round.report.calls[other] += 1;
-                        self.fenced(self.repos[other].create(
-                            &self.types[other],
-                            &mapped.fields,
-                            &self.create_options(other, &key),
-                        ))
-                        .await?
+                        let r = self
+                            .fenced(self.repos[other].create(
+                                &self.types[other],
+                                &mapped.fields,
+                                &self.create_options(other, &key),
+                            ))
+                            .await;
+                        self.note_creates(side, std::slice::from_ref(&item.id), &r);
+                        r?
                     }
                 };
                 round.report.created[other] += 1;
@@ -1192,6 +1202,24 @@ impl SyncPair {
         }
     }
 
+    fn uncertain_lock(&self) -> std::sync::MutexGuard<'_, HashSet<(Side, ItemId)>> {
+        self.uncertain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Remembers whether creates of twins for `items` ended without a known outcome (a
+    /// temporary error: a timeout, a lost reply, an outage mid-request).
+    fn note_creates<T>(&self, side: Side, items: &[ItemId], result: &Result<T>) {
+        let mut u = self.uncertain_lock();
+        for id in items {
+            match result {
+                Err(e) if e.is_temporary() => u.insert((side, id.clone())),
+                _ => u.remove(&(side, id.clone())),
+            };
+        }
+    }
+
     /// Refuses to create a twin for `item` while another process's create for it may still
     /// land: a temporary error, so the cursor stays before the item and a later round (once the
     /// twin is found by its key, or the grace is over) takes it.
@@ -1199,18 +1227,23 @@ impl SyncPair {
         let Some(i) = self.store.intent(&self.id, side, item).await? else {
             return Ok(());
         };
-        if i.run == process_run() {
+        let own = i.run == process_run();
+        if own && !self.uncertain_lock().contains(&(side, item.clone())) {
             return Ok(());
         }
         let age = (Utc::now() - i.at).to_std().unwrap_or_default();
         if age >= self.options.foreign_intent_grace {
             return Ok(());
         }
+        let who = if own {
+            "this process, without learning the outcome,".to_owned()
+        } else {
+            format!("another process (run {})", i.run)
+        };
         Err(Error::new(
             ErrorKind::Conflict,
             format!(
-                "{side} item {item}: another process (run {}) began creating its twin {} s ago and that create may still land; it is taken again after {} s",
-                i.run,
+                "{side} item {item}: {who} began creating its twin {} s ago and that create may still land; it is taken again after {} s",
                 age.as_secs(),
                 self.options.foreign_intent_grace.as_secs()
             ),
@@ -1280,6 +1313,13 @@ impl SyncPair {
                     left_workflow: wf.left.as_ref(),
                     right_workflow: wf.right.as_ref(),
                 },
+            );
+            tracing::debug!(
+                pair = %self.id, left = %link.left, right = %link.right,
+                left_version = %left.version, right_version = %right.version,
+                to_left = ?p.left.updates(), to_right = ?p.right.updates(),
+                keep_left = ?p.left.keep_baseline, keep_right = ?p.right.keep_baseline,
+                errors = p.errors.len(), "merge planned"
             );
             errors = p.errors.clone();
             conflicts = p.conflicts.clone();
