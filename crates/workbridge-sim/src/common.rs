@@ -147,6 +147,9 @@ pub(crate) enum Injected {
     Delay(Duration),
 }
 
+/// A queued fault: the method and a part of the path it waits for (any when `None`).
+type Queued = (Option<String>, Option<String>, Injected);
+
 /// The shared per-server state of accounting and faults.
 #[derive(Debug)]
 pub(crate) struct Control {
@@ -155,7 +158,7 @@ pub(crate) struct Control {
     rng: Mutex<StdRng>,
     /// Faults queued for the next requests (of one method, and with a path containing a text,
     /// when given).
-    queued: Mutex<Vec<(Option<String>, Option<String>, Injected)>>,
+    queued: Mutex<Vec<Queued>>,
     counts: Mutex<BTreeMap<String, u64>>,
     /// Exchanges kept while recording (`None`: not recording).
     exchanges: Mutex<Option<Vec<Exchange>>>,
