@@ -272,3 +272,81 @@ async fn a_create_that_lands_after_its_timeout_is_not_made_twice() {
     let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
     assert_eq!(link.right, twins[0].id);
 }
+
+/// A round whose ticket write landed but whose Bug write did not: the link must learn what
+/// landed. Before, it kept the old baselines, so when Dev moved the Bug back to the state of the
+/// old baseline the change looked like no change, and the ticket kept the dev status the sync
+/// itself had written from the intermediate state (the soak's wire faults found it).
+#[tokio::test]
+async fn when_only_one_side_of_a_merge_landed_the_next_round_still_sees_the_other() {
+    let sims = sims().await;
+    let sys = sides(&sims, 0);
+    let pair = SyncPair::new(
+        sys.sn.clone(),
+        sys.ado.clone(),
+        spec("incident_escalation.toml"),
+        Arc::new(SqliteStore::open(temp_db("one-side-landed")).unwrap()),
+    )
+    .unwrap()
+    .with_options(SyncOptions::default().comments(false).attachments(false));
+    let ticket = sys
+        .sn
+        .create(
+            &incident(),
+            &FieldMap::new()
+                .with("short_description", "Invoices print blank")
+                .with("category", FieldValue::Choice("software".into())),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let number = s(&ticket, "number");
+    assert!(pair.run_once().await.is_complete());
+    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    let dev = |state: &'static str| {
+        let (ado, id) = (sys.ado.clone(), link.right.clone());
+        async move {
+            ado.update(
+                &bug(),
+                &id,
+                &FieldMap::new().with("System.State", state),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    dev("Active").await;
+    assert!(pair.run_once().await.is_complete());
+
+    // Dev resolves the Bug while Ops rename the ticket; the round writes the ticket (dev status)
+    // and then fails writing the Bug's title.
+    dev("Resolved").await;
+    sys.sn
+        .update(
+            &incident(),
+            &ticket.id,
+            &FieldMap::new().with("short_description", "Invoices print blank in Lyon"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    sims.ado.control().fail_next_of("PATCH", 1, 503, None);
+    let r = pair.run_once().await;
+    assert!(r.stopped.is_some(), "the Bug write failed: {r}");
+    let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
+    assert_eq!(s(&t, "u_dev_status"), "Fixed, awaiting release");
+
+    // Dev reopens the Bug: back to the state the old baseline had.
+    dev("Active").await;
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
+    assert_eq!(s(&t, "u_dev_status"), "In development", "{r}");
+    let b = sys.ado.get(&bug(), &link.right).await.unwrap();
+    assert_eq!(
+        s(&b, "System.Title"),
+        format!("{number}: Invoices print blank in Lyon")
+    );
+    assert_eq!(pair.run_once().await.writes(), 0);
+}

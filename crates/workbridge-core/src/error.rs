@@ -121,6 +121,7 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     temporary: bool,
+    maybe_applied: bool,
     retry_after: Option<Duration>,
     operation: Option<&'static str>,
     context: Box<ErrorContext>,
@@ -147,6 +148,7 @@ impl Error {
             kind,
             message: message.into(),
             temporary: kind.is_temporary_by_default(),
+            maybe_applied: false,
             retry_after: None,
             operation: None,
             context: Box::default(),
@@ -222,6 +224,20 @@ impl Error {
     /// Whether retrying the same request later may succeed.
     pub fn is_temporary(&self) -> bool {
         self.temporary
+    }
+
+    /// Whether the failed call may have taken effect all the same: a request that timed out or
+    /// whose answer was cut off after it was sent. A write failing so is not known not to have
+    /// happened (the sync kernel does not create the same twin again while it may still land).
+    pub fn maybe_applied(&self) -> bool {
+        self.maybe_applied
+    }
+
+    /// Marks whether the failed call may have taken effect (see [`Error::maybe_applied`]).
+    #[must_use]
+    pub fn with_maybe_applied(mut self, maybe: bool) -> Self {
+        self.maybe_applied = maybe;
+        self
     }
 
     /// How long the server asked us to wait, if it said.

@@ -439,6 +439,7 @@ impl HttpClient {
                                 ErrorKind::Unavailable,
                                 format!("the response to {} {shown} was cut off ({status}); the request may have been applied", req.method),
                             )
+                            .with_maybe_applied(true)
                             .with_http_status(status.as_u16())
                             .with_source(e);
                             if !req.idempotent {
@@ -510,7 +511,11 @@ impl HttpClient {
                     } else {
                         format!("{} {shown} failed in transit", req.method)
                     };
-                    let err = Error::new(ErrorKind::Unavailable, what).with_source(e);
+                    // Not connected: nothing was sent. Otherwise the request may have reached
+                    // the server.
+                    let err = Error::new(ErrorKind::Unavailable, what)
+                        .with_maybe_applied(!connect)
+                        .with_source(e);
                     if !(connect || req.idempotent) {
                         return Err(err);
                     }
@@ -533,7 +538,10 @@ impl HttpClient {
             }
             if fence.is_some_and(|f| Instant::now() + wait >= f) {
                 tracing::warn!(system = %self.system, url = %shown, wait_ms = wait.as_millis() as u64, error = %failure, "not retrying: the write's deadline comes first");
-                return Err(past_deadline(&req.method, &shown, retries + 1).with_source(failure));
+                let maybe = failure.maybe_applied();
+                return Err(past_deadline(&req.method, &shown, retries + 1)
+                    .with_maybe_applied(maybe)
+                    .with_source(failure));
             }
             tracing::info!(system = %self.system, method = %req.method, url = %shown, attempt, wait_ms = wait.as_millis() as u64, error = %failure, "retrying");
             tokio::time::sleep(wait).await;

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! workbridge-soak run [--seconds 60] [--seed 1] [--kill-percent 4] [--postgres CONN --workers N]
+//!                     [--wire [--delay-sn-writes]]
 //! workbridge-soak worker --sn URL --ado URL (--db PATH | --postgres CONN) [--holder NAME]
 //!                        [--lease-ms N] [--until-quiet]
 //! ```
@@ -296,6 +297,7 @@ async fn run(args: &[String]) -> i32 {
             .expect("a simulator listens on 127.0.0.1:port")
     };
     let delay_sn_writes = args.iter().any(|a| a == "--delay-sn-writes");
+    let wire_on = args.iter().any(|a| a == "--wire");
     let sn_wire = proxy::Proxy::start(addr(&sn_sim.url()), wire(delay_sn_writes), seed + 2).await;
     let ado_wire = proxy::Proxy::start(addr(&ado_sim.url()), wire(true), seed + 3).await;
     let dir: PathBuf =
@@ -308,7 +310,11 @@ async fn run(args: &[String]) -> i32 {
     // Users retry their own calls, and reach the systems directly: they are people, not the
     // system under test.
     let (users_sn, users_ado) = adapters(&sn_url, &ado_url, 8);
-    // The workers go through the proxies.
+    // With --wire the workers go through the proxies.
+    if !wire_on {
+        sn_wire.heal();
+        ado_wire.heal();
+    }
     let (sn_url, ado_url) = (
         sn_wire.url(""),
         ado_url.replacen(&ado_sim.url(), &ado_wire.url(""), 1),

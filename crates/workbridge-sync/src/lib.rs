@@ -1209,12 +1209,12 @@ impl SyncPair {
     }
 
     /// Remembers whether creates of twins for `items` ended without a known outcome (a
-    /// temporary error: a timeout, a lost reply, an outage mid-request).
+    /// timeout, a lost reply: [`Error::maybe_applied`]).
     fn note_creates<T>(&self, side: Side, items: &[ItemId], result: &Result<T>) {
         let mut u = self.uncertain_lock();
         for id in items {
             match result {
-                Err(e) if e.is_temporary() => u.insert((side, id.clone())),
+                Err(e) if e.maybe_applied() => u.insert((side, id.clone())),
                 _ => u.remove(&(side, id.clone())),
             };
         }
@@ -1323,7 +1323,28 @@ impl SyncPair {
             );
             errors = p.errors.clone();
             conflicts = p.conflicts.clone();
-            match self.apply(&p, &mut left, &mut right, round).await {
+            let mut landed = PerSide {
+                left: false,
+                right: false,
+            };
+            let applied = self
+                .apply(&p, &mut left, &mut right, &mut landed, round)
+                .await;
+            let done = if landed.left { Side::Left } else { Side::Right };
+            if applied.is_err() && landed.left != landed.right && !p.side(done).updates().is_empty()
+            {
+                // One side's writes landed, the other's did not: the link learns what landed, so
+                // the next plan neither takes our own writes for news nor misses what changed
+                // on the other side meanwhile. (A side with nothing to write learns nothing.)
+                let (d_item, o_item) = match done {
+                    Side::Left => (&left, &right),
+                    Side::Right => (&right, &left),
+                };
+                self.advance_landed(&mut link, &p, done, d_item, o_item);
+                self.renew_lease().await?;
+                self.store.save_link(&self.id, &link).await?;
+            }
+            match applied {
                 Ok(()) => {
                     for (side, w) in [(Side::Left, &p.left), (Side::Right, &p.right)] {
                         let item = if side == Side::Left { &left } else { &right };
@@ -1368,11 +1389,69 @@ impl SyncPair {
         Ok(Outcome::Done)
     }
 
+    /// The baselines after only `done`'s writes landed: on `done`, each written field takes its
+    /// new value; on the other side, the fields those writes were mapped from take the values
+    /// they were read with. Everything else keeps its old baseline — in particular what was to
+    /// be written to the other side, and its sources, so it is planned again.
+    fn advance_landed(
+        &self,
+        link: &mut Link,
+        p: &SyncPlan,
+        done: Side,
+        done_item: &WorkItem,
+        other_item: &WorkItem,
+    ) {
+        let other = done.other();
+        // Writes to `done` flow from the other side.
+        let d = direction_from(other);
+        let written: HashSet<workbridge_core::FieldName> = p
+            .side(done)
+            .updates()
+            .iter()
+            .flat_map(|u| u.names().cloned().collect::<Vec<_>>())
+            .collect();
+        let mut done_base = link.baseline(done).clone();
+        for f in &written {
+            match done_item.fields.get(f.as_str()) {
+                Some(v) => done_base.insert(f.clone(), v.clone()),
+                None => done_base.remove(f.as_str()),
+            };
+        }
+        let mapping = self.mapping();
+        let mut sources: Vec<workbridge_core::FieldName> = mapping
+            .rules()
+            .iter()
+            .filter(|r| r.target(d).is_some_and(|t| written.contains(t)))
+            .filter_map(|r| r.source_field(d).cloned())
+            .collect();
+        if let Some((src, tgt)) = mapping.state().and_then(|s| s.fields(d))
+            && written.contains(tgt)
+        {
+            sources.push(src.clone());
+        }
+        let mut other_base = link.baseline(other).clone();
+        for f in sources {
+            match other_item.fields.get(f.as_str()) {
+                Some(v) => other_base.insert(f, v.clone()),
+                None => other_base.remove(f.as_str()),
+            };
+        }
+        let other_version = match other {
+            Side::Left => link.left_version.clone(),
+            Side::Right => link.right_version.clone(),
+        }
+        .unwrap_or_default();
+        link.set(done, done_item.version.clone(), done_base);
+        link.set(other, other_version, other_base);
+    }
+
+    /// Applies a plan's writes, left side first; `landed` tells which sides' writes all landed.
     async fn apply(
         &self,
         p: &SyncPlan,
         left: &mut WorkItem,
         right: &mut WorkItem,
+        landed: &mut PerSide<bool>,
         round: &mut Round,
     ) -> Result<()> {
         let mut unchanged = PerSide {
@@ -1392,6 +1471,7 @@ impl SyncPair {
                     .await?;
                 unchanged[side] = false;
             }
+            landed[side] = true;
             if unchanged[side] {
                 round.report.unchanged[side] += 1;
             } else {

@@ -101,7 +101,9 @@ impl FaultRule {
         } else {
             "injected fault"
         };
-        let mut e = Error::new(self.kind, what).with_operation(call.op.as_str());
+        let mut e = Error::new(self.kind, what)
+            .with_operation(call.op.as_str())
+            .with_maybe_applied(self.reply_lost);
         if let Some(t) = &call.item_type {
             e = e.with_item_type(t.clone());
         }
