@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use workbridge::mapping::Mapping;
-use workbridge::{ItemType, WorkItem};
+use workbridge::{FieldMap, FieldValue, ItemId, ItemType, Repository, WorkItem};
 use workbridge_azure_devops::{AzureDevOpsConfig, AzureDevOpsRepository};
 use workbridge_http::{BackoffConfig, ClientOptions, RetryConfig};
 use workbridge_servicenow::{ServiceNowConfig, ServiceNowRepository};
@@ -98,4 +98,29 @@ pub(crate) fn temp_db(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("state.db")
+}
+
+/// A software ticket with `title`, as Ops open it.
+pub(crate) async fn software_ticket(sn: &ServiceNowRepository, title: &str) -> WorkItem {
+    sn.create(
+        &incident(),
+        &FieldMap::new()
+            .with("short_description", title)
+            .with("category", FieldValue::Choice("software".into())),
+        &Default::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Dev moves a Bug to `state`.
+pub(crate) async fn move_bug(ado: &AzureDevOpsRepository, id: &ItemId, state: &str) {
+    ado.update(
+        &bug(),
+        id,
+        &FieldMap::new().with("System.State", state),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
 }

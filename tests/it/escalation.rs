@@ -6,7 +6,7 @@ use std::sync::Arc;
 use workbridge::sync::{MemoryStore, Side, SqliteStore, SyncPair};
 use workbridge::{FieldMap, FieldValue, NewComment, Repository, RepositoryExt, Visibility, Write};
 
-use crate::common::{bug, incident, s, sides, sims, spec, temp_db};
+use crate::common::{bug, incident, s, sides, sims, software_ticket, spec, temp_db};
 
 #[tokio::test]
 async fn incident_escalation_end_to_end() {
@@ -258,17 +258,7 @@ async fn ticket_and_bug_states_move_together_both_ways() {
         Arc::new(MemoryStore::new()),
     )
     .unwrap();
-    let ticket = sys
-        .sn
-        .create(
-            &incident(),
-            &FieldMap::new()
-                .with("short_description", "Checkout times out")
-                .with("category", FieldValue::Choice("software".into())),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+    let ticket = software_ticket(&sys.sn, "Checkout times out").await;
     let r = pair.run_once().await;
     assert!(r.is_complete() && r.created.right == 1, "{r}");
     let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();

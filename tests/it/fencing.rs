@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use workbridge::sync::{Side, SqliteStore, SyncOptions, SyncPair};
-use workbridge::{FieldMap, FieldValue, Repository, RepositoryExt};
+use workbridge::{FieldMap, Repository, RepositoryExt};
 
-use crate::common::{bug, incident, s, sides, sims, spec, temp_db};
+use crate::common::{bug, incident, move_bug, s, sides, sims, software_ticket, spec, temp_db};
 
 #[tokio::test]
 async fn a_worker_retrying_past_its_lease_does_not_overwrite_the_next_worker() {
@@ -35,32 +35,11 @@ async fn a_worker_retrying_past_its_lease_does_not_overwrite_the_next_worker() {
     let sn = a_sides.sn.clone();
     let ado = a_sides.ado.clone();
 
-    let ticket = sn
-        .create(
-            &incident(),
-            &FieldMap::new()
-                .with("short_description", "Invoices print blank")
-                .with("category", FieldValue::Choice("software".into())),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+    let ticket = software_ticket(&sn, "Invoices print blank").await;
     let r = a.run_once().await;
     assert!(r.is_complete() && r.created.right == 1, "{r}");
     let link = a.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
-    let dev = |state: &'static str| {
-        let (ado, id) = (ado.clone(), link.right.clone());
-        async move {
-            ado.update(
-                &bug(),
-                &id,
-                &FieldMap::new().with("System.State", state),
-                &Default::default(),
-            )
-            .await
-            .unwrap();
-        }
-    };
+    let dev = |state: &'static str| move_bug(&ado, &link.right, state);
 
     // Dev activates the Bug. Worker A reads it and writes the dev status to the ticket; the
     // PATCH is answered 503 with `Retry-After: 2`, so A's client would send it again in 2 s —
@@ -121,29 +100,11 @@ async fn an_ops_edit_between_check_and_write_is_not_taken_for_the_syncs_own() {
         Arc::new(SqliteStore::open(temp_db("interleaved")).unwrap()),
     )
     .unwrap();
-    let ticket = sys
-        .sn
-        .create(
-            &incident(),
-            &FieldMap::new()
-                .with("short_description", "Invoices print blank")
-                .with("category", FieldValue::Choice("software".into())),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+    let ticket = software_ticket(&sys.sn, "Invoices print blank").await;
     let number = s(&ticket, "number");
     assert!(pair.run_once().await.is_complete());
     let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
-    sys.ado
-        .update(
-            &bug(),
-            &link.right,
-            &FieldMap::new().with("System.State", "Active"),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+    move_bug(&sys.ado, &link.right, "Active").await;
 
     // Every ServiceNow answer now takes 400 ms; the moment the sync's PATCH of the ticket
     // arrives (it is counted before it is handled), Ops rename the ticket in the UI.
@@ -229,16 +190,7 @@ async fn a_create_that_lands_after_its_timeout_is_not_made_twice() {
             .comments(false)
             .attachments(false),
     );
-    let ticket = sn
-        .create(
-            &incident(),
-            &FieldMap::new()
-                .with("short_description", "Invoices print blank")
-                .with("category", FieldValue::Choice("software".into())),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+    let ticket = software_ticket(&sn, "Invoices print blank").await;
     let number = s(&ticket, "number");
     // The Bug's create (`POST …/workitems/$Bug`) is held 1.5 s; the client gives up at 0.7 s.
     sims.ado
@@ -289,33 +241,11 @@ async fn when_only_one_side_of_a_merge_landed_the_next_round_still_sees_the_othe
     )
     .unwrap()
     .with_options(SyncOptions::default().comments(false).attachments(false));
-    let ticket = sys
-        .sn
-        .create(
-            &incident(),
-            &FieldMap::new()
-                .with("short_description", "Invoices print blank")
-                .with("category", FieldValue::Choice("software".into())),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+    let ticket = software_ticket(&sys.sn, "Invoices print blank").await;
     let number = s(&ticket, "number");
     assert!(pair.run_once().await.is_complete());
     let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
-    let dev = |state: &'static str| {
-        let (ado, id) = (sys.ado.clone(), link.right.clone());
-        async move {
-            ado.update(
-                &bug(),
-                &id,
-                &FieldMap::new().with("System.State", state),
-                &Default::default(),
-            )
-            .await
-            .unwrap();
-        }
-    };
+    let dev = |state: &'static str| move_bug(&sys.ado, &link.right, state);
     dev("Active").await;
     assert!(pair.run_once().await.is_complete());
 

@@ -603,6 +603,26 @@ impl AlmRepository {
         Ok(item)
     }
 
+    /// Writes encoded fields to an entity (`PUT`) and parses the entity the server answers.
+    async fn put_entity(
+        &self,
+        op: &'static str,
+        t: &ItemType,
+        id: &ItemId,
+        fields: &[(String, Values)],
+    ) -> Result<Entity> {
+        let resp = self
+            .call(
+                op,
+                Method::PUT,
+                &self.entity_path(t, id)?,
+                &[],
+                Some(encode(self.config.format, &entity_type(t.as_str()), fields)),
+            )
+            .await?;
+        parse_entity(self.config.format, &resp.body)
+    }
+
     /// Checks and encodes the fields of a write (labels resolved to names).
     fn encode_fields(
         &self,
@@ -1012,16 +1032,7 @@ impl Repository for AlmRepository {
                     after.merge(changes);
                     wf.check(&from, &to.to_string(), &after)?;
                 }
-                let resp = self
-                    .call(
-                        "update",
-                        Method::PUT,
-                        &self.entity_path(t, id)?,
-                        &[],
-                        Some(encode(self.config.format, &entity_type(t.as_str()), &body)),
-                    )
-                    .await?;
-                let e = parse_entity(self.config.format, &resp.body)?;
+                let e = self.put_entity("update", t, id, &body).await?;
                 self.to_item(t, &meta, &e, offset, "")
             })
             .await
@@ -1229,17 +1240,9 @@ impl Repository for AlmRepository {
                         &FieldMap::new().with(field, FieldValue::Html(updated)),
                         offset,
                     )?;
-                    let resp = self
-                        .call(
-                            "add_comment",
-                            Method::PUT,
-                            &self.entity_path(t, id)?,
-                            &[],
-                            Some(encode(self.config.format, &entity_type(t.as_str()), &body)),
-                        )
-                        .await?;
-                    let e = parse_entity(self.config.format, &resp.body)?;
-                    let stored = e
+                    let stored = self
+                        .put_entity("add_comment", t, id, &body)
+                        .await?
                         .fields
                         .get(field)
                         .cloned()

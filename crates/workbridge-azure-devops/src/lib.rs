@@ -128,6 +128,13 @@ struct TypeMeta {
 /// Field reference name → what the field list says of it.
 type FieldTypes = HashMap<String, FieldInfo>;
 
+/// A JSON string holding an ISO 8601 date-time, in UTC.
+fn date_time(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// Percent-encodes one path segment.
 fn seg(s: &str) -> String {
     s.bytes()
@@ -761,11 +768,7 @@ impl AzureDevOpsRepository {
                     .ok_or_else(|| Error::protocol(format!("workItems[{i}].id"), "missing"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let as_of = v
-            .get("asOf")
-            .and_then(Value::as_str)
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|t| t.with_timezone(&Utc));
+        let as_of = v.get("asOf").and_then(date_time);
         Ok((ids, as_of))
     }
 
@@ -1229,17 +1232,12 @@ impl Repository for AzureDevOpsRepository {
                                 .or_else(|| c.get("commentId"))
                                 .and_then(Value::as_u64)
                                 .ok_or_else(|| Error::protocol(format!("{path}.id"), "missing"))?;
-                            let at = c
-                                .get("createdDate")
-                                .and_then(Value::as_str)
-                                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                                .ok_or_else(|| {
-                                    Error::protocol(
-                                        format!("{path}.createdDate"),
-                                        "missing or not a date-time",
-                                    )
-                                })?
-                                .with_timezone(&Utc);
+                            let at = c.get("createdDate").and_then(date_time).ok_or_else(|| {
+                                Error::protocol(
+                                    format!("{path}.createdDate"),
+                                    "missing or not a date-time",
+                                )
+                            })?;
                             let format =
                                 if c.get("format").and_then(Value::as_str) == Some("markdown") {
                                     TextFormat::Plain
@@ -1292,15 +1290,13 @@ impl Repository for AzureDevOpsRepository {
                         let rev = u.get("rev").and_then(Value::as_u64).unwrap_or(0);
                         let at = u
                             .pointer("/fields/System.ChangedDate/newValue")
-                            .and_then(Value::as_str)
-                            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                            .and_then(date_time)
                             .ok_or_else(|| {
                                 Error::protocol(
                                     format!("value[{i}].fields.System.ChangedDate"),
                                     "missing",
                                 )
-                            })?
-                            .with_timezone(&Utc);
+                            })?;
                         let mut c = Comment::new(
                             format!("rev{rev}"),
                             at,
@@ -1367,9 +1363,8 @@ impl Repository for AzureDevOpsRepository {
                         .ok_or_else(|| Error::protocol("id", "the new comment has no id"))?;
                     let at = v
                         .get("createdDate")
-                        .and_then(Value::as_str)
-                        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                        .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
+                        .and_then(date_time)
+                        .unwrap_or_else(Utc::now);
                     let mut comment = Comment::new(
                         cid.to_string(),
                         at,
@@ -1460,9 +1455,7 @@ impl Repository for AzureDevOpsRepository {
                     .and_then(Value::as_u64);
                 m.created_at = a
                     .and_then(|a| a.get("resourceCreatedDate"))
-                    .and_then(Value::as_str)
-                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                    .map(|t| t.with_timezone(&Utc));
+                    .and_then(date_time);
                 m.url = url::Url::parse(url).ok();
                 out.push(m);
             }

@@ -280,41 +280,43 @@ impl SimControl {
         *lock(&self.0.faults) = faults;
     }
 
+    /// Queues `n` faults for the next requests of `method` whose path contains `path_part`
+    /// (any request where `None`).
+    fn queue(&self, method: Option<&str>, path_part: Option<&str>, fault: Injected, n: usize) {
+        let entry = (
+            method.map(str::to_owned),
+            path_part.map(str::to_owned),
+            fault,
+        );
+        lock(&self.0.queued).extend(std::iter::repeat_n(entry, n));
+    }
+
     /// Answers the next `n` requests with `status` (and `Retry-After` when given).
     pub fn fail_next(&self, n: usize, status: u16, retry_after_secs: Option<u64>) {
-        lock(&self.0.queued).extend(std::iter::repeat_n(
-            (None, None, Injected::Status(status, retry_after_secs)),
-            n,
-        ));
+        self.queue(None, None, Injected::Status(status, retry_after_secs), n);
     }
 
     /// Answers the next `n` requests of one method (`"PATCH"`) with `status` (and `Retry-After`
     /// when given); requests of other methods are served.
     pub fn fail_next_of(&self, method: &str, n: usize, status: u16, retry_after_secs: Option<u64>) {
-        lock(&self.0.queued).extend(std::iter::repeat_n(
-            (
-                Some(method.to_owned()),
-                None,
-                Injected::Status(status, retry_after_secs),
-            ),
+        self.queue(
+            Some(method),
+            None,
+            Injected::Status(status, retry_after_secs),
             n,
-        ));
+        );
     }
 
     /// Holds the next request of one method (`"POST"`) whose path contains `path_part` for `d`
     /// before serving it: a request delayed on the wire, applied even when the client has given
     /// up on it by then.
     pub fn delay_next_of(&self, method: &str, path_part: &str, d: Duration) {
-        lock(&self.0.queued).push((
-            Some(method.to_owned()),
-            Some(path_part.to_owned()),
-            Injected::Delay(d),
-        ));
+        self.queue(Some(method), Some(path_part), Injected::Delay(d), 1);
     }
 
     /// Drops the connection of the next `n` requests mid-answer.
     pub fn drop_next(&self, n: usize) {
-        lock(&self.0.queued).extend(std::iter::repeat_n((None, None, Injected::Drop), n));
+        self.queue(None, None, Injected::Drop, n);
     }
 }
 

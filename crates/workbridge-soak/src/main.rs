@@ -76,34 +76,45 @@ fn options(retries: u32) -> ClientOptions {
         )
 }
 
+/// What the harness could not set up, said as such: the soak's own failures are never panics
+/// (the checker counts panics in the worker's output as the sync's).
+type Setup<T> = Result<T, String>;
+
+fn setup<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> Setup<T> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
 fn adapters(
     sn: &str,
     ado: &str,
     retries: u32,
-) -> (Arc<ServiceNowRepository>, Arc<AzureDevOpsRepository>) {
-    let sn = ServiceNowRepository::new(
-        ServiceNowConfig::builder(sn)
-            .basic("admin", "admin")
-            .client_options(options(retries))
-            .build(),
-    )
-    .expect("the ServiceNow adapter builds");
-    let ado = AzureDevOpsRepository::new(
-        AzureDevOpsConfig::builder(ado, "Fabrikam")
-            .pat("TOKEN")
-            .client_options(options(retries))
-            .build(),
-    )
-    .expect("the Azure DevOps adapter builds");
-    (Arc::new(sn), Arc::new(ado))
+) -> Setup<(Arc<ServiceNowRepository>, Arc<AzureDevOpsRepository>)> {
+    let sn = setup(
+        ServiceNowRepository::new(
+            ServiceNowConfig::builder(sn)
+                .basic("admin", "admin")
+                .client_options(options(retries))
+                .build(),
+        ),
+        "the ServiceNow adapter",
+    )?;
+    let ado = setup(
+        AzureDevOpsRepository::new(
+            AzureDevOpsConfig::builder(ado, "Fabrikam")
+                .pat("TOKEN")
+                .client_options(options(retries))
+                .build(),
+        ),
+        "the Azure DevOps adapter",
+    )?;
+    Ok((Arc::new(sn), Arc::new(ado)))
 }
 
 /// The worker: rounds until killed, or (`--until-quiet`) until a complete round writes nothing;
 /// it then prints `quiet writes=N` with the writes of its first round and exits 0.
-async fn worker(args: &[String]) -> i32 {
+async fn worker(args: &[String]) -> Setup<i32> {
     let (Some(sn), Some(ado)) = (flag(args, "--sn"), flag(args, "--ado")) else {
-        eprintln!("worker needs --sn URL --ado URL and --db PATH or --postgres CONN");
-        return 2;
+        return Err("worker needs --sn URL --ado URL and --db PATH or --postgres CONN".into());
     };
     let until_quiet = args.iter().any(|a| a == "--until-quiet");
     if std::env::var_os("WORKBRIDGE_SOAK_TRACE").is_some() {
@@ -118,36 +129,27 @@ async fn worker(args: &[String]) -> i32 {
             .with_ansi(false)
             .init();
     }
-    let (sn, ado) = adapters(&sn, &ado, 1);
+    let (sn, ado) = adapters(&sn, &ado, 1)?;
     let store: Arc<dyn StateStore> = match (flag(args, "--db"), flag(args, "--postgres")) {
-        (Some(db), _) => Arc::new(SqliteStore::open(&db).expect("the store opens")),
-        (None, Some(pg)) => Arc::new(
-            PostgresStore::connect(&pg)
-                .await
-                .expect("the store connects"),
-        ),
-        (None, None) => {
-            eprintln!("worker needs --db PATH or --postgres CONN");
-            return 2;
-        }
+        (Some(db), _) => Arc::new(setup(SqliteStore::open(&db), "the SQLite store")?),
+        (None, Some(pg)) => Arc::new(setup(
+            PostgresStore::connect(&pg).await,
+            "the PostgreSQL store",
+        )?),
+        (None, None) => return Err("worker needs --db PATH or --postgres CONN".into()),
     };
     let lease = flag(args, "--lease-ms")
         .and_then(|s| s.parse().ok())
         .unwrap_or(600_000);
-    let mut pair = SyncPair::new(
-        sn,
-        ado,
-        Mapping::from_toml_str(SPEC).expect("the spec compiles"),
-        store,
-    )
-    .expect("the pair builds")
-    .with_id("soak")
-    // A killed worker's create may land for as long as a request's budget: 6 s here.
-    .with_options(
-        SyncOptions::default()
-            .foreign_intent_grace(Duration::from_secs(8))
-            .lease_ttl(Duration::from_millis(lease)),
-    );
+    let mapping = setup(Mapping::from_toml_str(SPEC), "the escalation spec")?;
+    let mut pair = setup(SyncPair::new(sn, ado, mapping, store), "the pair")?
+        .with_id("soak")
+        // A killed worker's create may land for as long as a request's budget: 6 s here.
+        .with_options(
+            SyncOptions::default()
+                .foreign_intent_grace(Duration::from_secs(8))
+                .lease_ttl(Duration::from_millis(lease)),
+        );
     if let Some(h) = flag(args, "--holder") {
         pair = pair.with_holder(h);
     }
@@ -162,11 +164,11 @@ async fn worker(args: &[String]) -> i32 {
             }
             if r.is_complete() && r.writes() == 0 && r.parked.is_empty() {
                 println!("quiet writes={}", first_writes.unwrap_or(0));
-                return 0;
+                return Ok(0);
             }
             if started.elapsed() > Duration::from_secs(90) {
                 println!("not quiet after 90 s: {r}");
-                return 1;
+                return Ok(1);
             }
         }
         tokio::time::sleep(Duration::from_millis(if until_quiet { 200 } else { 30 })).await;
@@ -184,23 +186,27 @@ fn spawn_worker(
     store: &[String],
     log: &Path,
     extra: &[&str],
-) -> Worker {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("the worker log opens");
-    let err = out.try_clone().expect("the log handle clones");
-    let child = tokio::process::Command::new(exe)
-        .args(["worker", "--sn", sn, "--ado", ado])
-        .args(store)
-        .args(extra)
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the worker starts");
-    Worker { child }
+) -> Setup<Worker> {
+    let out = setup(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log),
+        "the worker log",
+    )?;
+    let err = setup(out.try_clone(), "the worker log")?;
+    let child = setup(
+        tokio::process::Command::new(exe)
+            .args(["worker", "--sn", sn, "--ado", ado])
+            .args(store)
+            .args(extra)
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true)
+            .spawn(),
+        "the worker process",
+    )?;
+    Ok(Worker { child })
 }
 
 #[derive(Default)]
@@ -246,7 +252,7 @@ async fn bugs_by_number(ado: &AzureDevOpsRepository) -> Option<HashMap<String, V
     Some(by)
 }
 
-async fn run(args: &[String]) -> i32 {
+async fn run(args: &[String]) -> Setup<i32> {
     let seconds: u64 = flag(args, "--seconds")
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
@@ -261,13 +267,13 @@ async fn run(args: &[String]) -> i32 {
         .user("admin", "admin", &["admin"])
         .spawn()
         .await
-        .expect("the ServiceNow simulator starts");
+        .map_err(|e| format!("the ServiceNow simulator: {e}"))?;
     let ado_sim = AzureDevOpsSim::builder()
         .pat("TOKEN")
         .custom_field("Custom.ServiceNowTicket", "ServiceNow Ticket")
         .spawn()
         .await
-        .expect("the Azure DevOps simulator starts");
+        .map_err(|e| format!("the Azure DevOps simulator: {e}"))?;
     let faults = |s: u64| {
         Faults::none()
             .error_rate(503, 0.04)
@@ -289,32 +295,40 @@ async fn run(args: &[String]) -> i32 {
         reset_ratio: 0.01,
         lose_reply_ratio: 0.02,
     };
-    let addr = |url: &str| -> std::net::SocketAddr {
+    let addr = |url: &str| -> Setup<std::net::SocketAddr> {
         url.trim_start_matches("http://")
             .split('/')
             .next()
             .and_then(|a| a.parse().ok())
-            .expect("a simulator listens on 127.0.0.1:port")
+            .ok_or_else(|| format!("a simulator's URL without 127.0.0.1:port: {url}"))
     };
     let delay_sn_writes = args.iter().any(|a| a == "--delay-sn-writes");
+    // Without --wire the proxies relay as they are.
     let wire_on = args.iter().any(|a| a == "--wire");
-    let sn_wire = proxy::Proxy::start(addr(&sn_sim.url()), wire(delay_sn_writes), seed + 2).await;
-    let ado_wire = proxy::Proxy::start(addr(&ado_sim.url()), wire(true), seed + 3).await;
+    let sn_wire = setup(
+        proxy::Proxy::start(
+            addr(&sn_sim.url())?,
+            wire_on.then(|| wire(delay_sn_writes)),
+            seed + 2,
+        )
+        .await,
+        "the ServiceNow proxy",
+    )?;
+    let ado_wire = setup(
+        proxy::Proxy::start(addr(&ado_sim.url())?, wire_on.then(|| wire(true)), seed + 3).await,
+        "the Azure DevOps proxy",
+    )?;
     let dir: PathBuf =
         std::env::temp_dir().join(format!("workbridge-soak-{}-{seed}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("the scratch directory");
+    setup(std::fs::create_dir_all(&dir), "the scratch directory")?;
     let db = dir.join("state.sqlite");
     let log = dir.join("worker.log");
-    let exe = std::env::current_exe().expect("this program's path");
+    let exe = setup(std::env::current_exe(), "this program's path")?;
     let (sn_url, ado_url) = (sn_sim.url(), ado_sim.collection_url());
     // Users retry their own calls, and reach the systems directly: they are people, not the
     // system under test.
-    let (users_sn, users_ado) = adapters(&sn_url, &ado_url, 8);
-    // With --wire the workers go through the proxies.
-    if !wire_on {
-        sn_wire.heal();
-        ado_wire.heal();
-    }
+    let (users_sn, users_ado) = adapters(&sn_url, &ado_url, 8)?;
+    // The workers go through the proxies.
     let (sn_url, ado_url) = (
         sn_wire.url(""),
         ado_url.replacen(&ado_sim.url(), &ado_wire.url(""), 1),
@@ -339,7 +353,7 @@ async fn run(args: &[String]) -> i32 {
         spawn_worker(&exe, &sn_url, &ado_url, &store_args, &log, &extra)
     };
     let mut model = Model::default();
-    let mut workers: Vec<Worker> = (0..n_workers).map(spawn).collect();
+    let mut workers: Vec<Worker> = (0..n_workers).map(spawn).collect::<Setup<_>>()?;
     let (mut edits, mut kills, mut absurd) = (0u64, 0u64, 0u64);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut step = 0u64;
@@ -352,7 +366,7 @@ async fn run(args: &[String]) -> i32 {
             let _ = workers[i].child.start_kill();
             let _ = workers[i].child.wait().await;
             kills += 1;
-            workers[i] = spawn(i);
+            workers[i] = spawn(i)?;
         } else if roll < kill_percent + 1 {
             let sim = if rng.random_bool(0.5) {
                 sn_sim.control()
@@ -406,7 +420,7 @@ async fn run(args: &[String]) -> i32 {
             // Whatever the reply said, the model learns what the system now holds.
             let Some(t) = read_back(users_sn.as_ref(), &incident(), &id).await else {
                 eprintln!("soak: ticket {id} cannot be read back through the faults");
-                return 1;
+                return Ok(1);
             };
             model
                 .title
@@ -437,7 +451,7 @@ async fn run(args: &[String]) -> i32 {
                 .await;
             let Some(now) = read_back(users_ado.as_ref(), &bug(), &b.id).await else {
                 eprintln!("soak: Bug {} cannot be read back through the faults", b.id);
-                return 1;
+                return Ok(1);
             };
             model.dev_state.insert(number, text(&now, "System.State"));
             edits += u64::from(wrote.is_ok());
@@ -465,12 +479,12 @@ async fn run(args: &[String]) -> i32 {
             &log,
             // The first worker started again: it takes its own lease back at once.
             &["--until-quiet", "--holder", "worker-0"],
-        );
+        )?;
         let status = tokio::time::timeout(Duration::from_secs(120), q.child.wait()).await;
         let ok = matches!(status, Ok(Ok(s)) if s.success());
         if !ok {
             eprintln!("the final sync did not reach quiet; see {}", log.display());
-            return 1;
+            return Ok(1);
         }
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let last = text
@@ -485,7 +499,7 @@ async fn run(args: &[String]) -> i32 {
     // The checker: the users' last writes against what both systems hold.
     let Some(by) = bugs_by_number(&users_ado).await else {
         eprintln!("the Bugs cannot be listed without faults");
-        return 1;
+        return Ok(1);
     };
     let (mut duplicates, mut lost, mut divergence) = (0usize, 0usize, 0usize);
     let status = |st: &str| match st {
@@ -502,10 +516,9 @@ async fn run(args: &[String]) -> i32 {
             lost += 1; // a ticket without a Bug
             continue;
         };
-        let t = users_sn
-            .get(&incident(), id)
-            .await
-            .expect("the ticket reads");
+        let Some(t) = read_back(users_sn.as_ref(), &incident(), id).await else {
+            return Err(format!("ticket {id} cannot be read without faults"));
+        };
         if text(b, "System.Title") != format!("{number}: {}", model.title[id]) {
             lost += 1;
             eprintln!(
@@ -572,21 +585,23 @@ async fn run(args: &[String]) -> i32 {
     } else {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    i32::from(duplicates + lost + echo + divergence + panics > 0)
+    Ok(i32::from(failed))
 }
 
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let code = match args.first().map(String::as_str) {
+    let result = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]).await,
         Some("worker") => worker(&args[1..]).await,
-        _ => {
-            eprintln!(
-                "usage: workbridge-soak run [--seconds N] [--seed N] [--kill-percent N]\n       workbridge-soak worker --sn URL --ado URL --db PATH [--until-quiet]"
-            );
-            2
-        }
+        _ => Err(
+            "usage: workbridge-soak run [--seconds N] [--seed N] [--kill-percent N] [--wire]\n       workbridge-soak worker --sn URL --ado URL --db PATH [--until-quiet]"
+                .to_owned(),
+        ),
     };
+    let code = result.unwrap_or_else(|e| {
+        eprintln!("workbridge-soak: {e}");
+        2
+    });
     std::process::exit(code);
 }

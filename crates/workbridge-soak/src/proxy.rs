@@ -59,14 +59,17 @@ pub(crate) struct Proxy {
 }
 
 impl Proxy {
-    /// Starts a proxy to `upstream`.
-    pub(crate) async fn start(upstream: SocketAddr, faults: WireFaults, seed: u64) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("the proxy binds");
-        let addr = listener.local_addr().expect("the proxy's address");
+    /// Starts a proxy to `upstream` that breaks the wire as `faults` say (relays as it is with
+    /// `None`).
+    pub(crate) async fn start(
+        upstream: SocketAddr,
+        faults: Option<WireFaults>,
+        seed: u64,
+    ) -> std::io::Result<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
         let stats = Arc::new(WireStats::default());
-        let faults = Arc::new(std::sync::Mutex::new(Some(faults)));
+        let faults = Arc::new(std::sync::Mutex::new(faults));
         let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
         let (st, fl) = (stats.clone(), faults.clone());
         tokio::spawn(async move {
@@ -79,11 +82,11 @@ impl Proxy {
                 });
             }
         });
-        Proxy {
+        Ok(Proxy {
             addr,
             stats,
             faults,
-        }
+        })
     }
 
     /// Stops injecting faults (connections are relayed as they are).
