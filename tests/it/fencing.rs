@@ -280,3 +280,43 @@ async fn when_only_one_side_of_a_merge_landed_the_next_round_still_sees_the_othe
     );
     assert_eq!(pair.run_once().await.writes(), 0);
 }
+
+/// A ticket write whose reply was lost did land. Dev then moves the Bug back to the state of the
+/// old baseline: without knowing its write landed, the kernel saw no change on the Bug and the
+/// ticket kept the dev status written from the state in between. The write is recorded before
+/// it is sent (ADR 0012); the next merge finds it landed and learns it.
+#[tokio::test]
+async fn a_write_whose_reply_was_lost_is_learnt_by_the_next_round() {
+    let sims = sims().await;
+    let sys = sides(&sims, 0);
+    let pair = SyncPair::new(
+        sys.sn.clone(),
+        sys.ado.clone(),
+        spec("incident_escalation.toml"),
+        Arc::new(SqliteStore::open(temp_db("lost-write-reply")).unwrap()),
+    )
+    .unwrap()
+    .with_options(SyncOptions::default().comments(false).attachments(false));
+    let ticket = software_ticket(&sys.sn, "Invoices print blank").await;
+    assert!(pair.run_once().await.is_complete());
+    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    move_bug(&sys.ado, &link.right, "Active").await;
+    assert!(pair.run_once().await.is_complete());
+
+    move_bug(&sys.ado, &link.right, "Resolved").await;
+    sims.sn
+        .control()
+        .lose_next_reply_of("PATCH", "/api/now/table/incident/");
+    let r = pair.run_once().await;
+    assert!(r.stopped.is_some(), "the reply was lost: {r}");
+    let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
+    assert_eq!(s(&t, "u_dev_status"), "Fixed, awaiting release");
+
+    move_bug(&sys.ado, &link.right, "Active").await;
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
+    assert_eq!(s(&t, "u_dev_status"), "In development", "{r}");
+    let quiet = pair.run_once().await;
+    assert_eq!(quiet.writes(), 0, "{quiet}");
+}

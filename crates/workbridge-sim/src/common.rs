@@ -314,6 +314,12 @@ impl SimControl {
         self.queue(Some(method), Some(path_part), Injected::Delay(d), 1);
     }
 
+    /// Handles the next request of one method (`"PATCH"`) whose path contains `path_part` — a
+    /// write is applied — and then breaks its answer: a lost reply.
+    pub fn lose_next_reply_of(&self, method: &str, path_part: &str) {
+        self.queue(Some(method), Some(path_part), Injected::LoseReply, 1);
+    }
+
     /// Drops the connection of the next `n` requests mid-answer.
     pub fn drop_next(&self, n: usize) {
         self.queue(None, None, Injected::Drop, n);

@@ -70,7 +70,7 @@ pub use plan::{FieldConflict, PlanInput, SideWrites, SyncPlan, plan, same};
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
-pub use store::{Copied, CreateIntent, Link, MemoryStore, Parked, Side, StateStore};
+pub use store::{Copied, CreateIntent, Link, MemoryStore, Parked, PendingWrite, Side, StateStore};
 
 /// A value for each side.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -540,6 +540,7 @@ impl SyncPair {
             right_version: None,
             left_baseline: FieldMap::new(),
             right_baseline: FieldMap::new(),
+            pending: None,
         };
         self.store.save_link(&self.id, &link).await?;
         let result = self.merge(link, Side::Left, l, r, round).await;
@@ -1146,6 +1147,7 @@ impl SyncPair {
             right_version: None,
             left_baseline: FieldMap::new(),
             right_baseline: FieldMap::new(),
+            pending: None,
         };
         match side {
             Side::Left => {
@@ -1303,6 +1305,22 @@ impl SyncPair {
         let mut attempt = 0;
         let (mut errors, mut conflicts);
         loop {
+            // A write whose outcome the link does not know — of an earlier round, or of this
+            // merge when its answer was a conflict after the fact: did it land?
+            if let Some(pw) = link.pending.take() {
+                let written = match pw.side {
+                    Side::Left => &left,
+                    Side::Right => &right,
+                };
+                let landed = pw
+                    .fields
+                    .iter()
+                    .all(|(f, v)| same(written.fields.get(f.as_str()), Some(v)));
+                tracing::debug!(pair = %self.id, side = %pw.side, item = %written.id, landed, "a write without a known outcome");
+                if landed {
+                    learn_landed(&mut link, &pw, written);
+                }
+            }
             let p = plan(
                 &self.mapping(),
                 PlanInput {
@@ -1323,28 +1341,10 @@ impl SyncPair {
             );
             errors = p.errors.clone();
             conflicts = p.conflicts.clone();
-            let mut landed = PerSide {
-                left: false,
-                right: false,
-            };
-            let applied = self
-                .apply(&p, &mut left, &mut right, &mut landed, round)
-                .await;
-            let done = if landed.left { Side::Left } else { Side::Right };
-            if applied.is_err() && landed.left != landed.right && !p.side(done).updates().is_empty()
+            match self
+                .apply(&p, &mut left, &mut right, &mut link, round)
+                .await
             {
-                // One side's writes landed, the other's did not: the link learns what landed, so
-                // the next plan neither takes our own writes for news nor misses what changed
-                // on the other side meanwhile. (A side with nothing to write learns nothing.)
-                let (d_item, o_item) = match done {
-                    Side::Left => (&left, &right),
-                    Side::Right => (&right, &left),
-                };
-                self.advance_landed(&mut link, &p, done, d_item, o_item);
-                self.renew_lease().await?;
-                self.store.save_link(&self.id, &link).await?;
-            }
-            match applied {
                 Ok(()) => {
                     for (side, w) in [(Side::Left, &p.left), (Side::Right, &p.right)] {
                         let item = if side == Side::Left { &left } else { &right };
@@ -1370,7 +1370,13 @@ impl SyncPair {
                     round.report.calls.left += 1;
                     round.report.calls.right += 1;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // What landed, and the write whose outcome is unknown, go to the store; the
+                    // next round's merge starts from them.
+                    self.renew_lease().await?;
+                    self.store.save_link(&self.id, &link).await?;
+                    return Err(e);
+                }
             }
         }
         self.renew_lease().await?;
@@ -1389,34 +1395,24 @@ impl SyncPair {
         Ok(Outcome::Done)
     }
 
-    /// The baselines after only `done`'s writes landed: on `done`, each written field takes its
-    /// new value; on the other side, the fields those writes were mapped from take the values
-    /// they were read with. Everything else keeps its old baseline — in particular what was to
-    /// be written to the other side, and its sources, so it is planned again.
-    fn advance_landed(
+    /// The other side's baseline once `done`'s writes of `p` landed: the fields those writes were
+    /// mapped from take the values they were read with; everything else keeps its old baseline
+    /// — in particular what is still to be written to the other side, and its sources.
+    fn other_baseline_after(
         &self,
-        link: &mut Link,
+        link: &Link,
         p: &SyncPlan,
         done: Side,
-        done_item: &WorkItem,
         other_item: &WorkItem,
-    ) {
-        let other = done.other();
+    ) -> FieldMap {
         // Writes to `done` flow from the other side.
-        let d = direction_from(other);
+        let d = direction_from(done.other());
         let written: HashSet<workbridge_core::FieldName> = p
             .side(done)
             .updates()
             .iter()
             .flat_map(|u| u.names().cloned().collect::<Vec<_>>())
             .collect();
-        let mut done_base = link.baseline(done).clone();
-        for f in &written {
-            match done_item.fields.get(f.as_str()) {
-                Some(v) => done_base.insert(f.clone(), v.clone()),
-                None => done_base.remove(f.as_str()),
-            };
-        }
         let mapping = self.mapping();
         let mut sources: Vec<workbridge_core::FieldName> = mapping
             .rules()
@@ -1429,37 +1425,52 @@ impl SyncPair {
         {
             sources.push(src.clone());
         }
-        let mut other_base = link.baseline(other).clone();
+        let mut base = link.baseline(done.other()).clone();
         for f in sources {
             match other_item.fields.get(f.as_str()) {
-                Some(v) => other_base.insert(f, v.clone()),
-                None => other_base.remove(f.as_str()),
+                Some(v) => base.insert(f, v.clone()),
+                None => base.remove(f.as_str()),
             };
         }
-        let other_version = match other {
-            Side::Left => link.left_version.clone(),
-            Side::Right => link.right_version.clone(),
-        }
-        .unwrap_or_default();
-        link.set(done, done_item.version.clone(), done_base);
-        link.set(other, other_version, other_base);
+        base
     }
 
-    /// Applies a plan's writes, left side first; `landed` tells which sides' writes all landed.
+    /// Applies a plan's writes, left side first. Before a side is written the link is stored
+    /// with that write as pending (ADR 0012); once it landed the link learns it: that side's
+    /// written fields and the other side's fields they came from advance, so a failure writing
+    /// the other side leaves a link that neither takes our own writes for news nor misses what
+    /// changes on the other side meanwhile.
     async fn apply(
         &self,
         p: &SyncPlan,
         left: &mut WorkItem,
         right: &mut WorkItem,
-        landed: &mut PerSide<bool>,
+        link: &mut Link,
         round: &mut Round,
     ) -> Result<()> {
-        let mut unchanged = PerSide {
-            left: true,
-            right: true,
-        };
-        for (side, item) in [(Side::Left, left), (Side::Right, right)] {
-            for changes in p.side(side).updates() {
+        for side in [Side::Left, Side::Right] {
+            let (item, other) = match side {
+                Side::Left => (&mut *left, &*right),
+                Side::Right => (&mut *right, &*left),
+            };
+            let updates = p.side(side).updates();
+            if updates.is_empty() {
+                round.report.unchanged[side] += 1;
+                continue;
+            }
+            let mut sent = FieldMap::new();
+            for u in &updates {
+                sent.merge(u);
+            }
+            let pending = PendingWrite {
+                side,
+                fields: sent,
+                other_baseline: self.other_baseline_after(link, p, side, other),
+            };
+            link.pending = Some(pending.clone());
+            self.renew_lease().await?;
+            self.store.save_link(&self.id, link).await?;
+            for changes in updates {
                 round.report.calls[side] += 1;
                 *item = self
                     .fenced(self.repos[side].update(
@@ -1469,14 +1480,13 @@ impl SyncPair {
                         &UpdateOptions::default().if_version(item.version.clone()),
                     ))
                     .await?;
-                unchanged[side] = false;
             }
-            landed[side] = true;
-            if unchanged[side] {
-                round.report.unchanged[side] += 1;
-            } else {
-                round.report.updated[side] += 1;
-            }
+            // Landed: the link learns it (in memory; it is stored with the next pending write,
+            // on failure, or at the end of the merge).
+            link.pending = None;
+            learn_landed(link, &pending, item);
+            link.set(side, item.version.clone(), link.baseline(side).clone());
+            round.report.updated[side] += 1;
         }
         Ok(())
     }
@@ -1704,6 +1714,20 @@ impl SyncPair {
 }
 
 /// A `get_many` answer of the wrong length would make items look deleted: refuse it.
+/// The link after `w` landed on `item`: the written fields take the values `item` holds, the
+/// other side's baseline is the one the write recorded.
+fn learn_landed(link: &mut Link, w: &PendingWrite, item: &WorkItem) {
+    let mut base = link.baseline(w.side).clone();
+    for (f, _) in &w.fields {
+        match item.fields.get(f.as_str()) {
+            Some(v) => base.insert(f.clone(), v.clone()),
+            None => base.remove(f.as_str()),
+        };
+    }
+    link.set_baseline(w.side, base);
+    link.set_baseline(w.side.other(), w.other_baseline.clone());
+}
+
 fn check_len(repo: &dyn Repository, asked: usize, got: usize) -> Result<()> {
     if asked == got {
         Ok(())

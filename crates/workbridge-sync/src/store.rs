@@ -61,6 +61,25 @@ pub struct Link {
     pub left_baseline: FieldMap,
     /// The right item's mapped fields after the last sync.
     pub right_baseline: FieldMap,
+    /// A write sent (or about to be sent) to one side whose outcome the link does not know yet:
+    /// recorded before it is sent, so that the next round can tell whether it landed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingWrite>,
+}
+
+/// A write to one side of a link, recorded before it is sent (ADR 0012). If the side holds
+/// these values when the pair is merged next, the write landed — though its reply was lost or
+/// the process died before it could store the link — and the baselines advance as if the link
+/// had been stored after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingWrite {
+    /// The side written.
+    pub side: Side,
+    /// The fields sent, with the values sent.
+    pub fields: FieldMap,
+    /// The other side's baseline once the write landed: the fields the write was mapped from
+    /// take the values they were read with.
+    pub other_baseline: FieldMap,
 }
 
 impl Link {
@@ -88,17 +107,20 @@ impl Link {
         }
     }
 
+    /// Replaces one side's baseline, leaving its version.
+    pub(crate) fn set_baseline(&mut self, side: Side, baseline: FieldMap) {
+        match side {
+            Side::Left => self.left_baseline = baseline,
+            Side::Right => self.right_baseline = baseline,
+        }
+    }
+
     pub(crate) fn set(&mut self, side: Side, version: Version, baseline: FieldMap) {
         match side {
-            Side::Left => {
-                self.left_version = Some(version);
-                self.left_baseline = baseline;
-            }
-            Side::Right => {
-                self.right_version = Some(version);
-                self.right_baseline = baseline;
-            }
+            Side::Left => self.left_version = Some(version),
+            Side::Right => self.right_version = Some(version),
         }
+        self.set_baseline(side, baseline);
     }
 }
 

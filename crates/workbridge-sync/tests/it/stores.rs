@@ -17,6 +17,7 @@ fn link(l: &str, r: &str) -> Link {
         right_version: None,
         left_baseline: FieldMap::new().with("short_description", "x"),
         right_baseline: FieldMap::new(),
+        pending: None,
     }
 }
 
