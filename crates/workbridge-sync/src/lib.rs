@@ -1468,18 +1468,19 @@ impl SyncPair {
                 other_baseline: self.other_baseline_after(link, p, side, other),
             };
             link.pending = Some(pending.clone());
-            self.renew_lease().await?;
+            // One renewal covers the pending record and the first write; a transition's further
+            // steps renew again.
+            let mut deadline = Some(self.renew_lease().await?);
             self.store.save_link(&self.id, link).await?;
             for changes in updates {
                 round.report.calls[side] += 1;
-                *item = self
-                    .fenced(self.repos[side].update(
-                        &self.types[side],
-                        &item.id,
-                        &changes,
-                        &UpdateOptions::default().if_version(item.version.clone()),
-                    ))
-                    .await?;
+                let checked = UpdateOptions::default().if_version(item.version.clone());
+                let write =
+                    self.repos[side].update(&self.types[side], &item.id, &changes, &checked);
+                *item = match deadline.take() {
+                    Some(at) => workbridge_core::fence::within(at, write).await?,
+                    None => self.fenced(write).await?,
+                };
             }
             // Landed: the link learns it (in memory; it is stored with the next pending write,
             // on failure, or at the end of the merge).
