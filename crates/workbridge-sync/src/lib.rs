@@ -59,9 +59,9 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex as AsyncMutex;
 use workbridge_core::{
-    ChangeOptions, CorrelationKey, CreateOptions, Cursor, Error, ErrorKind, FieldMap, GetOptions,
-    ItemId, ItemType, NewAttachment, NewComment, Repository, Result, Schema, TransitionGraph,
-    UpdateOptions, Visibility, WorkItem, Write,
+    ChangeOptions, CorrelationKey, CreateOptions, Cursor, Error, ErrorKind, FieldMap, FieldName,
+    GetOptions, ItemId, ItemType, NewAttachment, NewComment, Repository, Result, Schema,
+    TransitionGraph, UpdateOptions, Visibility, WorkItem, Write,
 };
 use workbridge_mapping::{Direction, Flow, Mapping};
 
@@ -1350,10 +1350,7 @@ impl SyncPair {
                         let item = if side == Side::Left { &left } else { &right };
                         let mut base = item.fields.clone();
                         for f in &w.keep_baseline {
-                            match link.baseline(side).get(f.as_str()) {
-                                Some(v) => base.insert(f.clone(), v.clone()),
-                                None => base.remove(f.as_str()),
-                            };
+                            copy_field(&mut base, link.baseline(side), f);
                         }
                         link.set(side, item.version.clone(), base);
                     }
@@ -1401,36 +1398,27 @@ impl SyncPair {
     fn other_baseline_after(
         &self,
         link: &Link,
-        p: &SyncPlan,
         done: Side,
+        written: &FieldMap,
         other_item: &WorkItem,
     ) -> FieldMap {
         // Writes to `done` flow from the other side.
         let d = direction_from(done.other());
-        let written: HashSet<workbridge_core::FieldName> = p
-            .side(done)
-            .updates()
-            .iter()
-            .flat_map(|u| u.names().cloned().collect::<Vec<_>>())
-            .collect();
         let mapping = self.mapping();
-        let mut sources: Vec<workbridge_core::FieldName> = mapping
+        let mut sources: Vec<&FieldName> = mapping
             .rules()
             .iter()
-            .filter(|r| r.target(d).is_some_and(|t| written.contains(t)))
-            .filter_map(|r| r.source_field(d).cloned())
+            .filter(|r| r.target(d).is_some_and(|t| written.contains(t.as_str())))
+            .filter_map(|r| r.source_field(d))
             .collect();
         if let Some((src, tgt)) = mapping.state().and_then(|s| s.fields(d))
-            && written.contains(tgt)
+            && written.contains(tgt.as_str())
         {
-            sources.push(src.clone());
+            sources.push(src);
         }
         let mut base = link.baseline(done.other()).clone();
         for f in sources {
-            match other_item.fields.get(f.as_str()) {
-                Some(v) => base.insert(f, v.clone()),
-                None => base.remove(f.as_str()),
-            };
+            copy_field(&mut base, &other_item.fields, f);
         }
         base
     }
@@ -1464,8 +1452,8 @@ impl SyncPair {
             }
             let pending = PendingWrite {
                 side,
+                other_baseline: self.other_baseline_after(link, side, &sent, other),
                 fields: sent,
-                other_baseline: self.other_baseline_after(link, p, side, other),
             };
             link.pending = Some(pending.clone());
             // One renewal covers the pending record and the first write; a transition's further
@@ -1714,21 +1702,26 @@ impl SyncPair {
     }
 }
 
-/// A `get_many` answer of the wrong length would make items look deleted: refuse it.
+/// Sets `f` in `to` to its value in `from`, or removes it when `from` has none.
+fn copy_field(to: &mut FieldMap, from: &FieldMap, f: &FieldName) {
+    match from.get(f.as_str()) {
+        Some(v) => to.insert(f.clone(), v.clone()),
+        None => to.remove(f.as_str()),
+    };
+}
+
 /// The link after `w` landed on `item`: the written fields take the values `item` holds, the
 /// other side's baseline is the one the write recorded.
 fn learn_landed(link: &mut Link, w: &PendingWrite, item: &WorkItem) {
     let mut base = link.baseline(w.side).clone();
-    for (f, _) in &w.fields {
-        match item.fields.get(f.as_str()) {
-            Some(v) => base.insert(f.clone(), v.clone()),
-            None => base.remove(f.as_str()),
-        };
+    for f in w.fields.names() {
+        copy_field(&mut base, &item.fields, f);
     }
     link.set_baseline(w.side, base);
     link.set_baseline(w.side.other(), w.other_baseline.clone());
 }
 
+/// A `get_many` answer of the wrong length would make items look deleted: refuse it.
 fn check_len(repo: &dyn Repository, asked: usize, got: usize) -> Result<()> {
     if asked == got {
         Ok(())
