@@ -4,6 +4,7 @@ mod common;
 mod escalation;
 mod fencing;
 mod hostile;
+mod locks;
 mod mapping_specs;
 mod randomized;
 mod secrets;

@@ -601,6 +601,7 @@ impl SyncPair {
                     self.id
                 ),
             )
+            .with_operation(LEASE)
             .with_temporary(true))
         }
     }
@@ -625,7 +626,23 @@ impl SyncPair {
         for side in [Side::Left, Side::Right] {
             self.pass(side, round).await?;
         }
-        Ok(())
+        // Items parked for a while only are tried again, those parked this round excepted.
+        let again: Vec<Parked> = self
+            .store
+            .parked(&self.id)
+            .await?
+            .into_iter()
+            .filter(|p| {
+                p.temporary
+                    && !round
+                        .report
+                        .parked
+                        .iter()
+                        .any(|q| q.side == p.side && q.id == p.id)
+            })
+            .take(self.options.page_size)
+            .collect();
+        self.retry_parked(again, round).await
     }
 
     async fn reconcile_inner(&self, round: &mut Round) -> Result<()> {
@@ -676,6 +693,11 @@ impl SyncPair {
     async fn replay_inner(&self, round: &mut Round) -> Result<()> {
         let parked = self.store.parked(&self.id).await?;
         round.parked = parked.iter().map(|p| (p.side, p.id.clone())).collect();
+        self.retry_parked(parked, round).await
+    }
+
+    /// Reads each parked item afresh and syncs it: those that sync are released.
+    async fn retry_parked(&self, parked: Vec<Parked>, round: &mut Round) -> Result<()> {
         for p in parked {
             round.report.calls[p.side] += 1;
             let got = self.repos[p.side]
@@ -907,9 +929,11 @@ impl SyncPair {
                 }
                 Ok(())
             }
-            // Outages and credentials problems concern every item: stop, do not park them all.
+            // Outages, credentials problems and a lost lease concern every item: stop, do not
+            // park them all. A write conflict that outlasted the retries (another client holds
+            // the item's lock) concerns this item: it is parked and tried again next round.
             Err(e)
-                if e.is_temporary()
+                if (e.is_temporary() && !item_conflict(&e))
                     || matches!(e.kind(), ErrorKind::Unauthenticated | ErrorKind::Config) =>
             {
                 Err(e)
@@ -922,6 +946,7 @@ impl SyncPair {
                     error: e.to_string(),
                     attempts: 1,
                     at: Utc::now(),
+                    temporary: e.is_temporary(),
                 };
                 self.store.park(&self.id, &p).await?;
                 round.parked.insert((side, id.clone()));
@@ -1358,6 +1383,7 @@ impl SyncPair {
                 }
                 Err(e)
                     if e.kind() == ErrorKind::Conflict
+                        && e.operation() != Some(LEASE)
                         && attempt < self.options.conflict_retries =>
                 {
                     attempt += 1;
@@ -1700,6 +1726,19 @@ impl SyncPair {
         tracing::info!(pair = %self.id, left = %link.left, right = %link.right, why, "link retired");
         Ok(Outcome::Done)
     }
+}
+
+/// The operation named by the error of a lease another worker holds.
+const LEASE: &str = "lease";
+
+/// A conflict writing one item that outlasted the retries — another client holds its lock, or
+/// its version keeps moving — as opposed to the pair's lease.
+fn item_conflict(e: &Error) -> bool {
+    e.kind() == ErrorKind::Conflict
+        && matches!(
+            e.operation(),
+            Some("update" | "add_comment" | "upload" | "write_many")
+        )
 }
 
 /// Sets `f` in `to` to its value in `from`, or removes it when `from` has none.

@@ -160,6 +160,11 @@ pub struct Parked {
     pub attempts: u32,
     /// When it last failed.
     pub at: DateTime<Utc>,
+    /// Whether the failure concerns the item for a while only (another client holds its lock,
+    /// its version keeps moving): the kernel tries it again in later rounds on its own. Others
+    /// wait for [`SyncPair::replay`](crate::SyncPair::replay) once their cause is fixed.
+    #[serde(default)]
+    pub temporary: bool,
 }
 
 /// Copied comments and attachments are remembered by kind and id, on both sides.

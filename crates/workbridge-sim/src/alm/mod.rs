@@ -1041,14 +1041,14 @@ fn session_of(
         ));
     };
     let idle = alm.config.idle;
-    let expired = st
-        .sessions
-        .get(&qs)
-        .is_none_or(|s| now - s.last_used > idle);
-    if expired {
-        if st.sessions.remove(&qs).is_some() {
-            st.locks.retain(|_, holder| *holder != qs);
-        }
+    // The server ends idle sessions on its own, and with them their locks: a client that died
+    // holding a lock blocks the entity only until its session would have expired.
+    st.sessions.retain(|_, s| now - s.last_used <= idle);
+    let State_ {
+        sessions, locks, ..
+    } = &mut *st;
+    locks.retain(|_, holder| sessions.contains_key(holder));
+    if !st.sessions.contains_key(&qs) {
         return Err(qc_error(
             fmt,
             StatusCode::UNAUTHORIZED,

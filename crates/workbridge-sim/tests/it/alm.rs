@@ -232,3 +232,30 @@ async fn sessions_encodings_and_errors() {
         .unwrap();
     assert_eq!(&bytes[..], b"data");
 }
+
+/// A client that dies holding a lock blocks the entity only as long as its session lives: the
+/// server ends idle sessions on its own, and their locks with them.
+#[tokio::test]
+async fn a_dead_sessions_lock_goes_with_the_session() {
+    let sim = AlmSim::builder()
+        .user("qa", "qa")
+        .seed(3)
+        .version(AlmVersion::V12_60)
+        .session_idle_timeout(std::time::Duration::from_secs(600))
+        .spawn()
+        .await
+        .unwrap();
+    let (dead, next) = (signed_in(&sim).await, signed_in(&sim).await);
+    let lock = |http: reqwest::Client| {
+        let url = format!("{}{P}/defects/1/lock", sim.url());
+        async move { http.post(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(lock(dead.clone()).await, 200);
+    assert_eq!(lock(next.clone()).await, 403, "locked by the other session");
+    // The first client is gone; once its session has been idle past the timeout the lock is
+    // free — while the second client, still active, keeps its own session.
+    sim.clock().advance(std::time::Duration::from_secs(400));
+    assert_eq!(lock(next.clone()).await, 403);
+    sim.clock().advance(std::time::Duration::from_secs(300));
+    assert_eq!(lock(next).await, 200);
+}

@@ -86,6 +86,7 @@ pub(crate) async fn contract(s: &dyn StateStore) {
         error: "bad".into(),
         attempts: 1,
         at: chrono::Utc::now(),
+        temporary: false,
     };
     s.park(p, &parked).await.unwrap();
     s.park(p, &parked).await.unwrap();
