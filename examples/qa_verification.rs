@@ -270,13 +270,10 @@ async fn main() -> Result<()> {
     flow.sync("Dev started work").await?;
     flow.dev(pass, "Resolved").await?;
     flow.dev(fail, "Resolved").await?;
-    flow.sync("Dev resolved both Bugs: each reaches QA as a defect")
+    flow.sync("Dev resolved both Bugs: each reaches QA as a defect, in Fixed")
         .await?;
-    flow.qa(pass, &["Open"]).await?;
-    flow.qa(fail, &["Open"]).await?;
-    flow.sync("QA started testing").await?;
-    flow.qa(pass, &["Fixed", "Closed"]).await?;
-    flow.qa(fail, &["Fixed", "Reopen"]).await?;
+    flow.qa(pass, &["Closed"]).await?;
+    flow.qa(fail, &["Reopen"]).await?;
     flow.sync("QA verified one fix and sent the other back")
         .await?;
     flow.sync("the Bugs' new states reach the tickets").await?;
@@ -299,6 +296,22 @@ async fn main() -> Result<()> {
     assert_eq!(text(&tp, "u_dev_status"), "Released");
     assert_eq!(text(&tf, "u_qa_status"), "Failed QA");
     assert_eq!(text(&tf, "u_dev_status"), "In development");
+
+    // Dev fixes the failed one again: its defect is back in Fixed, QA's turn, and this time QA
+    // verify it.
+    flow.dev(fail, "Resolved").await?;
+    flow.sync("Dev fixed the failed Bug again: its defect is back in Fixed")
+        .await?;
+    assert_eq!(text(&flow.defect_of(fail).await?, "status"), "Fixed");
+    flow.qa(fail, &["Closed"]).await?;
+    flow.sync("QA verified the second fix").await?;
+    flow.sync("its state reaches the ticket").await?;
+    flow.show(&tickets).await?;
+    let f = flow.bug_of(fail).await?;
+    assert_eq!(text(&f, "System.State"), "Closed");
+    let tf = flow.sn.get(&incident(), fail).await?;
+    assert_eq!(text(&tf, "u_qa_status"), "Verified by QA");
+    assert_eq!(text(&tf, "u_dev_status"), "Released");
     println!(
         "\nHTTP requests: ServiceNow {}, Azure DevOps {}, ALM {}",
         sn_sim.control().total_requests(),
