@@ -6,5 +6,6 @@ mod fencing;
 mod hostile;
 mod locks;
 mod mapping_specs;
+mod qa;
 mod randomized;
 mod secrets;

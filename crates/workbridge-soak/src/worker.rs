@@ -60,7 +60,10 @@ pub(crate) async fn worker(args: &[String]) -> Setup<i32> {
     };
     let pairs = [
         pair("soak", ESCALATION, sys.sn.clone(), sys.ado.clone())?,
-        pair("soak-qa", QA, sys.ado.clone(), sys.alm.clone())?,
+        // As the QA pattern is documented: the scope decides which Bugs get a defect, and a
+        // Bug QA sends back keeps its defect.
+        pair("soak-qa", QA, sys.ado.clone(), sys.alm.clone())?
+            .with_options(options.clone().retire_out_of_scope(false)),
     ];
     let started = Instant::now();
     let mut first_writes = None;

@@ -1,0 +1,100 @@
+//! The QA pair (Bug ↔ defect) when a write's outcome is lost: the defect's workflow walk and the
+//! rich-text field that flows both ways.
+
+use std::sync::Arc;
+
+use workbridge::sync::{MemoryStore, SyncOptions, SyncPair};
+use workbridge::{CorrelationKey, FieldMap, FieldValue, ItemType, Repository, RepositoryExt};
+use workbridge_alm::{AlmConfig, AlmRepository};
+use workbridge_http::ClientOptions;
+use workbridge_sim::alm::AlmSim;
+
+use crate::common::{bug, move_bug, s, sides, sims, spec};
+
+fn defect() -> ItemType {
+    ItemType::from("defects")
+}
+
+/// The defect created for a resolved Bug walks New → Open → Fixed; the reply of the first step
+/// is lost. The next rounds must still bring it to Fixed, and later repro steps must reach it.
+#[tokio::test]
+async fn a_lost_reply_in_the_defects_workflow_walk_is_caught_up() {
+    let sims = sims().await;
+    let ado = sides(&sims, 0).ado;
+    let alm_sim = AlmSim::builder().user("qa", "qa").spawn().await.unwrap();
+    let alm = Arc::new(
+        AlmRepository::new(
+            AlmConfig::builder(alm_sim.url(), "DEFAULT", "Demo")
+                .password("qa", "qa")
+                .correlation_field("Sync Key")
+                .client_options(
+                    ClientOptions::default()
+                        .allow_http(true)
+                        .retry(workbridge_http::RetryConfig::disabled()),
+                )
+                .build(),
+        )
+        .unwrap(),
+    );
+    let pair = SyncPair::new(
+        ado.clone(),
+        alm.clone(),
+        spec("qa_verification.toml"),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap()
+    .with_options(SyncOptions::default().comments(false).attachments(false));
+    let b = ado
+        .create(
+            &bug(),
+            &FieldMap::new()
+                .with("System.Title", "Invoices print blank")
+                .with(
+                    "Microsoft.VSTS.TCM.ReproSteps",
+                    FieldValue::Html("Print an invoice.".into()),
+                ),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    move_bug(&ado, &b.id, "Active").await;
+    move_bug(&ado, &b.id, "Resolved").await;
+    alm_sim.control().lose_next_reply_of("PUT", "/defects/");
+    let r = pair.run_once().await;
+    assert_eq!(r.created.right, 1, "{r}");
+    assert!(
+        r.stopped.is_some(),
+        "the reply of the first step was lost: {r}"
+    );
+    for _ in 0..3 {
+        pair.run_once().await;
+    }
+    let key = CorrelationKey::new(format!("wb:Bug:{}", b.id));
+    let d = alm
+        .find_by_correlation(&defect(), &key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s(&d, "status"), "Fixed");
+
+    ado.update(
+        &bug(),
+        &b.id,
+        &FieldMap::new().with(
+            "Microsoft.VSTS.TCM.ReproSteps",
+            FieldValue::Html("Print an invoice.<br>Any printer.".into()),
+        ),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    let d = alm.get(&defect(), &d.id).await.unwrap();
+    assert!(
+        s(&d, "description").contains("Any printer."),
+        "{:?}",
+        s(&d, "description")
+    );
+    assert_eq!(pair.run_once().await.writes(), 0);
+}
