@@ -218,6 +218,9 @@ async fn main() -> Result<()> {
     let alm = Arc::new(AlmRepository::new(
         AlmConfig::builder(alm_sim.url(), "DEFAULT", "Demo")
             .password("qa", "qa-pw")
+            // A user field for the sync's key: a defect whose create reply was lost is found
+            // by it, not created twice.
+            .correlation_field("Sync Key")
             .client_options(loopback)
             .build(),
     )?);

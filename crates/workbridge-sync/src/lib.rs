@@ -1294,7 +1294,13 @@ impl SyncPair {
                 base.remove(f.as_str());
             }
         }
-        if let Some((sf, _)) = self.mapping().state().and_then(|s| s.fields(back)) {
+        // A state that flows only back: the twin's first state is news for the source. One that
+        // flows both ways was just set from the source (or is the workflow's initial state the
+        // forward walk starts from): not news, or it would conflict with that walk.
+        if let Some(state) = self.mapping().state()
+            && state.fields(d).is_none()
+            && let Some((sf, _)) = state.fields(back)
+        {
             base.remove(sf.as_str());
         }
         base
