@@ -1041,7 +1041,8 @@ fn session_of(
         ));
     };
     let idle = alm.config.idle;
-    // The server ends idle sessions on its own, and with them their locks: a client that died
+    // The server ends idle sessions on its own, and with them their locks ("When a session
+    // ends, all locks are released": the REST reference's logout page): a client that died
     // holding a lock blocks the entity only until its session would have expired.
     st.sessions.retain(|_, s| now - s.last_used <= idle);
     let State_ {
