@@ -320,3 +320,65 @@ async fn a_write_whose_reply_was_lost_is_learnt_by_the_next_round() {
     let quiet = pair.run_once().await;
     assert_eq!(quiet.writes(), 0, "{quiet}");
 }
+
+/// A merge whose ticket write landed and whose Bug write failed leaves both items at the
+/// versions the link knows. Before, the next round took both for the sync's own echoes and the
+/// Bug write was never tried again (the long soak lost a priority so): a link with a pending
+/// write is merged again whatever the versions say.
+#[tokio::test]
+async fn a_pending_write_is_retried_though_both_sides_look_like_echoes() {
+    let sims = sims().await;
+    let sys = sides(&sims, 0);
+    let db = temp_db("pending-echo");
+    let pair = || {
+        SyncPair::new(
+            sys.sn.clone(),
+            sys.ado.clone(),
+            spec("incident_escalation.toml"),
+            Arc::new(SqliteStore::open(&db).unwrap()),
+        )
+        .unwrap()
+        .with_options(SyncOptions::default().comments(false).attachments(false))
+    };
+    let ticket = software_ticket(&sys.sn, "Invoices print blank").await;
+    let number = s(&ticket, "number");
+    // The Bug's create lands but its reply is lost: no link, an intent.
+    sims.ado.control().lose_next_reply_of("POST", "/workitems/");
+    let r = pair().run_once().await;
+    assert!(r.stopped.is_some(), "{r}");
+    let bug_id = sys
+        .ado
+        .all_changes(&bug(), &Default::default(), &Default::default())
+        .await
+        .unwrap()
+        .0
+        .into_iter()
+        .find(|b| s(b, "Custom.ServiceNowTicket") == number)
+        .unwrap()
+        .id;
+    // Dev resolve it; the next round's right pass passes it by (no link yet, no creates back).
+    move_bug(&sys.ado, &bug_id, "Active").await;
+    move_bug(&sys.ado, &bug_id, "Resolved").await;
+    // Ops raise the priority; the round relinks, writes the ticket, and fails on the Bug.
+    sys.sn
+        .update(
+            &incident(),
+            &ticket.id,
+            &FieldMap::new().with("priority", workbridge::FieldValue::Choice("1".into())),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    sims.ado.control().fail_next_of("PATCH", 1, 503, None);
+    let r = pair().run_once().await;
+    assert_eq!(r.relinked.right, 1, "{r}");
+    assert!(r.stopped.is_some(), "{r}");
+    let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
+    assert_eq!(s(&t, "u_dev_status"), "Fixed, awaiting release");
+
+    let r = pair().run_once().await;
+    assert!(r.is_complete(), "{r}");
+    let b = sys.ado.get(&bug(), &bug_id).await.unwrap();
+    assert_eq!(s(&b, "Microsoft.VSTS.Common.Priority"), "1", "{r}");
+    assert_eq!(pair().run_once().await.writes(), 0);
+}

@@ -816,7 +816,7 @@ impl SyncPair {
                 .zip(&links)
                 .filter_map(|(item, l)| {
                     l.as_ref()
-                        .filter(|l| l.version(side) != Some(&item.version))
+                        .filter(|l| !l.is_echo(side, item))
                         .map(|l| l.id(side.other()).clone())
                 })
                 .collect();
@@ -854,7 +854,7 @@ impl SyncPair {
                     link = self.store.link(&self.id, side, &id).await?;
                 }
                 let twin = match &link {
-                    Some(l) if l.version(side) != Some(&item.version) => {
+                    Some(l) if !l.is_echo(side, &item) => {
                         let tid = l.id(side.other());
                         // Prefetched for the page, once; read afresh if needed again.
                         match twins.remove(tid) {
@@ -876,7 +876,7 @@ impl SyncPair {
                     _ => None,
                 };
                 let result = match link {
-                    Some(link) if link.version(side) == Some(&item.version) => Ok(Outcome::Echo),
+                    Some(link) if link.is_echo(side, &item) => Ok(Outcome::Echo),
                     Some(link) => match twin {
                         Some(t) => {
                             let (l, r) = match side {

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use workbridge_core::{CorrelationKey, Cursor, FieldMap, ItemId, Result, Version};
+use workbridge_core::{CorrelationKey, Cursor, FieldMap, ItemId, Result, Version, WorkItem};
 
 /// One side of a pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -105,6 +105,13 @@ impl Link {
             Side::Left => &self.left_baseline,
             Side::Right => &self.right_baseline,
         }
+    }
+
+    /// Whether `item` is `side` as the link last left it — the sync's own write coming back —
+    /// so that nothing is to merge. Never while a write of the link has no known outcome: then
+    /// the pair is merged again, which learns or retries it (ADR 0012).
+    pub fn is_echo(&self, side: Side, item: &WorkItem) -> bool {
+        self.pending.is_none() && self.version(side) == Some(&item.version)
     }
 
     /// Replaces one side's baseline, leaving its version.
