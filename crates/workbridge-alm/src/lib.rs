@@ -266,6 +266,8 @@ impl AlmRepository {
         capabilities.correlation = config.correlation_field.is_some();
         capabilities.max_page_size = 2000;
         capabilities.max_batch_read = 100;
+        // Audits carry no ver-stamp: a change cannot be told by the version it made.
+        capabilities.history = false;
         Ok(AlmRepository {
             project_path: format!(
                 "rest/domains/{}/projects/{}",

@@ -154,6 +154,8 @@ struct Stored {
     correlation: Option<CorrelationKey>,
     comments: Vec<Comment>,
     attachments: Vec<String>,
+    /// The item after each of its changes, oldest first: what `revision_after` reads.
+    history: Vec<WorkItem>,
 }
 
 #[derive(Debug, Default)]
@@ -345,6 +347,7 @@ impl InMemoryRepository {
             s.item.changed_at = at;
             s.seq = seq;
             ts.order.insert((at, id.clone()));
+            s.history.push(s.item.clone());
         }
     }
 
@@ -415,6 +418,7 @@ impl InMemoryRepository {
                 correlation: o.correlation.clone(),
                 comments: Vec::new(),
                 attachments: Vec::new(),
+                history: Vec::new(),
             },
         );
         ts.order.insert((DateTime::<Utc>::MIN_UTC, id.clone()));
@@ -473,6 +477,30 @@ impl InMemoryRepository {
         Self::bump_version(&mut stored.item);
         self.touch(&mut st, t, id);
         Ok(Self::stored_mut(&mut st, t, id)?.item.clone())
+    }
+
+    fn do_revision_after(
+        &self,
+        t: &ItemType,
+        id: &ItemId,
+        version: &Version,
+        n: u32,
+    ) -> Result<Option<WorkItem>> {
+        self.check_type(t)?;
+        if !self.capabilities.history {
+            return Err(Error::unsupported(
+                "revision_after",
+                "this in-memory repository keeps no history",
+            ));
+        }
+        let st = self.lock();
+        let stored = st
+            .types
+            .get(t)
+            .and_then(|ts| ts.items.get(id))
+            .ok_or_else(|| Error::not_found(t, id))?;
+        let at = stored.history.iter().position(|i| &i.version == version);
+        Ok(at.and_then(|i| stored.history.get(i + n as usize)).cloned())
     }
 
     fn do_changes(&self, t: &ItemType, since: &Cursor, o: &ChangeOptions) -> Result<ChangePage> {
@@ -666,6 +694,17 @@ impl Repository for InMemoryRepository {
                 .and_then(|id| ts.items.get(id))
                 .map(|s| s.item.clone())
         }))
+    }
+
+    async fn revision_after(
+        &self,
+        t: &ItemType,
+        id: &ItemId,
+        version: &Version,
+        n: u32,
+    ) -> Result<Option<WorkItem>> {
+        self.do_revision_after(t, id, version, n)
+            .map_err(self.err("revision_after"))
     }
 
     async fn comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {

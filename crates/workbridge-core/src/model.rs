@@ -764,6 +764,8 @@ pub struct Capabilities {
     pub max_page_size: usize,
     /// Largest attachment accepted, in bytes, when the backend has a limit.
     pub max_attachment_size: Option<u64>,
+    /// `revision_after` reads the item's own history (ADR 0014).
+    pub history: bool,
 }
 
 impl Default for Capabilities {
@@ -781,6 +783,7 @@ impl Default for Capabilities {
             max_batch_read: 100,
             max_page_size: 100,
             max_attachment_size: None,
+            history: false,
         }
     }
 }
@@ -801,6 +804,7 @@ impl Capabilities {
             max_batch_read: 1000,
             max_page_size: 1000,
             max_attachment_size: None,
+            history: true,
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     AttachmentMeta, Capabilities, ChangeOptions, ChangePage, Comment, CorrelationKey,
     CreateOptions, Cursor, FieldMap, FieldName, FieldValue, GetOptions, ItemId, ItemType,
-    NewAttachment, NewComment, UpdateOptions, WorkItem, Write,
+    NewAttachment, NewComment, UpdateOptions, Version, WorkItem, Write,
 };
 use crate::schema::Schema;
 
@@ -42,11 +42,13 @@ pub enum Operation {
     Upload,
     /// [`Repository::write_many`].
     WriteMany,
+    /// [`Repository::revision_after`].
+    RevisionAfter,
 }
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 13] = [
         Operation::Schema,
         Operation::Changes,
         Operation::GetMany,
@@ -59,6 +61,7 @@ impl Operation {
         Operation::Download,
         Operation::Upload,
         Operation::WriteMany,
+        Operation::RevisionAfter,
     ];
 
     /// The method name (`create`, `get_many`, ...).
@@ -76,6 +79,7 @@ impl Operation {
             Operation::Download => "download",
             Operation::Upload => "upload",
             Operation::WriteMany => "write_many",
+            Operation::RevisionAfter => "revision_after",
         }
     }
 
@@ -282,6 +286,29 @@ pub trait Repository: Debug + Display + Send + Sync + 'static {
         }
         Ok(out)
     }
+
+    /// The item as it stood `n` changes after `version` (`n` ≥ 1): the item's own history,
+    /// which tells whether a write whose answer was lost landed, though the item has changed
+    /// since (ADR 0014).
+    ///
+    /// # Behavior
+    /// `None` when the item has had fewer than `n` changes since `version`. The fields are as
+    /// [`Repository::get_many`] reads them. Backends that keep no history
+    /// ([`Capabilities::history`] false) answer [`ErrorKind::Unsupported`], which the default
+    /// does. Missing item → [`ErrorKind::NotFound`].
+    async fn revision_after(
+        &self,
+        item_type: &ItemType,
+        id: &ItemId,
+        version: &Version,
+        n: u32,
+    ) -> Result<Option<WorkItem>> {
+        let _ = (item_type, id, version, n);
+        Err(Error::unsupported(
+            "revision_after",
+            format!("{self} keeps no item history"),
+        ))
+    }
 }
 
 macro_rules! forward_repository {
@@ -329,6 +356,9 @@ macro_rules! forward_repository {
             }
             async fn write_many(&self, w: &[Write]) -> Result<Vec<Result<WorkItem>>> {
                 (**self).write_many(w).await
+            }
+            async fn revision_after(&self, t: &ItemType, id: &ItemId, v: &Version, n: u32) -> Result<Option<WorkItem>> {
+                (**self).revision_after(t, id, v, n).await
             }
         }
     )*};

@@ -205,6 +205,8 @@ impl ServiceNowRepository {
         capabilities.max_batch_read = config.read_batch;
         capabilities.max_page_size = 10_000;
         capabilities.max_attachment_size = None;
+        // `sys_audit` rows are not documented to carry the update count they made.
+        capabilities.history = false;
         Ok(ServiceNowRepository {
             client,
             config,

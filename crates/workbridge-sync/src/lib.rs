@@ -1343,13 +1343,10 @@ impl SyncPair {
                     Side::Left => &left,
                     Side::Right => &right,
                 };
-                let landed = pw
-                    .fields
-                    .iter()
-                    .all(|(f, v)| same(written.fields.get(f.as_str()), Some(v)));
-                tracing::debug!(pair = %self.id, side = %pw.side, item = %written.id, landed, "a write without a known outcome");
-                if landed {
-                    learn_landed(&mut link, &pw, written);
+                let landed = self.landed(&pw, written, round).await?;
+                tracing::debug!(pair = %self.id, side = %pw.side, item = %written.id, landed = landed.is_some(), "a write without a known outcome");
+                if let Some(values) = landed {
+                    learn_landed(&mut link, &pw, &values);
                 }
             }
             let p = plan(
@@ -1455,6 +1452,40 @@ impl SyncPair {
         base
     }
 
+    /// Whether a write whose outcome the link does not know landed, and the values it left
+    /// (ADR 0012, 0014). The item holding the values sent says it did. Otherwise, if the item
+    /// changed since the version the write was made against and its side keeps a history, the
+    /// change the write would have made tells: it may have landed and been changed again since
+    /// (a QA verdict after the sync's own write), which the values alone cannot tell from a
+    /// write that never landed.
+    async fn landed(
+        &self,
+        pw: &PendingWrite,
+        written: &WorkItem,
+        round: &mut Round,
+    ) -> Result<Option<FieldMap>> {
+        let holds = |fields: &FieldMap| {
+            pw.fields
+                .iter()
+                .all(|(f, v)| same(fields.get(f.as_str()), Some(v)))
+        };
+        if holds(&written.fields) {
+            return Ok(Some(written.fields.clone()));
+        }
+        let repo = &self.repos[pw.side];
+        let Some(at) = pw.at.as_ref().filter(|at| **at != written.version) else {
+            return Ok(None); // unchanged since: it did not land
+        };
+        if !repo.capabilities().history {
+            return Ok(None);
+        }
+        round.report.calls[pw.side] += 1;
+        let then = repo
+            .revision_after(&self.types[pw.side], &written.id, at, pw.writes.max(1))
+            .await?;
+        Ok(then.filter(|t| holds(&t.fields)).map(|t| t.fields))
+    }
+
     /// Applies a plan's writes, left side first. Before a side is written the link is stored
     /// with that write as pending (ADR 0012); once it landed the link learns it: that side's
     /// written fields and the other side's fields they came from advance, so a failure writing
@@ -1486,6 +1517,8 @@ impl SyncPair {
                 side,
                 other_baseline: self.other_baseline_after(link, side, &sent, other),
                 fields: sent,
+                at: Some(item.version.clone()),
+                writes: u32::try_from(updates.len()).unwrap_or(u32::MAX),
             };
             link.pending = Some(pending.clone());
             // One renewal covers the pending record and the first write; a transition's further
@@ -1505,7 +1538,7 @@ impl SyncPair {
             // Landed: the link learns it (in memory; it is stored with the next pending write,
             // on failure, or at the end of the merge).
             link.pending = None;
-            learn_landed(link, &pending, item);
+            learn_landed(link, &pending, &item.fields);
             link.set(side, item.version.clone(), link.baseline(side).clone());
             round.report.updated[side] += 1;
         }
@@ -1757,10 +1790,10 @@ fn copy_field(to: &mut FieldMap, from: &FieldMap, f: &FieldName) {
 
 /// The link after `w` landed on `item`: the written fields take the values `item` holds, the
 /// other side's baseline is the one the write recorded.
-fn learn_landed(link: &mut Link, w: &PendingWrite, item: &WorkItem) {
+fn learn_landed(link: &mut Link, w: &PendingWrite, landed: &FieldMap) {
     let mut base = link.baseline(w.side).clone();
     for f in w.fields.names() {
-        copy_field(&mut base, &item.fields, f);
+        copy_field(&mut base, landed, f);
     }
     link.set_baseline(w.side, base);
     link.set_baseline(w.side.other(), w.other_baseline.clone());

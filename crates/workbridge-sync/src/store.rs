@@ -80,6 +80,18 @@ pub struct PendingWrite {
     /// The other side's baseline once the write landed: the fields the write was mapped from
     /// take the values they were read with.
     pub other_baseline: FieldMap,
+    /// The version the write was made against (its `if_version`). With the side's history
+    /// (ADR 0014), the change `writes` after it tells whether the write landed though the item
+    /// changed again since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Version>,
+    /// How many updates the write takes (a workflow walk takes one per step).
+    #[serde(default = "one_write")]
+    pub writes: u32,
+}
+
+fn one_write() -> u32 {
+    1
 }
 
 impl Link {

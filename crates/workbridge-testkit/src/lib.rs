@@ -937,8 +937,74 @@ pub async fn check_unsupported_is_typed(repo: &dyn Repository, fx: &Fixture) -> 
     Ok(Outcome::Passed)
 }
 
+/// With [`Capabilities::history`](workbridge_core::Capabilities::history), `revision_after`
+/// reads each change made after a version, and `None` past the last one; without it, the
+/// operation is unsupported.
+pub async fn check_history_tells_each_change(repo: &dyn Repository, fx: &Fixture) -> CheckResult {
+    const C: &str = "check_history_tells_each_change";
+    let item = create(C, repo, fx, "history").await?;
+    if !repo.capabilities().history {
+        let r = repo
+            .revision_after(&fx.item_type, &item.id, &item.version, 1)
+            .await;
+        expect_err(C, "revision_after", r, ErrorKind::Unsupported)?;
+        return Ok(Outcome::Skipped("no history"));
+    }
+    let (first, second) = (unique("first"), unique("second"));
+    for text in [&first, &second] {
+        repo.set_field(
+            &fx.item_type,
+            &item.id,
+            fx.text_field.clone(),
+            text.as_str(),
+        )
+        .await
+        .ctx(C, "update")?;
+    }
+    let one = repo
+        .revision_after(&fx.item_type, &item.id, &item.version, 1)
+        .await
+        .ctx(C, "revision_after 1")?;
+    let two = repo
+        .revision_after(&fx.item_type, &item.id, &item.version, 2)
+        .await
+        .ctx(C, "revision_after 2")?;
+    let three = repo
+        .revision_after(&fx.item_type, &item.id, &item.version, 3)
+        .await
+        .ctx(C, "revision_after 3")?;
+    let text = |r: &Option<WorkItem>| {
+        r.as_ref()
+            .and_then(|i| text_of(i, &fx.text_field).map(str::to_owned))
+    };
+    ensure!(
+        C,
+        text(&one).as_deref() == Some(first.as_str()),
+        "the first change reads {:?}",
+        text(&one)
+    );
+    ensure!(
+        C,
+        text(&two).as_deref() == Some(second.as_str()),
+        "the second change reads {:?}",
+        text(&two)
+    );
+    ensure!(
+        C,
+        three.is_none(),
+        "a third change that was not made reads {three:?}"
+    );
+    let now = repo.get(&fx.item_type, &item.id).await.ctx(C, "get")?;
+    ensure!(
+        C,
+        two.as_ref().is_some_and(|t| t.version == now.version),
+        "the last change's version is not the item's"
+    );
+    Ok(Outcome::Passed)
+}
+
 /// Every check, by name, in the order [`run_all`] runs them.
-pub const CHECKS: [&str; 18] = [
+pub const CHECKS: [&str; 19] = [
     "check_get_missing_is_not_found",
     "check_create_returns_stored_item",
     "check_created_item_appears_in_changes",
@@ -957,6 +1023,7 @@ pub const CHECKS: [&str; 18] = [
     "check_invalid_transition_is_refused",
     "check_schema_describes_fields",
     "check_unsupported_is_typed",
+    "check_history_tells_each_change",
 ];
 
 /// Runs every check in turn and returns each one's name and result.
@@ -1007,6 +1074,7 @@ pub async fn run_all(repo: &dyn Repository, fx: &Fixture) -> Vec<(&'static str, 
         ),
         (CHECKS[16], check_schema_describes_fields(repo, fx).await),
         (CHECKS[17], check_unsupported_is_typed(repo, fx).await),
+        (CHECKS[18], check_history_tells_each_change(repo, fx).await),
     ]
 }
 
@@ -1057,7 +1125,8 @@ macro_rules! conformance_tests {
             check_unknown_field_is_invalid_input,
             check_invalid_transition_is_refused,
             check_schema_describes_fields,
-            check_unsupported_is_typed
+            check_unsupported_is_typed,
+            check_history_tells_each_change
         );
     };
     (@each ($repo:expr) ($fixture:expr) $($check:ident),*) => {

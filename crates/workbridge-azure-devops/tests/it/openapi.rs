@@ -333,6 +333,15 @@ async fn exchanges(sim_version: SimVersion, server: ServerVersion) -> Vec<Exchan
     repo.get_many(&t, std::slice::from_ref(&bug.id), &Default::default())
         .await
         .unwrap();
+    let renamed = repo
+        .revision_after(&t, &bug.id, &bug.version, 1)
+        .await
+        .unwrap()
+        .expect("the rename is the revision after the create");
+    assert_eq!(
+        renamed.field("System.Title").and_then(|v| v.as_str()),
+        Some("renamed")
+    );
     repo.changes(&t, &Cursor::beginning(), &ChangeOptions::default())
         .await
         .unwrap();

@@ -611,3 +611,74 @@ async fn recorded_writes_comments_and_attachments_parse() {
         (aid.as_str(), "Spec.txt")
     );
 }
+
+/// A work item's revision list, as recorded, tells the kernel whether a write whose answer was
+/// lost landed (ADR 0014): the revision right after the one the write was made against is read
+/// with `$top=1&$skip=rev`, typed like any read.
+#[tokio::test]
+async fn the_recorded_revision_list_reads_the_revision_after_a_version() {
+    let Some(root) = recordings() else { return };
+    for (v, server_version) in [
+        ("7.1", ServerVersion::Services),
+        ("4.1", ServerVersion::Tfs2018),
+    ] {
+        let server = MockServer::start().await;
+        recorded_metadata(&server, &root, v).await;
+        let paged = example(
+            &root,
+            v,
+            "revisions/GET__list_workitem_revisions_paged.json",
+        );
+        // Recorded with `$top=2&$skip=1`: the list starts at rev 2.
+        assert_eq!(paged.body["value"][0]["rev"], 2, "{v}");
+        Mock::given(method("GET"))
+            .and(path_regex(
+                r"^/fabrikam/([^/]+/)?_apis/wit/workitems/1/revisions$",
+            ))
+            .and(wiremock::matchers::query_param("$skip", "1"))
+            .and(wiremock::matchers::query_param("$top", "1"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(paged.body.clone()))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(
+                r"^/fabrikam/([^/]+/)?_apis/wit/workitems/1/revisions$",
+            ))
+            .and(wiremock::matchers::query_param("$skip", "9"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"count": 0, "value": []})),
+            )
+            .mount(&server)
+            .await;
+        let repo = repo_at(&server.uri(), server_version);
+        let bug = ItemType::from("Bug");
+        let rev2 = repo
+            .revision_after(&bug, &ItemId::new("1"), &Version::new("1"), 1)
+            .await
+            .unwrap_or_else(|e| panic!("{v}: {e}"))
+            .expect("rev 2 is recorded");
+        assert_eq!(rev2.version.as_str(), "2");
+        check_typed(v, &rev2, &paged.body["value"][0]);
+        let none = repo
+            .revision_after(&bug, &ItemId::new("1"), &Version::new("5"), 5)
+            .await
+            .unwrap_or_else(|e| panic!("{v}: {e}"));
+        assert!(none.is_none(), "{v}: no rev 10");
+        // An answer for another rev than asked for is not taken for it.
+        Mock::given(method("GET"))
+            .and(path_regex(
+                r"^/fabrikam/([^/]+/)?_apis/wit/workitems/1/revisions$",
+            ))
+            .and(wiremock::matchers::query_param("$skip", "2"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(paged.body.clone()))
+            .mount(&server)
+            .await;
+        let e = repo
+            .revision_after(&bug, &ItemId::new("1"), &Version::new("2"), 1)
+            .await
+            .expect_err("rev 2 is not rev 3");
+        assert_eq!(e.kind(), workbridge_core::ErrorKind::Protocol, "{v}: {e}");
+        assert_eq!(e.operation(), Some("revision_after"));
+        assert!(e.to_string().contains("rev 3"), "{e}");
+    }
+}

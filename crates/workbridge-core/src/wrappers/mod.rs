@@ -170,6 +170,18 @@ macro_rules! wrapped_repository {
                 let c = $crate::wrappers::call($crate::Operation::WriteMany, None, None, w.len());
                 self.around(c, Box::pin(self.inner.write_many(w))).await
             }
+            async fn revision_after(
+                &self,
+                t: &$crate::ItemType,
+                id: &$crate::ItemId,
+                v: &$crate::Version,
+                n: u32,
+            ) -> $crate::Result<Option<$crate::WorkItem>> {
+                let c =
+                    $crate::wrappers::call($crate::Operation::RevisionAfter, Some(t), Some(id), 1);
+                self.around(c, Box::pin(self.inner.revision_after(t, id, v, n)))
+                    .await
+            }
         }
     };
 }
