@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use workbridge::sync::{MemoryStore, SyncOptions, SyncPair};
-use workbridge::{CorrelationKey, FieldMap, FieldValue, ItemType, Repository, RepositoryExt};
+use workbridge::{
+    CorrelationKey, FieldMap, FieldValue, ItemType, NewComment, Repository, RepositoryExt,
+};
 use workbridge_alm::{AlmConfig, AlmRepository};
 use workbridge_http::ClientOptions;
 use workbridge_sim::alm::AlmSim;
@@ -195,5 +197,81 @@ async fn a_landed_write_changed_again_before_the_next_round_is_not_written_again
     );
     let d = alm.get(&defect(), &d.id).await.unwrap();
     assert_eq!(s(&d, "status"), "Fixed", "QA see the new fix: {r}");
+    assert_eq!(pair.run_once().await.writes(), 0);
+}
+
+/// ALM numbers the comments of each defect from one (`dc1`, `dc2`, …). The record of copies
+/// was keyed by the comment's id alone, so once Dev's comment had been copied to one defect as
+/// `dc1`, QA's first comment on any other defect counted as already copied and never reached
+/// its Bug (the soak's comment edits lost a third of QA's comments). Copies are now recorded
+/// per item.
+#[tokio::test]
+async fn comments_numbered_per_item_are_told_apart_across_items() {
+    let sims = sims().await;
+    let ado = sides(&sims, 0).ado;
+    let (_alm_sim, alm, pair) = qa_pair(ado.clone(), true).await;
+    let pair = pair.with_options(SyncOptions::default().attachments(false));
+    let mut bugs = Vec::new();
+    for title in ["Invoices print blank", "Labels print twice"] {
+        let b = ado
+            .create(
+                &bug(),
+                &FieldMap::new().with("System.Title", title),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        move_bug(&ado, &b.id, "Active").await;
+        move_bug(&ado, &b.id, "Resolved").await;
+        bugs.push(b.id);
+    }
+    let r = pair.run_once().await;
+    assert!(r.is_complete() && r.created.right == 2, "{r}");
+    let mut defects = Vec::new();
+    for b in &bugs {
+        let key = CorrelationKey::new(format!("wb:Bug:{b}"));
+        defects.push(
+            alm.find_by_correlation(&defect(), &key)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+        );
+    }
+    ado.add_comment(
+        &bug(),
+        &bugs[0],
+        &NewComment::public("Dev: fixed in build 7"),
+    )
+    .await
+    .unwrap();
+    let r = pair.run_once().await;
+    assert_eq!(r.comments_copied.right, 1, "{r}");
+    let on_first = alm.comments(&defect(), &defects[0]).await.unwrap();
+    assert_eq!(on_first.len(), 1, "{on_first:?}");
+
+    let qa = alm
+        .add_comment(
+            &defect(),
+            &defects[1],
+            &NewComment::public("QA: still twice on A5"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        qa.id, on_first[0].id,
+        "both defects number their first comment alike"
+    );
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    let on_bug = ado.comments(&bug(), &bugs[1]).await.unwrap();
+    assert_eq!(
+        on_bug
+            .iter()
+            .filter(|c| c.body.contains("still twice on A5"))
+            .count(),
+        1,
+        "{r}: {on_bug:?}"
+    );
     assert_eq!(pair.run_once().await.writes(), 0);
 }

@@ -9,7 +9,8 @@ use rand::rngs::StdRng;
 use workbridge::alm::AlmRepository;
 use workbridge::azure_devops::AzureDevOpsRepository;
 use workbridge::{
-    CorrelationKey, FieldMap, FieldValue, ItemId, ItemType, Repository, RepositoryExt, WorkItem,
+    CorrelationKey, FieldMap, FieldValue, ItemId, ItemType, NewComment, Repository, RepositoryExt,
+    WorkItem,
 };
 
 use crate::Systems;
@@ -58,6 +59,25 @@ pub(crate) struct Model {
     qa: BTreeMap<String, (u64, String)>,
     /// QA verdicts given.
     pub(crate) verdicts: u64,
+    /// Every comment the users wrote and saw stored: its ticket, its tag, where it was written.
+    comments: Vec<(ItemId, String, &'static str)>,
+    /// Comments written.
+    pub(crate) comments_written: u64,
+}
+
+/// A comment's tag, unique to its step: `note #12.` is no part of `note #123.`.
+fn note(step: u64) -> String {
+    format!("note #{step}.")
+}
+
+/// The comments of an item, read through the faults.
+async fn comments_of(repo: &dyn Repository, t: &ItemType, id: &ItemId) -> Option<Vec<String>> {
+    for _ in 0..30 {
+        if let Ok(cs) = repo.comments(t, id).await {
+            return Some(cs.into_iter().map(|c| c.body).collect());
+        }
+    }
+    None
 }
 
 /// Reads an item back, trying again through faults: after a write whose reply may have been
@@ -290,6 +310,55 @@ impl Model {
         Ok(true)
     }
 
+    /// Ops (a public comment on a ticket), Dev (on its Bug) or QA (on its defect, if it has
+    /// one) comment. Each comment must reach the other two items once, and never come back.
+    pub(crate) async fn comment(&mut self, sys: &Systems, rng: &mut StdRng, step: u64) -> Done {
+        let ticket = self.tickets[rng.random_range(0..self.tickets.len())].clone();
+        let number = self.number[&ticket].clone();
+        let tag = note(step);
+        let (repo, t, id, origin): (&dyn Repository, ItemType, ItemId, &'static str) =
+            match rng.random_range(0..3) {
+                0 => (sys.sn.as_ref(), incident(), ticket.clone(), "Ops"),
+                who => {
+                    let Some(b) = bugs_by_number(&sys.ado)
+                        .await
+                        .and_then(|by| by.get(&number).and_then(|v| v.first().cloned()))
+                    else {
+                        return Ok(false);
+                    };
+                    if who == 1 {
+                        (sys.ado.as_ref(), bug(), b.id, "Dev")
+                    } else {
+                        let Some(d) = defects_by_key(&sys.alm).await.and_then(|by| {
+                            by.get(defect_key(&b.id).as_str())
+                                .and_then(|v| v.first().cloned())
+                        }) else {
+                            return Ok(false);
+                        };
+                        (sys.alm.as_ref(), defect(), d.id, "QA")
+                    }
+                }
+            };
+        let wrote = repo
+            .add_comment(
+                &t,
+                &id,
+                &NewComment::public(format!("{origin} {tag} Checked on the second printer")),
+            )
+            .await;
+        // Whatever the reply said, the model learns whether the comment is there.
+        let Some(bodies) = comments_of(repo, &t, &id).await else {
+            return Err(format!(
+                "the comments of {t} {id} cannot be read through the faults"
+            ));
+        };
+        if bodies.iter().any(|b| b.contains(&tag)) {
+            self.comments.push((ticket, tag, origin));
+            self.comments_written += 1;
+        }
+        Ok(wrote.is_ok())
+    }
+
     /// The checker, once edits and faults have stopped and the sync is quiet.
     pub(crate) async fn check(&self, sys: &Systems) -> Result<Counts, String> {
         let by = bugs_by_number(&sys.ado)
@@ -385,6 +454,50 @@ impl Model {
                     ));
                 }
                 _ => {}
+            }
+            // Each comment on each of the three items once: where it was written, and copied.
+            let mine: Vec<&(ItemId, String, &str)> =
+                self.comments.iter().filter(|(t, _, _)| *t == *id).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let mut items: Vec<(&str, Vec<String>)> = Vec::new();
+            for (name, repo, ty, item) in [
+                (
+                    "ticket",
+                    sys.sn.as_ref() as &dyn Repository,
+                    incident(),
+                    Some(id.clone()),
+                ),
+                ("Bug", sys.ado.as_ref(), bug(), Some(b.id.clone())),
+                (
+                    "defect",
+                    sys.alm.as_ref(),
+                    defect(),
+                    ds.first().map(|d| d.id.clone()),
+                ),
+            ] {
+                let Some(item) = item else { continue };
+                let bodies = comments_of(repo, &ty, &item)
+                    .await
+                    .ok_or_else(|| format!("the comments of {ty} {item} cannot be read"))?;
+                items.push((name, bodies));
+            }
+            for (_, tag, origin) in mine {
+                for (name, bodies) in &items {
+                    match bodies.iter().filter(|b| b.contains(tag.as_str())).count() {
+                        1 => {}
+                        0 => lost(format!(
+                            "comment: {number}: {origin}'s {tag} not on the {name}"
+                        )),
+                        n => {
+                            c.duplicates += n - 1;
+                            eprintln!(
+                                "duplicate comment: {number}: {origin}'s {tag} {n} times on the {name}"
+                            );
+                        }
+                    }
+                }
             }
         }
         Ok(c)

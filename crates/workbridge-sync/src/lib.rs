@@ -1597,14 +1597,15 @@ impl SyncPair {
             if c.visibility == Visibility::Internal && !routing.copy_internal {
                 continue;
             }
+            // Keyed by item: ALM numbers each defect's comments from one.
+            let here = format!("{}|{}", self.item_key(side, link.id(side)), c.id);
             if self
                 .store
-                .copied(&self.id, Copied::Comment, side, &c.id)
+                .copied(&self.id, Copied::Comment, side, &here)
                 .await?
             {
                 continue;
             }
-            let here = format!("{}|{}", self.item_key(side, link.id(side)), c.id);
             let origin = self
                 .store
                 .comment_origin(&here)
@@ -1616,8 +1617,9 @@ impl SyncPair {
             };
             if origin.starts_with(&format!("{target}|")) || origins.contains(&origin) {
                 // Already there: remember it for this pair, copy nothing.
+                tracing::debug!(pair = %self.id, side = %side, item = %link.id(side), comment = %c.id, %origin, "comment already on the other item");
                 self.store
-                    .record_copy(&self.id, Copied::Comment, side, &c.id, "")
+                    .record_copy(&self.id, Copied::Comment, side, &here, "")
                     .await?;
                 continue;
             }
@@ -1643,12 +1645,14 @@ impl SyncPair {
             let copy = self
                 .fenced(self.repos[other].add_comment(&self.types[other], link.id(other), &new))
                 .await?;
+            let there = format!("{target}|{}", copy.id);
             self.store
-                .record_copy(&self.id, Copied::Comment, side, &c.id, &copy.id)
+                .record_copy(&self.id, Copied::Comment, side, &here, &there)
                 .await?;
             self.store
-                .record_comment_origin(&format!("{target}|{}", copy.id), &target, &origin)
+                .record_comment_origin(&there, &target, &origin)
                 .await?;
+            tracing::debug!(pair = %self.id, side = %side, item = %link.id(side), comment = %c.id, copy = %copy.id, %origin, "comment copied");
             origins.push(origin);
             report.comments_copied[other] += 1;
         }
@@ -1672,10 +1676,16 @@ impl SyncPair {
             .map_or(self.options.max_attachment_size, |m| {
                 m.min(self.options.max_attachment_size)
             });
+        let (src, dst) = (
+            self.item_key(side, link.id(side)),
+            self.item_key(other, link.id(other)),
+        );
         for a in list {
+            // Keyed by item, like comments: an id need not be unique beyond its item.
+            let here = format!("{src}|{}", a.id);
             if self
                 .store
-                .copied(&self.id, Copied::Attachment, side, &a.id)
+                .copied(&self.id, Copied::Attachment, side, &here)
                 .await?
             {
                 continue;
@@ -1688,7 +1698,7 @@ impl SyncPair {
             if a.size.is_some_and(|s| s > cap) {
                 skip(report);
                 self.store
-                    .record_copy(&self.id, Copied::Attachment, side, &a.id, "")
+                    .record_copy(&self.id, Copied::Attachment, side, &here, "")
                     .await?;
                 continue;
             }
@@ -1697,7 +1707,7 @@ impl SyncPair {
             if data.len() as u64 > cap {
                 skip(report);
                 self.store
-                    .record_copy(&self.id, Copied::Attachment, side, &a.id, "")
+                    .record_copy(&self.id, Copied::Attachment, side, &here, "")
                     .await?;
                 continue;
             }
@@ -1714,7 +1724,13 @@ impl SyncPair {
                 ))
                 .await?;
             self.store
-                .record_copy(&self.id, Copied::Attachment, side, &a.id, &copy.id)
+                .record_copy(
+                    &self.id,
+                    Copied::Attachment,
+                    side,
+                    &here,
+                    &format!("{dst}|{}", copy.id),
+                )
                 .await?;
             report.attachments_copied[other] += 1;
         }

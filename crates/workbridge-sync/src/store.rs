@@ -227,7 +227,9 @@ pub trait StateStore: fmt::Debug + Send + Sync {
     async fn unpark(&self, pair: &str, side: Side, id: &ItemId) -> Result<()>;
     /// The parked items.
     async fn parked(&self, pair: &str) -> Result<Vec<Parked>>;
-    /// Whether a comment or attachment was copied (from or to this side).
+    /// Whether a comment or attachment was copied (from or to this side). The kernel passes
+    /// ids qualified by their item (`system|type|item|id`): ALM numbers each defect's comments
+    /// from one, so a bare id is not unique within a pair.
     async fn copied(&self, pair: &str, kind: Copied, side: Side, id: &str) -> Result<bool>;
     /// Records a copy: the source on `side` and the copy on the other side.
     async fn record_copy(
