@@ -382,3 +382,51 @@ async fn a_pending_write_is_retried_though_both_sides_look_like_echoes() {
     assert_eq!(s(&b, "Microsoft.VSTS.Common.Priority"), "1", "{r}");
     assert_eq!(pair().run_once().await.writes(), 0);
 }
+
+/// Dev's comment is copied to the ticket; the PATCH lands but its reply is lost. Before, the
+/// next round copied it again: the ticket showed Dev's comment twice, and in the soak, the
+/// second copy, claimed by no record, travelled on as a new comment. The next round now finds
+/// the unclaimed copy on the ticket and adopts it.
+#[tokio::test]
+async fn a_comment_copy_whose_reply_was_lost_is_not_copied_twice() {
+    let sims = sims().await;
+    let sys = sides(&sims, 0);
+    let pair = SyncPair::new(
+        sys.sn.clone(),
+        sys.ado.clone(),
+        spec("incident_escalation.toml"),
+        Arc::new(SqliteStore::open(temp_db("lost-comment-reply")).unwrap()),
+    )
+    .unwrap()
+    .with_options(SyncOptions::default().attachments(false));
+    let ticket = software_ticket(&sys.sn, "Invoices print blank").await;
+    assert!(pair.run_once().await.is_complete());
+    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    sys.ado
+        .add_comment(
+            &bug(),
+            &link.right,
+            &workbridge::NewComment::public("Driver 5.1 fixes it."),
+        )
+        .await
+        .unwrap();
+    sims.sn
+        .control()
+        .lose_next_reply_of("PATCH", "/api/now/table/incident/");
+    let r = pair.run_once().await;
+    assert!(r.stopped.is_some(), "the reply was lost: {r}");
+    for _ in 0..2 {
+        let r = pair.run_once().await;
+        assert!(r.is_complete(), "{r}");
+    }
+    let copies = sys
+        .sn
+        .comments(&incident(), &ticket.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.body.contains("Driver 5.1 fixes it."))
+        .count();
+    assert_eq!(copies, 1);
+    assert_eq!(pair.run_once().await.writes(), 0);
+}

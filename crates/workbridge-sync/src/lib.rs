@@ -1593,6 +1593,8 @@ impl SyncPair {
         // it was first written, and not again by another path (three systems, three pairs).
         let target = self.item_key(other, link.id(other));
         let mut on_target: Option<Vec<String>> = None;
+        // The target's comments that no copy record claims, read once before the first copy.
+        let mut unclaimed: Option<Vec<(String, String)>> = None;
         for c in comments {
             if c.visibility == Visibility::Internal && !routing.copy_internal {
                 continue;
@@ -1641,6 +1643,26 @@ impl SyncPair {
             }
             let mut new = NewComment::public(body).with_format(c.format);
             new.visibility = visibility;
+            // A copy whose answer was lost, or whose process was killed before recording it,
+            // is on the target already, unclaimed: adopt it rather than write it twice.
+            let claimable = match &mut unclaimed {
+                Some(u) => u,
+                None => unclaimed.insert(self.unclaimed_comments(link, other, report).await?),
+            };
+            let text = comment_text(&new.body, new.format);
+            if let Some(pos) = claimable.iter().position(|(_, t)| *t == text) {
+                let (id, _) = claimable.swap_remove(pos);
+                let there = format!("{target}|{id}");
+                tracing::debug!(pair = %self.id, side = %side, item = %link.id(side), comment = %c.id, copy = %id, %origin, "an earlier copy found on the other item, adopted");
+                self.store
+                    .record_copy(&self.id, Copied::Comment, side, &here, &there)
+                    .await?;
+                self.store
+                    .record_comment_origin(&there, &target, &origin)
+                    .await?;
+                origins.push(origin);
+                continue;
+            }
             report.calls[other] += 1;
             let copy = self
                 .fenced(self.repos[other].add_comment(&self.types[other], link.id(other), &new))
@@ -1657,6 +1679,34 @@ impl SyncPair {
             report.comments_copied[other] += 1;
         }
         Ok(())
+    }
+
+    /// The comments on `side`'s item that neither a copy record nor an origin record claims,
+    /// with their text as `comment_text` gives it.
+    async fn unclaimed_comments(
+        &self,
+        link: &Link,
+        side: Side,
+        report: &mut SyncReport,
+    ) -> Result<Vec<(String, String)>> {
+        report.calls[side] += 1;
+        let here = self.item_key(side, link.id(side));
+        let mut out = Vec::new();
+        for c in self.repos[side]
+            .comments(&self.types[side], link.id(side))
+            .await?
+        {
+            let key = format!("{here}|{}", c.id);
+            if self.store.comment_origin(&key).await?.is_none()
+                && !self
+                    .store
+                    .copied(&self.id, Copied::Comment, side, &key)
+                    .await?
+            {
+                out.push((c.id, comment_text(&c.body, c.format)));
+            }
+        }
+        Ok(out)
     }
 
     async fn copy_attachments(
@@ -1826,6 +1876,15 @@ fn check_len(repo: &dyn Repository, asked: usize, got: usize) -> Result<()> {
         )
         .with_temporary(true))
     }
+}
+
+/// A comment's words, whatever markup the system stored it in: how a copy is recognised.
+fn comment_text(body: &str, format: workbridge_core::TextFormat) -> String {
+    let text = match format {
+        workbridge_core::TextFormat::Html => workbridge_mapping::transform::html_to_text(body),
+        _ => body.to_owned(),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn escape(s: &str) -> String {
