@@ -430,3 +430,97 @@ async fn a_comment_copy_whose_reply_was_lost_is_not_copied_twice() {
     assert_eq!(copies, 1);
     assert_eq!(pair.run_once().await.writes(), 0);
 }
+
+/// Dev's attachment is uploaded to the ticket; the upload lands but its reply is lost. Before,
+/// the next round uploaded it again. Now the round finds a file of that name and those bytes on
+/// the ticket, claimed by no copy record, and adopts it.
+#[tokio::test]
+async fn an_upload_whose_reply_was_lost_is_not_made_twice() {
+    let sims = sims().await;
+    let sys = sides(&sims, 0);
+    let pair = SyncPair::new(
+        sys.sn.clone(),
+        sys.ado.clone(),
+        spec("incident_escalation.toml"),
+        Arc::new(SqliteStore::open(temp_db("lost-upload-reply")).unwrap()),
+    )
+    .unwrap()
+    .with_options(SyncOptions::default().comments(false));
+    let ticket = software_ticket(&sys.sn, "Invoices print blank").await;
+    assert!(pair.run_once().await.is_complete());
+    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    sys.ado
+        .upload(
+            &bug(),
+            &link.right,
+            &workbridge::NewAttachment::new("trace.log", "text/plain", "spooler: page 1 blank"),
+        )
+        .await
+        .unwrap();
+    sims.sn
+        .control()
+        .lose_next_reply_of("POST", "/api/now/attachment/file");
+    let r = pair.run_once().await;
+    assert!(r.stopped.is_some(), "the reply was lost: {r}");
+    for _ in 0..2 {
+        let r = pair.run_once().await;
+        assert!(r.is_complete(), "{r}");
+    }
+    let copies = sys
+        .sn
+        .attachments(&incident(), &ticket.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.file_name == "trace.log")
+        .count();
+    assert_eq!(copies, 1);
+    assert_eq!(pair.run_once().await.writes(), 0);
+}
+
+/// An attachment's upload to the ticket fails (ServiceNow answers 503). Before, the link was
+/// stored before the copy: the next round found both items at the versions the link knew, took
+/// them for echoes, and never tried the upload again — the file was lost. The link is now
+/// stored after the copies, and after a failed copy without versions.
+#[tokio::test]
+async fn an_upload_that_failed_is_made_by_a_later_round() {
+    let sims = sims().await;
+    let sys = sides(&sims, 0);
+    let pair = SyncPair::new(
+        sys.sn.clone(),
+        sys.ado.clone(),
+        spec("incident_escalation.toml"),
+        Arc::new(SqliteStore::open(temp_db("failed-upload")).unwrap()),
+    )
+    .unwrap()
+    .with_options(SyncOptions::default().comments(false));
+    let ticket = software_ticket(&sys.sn, "Invoices print blank").await;
+    assert!(pair.run_once().await.is_complete());
+    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    sys.ado
+        .upload(
+            &bug(),
+            &link.right,
+            &workbridge::NewAttachment::new("trace.log", "text/plain", "spooler: page 1 blank"),
+        )
+        .await
+        .unwrap();
+    sims.sn.control().fail_next_of("POST", 5, 503, None);
+    let r = pair.run_once().await;
+    assert!(r.stopped.is_some(), "the upload failed: {r}");
+    let mut rounds = 0;
+    while !pair.run_once().await.is_complete() {
+        rounds += 1;
+        assert!(rounds < 5, "ServiceNow answers again");
+    }
+    let copies = sys
+        .sn
+        .attachments(&incident(), &ticket.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.file_name == "trace.log")
+        .count();
+    assert_eq!(copies, 1);
+    assert_eq!(pair.run_once().await.writes(), 0);
+}

@@ -1405,15 +1405,25 @@ impl SyncPair {
                 }
             }
         }
-        self.renew_lease().await?;
-        self.store.save_link(&self.id, &link).await?;
         round.report.conflicts.extend(conflicts);
         let fresh = round
             .fresh
             .take()
             .filter(|(side, id)| link.id(*side) == id)
             .map(|(side, _)| side);
-        self.copy_extras(&link, fresh, &mut round.report).await?;
+        // Comments and attachments before the link is stored: stored first, a copy that then
+        // failed left both items at the versions the link knew, and the next round took them
+        // for echoes and never copied it. Until this save the store holds the link as it was
+        // before (older versions) or with a pending write: neither is an echo.
+        if let Err(e) = self.copy_extras(&link, fresh, &mut round.report).await {
+            link.left_version = None;
+            link.right_version = None;
+            self.renew_lease().await?;
+            self.store.save_link(&self.id, &link).await?;
+            return Err(e);
+        }
+        self.renew_lease().await?;
+        self.store.save_link(&self.id, &link).await?;
         if let Some(e) = errors.into_iter().next() {
             // The rest was applied; the item is parked with what could not be.
             return Err(e.with_temporary(false));
@@ -1730,6 +1740,8 @@ impl SyncPair {
             self.item_key(side, link.id(side)),
             self.item_key(other, link.id(other)),
         );
+        // The target's attachments that no copy record claims, listed before the first upload.
+        let mut unclaimed: Option<Vec<workbridge_core::AttachmentMeta>> = None;
         for a in list {
             // Keyed by item, like comments: an id need not be unique beyond its item.
             let here = format!("{src}|{}", a.id);
@@ -1758,6 +1770,54 @@ impl SyncPair {
                 skip(report);
                 self.store
                     .record_copy(&self.id, Copied::Attachment, side, &here, "")
+                    .await?;
+                continue;
+            }
+            // An upload whose answer was lost, or whose process was killed before recording
+            // it, is on the target already: the same name and the same bytes, unclaimed.
+            let claimable = match &mut unclaimed {
+                Some(u) => u,
+                None => {
+                    report.calls[other] += 1;
+                    let mut free = Vec::new();
+                    for t in self.repos[other]
+                        .attachments(&self.types[other], link.id(other))
+                        .await?
+                    {
+                        let key = format!("{dst}|{}", t.id);
+                        if !self
+                            .store
+                            .copied(&self.id, Copied::Attachment, other, &key)
+                            .await?
+                        {
+                            free.push(t);
+                        }
+                    }
+                    unclaimed.insert(free)
+                }
+            };
+            let mut adopted = None;
+            for (i, t) in claimable.iter().enumerate() {
+                if t.file_name != a.file_name || t.size.is_some_and(|n| n != data.len() as u64) {
+                    continue;
+                }
+                report.calls[other] += 1;
+                if self.repos[other].download(t).await? == data {
+                    adopted = Some(i);
+                    break;
+                }
+            }
+            if let Some(i) = adopted {
+                let t = claimable.swap_remove(i);
+                tracing::debug!(pair = %self.id, side = %side, item = %link.id(side), attachment = %a.id, copy = %t.id, "an earlier upload found on the other item, adopted");
+                self.store
+                    .record_copy(
+                        &self.id,
+                        Copied::Attachment,
+                        side,
+                        &here,
+                        &format!("{dst}|{}", t.id),
+                    )
                     .await?;
                 continue;
             }
