@@ -313,10 +313,12 @@ async fn run(args: &[String]) -> Setup<i32> {
             false
         } else if roll < 25 || model.tickets.is_empty() {
             model.open_ticket(&users, &mut rng, step).await?
-        } else if roll < 47 {
+        } else if roll < 45 {
             model.edit_ticket(&users, &mut rng, step).await?
-        } else if roll < 55 {
+        } else if roll < 51 {
             model.comment(&users, &mut rng, step).await?
+        } else if roll < 55 {
+            model.attach(&users, &mut rng, step).await?
         } else if roll < 80 {
             model.dev_moves(&users, &mut rng, step).await?
         } else {
@@ -380,10 +382,11 @@ async fn run(args: &[String]) -> Setup<i32> {
         )
     };
     println!(
-        "soak seed {seed}, {seconds} s: tickets {}, edits {edits} (QA verdicts {}, comments {}), kills {kills}, absurd Retry-After {absurd}, requests {requests}; wire: ServiceNow {}, Azure DevOps {}, ALM {}; duplicates {}, lost updates {}, echo writes {echo}, divergence {}, panics {panics}",
+        "soak seed {seed}, {seconds} s: tickets {}, edits {edits} (QA verdicts {}, comments {}, files {}), kills {kills}, absurd Retry-After {absurd}, requests {requests}; wire: ServiceNow {}, Azure DevOps {}, ALM {}; duplicates {}, lost updates {}, echo writes {echo}, divergence {}, panics {panics}",
         model.tickets.len(),
         model.verdicts,
         model.comments_written,
+        model.files_attached,
         w(&wires[0]),
         w(&wires[1]),
         w(&wires[2]),

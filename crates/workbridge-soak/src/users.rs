@@ -9,8 +9,8 @@ use rand::rngs::StdRng;
 use workbridge::alm::AlmRepository;
 use workbridge::azure_devops::AzureDevOpsRepository;
 use workbridge::{
-    CorrelationKey, FieldMap, FieldValue, ItemId, ItemType, NewComment, Repository, RepositoryExt,
-    WorkItem,
+    CorrelationKey, FieldMap, FieldValue, ItemId, ItemType, NewAttachment, NewComment, Repository,
+    RepositoryExt, WorkItem,
 };
 
 use crate::Systems;
@@ -63,6 +63,20 @@ pub(crate) struct Model {
     comments: Vec<(ItemId, String, &'static str)>,
     /// Comments written.
     pub(crate) comments_written: u64,
+    /// Every file the users attached and saw stored: its ticket, its name, where it was attached.
+    files: Vec<(ItemId, String, &'static str)>,
+    /// Files attached.
+    pub(crate) files_attached: u64,
+}
+
+/// The names of an item's attachments, read through the faults.
+async fn files_of(repo: &dyn Repository, t: &ItemType, id: &ItemId) -> Option<Vec<String>> {
+    for _ in 0..30 {
+        if let Ok(list) = repo.attachments(t, id).await {
+            return Some(list.into_iter().map(|a| a.file_name).collect());
+        }
+    }
+    None
 }
 
 /// A comment's tag, unique to its step: `note #12.` is no part of `note #123.`.
@@ -313,32 +327,10 @@ impl Model {
     /// Ops (a public comment on a ticket), Dev (on its Bug) or QA (on its defect, if it has
     /// one) comment. Each comment must reach the other two items once, and never come back.
     pub(crate) async fn comment(&mut self, sys: &Systems, rng: &mut StdRng, step: u64) -> Done {
-        let ticket = self.tickets[rng.random_range(0..self.tickets.len())].clone();
-        let number = self.number[&ticket].clone();
+        let Some((ticket, repo, t, id, origin)) = self.pick_item(sys, rng).await else {
+            return Ok(false);
+        };
         let tag = note(step);
-        let (repo, t, id, origin): (&dyn Repository, ItemType, ItemId, &'static str) =
-            match rng.random_range(0..3) {
-                0 => (sys.sn.as_ref(), incident(), ticket.clone(), "Ops"),
-                who => {
-                    let Some(b) = bugs_by_number(&sys.ado)
-                        .await
-                        .and_then(|by| by.get(&number).and_then(|v| v.first().cloned()))
-                    else {
-                        return Ok(false);
-                    };
-                    if who == 1 {
-                        (sys.ado.as_ref(), bug(), b.id, "Dev")
-                    } else {
-                        let Some(d) = defects_by_key(&sys.alm).await.and_then(|by| {
-                            by.get(defect_key(&b.id).as_str())
-                                .and_then(|v| v.first().cloned())
-                        }) else {
-                            return Ok(false);
-                        };
-                        (sys.alm.as_ref(), defect(), d.id, "QA")
-                    }
-                }
-            };
         let wrote = repo
             .add_comment(
                 &t,
@@ -355,6 +347,62 @@ impl Model {
         if bodies.iter().any(|b| b.contains(&tag)) {
             self.comments.push((ticket, tag, origin));
             self.comments_written += 1;
+        }
+        Ok(wrote.is_ok())
+    }
+
+    /// One of the users, with an item of theirs: Ops a ticket, Dev its Bug, QA its defect (if
+    /// it has one yet).
+    async fn pick_item<'s>(
+        &self,
+        sys: &'s Systems,
+        rng: &mut StdRng,
+    ) -> Option<(ItemId, &'s dyn Repository, ItemType, ItemId, &'static str)> {
+        let ticket = self.tickets[rng.random_range(0..self.tickets.len())].clone();
+        let number = &self.number[&ticket];
+        let who = rng.random_range(0..3);
+        if who == 0 {
+            return Some((ticket.clone(), sys.sn.as_ref(), incident(), ticket, "Ops"));
+        }
+        let b = bugs_by_number(&sys.ado)
+            .await?
+            .get(number)
+            .and_then(|v| v.first().cloned())?;
+        if who == 1 {
+            return Some((ticket, sys.ado.as_ref(), bug(), b.id, "Dev"));
+        }
+        let d = defects_by_key(&sys.alm)
+            .await?
+            .get(defect_key(&b.id).as_str())
+            .and_then(|v| v.first().cloned())?;
+        Some((ticket, sys.alm.as_ref(), defect(), d.id, "QA"))
+    }
+
+    /// Ops, Dev or QA attach a small file. Each file must reach the other two items once.
+    pub(crate) async fn attach(&mut self, sys: &Systems, rng: &mut StdRng, step: u64) -> Done {
+        let Some((ticket, repo, t, id, origin)) = self.pick_item(sys, rng).await else {
+            return Ok(false);
+        };
+        let name = format!("{}-{step}.txt", origin.to_lowercase());
+        let wrote = repo
+            .upload(
+                &t,
+                &id,
+                &NewAttachment::new(
+                    name.as_str(),
+                    "text/plain",
+                    format!("seen at step {step}\n"),
+                ),
+            )
+            .await;
+        let Some(names) = files_of(repo, &t, &id).await else {
+            return Err(format!(
+                "the attachments of {t} {id} cannot be read through the faults"
+            ));
+        };
+        if names.contains(&name) {
+            self.files.push((ticket, name, origin));
+            self.files_attached += 1;
         }
         Ok(wrote.is_ok())
     }
@@ -458,6 +506,44 @@ impl Model {
             // Each comment on each of the three items once: where it was written, and copied.
             let mine: Vec<&(ItemId, String, &str)> =
                 self.comments.iter().filter(|(t, _, _)| *t == *id).collect();
+            let files: Vec<&(ItemId, String, &str)> =
+                self.files.iter().filter(|(t, _, _)| *t == *id).collect();
+            for (name, repo, ty, item) in [
+                (
+                    "ticket",
+                    sys.sn.as_ref() as &dyn Repository,
+                    incident(),
+                    Some(id.clone()),
+                ),
+                ("Bug", sys.ado.as_ref(), bug(), Some(b.id.clone())),
+                (
+                    "defect",
+                    sys.alm.as_ref(),
+                    defect(),
+                    ds.first().map(|d| d.id.clone()),
+                ),
+            ] {
+                let Some(item) = item.filter(|_| !files.is_empty()) else {
+                    continue;
+                };
+                let names = files_of(repo, &ty, &item)
+                    .await
+                    .ok_or_else(|| format!("the attachments of {ty} {item} cannot be read"))?;
+                for (_, file, origin) in &files {
+                    match names.iter().filter(|n| *n == file).count() {
+                        1 => {}
+                        0 => lost(format!(
+                            "file: {number}: {origin}'s {file} not on the {name}"
+                        )),
+                        n => {
+                            c.duplicates += n - 1;
+                            eprintln!(
+                                "duplicate file: {number}: {origin}'s {file} {n} times on the {name}"
+                            );
+                        }
+                    }
+                }
+            }
             if mine.is_empty() {
                 continue;
             }
