@@ -8,7 +8,29 @@ use std::time::Duration;
 use workbridge::sync::{Side, SqliteStore, SyncOptions, SyncPair};
 use workbridge::{FieldMap, Repository, RepositoryExt};
 
-use crate::common::{bug, incident, move_bug, s, sides, sims, software_ticket, spec, temp_db};
+use crate::common::{
+    Sides, bug, incident, move_bug, s, sides, sims, software_ticket, spec, temp_db,
+};
+
+/// The escalation pair on a fresh SQLite store, and a software ticket it has linked to a Bug.
+async fn linked_ticket(
+    sys: &Sides,
+    db: &str,
+    options: SyncOptions,
+) -> (SyncPair, workbridge::WorkItem, workbridge::sync::Link) {
+    let pair = SyncPair::new(
+        sys.sn.clone(),
+        sys.ado.clone(),
+        spec("incident_escalation.toml"),
+        Arc::new(SqliteStore::open(temp_db(db)).unwrap()),
+    )
+    .unwrap()
+    .with_options(options);
+    let ticket = software_ticket(&sys.sn, "Invoices print blank").await;
+    assert!(pair.run_once().await.is_complete());
+    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    (pair, ticket, link)
+}
 
 #[tokio::test]
 async fn a_worker_retrying_past_its_lease_does_not_overwrite_the_next_worker() {
@@ -233,18 +255,13 @@ async fn a_create_that_lands_after_its_timeout_is_not_made_twice() {
 async fn when_only_one_side_of_a_merge_landed_the_next_round_still_sees_the_other() {
     let sims = sims().await;
     let sys = sides(&sims, 0);
-    let pair = SyncPair::new(
-        sys.sn.clone(),
-        sys.ado.clone(),
-        spec("incident_escalation.toml"),
-        Arc::new(SqliteStore::open(temp_db("one-side-landed")).unwrap()),
+    let (pair, ticket, link) = linked_ticket(
+        &sys,
+        "one-side-landed",
+        SyncOptions::default().comments(false).attachments(false),
     )
-    .unwrap()
-    .with_options(SyncOptions::default().comments(false).attachments(false));
-    let ticket = software_ticket(&sys.sn, "Invoices print blank").await;
+    .await;
     let number = s(&ticket, "number");
-    assert!(pair.run_once().await.is_complete());
-    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
     let dev = |state: &'static str| move_bug(&sys.ado, &link.right, state);
     dev("Active").await;
     assert!(pair.run_once().await.is_complete());
@@ -289,17 +306,12 @@ async fn when_only_one_side_of_a_merge_landed_the_next_round_still_sees_the_othe
 async fn a_write_whose_reply_was_lost_is_learnt_by_the_next_round() {
     let sims = sims().await;
     let sys = sides(&sims, 0);
-    let pair = SyncPair::new(
-        sys.sn.clone(),
-        sys.ado.clone(),
-        spec("incident_escalation.toml"),
-        Arc::new(SqliteStore::open(temp_db("lost-write-reply")).unwrap()),
+    let (pair, ticket, link) = linked_ticket(
+        &sys,
+        "lost-write-reply",
+        SyncOptions::default().comments(false).attachments(false),
     )
-    .unwrap()
-    .with_options(SyncOptions::default().comments(false).attachments(false));
-    let ticket = software_ticket(&sys.sn, "Invoices print blank").await;
-    assert!(pair.run_once().await.is_complete());
-    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    .await;
     move_bug(&sys.ado, &link.right, "Active").await;
     assert!(pair.run_once().await.is_complete());
 
@@ -391,17 +403,12 @@ async fn a_pending_write_is_retried_though_both_sides_look_like_echoes() {
 async fn a_comment_copy_whose_reply_was_lost_is_not_copied_twice() {
     let sims = sims().await;
     let sys = sides(&sims, 0);
-    let pair = SyncPair::new(
-        sys.sn.clone(),
-        sys.ado.clone(),
-        spec("incident_escalation.toml"),
-        Arc::new(SqliteStore::open(temp_db("lost-comment-reply")).unwrap()),
+    let (pair, ticket, link) = linked_ticket(
+        &sys,
+        "lost-comment-reply",
+        SyncOptions::default().attachments(false),
     )
-    .unwrap()
-    .with_options(SyncOptions::default().attachments(false));
-    let ticket = software_ticket(&sys.sn, "Invoices print blank").await;
-    assert!(pair.run_once().await.is_complete());
-    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    .await;
     sys.ado
         .add_comment(
             &bug(),
@@ -438,25 +445,13 @@ async fn a_comment_copy_whose_reply_was_lost_is_not_copied_twice() {
 async fn an_upload_whose_reply_was_lost_is_not_made_twice() {
     let sims = sims().await;
     let sys = sides(&sims, 0);
-    let pair = SyncPair::new(
-        sys.sn.clone(),
-        sys.ado.clone(),
-        spec("incident_escalation.toml"),
-        Arc::new(SqliteStore::open(temp_db("lost-upload-reply")).unwrap()),
+    let (pair, ticket, link) = linked_ticket(
+        &sys,
+        "lost-upload-reply",
+        SyncOptions::default().comments(false),
     )
-    .unwrap()
-    .with_options(SyncOptions::default().comments(false));
-    let ticket = software_ticket(&sys.sn, "Invoices print blank").await;
-    assert!(pair.run_once().await.is_complete());
-    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
-    sys.ado
-        .upload(
-            &bug(),
-            &link.right,
-            &workbridge::NewAttachment::new("trace.log", "text/plain", "spooler: page 1 blank"),
-        )
-        .await
-        .unwrap();
+    .await;
+    attach_trace(&sys, &link).await;
     sims.sn
         .control()
         .lose_next_reply_of("POST", "/api/now/attachment/file");
@@ -466,15 +461,7 @@ async fn an_upload_whose_reply_was_lost_is_not_made_twice() {
         let r = pair.run_once().await;
         assert!(r.is_complete(), "{r}");
     }
-    let copies = sys
-        .sn
-        .attachments(&incident(), &ticket.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|a| a.file_name == "trace.log")
-        .count();
-    assert_eq!(copies, 1);
+    assert_eq!(traces_on(&sys, &ticket).await, 1);
     assert_eq!(pair.run_once().await.writes(), 0);
 }
 
@@ -486,25 +473,13 @@ async fn an_upload_whose_reply_was_lost_is_not_made_twice() {
 async fn an_upload_that_failed_is_made_by_a_later_round() {
     let sims = sims().await;
     let sys = sides(&sims, 0);
-    let pair = SyncPair::new(
-        sys.sn.clone(),
-        sys.ado.clone(),
-        spec("incident_escalation.toml"),
-        Arc::new(SqliteStore::open(temp_db("failed-upload")).unwrap()),
+    let (pair, ticket, link) = linked_ticket(
+        &sys,
+        "failed-upload",
+        SyncOptions::default().comments(false),
     )
-    .unwrap()
-    .with_options(SyncOptions::default().comments(false));
-    let ticket = software_ticket(&sys.sn, "Invoices print blank").await;
-    assert!(pair.run_once().await.is_complete());
-    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
-    sys.ado
-        .upload(
-            &bug(),
-            &link.right,
-            &workbridge::NewAttachment::new("trace.log", "text/plain", "spooler: page 1 blank"),
-        )
-        .await
-        .unwrap();
+    .await;
+    attach_trace(&sys, &link).await;
     sims.sn.control().fail_next_of("POST", 5, 503, None);
     let r = pair.run_once().await;
     assert!(r.stopped.is_some(), "the upload failed: {r}");
@@ -513,14 +488,29 @@ async fn an_upload_that_failed_is_made_by_a_later_round() {
         rounds += 1;
         assert!(rounds < 5, "ServiceNow answers again");
     }
-    let copies = sys
-        .sn
+    assert_eq!(traces_on(&sys, &ticket).await, 1);
+    assert_eq!(pair.run_once().await.writes(), 0);
+}
+
+/// Dev attach `trace.log` to the linked Bug.
+async fn attach_trace(sys: &Sides, link: &workbridge::sync::Link) {
+    sys.ado
+        .upload(
+            &bug(),
+            &link.right,
+            &workbridge::NewAttachment::new("trace.log", "text/plain", "spooler: page 1 blank"),
+        )
+        .await
+        .unwrap();
+}
+
+/// How many files named `trace.log` the ticket has.
+async fn traces_on(sys: &Sides, ticket: &workbridge::WorkItem) -> usize {
+    sys.sn
         .attachments(&incident(), &ticket.id)
         .await
         .unwrap()
         .into_iter()
         .filter(|a| a.file_name == "trace.log")
-        .count();
-    assert_eq!(copies, 1);
-    assert_eq!(pair.run_once().await.writes(), 0);
+        .count()
 }

@@ -17,6 +17,33 @@ fn defect() -> ItemType {
     ItemType::from("defects")
 }
 
+/// A Bug that Dev have resolved.
+async fn resolved_bug(
+    ado: &Arc<workbridge_azure_devops::AzureDevOpsRepository>,
+    title: &str,
+) -> workbridge::WorkItem {
+    let b = ado
+        .create(
+            &bug(),
+            &FieldMap::new().with("System.Title", title),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    move_bug(ado, &b.id, "Active").await;
+    move_bug(ado, &b.id, "Resolved").await;
+    b
+}
+
+/// The defect the QA pair created for Bug `id`.
+async fn defect_of(alm: &AlmRepository, id: &workbridge::ItemId) -> workbridge::WorkItem {
+    let key = CorrelationKey::new(format!("wb:Bug:{id}"));
+    alm.find_by_correlation(&defect(), &key)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// An ALM simulator with QA's account, its repository, and the QA pair from the Bug side.
 async fn qa_pair(ado: Arc<dyn Repository>, retry: bool) -> (AlmSim, Arc<AlmRepository>, SyncPair) {
     let alm_sim = AlmSim::builder().user("qa", "qa").spawn().await.unwrap();
@@ -77,12 +104,7 @@ async fn a_lost_reply_in_the_defects_workflow_walk_is_caught_up() {
     for _ in 0..3 {
         pair.run_once().await;
     }
-    let key = CorrelationKey::new(format!("wb:Bug:{}", b.id));
-    let d = alm
-        .find_by_correlation(&defect(), &key)
-        .await
-        .unwrap()
-        .unwrap();
+    let d = defect_of(&alm, &b.id).await;
     assert_eq!(s(&d, "status"), "Fixed");
 
     ado.update(
@@ -116,26 +138,12 @@ async fn a_new_defect_is_walked_to_fixed_whatever_the_seconds_say() {
     let sims = sims().await;
     let ado = sides(&sims, 0).ado;
     let (_alm_sim, alm, pair) = qa_pair(ado.clone(), true).await;
-    let b = ado
-        .create(
-            &bug(),
-            &FieldMap::new().with("System.Title", "Invoices print blank"),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-    move_bug(&ado, &b.id, "Active").await;
-    move_bug(&ado, &b.id, "Resolved").await;
+    let b = resolved_bug(&ado, "Invoices print blank").await;
     // The defect is created in a later second than the Bug's last change.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r = pair.run_once().await;
     assert!(r.is_complete() && r.created.right == 1, "{r}");
-    let key = CorrelationKey::new(format!("wb:Bug:{}", b.id));
-    let d = alm
-        .find_by_correlation(&defect(), &key)
-        .await
-        .unwrap()
-        .unwrap();
+    let d = defect_of(&alm, &b.id).await;
     assert_eq!(s(&d, "status"), "Fixed", "{r}");
     assert_eq!(pair.run_once().await.writes(), 0);
 }
@@ -150,24 +158,10 @@ async fn a_landed_write_changed_again_before_the_next_round_is_not_written_again
     let sims = sims().await;
     let ado = sides(&sims, 0).ado;
     let (_alm_sim, alm, pair) = qa_pair(ado.clone(), true).await;
-    let b = ado
-        .create(
-            &bug(),
-            &FieldMap::new().with("System.Title", "Invoices print blank"),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-    move_bug(&ado, &b.id, "Active").await;
-    move_bug(&ado, &b.id, "Resolved").await;
+    let b = resolved_bug(&ado, "Invoices print blank").await;
     let r = pair.run_once().await;
     assert!(r.is_complete() && r.created.right == 1, "{r}");
-    let key = CorrelationKey::new(format!("wb:Bug:{}", b.id));
-    let d = alm
-        .find_by_correlation(&defect(), &key)
-        .await
-        .unwrap()
-        .unwrap();
+    let d = defect_of(&alm, &b.id).await;
     assert_eq!(s(&d, "status"), "Fixed", "{r}");
 
     alm.update(
@@ -213,30 +207,13 @@ async fn comments_numbered_per_item_are_told_apart_across_items() {
     let pair = pair.with_options(SyncOptions::default().attachments(false));
     let mut bugs = Vec::new();
     for title in ["Invoices print blank", "Labels print twice"] {
-        let b = ado
-            .create(
-                &bug(),
-                &FieldMap::new().with("System.Title", title),
-                &Default::default(),
-            )
-            .await
-            .unwrap();
-        move_bug(&ado, &b.id, "Active").await;
-        move_bug(&ado, &b.id, "Resolved").await;
-        bugs.push(b.id);
+        bugs.push(resolved_bug(&ado, title).await.id);
     }
     let r = pair.run_once().await;
     assert!(r.is_complete() && r.created.right == 2, "{r}");
     let mut defects = Vec::new();
     for b in &bugs {
-        let key = CorrelationKey::new(format!("wb:Bug:{b}"));
-        defects.push(
-            alm.find_by_correlation(&defect(), &key)
-                .await
-                .unwrap()
-                .unwrap()
-                .id,
-        );
+        defects.push(defect_of(&alm, b).await.id);
     }
     ado.add_comment(
         &bug(),
