@@ -514,3 +514,46 @@ async fn traces_on(sys: &Sides, ticket: &workbridge::WorkItem) -> usize {
         .filter(|a| a.file_name == "trace.log")
         .count()
 }
+
+/// Ops attach a screenshot to a linked ticket and change nothing else. ServiceNow stores the
+/// file as a `sys_attachment` row and leaves the ticket's `sys_updated_on` alone, so `changes`
+/// never showed the ticket and the file never reached the Bug (the soak lost Ops' files so).
+/// The attachment feed (ADR 0016) finds it.
+#[tokio::test]
+async fn a_file_attached_to_an_unchanged_ticket_reaches_the_bug() {
+    let sims = sims().await;
+    let sys = sides(&sims, 0);
+    let (pair, ticket, link) = linked_ticket(
+        &sys,
+        "attachment-feed",
+        SyncOptions::default().comments(false),
+    )
+    .await;
+    let before = sys.sn.get(&incident(), &ticket.id).await.unwrap();
+    sys.sn
+        .upload(
+            &incident(),
+            &ticket.id,
+            &workbridge::NewAttachment::new("screen.png", "image/png", vec![137u8, 80, 78, 71]),
+        )
+        .await
+        .unwrap();
+    let after = sys.sn.get(&incident(), &ticket.id).await.unwrap();
+    assert_eq!(
+        after.version, before.version,
+        "attaching leaves the ticket alone"
+    );
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(r.attachments_copied.right, 1, "{r}");
+    let on_bug = sys.ado.attachments(&bug(), &link.right).await.unwrap();
+    assert_eq!(
+        on_bug
+            .iter()
+            .filter(|a| a.file_name == "screen.png")
+            .count(),
+        1
+    );
+    let quiet = pair.run_once().await;
+    assert_eq!(quiet.writes(), 0, "{quiet}");
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
@@ -44,11 +45,13 @@ pub enum Operation {
     WriteMany,
     /// [`Repository::revision_after`].
     RevisionAfter,
+    /// [`Repository::attachments_since`].
+    AttachmentsSince,
 }
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Operation; 13] = [
+    pub const ALL: [Operation; 14] = [
         Operation::Schema,
         Operation::Changes,
         Operation::GetMany,
@@ -62,6 +65,7 @@ impl Operation {
         Operation::Upload,
         Operation::WriteMany,
         Operation::RevisionAfter,
+        Operation::AttachmentsSince,
     ];
 
     /// The method name (`create`, `get_many`, ...).
@@ -80,6 +84,7 @@ impl Operation {
             Operation::Upload => "upload",
             Operation::WriteMany => "write_many",
             Operation::RevisionAfter => "revision_after",
+            Operation::AttachmentsSince => "attachments_since",
         }
     }
 
@@ -309,6 +314,28 @@ pub trait Repository: Debug + Display + Send + Sync + 'static {
             format!("{self} keeps no item history"),
         ))
     }
+
+    /// Attachments added to items of `item_type` at or after `since`, oldest first, at most
+    /// `limit`: on a system where attaching a file leaves the item itself unchanged (ServiceNow,
+    /// ALM), [`Repository::changes`] never shows it, and this does (ADR 0016).
+    ///
+    /// # Behavior
+    /// Every attachment created at or after `since` (at the system's precision), oldest first,
+    /// each with `created_at`; a caller that asks again from the newest `created_at` it saw
+    /// misses none. Backends whose `changes` already shows an item when a file is attached
+    /// (Azure DevOps: a new revision) answer [`ErrorKind::Unsupported`], as the default does.
+    async fn attachments_since(
+        &self,
+        item_type: &ItemType,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<AttachmentMeta>> {
+        let _ = (item_type, since, limit);
+        Err(Error::unsupported(
+            "attachments_since",
+            format!("{self} shows an item in `changes` when a file is attached"),
+        ))
+    }
 }
 
 macro_rules! forward_repository {
@@ -359,6 +386,9 @@ macro_rules! forward_repository {
             }
             async fn revision_after(&self, t: &ItemType, id: &ItemId, v: &Version, n: u32) -> Result<Option<WorkItem>> {
                 (**self).revision_after(t, id, v, n).await
+            }
+            async fn attachments_since(&self, t: &ItemType, since: DateTime<Utc>, limit: usize) -> Result<Vec<AttachmentMeta>> {
+                (**self).attachments_since(t, since, limit).await
             }
         }
     )*};

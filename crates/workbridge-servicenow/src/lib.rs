@@ -1296,6 +1296,54 @@ impl Repository for ServiceNowRepository {
             .map_err(|e: Error| e.for_item("attachments", table, id, self))
     }
 
+    async fn attachments_since(
+        &self,
+        table: &ItemType,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<AttachmentMeta>> {
+        // A file attached to a record is a `sys_attachment` row: the record's `sys_updated_on`
+        // does not move, so `changes` does not show it.
+        let run = async move {
+            let (body, _) = self
+                .get_json(
+                    "attachments_since",
+                    "api/now/attachment",
+                    &[
+                        (
+                            "sysparm_query",
+                            format!(
+                                "table_name={}^sys_created_on>={}^ORDERBYsys_created_on^ORDERBYsys_id",
+                                q(table.as_str()),
+                                since.format(SN_TIME)
+                            ),
+                        ),
+                        ("sysparm_limit", limit.max(1).to_string()),
+                    ],
+                )
+                .await?;
+            let rows = Self::result_array(body, "attachments_since")?;
+            rows.iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let m = self.attachment_meta(r, &format!("result[{i}]"))?;
+                    if m.created_at.is_none() {
+                        return Err(Error::protocol(
+                            format!("result[{i}].sys_created_on"),
+                            "an attachment without a creation time",
+                        ));
+                    }
+                    Ok(m)
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        run.await.map_err(|e: Error| {
+            e.with_operation("attachments_since")
+                .with_item_type(table.clone())
+                .with_system(self)
+        })
+    }
+
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
         let run = async move {
             let resp = self

@@ -626,6 +626,11 @@ impl SyncPair {
         for side in [Side::Left, Side::Right] {
             self.pass(side, round).await?;
         }
+        if self.options.attachments {
+            for side in [Side::Left, Side::Right] {
+                self.attachment_feed(side, round).await?;
+            }
+        }
         // Items parked for a while only are tried again, those parked this round excepted.
         let again: Vec<Parked> = self
             .store
@@ -643,6 +648,75 @@ impl SyncPair {
             .take(self.options.page_size)
             .collect();
         self.retry_parked(again, round).await
+    }
+
+    /// Files attached on `side` since the last round, where attaching one leaves the item
+    /// unchanged (ServiceNow, ALM: `changes` does not show it), copied for each linked item
+    /// (ADR 0016). The feed's position is stored like a cursor, under `{pair}/attachments`,
+    /// with the ids already seen at its newest second.
+    async fn attachment_feed(&self, side: Side, round: &mut Round) -> Result<()> {
+        const LIMIT: usize = 200;
+        let other = side.other();
+        if !(self.repos[side].capabilities().attachments
+            && self.repos[other].capabilities().attachments)
+        {
+            return Ok(());
+        }
+        let key = format!("{}/attachments", self.id);
+        let stored = self.store.cursor(&key, side).await?;
+        // The first round starts a little in the past: files attached before it are copied
+        // with their item's first merge.
+        let since = stored
+            .as_ref()
+            .and_then(Cursor::changed_at)
+            .unwrap_or_else(|| Utc::now() - chrono::TimeDelta::minutes(5));
+        let seen: HashSet<&str> = stored
+            .as_ref()
+            .and_then(Cursor::token)
+            .map(|t| t.split(',').filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        round.report.calls[side] += 1;
+        let list = match self.repos[side]
+            .attachments_since(&self.types[side], since, LIMIT)
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::Unsupported => return Ok(()),
+            r => r?,
+        };
+        let mut items: Vec<&ItemId> = Vec::new();
+        for a in list.iter().filter(|a| !seen.contains(a.id.as_str())) {
+            if !items.contains(&&a.item_id) {
+                items.push(&a.item_id);
+            }
+        }
+        for id in items {
+            // An unlinked item's files are copied when it is linked: its first merge.
+            if let Some(link) = self.store.link(&self.id, side, id).await? {
+                self.copy_attachments(&link, side, &mut round.report)
+                    .await?;
+            }
+        }
+        let newest = list.iter().filter_map(|a| a.created_at).max();
+        let next = match newest {
+            Some(t) if t <= since && list.len() >= LIMIT => {
+                // More files in one second than one request reads: go on past it.
+                tracing::warn!(pair = %self.id, side = %side, at = %t, "more than {LIMIT} files attached in one second; the feed moves on past it");
+                Cursor::at(t + chrono::TimeDelta::seconds(1), ItemId::new(""))
+            }
+            Some(t) => {
+                let ids: Vec<&str> = list
+                    .iter()
+                    .filter(|a| a.created_at == Some(t))
+                    .map(|a| a.id.as_str())
+                    .collect();
+                Cursor::at(t, ItemId::new("")).with_token(ids.join(","))
+            }
+            None => match stored {
+                Some(c) => c,
+                None => Cursor::at(since, ItemId::new("")),
+            },
+        };
+        self.store.save_cursor(&key, side, &next).await
     }
 
     async fn reconcile_inner(&self, round: &mut Round) -> Result<()> {

@@ -182,6 +182,17 @@ macro_rules! wrapped_repository {
                 self.around(c, Box::pin(self.inner.revision_after(t, id, v, n)))
                     .await
             }
+            async fn attachments_since(
+                &self,
+                t: &$crate::ItemType,
+                since: chrono::DateTime<chrono::Utc>,
+                limit: usize,
+            ) -> $crate::Result<Vec<$crate::AttachmentMeta>> {
+                let c =
+                    $crate::wrappers::call($crate::Operation::AttachmentsSince, Some(t), None, 1);
+                self.around(c, Box::pin(self.inner.attachments_since(t, since, limit)))
+                    .await
+            }
         }
     };
 }
