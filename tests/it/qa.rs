@@ -252,3 +252,76 @@ async fn comments_numbered_per_item_are_told_apart_across_items() {
     );
     assert_eq!(pair.run_once().await.writes(), 0);
 }
+
+/// QA's comment is copied to the Bug; the POST lands but its reply is lost. The next round
+/// copies the Bug's comments to the defect first, and there the lost copy, claimed by no record,
+/// looked like a new comment of Dev's: it went back to the defect, and QA's words stood twice
+/// on every item (the 300 s soak showed it). The round now sees that the Bug's comment reads
+/// as QA's comment copied, and records it as that copy.
+#[tokio::test]
+async fn a_lost_comment_copy_is_not_taken_for_news_the_other_way() {
+    let sims = sims().await;
+    let ado = sides(&sims, 0).ado;
+    let (_alm_sim, alm, pair) = qa_pair(ado.clone(), true).await;
+    let pair = pair.with_options(SyncOptions::default().attachments(false));
+    let b = resolved_bug(&ado, "Invoices print blank").await;
+    assert!(pair.run_once().await.is_complete());
+    let d = defect_of(&alm, &b.id).await;
+    alm.add_comment(
+        &defect(),
+        &d.id,
+        &NewComment::public("QA: still blank on A5 paper"),
+    )
+    .await
+    .unwrap();
+    sims.ado.control().lose_next_reply_of("POST", "/comments");
+    let r = pair.run_once().await;
+    assert!(r.stopped.is_some(), "the reply was lost: {r}");
+    for _ in 0..2 {
+        let r = pair.run_once().await;
+        assert!(r.is_complete(), "{r}");
+    }
+    let words = |cs: Vec<workbridge::Comment>| {
+        cs.iter()
+            .filter(|c| c.body.contains("still blank on A5 paper"))
+            .count()
+    };
+    assert_eq!(words(ado.comments(&bug(), &b.id).await.unwrap()), 1);
+    assert_eq!(words(alm.comments(&defect(), &d.id).await.unwrap()), 1);
+    assert_eq!(pair.run_once().await.writes(), 0);
+}
+
+/// QA attach a screenshot to a defect and change nothing else. Attaching leaves the defect's
+/// `last-modified` alone, so `changes` never showed it and the file never reached the Bug. The
+/// attachment feed (ADR 0016) reads the project's attachments collection.
+#[tokio::test]
+async fn a_file_qa_attach_to_an_unchanged_defect_reaches_the_bug() {
+    let sims = sims().await;
+    let ado = sides(&sims, 0).ado;
+    let (_alm_sim, alm, pair) = qa_pair(ado.clone(), true).await;
+    let pair = pair.with_options(SyncOptions::default().comments(false));
+    let b = resolved_bug(&ado, "Invoices print blank").await;
+    assert!(pair.run_once().await.is_complete());
+    let d = defect_of(&alm, &b.id).await;
+    alm.upload(
+        &defect(),
+        &d.id,
+        &workbridge::NewAttachment::new("a5.png", "image/png", vec![137u8, 80, 78, 71, 1]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        alm.get(&defect(), &d.id).await.unwrap().version,
+        d.version,
+        "attaching leaves the defect alone"
+    );
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    let on_bug = ado.attachments(&bug(), &b.id).await.unwrap();
+    assert_eq!(
+        on_bug.iter().filter(|a| a.file_name == "a5.png").count(),
+        1,
+        "{r}"
+    );
+    assert_eq!(pair.run_once().await.writes(), 0);
+}

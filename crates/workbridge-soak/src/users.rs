@@ -327,7 +327,7 @@ impl Model {
     /// Ops (a public comment on a ticket), Dev (on its Bug) or QA (on its defect, if it has
     /// one) comment. Each comment must reach the other two items once, and never come back.
     pub(crate) async fn comment(&mut self, sys: &Systems, rng: &mut StdRng, step: u64) -> Done {
-        let Some((ticket, repo, t, id, origin)) = self.pick_item(sys, rng, true).await else {
+        let Some((ticket, repo, t, id, origin)) = self.pick_item(sys, rng).await else {
             return Ok(false);
         };
         let tag = note(step);
@@ -351,17 +351,16 @@ impl Model {
         Ok(wrote.is_ok())
     }
 
-    /// One of the users, with an item of theirs: Ops a ticket, Dev its Bug, QA (`with_qa`) its
-    /// defect (if it has one yet).
+    /// One of the users, with an item of theirs: Ops a ticket, Dev its Bug, QA its defect (if
+    /// it has one yet).
     async fn pick_item<'s>(
         &self,
         sys: &'s Systems,
         rng: &mut StdRng,
-        with_qa: bool,
     ) -> Option<(ItemId, &'s dyn Repository, ItemType, ItemId, &'static str)> {
         let ticket = self.tickets[rng.random_range(0..self.tickets.len())].clone();
         let number = &self.number[&ticket];
-        let who = rng.random_range(0..if with_qa { 3 } else { 2 });
+        let who = rng.random_range(0..3);
         if who == 0 {
             return Some((ticket.clone(), sys.sn.as_ref(), incident(), ticket, "Ops"));
         }
@@ -379,12 +378,9 @@ impl Model {
         Some((ticket, sys.alm.as_ref(), defect(), d.id, "QA"))
     }
 
-    /// Ops or Dev attach a small file. Each file must reach the other two items once. QA do
-    /// not: a file attached to a defect does not move its `last-modified` (in the simulator;
-    /// unverified on a server), so it reaches the Bug only with the defect's next change — an
-    /// open item of the ALM adapter (docs/reliability.md).
+    /// Ops, Dev or QA attach a small file. Each file must reach the other two items once.
     pub(crate) async fn attach(&mut self, sys: &Systems, rng: &mut StdRng, step: u64) -> Done {
-        let Some((ticket, repo, t, id, origin)) = self.pick_item(sys, rng, false).await else {
+        let Some((ticket, repo, t, id, origin)) = self.pick_item(sys, rng).await else {
             return Ok(false);
         };
         let name = format!("{}-{step}.txt", origin.to_lowercase());

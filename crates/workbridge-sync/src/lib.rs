@@ -1678,7 +1678,7 @@ impl SyncPair {
         let target = self.item_key(other, link.id(other));
         let mut on_target: Option<Vec<String>> = None;
         // The target's comments that no copy record claims, read once before the first copy.
-        let mut unclaimed: Option<Vec<(String, String)>> = None;
+        let mut unclaimed: Option<Vec<Unclaimed>> = None;
         for c in comments {
             if c.visibility == Visibility::Internal && !routing.copy_internal {
                 continue;
@@ -1709,23 +1709,7 @@ impl SyncPair {
                     .await?;
                 continue;
             }
-            let mut body = c.body.clone();
-            if let Some(who) = c
-                .author
-                .as_ref()
-                .and_then(|a| a.display_name.clone().or_else(|| a.login.clone()))
-            {
-                // "Ana Lopez (azure-devops):": the system's kind, not its address.
-                let system = self.repos[side].to_string();
-                let system = system.split(':').next().unwrap_or_default();
-                body = match c.format {
-                    workbridge_core::TextFormat::Html => {
-                        format!("<p><b>{}</b> ({system}):</p>{body}", escape(&who))
-                    }
-                    _ => format!("{who} ({system}):\n{body}"),
-                };
-            }
-            let mut new = NewComment::public(body).with_format(c.format);
+            let mut new = NewComment::public(self.attributed(side, &c)).with_format(c.format);
             new.visibility = visibility;
             // A copy whose answer was lost, or whose process was killed before recording it,
             // is on the target already, unclaimed: adopt it rather than write it twice.
@@ -1733,9 +1717,25 @@ impl SyncPair {
                 Some(u) => u,
                 None => unclaimed.insert(self.unclaimed_comments(link, other, report).await?),
             };
+            // Or this comment is itself such a copy, made the other way: the words of an
+            // unclaimed comment over there as its copy here would read. Copied on as news, it
+            // would come back to its own item.
+            let own = comment_text(&c.body, c.format);
+            if let Some(pos) = claimable.iter().position(|u| u.as_copy == own) {
+                let from = claimable.swap_remove(pos);
+                let there = format!("{target}|{}", from.id);
+                tracing::debug!(pair = %self.id, side = %side, item = %link.id(side), comment = %c.id, source = %from.id, "a copy made the other way found here, adopted");
+                self.store
+                    .record_copy(&self.id, Copied::Comment, other, &there, &here)
+                    .await?;
+                self.store
+                    .record_comment_origin(&here, &self.item_key(side, link.id(side)), &there)
+                    .await?;
+                continue;
+            }
             let text = comment_text(&new.body, new.format);
-            if let Some(pos) = claimable.iter().position(|(_, t)| *t == text) {
-                let (id, _) = claimable.swap_remove(pos);
+            if let Some(pos) = claimable.iter().position(|u| u.text == text) {
+                let id = claimable.swap_remove(pos).id;
                 let there = format!("{target}|{id}");
                 tracing::debug!(pair = %self.id, side = %side, item = %link.id(side), comment = %c.id, copy = %id, %origin, "an earlier copy found on the other item, adopted");
                 self.store
@@ -1765,6 +1765,26 @@ impl SyncPair {
         Ok(())
     }
 
+    /// A comment of `side` as its copy on the other side reads: headed with its author and
+    /// the system's kind ("Ana Lopez (azure-devops):"), not its address.
+    fn attributed(&self, side: Side, c: &workbridge_core::Comment) -> String {
+        let Some(who) = c
+            .author
+            .as_ref()
+            .and_then(|a| a.display_name.clone().or_else(|| a.login.clone()))
+        else {
+            return c.body.clone();
+        };
+        let system = self.repos[side].to_string();
+        let system = system.split(':').next().unwrap_or_default();
+        match c.format {
+            workbridge_core::TextFormat::Html => {
+                format!("<p><b>{}</b> ({system}):</p>{}", escape(&who), c.body)
+            }
+            _ => format!("{who} ({system}):\n{}", c.body),
+        }
+    }
+
     /// The comments on `side`'s item that neither a copy record nor an origin record claims,
     /// with their text as `comment_text` gives it.
     async fn unclaimed_comments(
@@ -1772,7 +1792,7 @@ impl SyncPair {
         link: &Link,
         side: Side,
         report: &mut SyncReport,
-    ) -> Result<Vec<(String, String)>> {
+    ) -> Result<Vec<Unclaimed>> {
         report.calls[side] += 1;
         let here = self.item_key(side, link.id(side));
         let mut out = Vec::new();
@@ -1787,7 +1807,12 @@ impl SyncPair {
                     .copied(&self.id, Copied::Comment, side, &key)
                     .await?
             {
-                out.push((c.id, comment_text(&c.body, c.format)));
+                let as_copy = comment_text(&self.attributed(side, &c), c.format);
+                out.push(Unclaimed {
+                    text: comment_text(&c.body, c.format),
+                    as_copy,
+                    id: c.id,
+                });
             }
         }
         Ok(out)
@@ -2010,6 +2035,15 @@ fn check_len(repo: &dyn Repository, asked: usize, got: usize) -> Result<()> {
         )
         .with_temporary(true))
     }
+}
+
+/// A comment on an item that no copy record or origin record claims.
+struct Unclaimed {
+    id: String,
+    /// Its words.
+    text: String,
+    /// Its words as its copy on the other side would read.
+    as_copy: String,
 }
 
 /// A comment's words, whatever markup the system stored it in: how a copy is recognised.

@@ -1495,9 +1495,15 @@ async fn collection(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let (kind, specs) = match known_collection(call.fmt, &coll) {
-        Ok(t) => t,
-        Err(r) => return r,
+    // The project-level attachments collection: every entity's attachments, read only here.
+    let attachments = coll == "attachments" && method == Method::GET;
+    let (kind, specs) = if attachments {
+        ("attachment", model::ATTACHMENT_FIELDS)
+    } else {
+        match known_collection(call.fmt, &coll) {
+            Ok(t) => t,
+            Err(r) => return r,
+        }
     };
     if method == Method::POST {
         let fields = match parse_entity(&headers, &body) {
@@ -1605,7 +1611,19 @@ async fn collection(
         .get("fields")
         .map(|f| f.split(',').map(|s| s.trim().to_owned()).collect());
     let empty = BTreeMap::new();
-    let all = st.entities.get(&coll).unwrap_or(&empty);
+    let listed: BTreeMap<u64, Entity> = if attachments {
+        st.attachments
+            .iter()
+            .map(|a| (a.id, attachment_entity(a)))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    let all = if attachments {
+        &listed
+    } else {
+        st.entities.get(&coll).unwrap_or(&empty)
+    };
     let get = |e: &Entity, f: &str| -> Vec<String> {
         e.fields.get(f).cloned().flatten().unwrap_or_default()
     };

@@ -11,6 +11,69 @@ pub(crate) type FieldSpec = (
     bool,
 );
 
+/// The fields of the project-level `attachments` collection (`GET …/attachments`), which lists
+/// the attachments of every entity (REST_core `attachments` entity; the fields as the
+/// per-entity listing shows them).
+pub(crate) const ATTACHMENT_FIELDS: &[FieldSpec] = &[
+    ("id", "ID", "Number", false, false, None, false),
+    ("name", "Name", "String", false, false, None, false),
+    (
+        "file-size",
+        "File Size",
+        "Number",
+        false,
+        false,
+        None,
+        false,
+    ),
+    (
+        "last-modified",
+        "Modified",
+        "DateTime",
+        false,
+        false,
+        None,
+        false,
+    ),
+    ("ref-type", "Type", "String", false, false, None, false),
+    (
+        "ref-subtype",
+        "Subtype",
+        "Number",
+        false,
+        false,
+        None,
+        false,
+    ),
+    (
+        "parent-id",
+        "Entity ID",
+        "Number",
+        false,
+        false,
+        None,
+        false,
+    ),
+    (
+        "parent-type",
+        "Entity Type",
+        "String",
+        false,
+        false,
+        None,
+        false,
+    ),
+    (
+        "description",
+        "Description",
+        "Memo",
+        false,
+        false,
+        None,
+        false,
+    ),
+];
+
 pub(crate) const DEFECT_FIELDS: &[FieldSpec] = &[
     ("id", "Defect ID", "Number", false, false, None, false),
     ("name", "Summary", "String", true, true, None, true),
