@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use workbridge::sync::{Side, SqliteStore, SyncOptions, SyncPair};
-use workbridge::{FieldMap, Repository, RepositoryExt};
+use workbridge::sync::{
+    Copied, CreateIntent, Link, Parked, Side, SqliteStore, StateStore, SyncOptions, SyncPair,
+};
+use workbridge::{FieldMap, ItemId, Repository, RepositoryExt};
 
 use crate::common::{
     Sides, bug, incident, move_bug, s, sides, sims, software_ticket, spec, temp_db,
@@ -556,4 +558,157 @@ async fn a_file_attached_to_an_unchanged_ticket_reaches_the_bug() {
     );
     let quiet = pair.run_once().await;
     assert_eq!(quiet.writes(), 0, "{quiet}");
+}
+
+/// A store whose next `save_link`, once armed, waits before it is made: a worker stalled
+/// between creating a twin and storing its link.
+#[derive(Debug)]
+struct StalledLinks {
+    inner: SqliteStore,
+    stall: std::sync::Mutex<Option<Duration>>,
+}
+
+#[async_trait::async_trait]
+impl StateStore for StalledLinks {
+    async fn link(&self, p: &str, s: Side, id: &ItemId) -> workbridge::Result<Option<Link>> {
+        self.inner.link(p, s, id).await
+    }
+    async fn save_link(&self, p: &str, l: &Link) -> workbridge::Result<()> {
+        let stall = self.stall.lock().unwrap().take();
+        if let Some(d) = stall {
+            tokio::time::sleep(d).await;
+        }
+        self.inner.save_link(p, l).await
+    }
+    async fn retire_link(&self, p: &str, l: &Link) -> workbridge::Result<()> {
+        self.inner.retire_link(p, l).await
+    }
+    async fn links(&self, p: &str) -> workbridge::Result<Vec<Link>> {
+        self.inner.links(p).await
+    }
+    async fn cursor(&self, p: &str, s: Side) -> workbridge::Result<Option<workbridge::Cursor>> {
+        self.inner.cursor(p, s).await
+    }
+    async fn save_cursor(
+        &self,
+        p: &str,
+        s: Side,
+        c: &workbridge::Cursor,
+    ) -> workbridge::Result<()> {
+        self.inner.save_cursor(p, s, c).await
+    }
+    async fn park(&self, p: &str, x: &Parked) -> workbridge::Result<()> {
+        self.inner.park(p, x).await
+    }
+    async fn unpark(&self, p: &str, s: Side, id: &ItemId) -> workbridge::Result<()> {
+        self.inner.unpark(p, s, id).await
+    }
+    async fn parked(&self, p: &str) -> workbridge::Result<Vec<Parked>> {
+        self.inner.parked(p).await
+    }
+    async fn copied(&self, p: &str, k: Copied, s: Side, id: &str) -> workbridge::Result<bool> {
+        self.inner.copied(p, k, s, id).await
+    }
+    async fn record_copy(
+        &self,
+        p: &str,
+        k: Copied,
+        s: Side,
+        a: &str,
+        b: &str,
+    ) -> workbridge::Result<()> {
+        self.inner.record_copy(p, k, s, a, b).await
+    }
+    async fn acquire_lease(&self, p: &str, h: &str, ttl: Duration) -> workbridge::Result<bool> {
+        self.inner.acquire_lease(p, h, ttl).await
+    }
+    async fn release_lease(&self, p: &str, h: &str) -> workbridge::Result<()> {
+        self.inner.release_lease(p, h).await
+    }
+    async fn save_intents(&self, p: &str, i: &[CreateIntent]) -> workbridge::Result<()> {
+        self.inner.save_intents(p, i).await
+    }
+    async fn intent(
+        &self,
+        p: &str,
+        s: Side,
+        id: &ItemId,
+    ) -> workbridge::Result<Option<CreateIntent>> {
+        self.inner.intent(p, s, id).await
+    }
+    async fn clear_intent(&self, p: &str, s: Side, id: &ItemId) -> workbridge::Result<()> {
+        self.inner.clear_intent(p, s, id).await
+    }
+}
+
+/// Worker A reads a ticket, Ops rename it while A creates its Bug (with the old title), and A
+/// stalls before storing the link — past its lease. Worker B takes over, finds no link, looks
+/// the Bug up by its key, and meanwhile A stores the link and drops the intent. B then found
+/// neither intent nor link and merged from empty baselines: the Bug, created after the rename,
+/// won the title by `newest`, and the rename was lost (two workers on PostgreSQL lost a title
+/// so). B now reads the link again when it finds no intent, and merges from A's baselines.
+#[tokio::test]
+async fn a_link_stored_late_by_the_worker_before_is_merged_from() {
+    let sims = sims().await;
+    let store = Arc::new(StalledLinks {
+        inner: SqliteStore::open(temp_db("stalled-link")).unwrap(),
+        stall: std::sync::Mutex::new(None),
+    });
+    let options = SyncOptions::default()
+        .lease_ttl(Duration::from_secs(1))
+        .comments(false)
+        .attachments(false);
+    let (a_sides, b_sides) = (sides(&sims, 0), sides(&sims, 0));
+    let worker = |sides: &Sides, holder: &str| {
+        SyncPair::new(
+            sides.sn.clone(),
+            sides.ado.clone(),
+            spec("incident_escalation.toml"),
+            store.clone(),
+        )
+        .unwrap()
+        .with_holder(holder)
+        .with_options(options.clone())
+    };
+    let (a, b) = (worker(&a_sides, "worker-a"), worker(&b_sides, "worker-b"));
+    let sn = a_sides.sn.clone();
+    let ticket = software_ticket(&sn, "Invoices print blank").await;
+    let number = s(&ticket, "number");
+
+    // A's Bug create is held 400 ms on the wire; Ops rename the ticket meanwhile.
+    sims.ado
+        .control()
+        .delay_next_of("PATCH", "$batch", Duration::from_millis(400));
+    *store.stall.lock().unwrap() = Some(Duration::from_millis(1800));
+    let started = tokio::time::Instant::now();
+    let a_round = tokio::spawn(async move { a.run_once().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sn.update(
+        &incident(),
+        &ticket.id,
+        &FieldMap::new().with("short_description", "Invoices print blank in Lyon"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    // Once A's lease has run out, B takes the pair; its lookup of the Bug is held long enough
+    // for A to store its link meanwhile.
+    tokio::time::sleep_until(started + Duration::from_millis(1500)).await;
+    sims.ado
+        .control()
+        .delay_next_of("POST", "wiql", Duration::from_millis(1200));
+    let rb = b.run_once().await;
+    let ra = a_round.await.unwrap();
+    let mut rounds = 0;
+    while !b.run_once().await.is_complete() {
+        rounds += 1;
+        assert!(rounds < 5, "worker B settles");
+    }
+    let link = b.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    let bug_now = b_sides.ado.get(&bug(), &link.right).await.unwrap();
+    assert_eq!(
+        s(&bug_now, "System.Title"),
+        format!("{number}: Invoices print blank in Lyon"),
+        "worker A: {ra}; worker B: {rb}"
+    );
 }

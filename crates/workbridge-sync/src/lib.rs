@@ -1198,6 +1198,20 @@ impl SyncPair {
             Some(t) => {
                 round.report.relinked[other] += 1;
                 let intent = self.store.intent(&self.id, side, &item.id).await?;
+                if intent.is_none()
+                    && let Some(link) = self.store.link(&self.id, side, &item.id).await?
+                    && link.id(other) == &t.id
+                {
+                    // No intent, but a link now: the worker before this one stored it (and then
+                    // dropped the intent) while this one was looking the twin up. Its link
+                    // holds the baselines; merge from it, not from nothing.
+                    tracing::info!(pair = %self.id, from = %item.id, to = %t.id, "twin linked meanwhile by another worker");
+                    let (l, r) = match side {
+                        Side::Left => (item, t),
+                        Side::Right => (t, item),
+                    };
+                    return self.merge(link, side, l, r, round).await;
+                }
                 tracing::info!(pair = %self.id, from = %item.id, to = %t.id, intent = intent.is_some(), "twin found by its correlation key: relinked");
                 match intent {
                     Some(i) => {
@@ -1265,6 +1279,11 @@ impl SyncPair {
             Side::Left => link.left_baseline = baseline,
             Side::Right => link.right_baseline = baseline,
         }
+        // Still ours? A worker that outlived its lease must not store the link and drop the
+        // intent while the next worker, which found no link, is looking the twin up: that one
+        // would then find neither and merge from empty baselines (two workers lost a title so).
+        // Stopped here, the intent stays for the next worker.
+        self.renew_lease().await?;
         self.store.save_link(&self.id, &link).await?;
         self.store.clear_intent(&self.id, side, &item.id).await?;
         let (l, r) = match side {
