@@ -712,3 +712,63 @@ async fn a_link_stored_late_by_the_worker_before_is_merged_from() {
         "worker A: {ra}; worker B: {rb}"
     );
 }
+
+/// Worker A is copying Ops' file to the Bug when its lease runs out (its listing of the Bug's
+/// attachments is held on the wire); worker B takes the pair, copies the file and lets the pair
+/// go. A's listing then comes back and A renewed the lease — free again — and uploaded the file
+/// a second time, on what it had read before B's copy (two workers on PostgreSQL showed a file
+/// twice). A lease that ran out is not taken again within the run: A stops instead.
+#[tokio::test]
+async fn a_worker_whose_lease_ran_out_mid_run_does_not_act_on_what_it_read_before() {
+    let sims = sims().await;
+    let store = Arc::new(SqliteStore::open(temp_db("lapsed-lease")).unwrap());
+    let options = SyncOptions::default()
+        .lease_ttl(Duration::from_secs(1))
+        .comments(false);
+    let (a_sides, b_sides) = (sides(&sims, 0), sides(&sims, 0));
+    let worker = |sides: &Sides, holder: &str| {
+        SyncPair::new(
+            sides.sn.clone(),
+            sides.ado.clone(),
+            spec("incident_escalation.toml"),
+            store.clone(),
+        )
+        .unwrap()
+        .with_holder(holder)
+        .with_options(options.clone())
+    };
+    let (a, b) = (worker(&a_sides, "worker-a"), worker(&b_sides, "worker-b"));
+    let ticket = software_ticket(&a_sides.sn, "Invoices print blank").await;
+    assert!(a.run_once().await.is_complete());
+    let link = a.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    a_sides
+        .sn
+        .upload(
+            &incident(),
+            &ticket.id,
+            &workbridge::NewAttachment::new("screen.png", "image/png", vec![1u8, 2, 3]),
+        )
+        .await
+        .unwrap();
+    // A's listing of the Bug's attachments (before its upload) is held past its lease.
+    sims.ado.control().delay_next_of(
+        "GET",
+        &format!("/workitems/{}", link.right),
+        Duration::from_millis(1600),
+    );
+    let started = tokio::time::Instant::now();
+    let a_round = tokio::spawn(async move { a.run_once().await });
+    tokio::time::sleep_until(started + Duration::from_millis(1150)).await;
+    let rb = b.run_once().await;
+    assert!(rb.is_complete(), "worker B: {rb}");
+    let ra = a_round.await.unwrap();
+    let copies = b_sides
+        .ado
+        .attachments(&bug(), &link.right)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.file_name == "screen.png")
+        .count();
+    assert_eq!(copies, 1, "worker A: {ra}; worker B: {rb}");
+}

@@ -304,6 +304,8 @@ pub struct SyncPair {
     /// Items whose twin this process tried to create without learning the outcome (a timeout,
     /// a lost reply): their intents hold them as another process's do (ADR 0010).
     uncertain: std::sync::Mutex<HashSet<(Side, ItemId)>>,
+    /// When the lease this job holds runs out, as of its last renewal; `None` between jobs.
+    lease_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// What a page's batched lookup and create did for one unlinked item.
@@ -430,6 +432,7 @@ impl SyncPair {
             round: AsyncMutex::new(()),
             holder: default_holder(),
             uncertain: std::sync::Mutex::new(HashSet::new()),
+            lease_until: std::sync::Mutex::new(None),
         }
     }
 
@@ -557,6 +560,11 @@ impl SyncPair {
             parked: HashSet::new(),
             fresh: None,
         };
+        // A new job: its lease is taken afresh.
+        *self
+            .lease_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         // The schemas (workflows, and the names of fields the spec gives by label) are read
         // before anything is mapped.
         let ready = match self.renew_lease().await {
@@ -585,13 +593,45 @@ impl SyncPair {
 
     /// Renews the pair's lease; the answer is the deadline of the writes it covers: four fifths
     /// of the TTL from the moment the renewal was asked for (ADR 0011).
+    ///
+    /// A lease that ran out since the job's last renewal is not taken again within the job,
+    /// though the store may grant it: another worker may have held it meanwhile and acted on the
+    /// same items, and what this job read before is stale (a file it was about to copy that the
+    /// other worker copied meanwhile). The job stops; the next reads afresh.
     async fn renew_lease(&self) -> Result<tokio::time::Instant> {
         let asked = tokio::time::Instant::now();
+        let lapsed = {
+            let mut until = self
+                .lease_until
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let lapsed = until.is_some_and(|t| asked >= t);
+            if lapsed {
+                *until = None;
+            }
+            lapsed
+        };
+        if lapsed {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "the lease of pair {} ran out during this run; it stops, and the next run reads afresh",
+                    self.id
+                ),
+            )
+            .with_operation(LEASE)
+            .with_temporary(true));
+        }
         if self
             .store
             .acquire_lease(&self.id, &self.holder, self.options.lease_ttl)
             .await?
         {
+            *self
+                .lease_until
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(asked + self.options.lease_ttl);
             Ok(asked + self.options.lease_ttl.mul_f64(0.8))
         } else {
             Err(Error::new(
