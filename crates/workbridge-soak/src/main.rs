@@ -15,8 +15,8 @@
 //! replies lost after the write was applied), spawns `worker` as a child process — the
 //! escalation pair (ticket ↔ Bug) and the QA pair (Bug ↔ defect) on one store — kills it with
 //! SIGKILL by pid and starts it again, and meanwhile Ops create tickets and edit their title,
-//! priority and description, Dev move Bugs through their workflow, and QA verify or fail the
-//! resolved Bugs' defects. The checker's model is the users' own last write per field, not the
+//! priority and description, Dev move Bugs through their workflow, QA verify or fail the
+//! resolved Bugs' defects, and all three comment and attach files. The checker's model is the users' own last write per field, not the
 //! kernel's state. It prints edits, kills, faults and the counts of duplicates, lost updates,
 //! echo writes in the quiet round, divergence and panics, and exits 1 unless all are zero.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
