@@ -16,7 +16,8 @@
 //! escalation pair (ticket ↔ Bug) and the QA pair (Bug ↔ defect) on one store — kills it with
 //! SIGKILL by pid and starts it again, and meanwhile Ops create tickets and edit their title,
 //! priority and description, Dev move Bugs through their workflow, QA verify or fail the
-//! resolved Bugs' defects, and all three comment and attach files. The checker's model is the users' own last write per field, not the
+//! resolved Bugs' defects, and all three comment and attach files. The checker's model is the
+//! users' own last write per field (and each comment and file once on each item), not the
 //! kernel's state. It prints edits, kills, faults and the counts of duplicates, lost updates,
 //! echo writes in the quiet round, divergence and panics, and exits 1 unless all are zero.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
