@@ -1,0 +1,99 @@
+//! [`SyncOptions`]: what a pair does, and how hard it tries.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// How a [`SyncPair`] works; the defaults suit most pairs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SyncOptions {
+    /// Items per change page (default 100; the adapter caps it to its API's limit).
+    pub page_size: usize,
+    /// How often a merge is re-read and re-planned after a version conflict (default 3).
+    pub conflict_retries: u32,
+    /// Whether comments are copied (default true, when both sides support them).
+    pub comments: bool,
+    /// Whether attachments are copied (default true, when both sides support them).
+    pub attachments: bool,
+    /// Larger attachments are not copied; each is reported once (default 10 MiB).
+    pub max_attachment_size: u64,
+    /// Whether an item whose twin is gone, or that left scope, gets a comment saying so
+    /// before its link is retired (default true).
+    pub twinless_comment: bool,
+    /// Whether a linked item that leaves the scope is unlinked (default true). Off, the scope
+    /// only decides which items get a twin: a reopened Bug keeps its QA defect.
+    pub retire_out_of_scope: bool,
+    /// How long the pair's lease lasts without renewal (default 10 minutes); it is renewed
+    /// after every page, so it only needs to outlast one page's work. A dead worker's lease
+    /// expires after this long.
+    pub lease_ttl: Duration,
+    /// How long a create another process recorded (its intent) may still land, so no twin is
+    /// created for that item meanwhile unless the correlation lookup finds the one it made
+    /// (default 5 minutes: more than a request's time budget with its retries). A worker that
+    /// died or stalled mid-create can then not cause a duplicate.
+    pub foreign_intent_grace: Duration,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            page_size: 100,
+            conflict_retries: 3,
+            comments: true,
+            attachments: true,
+            max_attachment_size: 10 * 1024 * 1024,
+            twinless_comment: true,
+            retire_out_of_scope: true,
+            lease_ttl: Duration::from_secs(600),
+            foreign_intent_grace: Duration::from_secs(300),
+        }
+    }
+}
+
+impl SyncOptions {
+    /// Sets [`SyncOptions::page_size`].
+    pub fn page_size(mut self, n: usize) -> Self {
+        self.page_size = n.max(1);
+        self
+    }
+    /// Sets [`SyncOptions::conflict_retries`].
+    pub fn conflict_retries(mut self, n: u32) -> Self {
+        self.conflict_retries = n;
+        self
+    }
+    /// Sets [`SyncOptions::comments`].
+    pub fn comments(mut self, on: bool) -> Self {
+        self.comments = on;
+        self
+    }
+    /// Sets [`SyncOptions::attachments`].
+    pub fn attachments(mut self, on: bool) -> Self {
+        self.attachments = on;
+        self
+    }
+    /// Sets [`SyncOptions::max_attachment_size`].
+    pub fn max_attachment_size(mut self, bytes: u64) -> Self {
+        self.max_attachment_size = bytes;
+        self
+    }
+    /// Sets [`SyncOptions::lease_ttl`].
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+    /// Sets [`SyncOptions::foreign_intent_grace`].
+    pub fn foreign_intent_grace(mut self, d: Duration) -> Self {
+        self.foreign_intent_grace = d;
+        self
+    }
+    /// Sets [`SyncOptions::retire_out_of_scope`].
+    pub fn retire_out_of_scope(mut self, on: bool) -> Self {
+        self.retire_out_of_scope = on;
+        self
+    }
+    /// Sets [`SyncOptions::twinless_comment`].
+    pub fn twinless_comment(mut self, on: bool) -> Self {
+        self.twinless_comment = on;
+        self
+    }
+}

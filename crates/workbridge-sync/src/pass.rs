@@ -1,0 +1,542 @@
+//! A side's pass: its changes page by page, each item linked, created or merged, and settled.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// What a page's batched lookup and create did for one unlinked item.
+pub(crate) enum Ready {
+    Found(WorkItem),
+    Created(Result<WorkItem>),
+}
+
+impl SyncPair {
+    /// One side's changes, page by page; the cursor is committed after each page is applied.
+    pub(crate) async fn pass(&self, side: Side, round: &mut Round) -> Result<()> {
+        let repo = &self.repos[side];
+        let ty = &self.types[side];
+        let mut cursor = self.store.cursor(&self.id, side).await?.unwrap_or_default();
+        let opts = ChangeOptions::default().page_size(self.options.page_size);
+        loop {
+            round.report.calls[side] += 1;
+            let page = repo.changes(ty, &cursor, &opts).await?;
+            round.report.read[side] += page.items.len();
+            // Links of the page, and their twins in one batched read.
+            let mut links = Vec::with_capacity(page.items.len());
+            for item in &page.items {
+                links.push(self.store.link(&self.id, side, &item.id).await?);
+            }
+            let twin_ids: Vec<ItemId> = page
+                .items
+                .iter()
+                .zip(&links)
+                .filter_map(|(item, l)| {
+                    l.as_ref()
+                        .filter(|l| !l.is_echo(side, item))
+                        .map(|l| l.id(side.other()).clone())
+                })
+                .collect();
+            let mut twins: HashMap<ItemId, Option<WorkItem>> = HashMap::new();
+            if !twin_ids.is_empty() {
+                round.report.calls[side.other()] += 1;
+                let got = self.repos[side.other()]
+                    .get_many(&self.types[side.other()], &twin_ids, &GetOptions::default())
+                    .await?;
+                check_len(&*self.repos[side.other()], twin_ids.len(), got.len())?;
+                twins.extend(twin_ids.into_iter().zip(got));
+            }
+            // The page's new items: their twins looked up and created in batches (an item
+            // listed twice is prepared once).
+            let mut fresh: Vec<&WorkItem> = Vec::new();
+            let mut fresh_ids = HashSet::new();
+            for (item, link) in page.items.iter().zip(&links) {
+                if link.is_none()
+                    && self.wants_twin(side, item)
+                    && fresh_ids.insert(item.id.clone())
+                {
+                    fresh.push(item);
+                }
+            }
+            let mut ready = if fresh.len() > 1 {
+                self.prepare_twins(side, &fresh, round).await?
+            } else {
+                HashMap::new()
+            };
+            let mut seen = HashSet::new();
+            for (item, mut link) in page.items.into_iter().zip(links) {
+                let id = item.id.clone();
+                if !seen.insert(id.clone()) {
+                    // Listed again in this page: what the first pass linked counts.
+                    link = self.store.link(&self.id, side, &id).await?;
+                }
+                let twin = match &link {
+                    Some(l) if !l.is_echo(side, &item) => {
+                        let tid = l.id(side.other());
+                        // Prefetched for the page, once; read afresh if needed again.
+                        match twins.remove(tid) {
+                            Some(t) => t,
+                            None => {
+                                round.report.calls[side.other()] += 1;
+                                self.repos[side.other()]
+                                    .get_many(
+                                        &self.types[side.other()],
+                                        std::slice::from_ref(tid),
+                                        &GetOptions::default(),
+                                    )
+                                    .await?
+                                    .pop()
+                                    .flatten()
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                let result = match link {
+                    Some(link) if link.is_echo(side, &item) => Ok(Outcome::Echo),
+                    Some(link) => match twin {
+                        Some(t) => {
+                            let (l, r) = match side {
+                                Side::Left => (item, t),
+                                Side::Right => (t, item),
+                            };
+                            self.merge(link, side, l, r, round).await
+                        }
+                        None => {
+                            self.twinless(&link, side, &item, "was deleted", round)
+                                .await
+                        }
+                    },
+                    None => {
+                        let prepared = ready.remove(&id);
+                        self.unlinked(side, item, prepared, round).await
+                    }
+                };
+                self.settle(side, &id, result, round).await?;
+            }
+            self.renew_lease().await?;
+            self.store.save_cursor(&self.id, side, &page.next).await?;
+            self.renew_lease().await?;
+            round.report.cursors[side] = Some(page.next.clone());
+            cursor = page.next;
+            if !page.has_more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Books an item's outcome: temporary errors stop the round, permanent ones park the item.
+    pub(crate) async fn settle(
+        &self,
+        side: Side,
+        id: &ItemId,
+        result: Result<Outcome>,
+        round: &mut Round,
+    ) -> Result<()> {
+        match result {
+            Ok(o) => {
+                match o {
+                    Outcome::Echo => round.report.echoes[side] += 1,
+                    Outcome::Ignored => round.report.ignored[side] += 1,
+                    Outcome::Done => {}
+                }
+                if round.parked.remove(&(side, id.clone())) {
+                    self.store.unpark(&self.id, side, id).await?;
+                    round.report.unparked += 1;
+                }
+                Ok(())
+            }
+            // Outages, credentials problems and a lost lease concern every item: stop, do not
+            // park them all. A write conflict that outlasted the retries (another client holds
+            // the item's lock) concerns this item: it is parked and tried again next round.
+            Err(e)
+                if (e.is_temporary() && !item_conflict(&e))
+                    || matches!(e.kind(), ErrorKind::Unauthenticated | ErrorKind::Config) =>
+            {
+                Err(e)
+            }
+            Err(e) => {
+                tracing::warn!(pair = %self.id, %side, item = %id, error = %e, "item parked; the others go on");
+                let p = Parked {
+                    side,
+                    id: id.clone(),
+                    error: e.to_string(),
+                    attempts: 1,
+                    at: Utc::now(),
+                    temporary: e.is_temporary(),
+                };
+                self.store.park(&self.id, &p).await?;
+                round.parked.insert((side, id.clone()));
+                round.report.parked.push(p);
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn key_for(&self, side: Side, id: &ItemId) -> CorrelationKey {
+        CorrelationKey::new(format!("wb:{}:{}", self.types[side], id))
+    }
+
+    /// An item with no link (or a parked one being replayed): create or find its twin.
+    pub(crate) async fn item(
+        &self,
+        side: Side,
+        item: WorkItem,
+        replay: bool,
+        round: &mut Round,
+    ) -> Result<Outcome> {
+        if replay && let Some(link) = self.store.link(&self.id, side, &item.id).await? {
+            round.report.calls[side.other()] += 1;
+            let twin = self.repos[side.other()]
+                .get_many(
+                    &self.types[side.other()],
+                    std::slice::from_ref(link.id(side.other())),
+                    &GetOptions::default(),
+                )
+                .await?
+                .pop()
+                .flatten();
+            return match twin {
+                Some(t) => {
+                    let (l, r) = match side {
+                        Side::Left => (item, t),
+                        Side::Right => (t, item),
+                    };
+                    self.merge(link, side, l, r, round).await
+                }
+                None => {
+                    self.twinless(&link, side, &item, "was deleted", round)
+                        .await
+                }
+            };
+        }
+        self.unlinked(side, item, None, round).await
+    }
+
+    /// Whether an unlinked item of `side` gets a twin.
+    pub(crate) fn wants_twin(&self, side: Side, item: &WorkItem) -> bool {
+        let d = direction_from(side);
+        self.mapping().in_scope(d, &item.fields) && self.mapping().may_create(d)
+    }
+
+    /// The create options of a twin: the correlation key where the target keeps one. Without
+    /// correlation support, the stored link is the only guard against a second create after a
+    /// lost reply: see docs/sync.md.
+    pub(crate) fn create_options(&self, other: Side, key: &CorrelationKey) -> CreateOptions {
+        if self.repos[other].capabilities().correlation {
+            CreateOptions::default().correlation(key.clone())
+        } else {
+            CreateOptions::default()
+        }
+    }
+
+    /// Looks up, then creates, the twins of a page's unlinked items in as few requests as the
+    /// target allows: one batched correlation lookup, then `write_many`.
+    pub(crate) async fn prepare_twins(
+        &self,
+        side: Side,
+        items: &[&WorkItem],
+        round: &mut Round,
+    ) -> Result<HashMap<ItemId, Ready>> {
+        let other = side.other();
+        let d = direction_from(side);
+        let mut ready = HashMap::new();
+        let keys: Vec<CorrelationKey> = items.iter().map(|i| self.key_for(side, &i.id)).collect();
+        let found = if self.repos[other].capabilities().correlation {
+            round.report.calls[other] += 1;
+            let found = self.repos[other]
+                .find_many_by_correlation(&self.types[other], &keys)
+                .await?;
+            check_len(&*self.repos[other], keys.len(), found.len())?;
+            found
+        } else {
+            vec![None; keys.len()]
+        };
+        let mut writes = Vec::new();
+        let mut owners = Vec::new();
+        let mut intents = Vec::new();
+        for ((item, key), twin) in items.iter().zip(&keys).zip(found) {
+            if let Some(t) = twin {
+                ready.insert(item.id.clone(), Ready::Found(t));
+                continue;
+            }
+            self.check_foreign_intent(side, &item.id).await?;
+            let mapped = self.mapping().map_for_create(d, &item.fields);
+            if let Some(e) = mapped.errors.into_iter().next() {
+                ready.insert(item.id.clone(), Ready::Created(Err(e)));
+                continue;
+            }
+            intents.push(self.intent_for(side, item, key, &mapped.fields));
+            writes.push(Write::Create {
+                item_type: self.types[other].clone(),
+                fields: mapped.fields,
+                options: self.create_options(other, key),
+            });
+            owners.push(item.id.clone());
+        }
+        // Before anything is sent: a lost reply or a crash from here on leaves the intent, and
+        // the twin found later is merged from these baselines.
+        self.store.save_intents(&self.id, &intents).await?;
+        for (chunk, ids) in writes.chunks(100).zip(owners.chunks(100)) {
+            round.report.calls[other] += 1;
+            // Still ours? A worker that outlived its lease stops before writing (ADR 0010).
+            let results = self.fenced(self.repos[other].write_many(chunk)).await;
+            self.note_creates(side, ids, &results);
+            let results = results?;
+            if results.len() != chunk.len() {
+                return Err(Error::protocol(
+                    "write_many",
+                    format!(
+                        "{} answered {} results for {} creates",
+                        self.repos[other],
+                        results.len(),
+                        chunk.len()
+                    ),
+                )
+                .with_temporary(true));
+            }
+            for (id, r) in ids.iter().zip(results) {
+                self.note_creates(side, std::slice::from_ref(id), &r);
+                ready.insert(id.clone(), Ready::Created(r));
+            }
+        }
+        Ok(ready)
+    }
+
+    /// An item with no link: find or create its twin (or take what the page's batch did), link
+    /// them and merge.
+    pub(crate) async fn unlinked(
+        &self,
+        side: Side,
+        item: WorkItem,
+        ready: Option<Ready>,
+        round: &mut Round,
+    ) -> Result<Outcome> {
+        let d = direction_from(side);
+        if !self.wants_twin(side, &item) {
+            return Ok(Outcome::Ignored);
+        }
+        let other = side.other();
+        let key = self.key_for(side, &item.id);
+        let (found, created) = match ready {
+            Some(Ready::Found(t)) => (Some(t), None),
+            Some(Ready::Created(r)) => (None, Some(r)),
+            None => {
+                round.report.calls[other] += 1;
+                let found = if self.repos[other].capabilities().correlation {
+                    self.repos[other]
+                        .find_by_correlation(&self.types[other], &key)
+                        .await?
+                } else {
+                    None
+                };
+                (found, None)
+            }
+        };
+        // The baselines of the link: for a twin created now, the source as mapped and the twin
+        // as created; for one found after a lost reply, what the intent recorded when it was
+        // sent (so edits made since on either side merge), or nothing at all when no intent is
+        // left (both sides' values are then news, and the conflict policy settles differences).
+        let (twin, baseline, twin_baseline) = match found {
+            Some(t) => {
+                round.report.relinked[other] += 1;
+                let intent = self.store.intent(&self.id, side, &item.id).await?;
+                if intent.is_none()
+                    && let Some(link) = self.store.link(&self.id, side, &item.id).await?
+                    && link.id(other) == &t.id
+                {
+                    // No intent, but a link now: the worker before this one stored it (and then
+                    // dropped the intent) while this one was looking the twin up. Its link
+                    // holds the baselines; merge from it, not from nothing.
+                    tracing::info!(pair = %self.id, from = %item.id, to = %t.id, "twin linked meanwhile by another worker");
+                    let (l, r) = match side {
+                        Side::Left => (item, t),
+                        Side::Right => (t, item),
+                    };
+                    return self.merge(link, side, l, r, round).await;
+                }
+                tracing::info!(pair = %self.id, from = %item.id, to = %t.id, intent = intent.is_some(), "twin found by its correlation key: relinked");
+                match intent {
+                    Some(i) => {
+                        let twin_base = self.fresh_twin_baseline(d, &i.sent);
+                        (t, i.source_baseline, twin_base)
+                    }
+                    None => (t, FieldMap::new(), FieldMap::new()),
+                }
+            }
+            None => {
+                let created = match created {
+                    Some(r) => r?,
+                    None => {
+                        let mapped = self.mapping().map_for_create(d, &item.fields);
+                        if let Some(e) = mapped.errors.into_iter().next() {
+                            return Err(e);
+                        }
+                        self.check_foreign_intent(side, &item.id).await?;
+                        let intent = self.intent_for(side, &item, &key, &mapped.fields);
+                        self.store.save_intents(&self.id, &[intent]).await?;
+                        round.report.calls[other] += 1;
+                        let r = self
+                            .fenced(self.repos[other].create(
+                                &self.types[other],
+                                &mapped.fields,
+                                &self.create_options(other, &key),
+                            ))
+                            .await;
+                        self.note_creates(side, std::slice::from_ref(&item.id), &r);
+                        r?
+                    }
+                };
+                round.report.created[other] += 1;
+                round.fresh = Some((other, created.id.clone()));
+                tracing::info!(pair = %self.id, from = %item.id, to = %created.id, "twin created");
+                let base = self.source_baseline(d, &item.fields);
+                let twin_base = self.fresh_twin_baseline(d, &created.fields);
+                (created, base, twin_base)
+            }
+        };
+        let mut link = Link {
+            left: ItemId::new(""),
+            right: ItemId::new(""),
+            key,
+            left_version: None,
+            right_version: None,
+            left_baseline: FieldMap::new(),
+            right_baseline: FieldMap::new(),
+            pending: None,
+        };
+        match side {
+            Side::Left => {
+                link.left = item.id.clone();
+                link.right = twin.id.clone();
+            }
+            Side::Right => {
+                link.left = twin.id.clone();
+                link.right = item.id.clone();
+            }
+        }
+        // The source baseline is the item as it was mapped; the twin's is as created. The
+        // source's version stays unset so the merge below always runs (state, comments).
+        link.set(other, twin.version.clone(), twin_baseline);
+        match side {
+            Side::Left => link.left_baseline = baseline,
+            Side::Right => link.right_baseline = baseline,
+        }
+        // Still ours? A worker that outlived its lease must not store the link and drop the
+        // intent while the next worker, which found no link, is looking the twin up: that one
+        // would then find neither and merge from empty baselines (two workers lost a title so).
+        // Stopped here, the intent stays for the next worker.
+        self.renew_lease().await?;
+        self.store.save_link(&self.id, &link).await?;
+        self.store.clear_intent(&self.id, side, &item.id).await?;
+        let (l, r) = match side {
+            Side::Left => (item, twin),
+            Side::Right => (twin, item),
+        };
+        self.merge(link, side, l, r, round).await
+    }
+
+    /// The source's baseline when its twin is created: the fields just mapped, less the state,
+    /// so the merge walks the new twin's workflow to the mapped state.
+    pub(crate) fn source_baseline(&self, d: Direction, fields: &FieldMap) -> FieldMap {
+        let mut base = fields.clone();
+        if let Some((sf, _)) = self.mapping().state().and_then(|s| s.fields(d)) {
+            base.remove(sf.as_str());
+        }
+        base
+    }
+
+    /// The intent recorded before creating the twin of `item` with `sent`.
+    pub(crate) fn intent_for(
+        &self,
+        side: Side,
+        item: &WorkItem,
+        key: &CorrelationKey,
+        sent: &FieldMap,
+    ) -> CreateIntent {
+        CreateIntent {
+            side,
+            source: item.id.clone(),
+            key: key.clone(),
+            source_baseline: self.source_baseline(direction_from(side), &item.fields),
+            sent: sent.clone(),
+            at: Utc::now(),
+            run: process_run().to_owned(),
+        }
+    }
+
+    pub(crate) fn uncertain_lock(&self) -> std::sync::MutexGuard<'_, HashSet<(Side, ItemId)>> {
+        self.uncertain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Remembers whether creates of twins for `items` ended without a known outcome (a
+    /// timeout, a lost reply: [`Error::maybe_applied`]).
+    pub(crate) fn note_creates<T>(&self, side: Side, items: &[ItemId], result: &Result<T>) {
+        let mut u = self.uncertain_lock();
+        for id in items {
+            match result {
+                Err(e) if e.maybe_applied() => u.insert((side, id.clone())),
+                _ => u.remove(&(side, id.clone())),
+            };
+        }
+    }
+
+    /// Refuses to create a twin for `item` while another process's create for it may still
+    /// land: a temporary error, so the cursor stays before the item and a later round (once the
+    /// twin is found by its key, or the grace is over) takes it.
+    pub(crate) async fn check_foreign_intent(&self, side: Side, item: &ItemId) -> Result<()> {
+        let Some(i) = self.store.intent(&self.id, side, item).await? else {
+            return Ok(());
+        };
+        let own = i.run == process_run();
+        if own && !self.uncertain_lock().contains(&(side, item.clone())) {
+            return Ok(());
+        }
+        let age = (Utc::now() - i.at).to_std().unwrap_or_default();
+        if age >= self.options.foreign_intent_grace {
+            return Ok(());
+        }
+        let who = if own {
+            "this process, without learning the outcome,".to_owned()
+        } else {
+            format!("another process (run {})", i.run)
+        };
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "{side} item {item}: {who} began creating its twin {} s ago and that create may still land; it is taken again after {} s",
+                age.as_secs(),
+                self.options.foreign_intent_grace.as_secs()
+            ),
+        )
+        .with_temporary(true))
+    }
+
+    /// The baseline of a twin just created from the source side of `d`: its fields, less
+    /// those that only flow back (and the state that flows back), so their first values reach
+    /// the source in the same round (a new Bug's `New` state shows on the ticket at once).
+    pub(crate) fn fresh_twin_baseline(&self, d: Direction, fields: &FieldMap) -> FieldMap {
+        let back = d.reverse();
+        let only_back = match back {
+            Direction::LeftToRight => Flow::LeftToRight,
+            Direction::RightToLeft => Flow::RightToLeft,
+        };
+        let mut base = fields.clone();
+        let mapping = self.mapping();
+        for r in mapping.rules().iter().filter(|r| r.flow() == only_back) {
+            if let Some(f) = r.source_field(back) {
+                base.remove(f.as_str());
+            }
+        }
+        // A state that flows only back: the twin's first state is news for the source. One that
+        // flows both ways was just set from the source (or is the workflow's initial state the
+        // forward walk starts from): not news, or it would conflict with that walk.
+        if let Some(state) = self.mapping().state()
+            && state.fields(d).is_none()
+            && let Some((sf, _)) = state.fields(back)
+        {
+            base.remove(sf.as_str());
+        }
+        base
+    }
+}
