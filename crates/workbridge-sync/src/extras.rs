@@ -355,42 +355,35 @@ impl SyncPair {
                     break;
                 }
             }
-            if let Some(i) = adopted {
+            let copy_id = if let Some(i) = adopted {
                 let t = claimable.swap_remove(i);
                 tracing::debug!(pair = %self.id, side = %side, item = %link.id(side), attachment = %a.id, copy = %t.id, "an earlier upload found on the other item, adopted");
-                self.store
-                    .record_copy(
-                        &self.id,
-                        Copied::Attachment,
-                        side,
-                        &here,
-                        &format!("{dst}|{}", t.id),
-                    )
+                t.id
+            } else {
+                let content_type = a
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| "application/octet-stream".to_owned());
+                report.calls[other] += 1;
+                let copy = self
+                    .fenced(self.repos[other].upload(
+                        &self.types[other],
+                        link.id(other),
+                        &NewAttachment::new(a.file_name.clone(), content_type, data),
+                    ))
                     .await?;
-                continue;
-            }
-            let content_type = a
-                .content_type
-                .clone()
-                .unwrap_or_else(|| "application/octet-stream".to_owned());
-            report.calls[other] += 1;
-            let copy = self
-                .fenced(self.repos[other].upload(
-                    &self.types[other],
-                    link.id(other),
-                    &NewAttachment::new(a.file_name.clone(), content_type, data),
-                ))
-                .await?;
+                report.attachments_copied[other] += 1;
+                copy.id
+            };
             self.store
                 .record_copy(
                     &self.id,
                     Copied::Attachment,
                     side,
                     &here,
-                    &format!("{dst}|{}", copy.id),
+                    &format!("{dst}|{copy_id}"),
                 )
                 .await?;
-            report.attachments_copied[other] += 1;
         }
         Ok(())
     }
