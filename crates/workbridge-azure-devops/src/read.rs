@@ -1,0 +1,367 @@
+//! Reads: the WIQL change scan, batch reads, revisions, correlation lookups.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl AzureDevOpsRepository {
+    /// Reads items by id, 200 per request, as of a time if given; `None` for missing ids.
+    pub(crate) async fn read_many(
+        &self,
+        meta: Option<&TypeMeta>,
+        ids: &[u64],
+        fields: Option<&[String]>,
+        as_of: Option<&str>,
+    ) -> Result<HashMap<u64, WorkItem>> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(BATCH) {
+            let body = if self.config.server.has_batch_read() {
+                let mut req = json!({"ids": chunk, "errorPolicy": "omit"});
+                if let Some(f) = fields {
+                    req["fields"] = json!(f);
+                }
+                if let Some(t) = as_of {
+                    req["asOf"] = json!(t);
+                }
+                self.call_json(
+                    "get_many",
+                    Method::POST,
+                    &self.project_path("workitemsbatch"),
+                    &[],
+                    Some((
+                        serde_json::to_vec(&req).unwrap_or_default(),
+                        "application/json",
+                    )),
+                )
+                .await?
+            } else {
+                let mut q = vec![
+                    (
+                        "ids",
+                        chunk
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                    ("errorPolicy", "omit".to_owned()),
+                ];
+                if let Some(f) = fields {
+                    q.push(("fields", f.join(",")));
+                }
+                if let Some(t) = as_of {
+                    q.push(("asOf", t.to_owned()));
+                }
+                self.call_json(
+                    "get_many",
+                    Method::GET,
+                    &self.project_path("workitems"),
+                    &q,
+                    None,
+                )
+                .await?
+            };
+            let list = body
+                .get("value")
+                .and_then(Value::as_array)
+                .ok_or_else(|| Error::protocol("value", "the work item list has no value array"))?;
+            for (i, v) in list.iter().enumerate() {
+                if v.is_null() {
+                    continue;
+                }
+                let item = self.item_from(meta, v, &format!("value[{i}]"))?;
+                let id: u64 = item.id.as_str().parse().unwrap_or_default();
+                out.insert(id, item);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn wiql(
+        &self,
+        op: &'static str,
+        query: &str,
+        top: usize,
+    ) -> Result<(Vec<u64>, Option<DateTime<Utc>>)> {
+        let body = serde_json::to_vec(&json!({ "query": query })).unwrap_or_default();
+        let v = self
+            .call_json(
+                op,
+                Method::POST,
+                &self.project_path("wiql"),
+                &[("timePrecision", "true".into()), ("$top", top.to_string())],
+                Some((body, "application/json")),
+            )
+            .await?;
+        let items = v
+            .get("workItems")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Error::protocol("workItems", "the query result has no workItems"))?;
+        let ids = items
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                w.get("id")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| Error::protocol(format!("workItems[{i}].id"), "missing"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let as_of = v.get("asOf").and_then(date_time);
+        Ok((ids, as_of))
+    }
+
+    pub(crate) fn type_clause(&self, meta: &TypeMeta) -> String {
+        format!(
+            "[System.TeamProject] = @project AND [System.WorkItemType] = {}",
+            lit(&meta.name)
+        )
+    }
+
+    pub(crate) async fn scan(
+        &self,
+        t: &ItemType,
+        since: &Cursor,
+        opts: &ChangeOptions,
+    ) -> Result<ChangePage> {
+        let meta = self.type_meta(t).await?;
+        let mut scan = KeysetScan::resume(since, TimeDelta::milliseconds(1))?;
+        let limit = opts
+            .page_size
+            .unwrap_or(self.config.page_size)
+            .clamp(1, 19_999);
+        let q = scan.query();
+        let mut cond = self.type_clause(&meta);
+        match (&q.after, q.lower) {
+            (Some((at, id)), _) => {
+                let at = lit(&fmt_time(*at));
+                let id: u64 = id.as_str().parse().unwrap_or(0);
+                cond.push_str(&format!(" AND ([System.ChangedDate] > {at} OR ([System.ChangedDate] = {at} AND [System.Id] > {id}))"));
+            }
+            (None, Some(from)) => cond.push_str(&format!(
+                " AND [System.ChangedDate] >= {}",
+                lit(&fmt_time(from))
+            )),
+            (None, None) => {}
+        }
+        if let Some(upper) = q.upper {
+            cond.push_str(&format!(
+                " AND [System.ChangedDate] <= {}",
+                lit(&fmt_time(upper))
+            ));
+        }
+        let query = format!(
+            "SELECT [System.Id] FROM WorkItems WHERE {cond} ORDER BY [System.ChangedDate] ASC, [System.Id] ASC"
+        );
+        let (ids, as_of) = self.wiql("changes", &query, limit).await?;
+        let fields: Option<Vec<String>> = opts.fields.as_ref().map(|f| {
+            MEMBER_FIELDS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain(f.iter().map(ToString::to_string))
+                .collect()
+        });
+        let as_of_s = as_of.map(fmt_time);
+        let mut found = self
+            .read_many(Some(&meta), &ids, fields.as_deref(), as_of_s.as_deref())
+            .await?;
+        let rows: Vec<WorkItem> = ids
+            .iter()
+            .filter_map(|id| found.remove(id))
+            .map(|mut i| {
+                i.partial = fields.is_some();
+                i
+            })
+            .collect();
+        let items = scan.absorb(rows, ids.len() >= limit, as_of);
+        Ok(ChangePage::new(items, scan.cursor()?, scan.has_more()))
+    }
+
+    pub(crate) async fn do_changes(
+        &self,
+        t: &ItemType,
+        since: &Cursor,
+        opts: &ChangeOptions,
+    ) -> Result<ChangePage> {
+        self.scan(t, since, opts).await.map_err(|e| {
+            e.with_operation("changes")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
+    }
+
+    pub(crate) async fn do_get_many(
+        &self,
+        t: &ItemType,
+        ids: &[ItemId],
+        opts: &GetOptions,
+    ) -> Result<Vec<Option<WorkItem>>> {
+        let meta = self
+            .type_meta(t)
+            .await
+            .map_err(|e| e.with_operation("get_many").with_system(self))?;
+        let mut numeric: Vec<u64> = ids.iter().filter_map(|i| i.as_str().parse().ok()).collect();
+        numeric.sort_unstable();
+        numeric.dedup();
+        let fields: Option<Vec<String>> = opts.fields.as_ref().map(|f| {
+            MEMBER_FIELDS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain(f.iter().map(ToString::to_string))
+                .collect()
+        });
+        let found = self
+            .read_many(Some(&meta), &numeric, fields.as_deref(), None)
+            .await
+            .map_err(|e| e.with_operation("get_many").with_system(self))?;
+        Ok(ids
+            .iter()
+            .map(|id| {
+                id.as_str()
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|n| found.get(&n))
+                    .filter(|i| i.item_type.as_str().eq_ignore_ascii_case(&meta.name))
+                    .cloned()
+                    .map(|mut i| {
+                        i.partial = fields.is_some();
+                        i
+                    })
+            })
+            .collect())
+    }
+
+    pub(crate) async fn do_revision_after(
+        &self,
+        t: &ItemType,
+        id: &ItemId,
+        version: &Version,
+        n: u32,
+    ) -> Result<Option<WorkItem>> {
+        const OP: &str = "revision_after";
+        let run = async {
+            let meta = self.type_meta(t).await?;
+            let num: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
+            let rev: u64 = version.as_str().parse().map_err(|_| {
+                Error::invalid_input("version", version.as_str(), "a work item rev is a number")
+            })?;
+            // Revisions are numbered from 1: rev r is the list's entry r - 1.
+            let want = rev + u64::from(n.max(1));
+            let body = self
+                .call_json(
+                    OP,
+                    Method::GET,
+                    // Collection-level: TFS 2018 has no project-scoped route for revisions.
+                    &format!("_apis/wit/workitems/{num}/revisions"),
+                    &[("$top", "1".to_owned()), ("$skip", (want - 1).to_string())],
+                    None,
+                )
+                .await?;
+            let list = body
+                .get("value")
+                .and_then(Value::as_array)
+                .ok_or_else(|| Error::protocol("value", "the revision list has no value array"))?;
+            let Some(v) = list.first() else {
+                return Ok(None);
+            };
+            let item = self.item_from(Some(&meta), v, "value[0]")?;
+            if item.version.as_str() != want.to_string() {
+                return Err(Error::protocol(
+                    "value[0].rev",
+                    format!(
+                        "asked for rev {want}, the server answered rev {}",
+                        item.version
+                    ),
+                ));
+            }
+            Ok(Some(item))
+        };
+        run.await.map_err(|e| {
+            let e = e.with_operation(OP).with_system(self);
+            if e.context().item_id.is_none() {
+                e.with_item(t.clone(), id.clone())
+            } else {
+                e
+            }
+        })
+    }
+
+    pub(crate) async fn do_find_by_correlation(
+        &self,
+        t: &ItemType,
+        key: &CorrelationKey,
+    ) -> Result<Option<WorkItem>> {
+        let meta = self
+            .type_meta(t)
+            .await
+            .map_err(|e| e.with_operation("find_by_correlation").with_system(self))?;
+        let cond = match &self.config.correlation_field {
+            Some(f) => format!("[{f}] = {}", lit(key.as_str())),
+            None => format!(
+                "[System.Tags] CONTAINS {}",
+                lit(&format!("workbridge:{}", key.as_str().replace(';', "_")))
+            ),
+        };
+        let query = format!(
+            "SELECT [System.Id] FROM WorkItems WHERE {} AND {cond} ORDER BY [System.Id] ASC",
+            self.type_clause(&meta)
+        );
+        let (ids, _) = self.wiql("find_by_correlation", &query, 1).await?;
+        let Some(first) = ids.first() else {
+            return Ok(None);
+        };
+        let mut found = self.read_many(Some(&meta), &[*first], None, None).await?;
+        Ok(found.remove(first))
+    }
+
+    pub(crate) async fn do_find_many_by_correlation(
+        &self,
+        t: &ItemType,
+        keys: &[CorrelationKey],
+    ) -> Result<Vec<Option<WorkItem>>> {
+        const OP: &str = "find_many_by_correlation";
+        let meta = self.type_meta(t).await.map_err(|e| e.with_operation(OP))?;
+        let tag_of = |k: &CorrelationKey| format!("workbridge:{}", k.as_str().replace(';', "_"));
+        let carries = |item: &WorkItem, k: &CorrelationKey| match &self.config.correlation_field {
+            Some(f) => item.field(f).is_some_and(|v| v.to_string() == k.as_str()),
+            None => item.field("System.Tags").is_some_and(|v| {
+                let tag = tag_of(k);
+                v.to_string()
+                    .split(';')
+                    .any(|t| t.trim().eq_ignore_ascii_case(&tag))
+            }),
+        };
+        let mut found: HashMap<&str, WorkItem> = HashMap::new();
+        // One WIQL query per 50 keys (far inside the query-length limit), one batched read.
+        for chunk in keys.chunks(50) {
+            let conds: Vec<String> = chunk
+                .iter()
+                .map(|k| match &self.config.correlation_field {
+                    Some(f) => format!("[{f}] = {}", lit(k.as_str())),
+                    None => format!("[System.Tags] CONTAINS {}", lit(&tag_of(k))),
+                })
+                .collect();
+            let query = format!(
+                "SELECT [System.Id] FROM WorkItems WHERE {} AND ({}) ORDER BY [System.Id] ASC",
+                self.type_clause(&meta),
+                conds.join(" OR ")
+            );
+            let (ids, _) = self.wiql(OP, &query, 1000).await?;
+            if ids.is_empty() {
+                continue;
+            }
+            let items = self.read_many(Some(&meta), &ids, None, None).await?;
+            // Lowest id first, as find_by_correlation answers.
+            for id in &ids {
+                let Some(item) = items.get(id) else { continue };
+                for k in chunk {
+                    if !found.contains_key(k.as_str()) && carries(item, k) {
+                        found.insert(k.as_str(), item.clone());
+                    }
+                }
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k.as_str()).cloned())
+            .collect())
+    }
+}
