@@ -300,6 +300,286 @@ pub(crate) fn to_wire(name: &FieldName, value: &FieldValue) -> Result<String> {
     })
 }
 
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl ServiceNowRepository {
+    pub(crate) async fn table_meta(&self, table: &ItemType) -> Result<Arc<TableMeta>> {
+        if let Some(m) = self.meta.read().await.get(table.as_str()) {
+            return Ok(m.clone());
+        }
+        let mut chain: Vec<String> = self
+            .config
+            .parents
+            .get(table.as_str())
+            .cloned()
+            .unwrap_or_default();
+        chain.push(table.to_string());
+        let names = chain.join(",");
+        let (dictionary, _) = self
+            .list(
+                "schema",
+                "sys_dictionary",
+                &format!("nameIN{names}^elementISNOTEMPTY"),
+                10_000,
+                Some(
+                    &[
+                        "name",
+                        "element",
+                        "column_label",
+                        "internal_type",
+                        "reference",
+                        "mandatory",
+                        "read_only",
+                    ]
+                    .map(String::from),
+                ),
+                false,
+            )
+            .await?;
+        if !dictionary
+            .iter()
+            .any(|r| r.get("name").and_then(Value::as_str) == Some(table.as_str()))
+        {
+            // No dictionary entries of its own: make sure the table exists (else 400 Invalid table).
+            self.list(
+                "schema",
+                table.as_str(),
+                "",
+                1,
+                Some(&["sys_id".to_owned()]),
+                false,
+            )
+            .await
+            .map_err(|e| e.with_item_type(table.clone()))?;
+        }
+        let (choices, _) = self
+            .list(
+                "schema",
+                "sys_choice",
+                &format!("nameIN{names}^inactive=false^language=en"),
+                10_000,
+                Some(
+                    &["name", "element", "value", "label", "sequence", "inactive"]
+                        .map(String::from),
+                ),
+                false,
+            )
+            .await?;
+        let meta = Arc::new(
+            TableMeta::from_rows(&chain, &dictionary, &choices)
+                .map_err(|e| e.with_operation("schema").with_system(self))?,
+        );
+        self.meta
+            .write()
+            .await
+            .insert(table.to_string(), meta.clone());
+        Ok(meta)
+    }
+
+    pub(crate) fn record_to_item(
+        &self,
+        table: &ItemType,
+        meta: &TableMeta,
+        rec: &Value,
+        path: &str,
+        partial: bool,
+    ) -> Result<WorkItem> {
+        let Some(obj) = rec.as_object() else {
+            return Err(Error::protocol(path, "a record is not a JSON object"));
+        };
+        let member = |k: &str| -> Result<String> {
+            let p = format!("{path}.{k}");
+            let raw = obj
+                .get(k)
+                .ok_or_else(|| Error::protocol(&p, format!("the record has no `{k}`")))?;
+            Ok(read_value(raw, &p)?.0)
+        };
+        let id = member("sys_id")?;
+        if id.is_empty() {
+            return Err(Error::protocol(format!("{path}.sys_id"), "empty sys_id"));
+        }
+        let version = member("sys_mod_count")?;
+        let changed_at = parse_time(
+            &member("sys_updated_on")?,
+            &format!("{path}.sys_updated_on"),
+        )?;
+        let changed_by = member("sys_updated_by")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(Person::login);
+        let mut fields = FieldMap::new();
+        for (k, raw) in obj {
+            if MEMBER_FIELDS.contains(&k.as_str()) || JOURNAL_FIELDS.contains(&k.as_str()) {
+                continue;
+            }
+            let m = meta.get(k);
+            if m.is_some_and(FieldMeta::is_journal) {
+                continue;
+            }
+            let p = format!("{path}.{k}");
+            let (value, display) = read_value(raw, &p)?;
+            fields.insert(
+                k.as_str(),
+                to_field_value(m, &value, display.as_deref(), &p)?,
+            );
+        }
+        let mut item = WorkItem::new(
+            ItemId::new(id.clone()),
+            table.clone(),
+            Version::new(version),
+            changed_at,
+            fields,
+        );
+        item.changed_by = changed_by;
+        item.url = url::Url::parse(&format!(
+            "{}/nav_to.do?uri={table}.do?sys_id={id}",
+            self.instance
+        ))
+        .ok();
+        item.partial = partial;
+        Ok(item)
+    }
+
+    /// Fills login and email of the persons in `items` from `sys_user`, in one request per
+    /// batch of unknown users.
+    pub(crate) async fn resolve_persons(&self, items: &mut [WorkItem]) -> Result<()> {
+        let unknown: Vec<String> = {
+            let users = lock(&self.users);
+            let mut ids: Vec<String> = items
+                .iter()
+                .flat_map(|i| i.fields.iter())
+                .filter_map(|(_, v)| match v {
+                    FieldValue::Person(p) => p.id.clone(),
+                    _ => None,
+                })
+                .filter(|id| !users.by_id.contains_key(id))
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        for chunk in unknown.chunks(self.config.read_batch) {
+            let (rows, _) = self
+                .list(
+                    "get_many",
+                    "sys_user",
+                    &format!("sys_idIN{}", chunk.join(",")),
+                    chunk.len(),
+                    Some(&["sys_id", "user_name", "email", "name"].map(String::from)),
+                    false,
+                )
+                .await?;
+            let mut users = lock(&self.users);
+            for r in rows {
+                let s = |k: &str| {
+                    r.get(k)
+                        .and_then(Value::as_str)
+                        .filter(|v| !v.is_empty())
+                        .map(ToOwned::to_owned)
+                };
+                let Some(id) = s("sys_id") else { continue };
+                let p = Person {
+                    login: s("user_name"),
+                    email: s("email"),
+                    display_name: s("name"),
+                    id: Some(id.clone()),
+                };
+                if let Some(l) = &p.login {
+                    users.by_key.insert(format!("login:{l}"), id.clone());
+                }
+                if let Some(e) = &p.email {
+                    users
+                        .by_key
+                        .insert(format!("email:{}", e.to_lowercase()), id.clone());
+                }
+                users.by_id.insert(id, p);
+            }
+        }
+        let users = lock(&self.users);
+        for item in items.iter_mut() {
+            let names: Vec<FieldName> = item.fields.names().cloned().collect();
+            for n in names {
+                if let Some(FieldValue::Person(p)) = item.fields.get(n.as_str())
+                    && let Some(full) = p.id.as_ref().and_then(|id| users.by_id.get(id))
+                {
+                    let full = full.clone();
+                    item.fields.insert(n, FieldValue::Person(full));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The sys_id of a person, looked up by login, then email.
+    pub(crate) async fn person_id(&self, field: &FieldName, p: &Person) -> Result<String> {
+        if let Some(id) = &p.id {
+            return Ok(id.clone());
+        }
+        let keys: Vec<(String, &str, String)> = [
+            p.login
+                .as_ref()
+                .map(|l| (format!("login:{l}"), "user_name", l.clone())),
+            p.email
+                .as_ref()
+                .map(|e| (format!("email:{}", e.to_lowercase()), "email", e.clone())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for (key, column, value) in keys {
+            if let Some(id) = lock(&self.users).by_key.get(&key) {
+                return Ok(id.clone());
+            }
+            let (rows, _) = self
+                .list(
+                    "update",
+                    "sys_user",
+                    &format!("{column}={}", q(&value)),
+                    1,
+                    Some(&["sys_id".to_owned()]),
+                    false,
+                )
+                .await?;
+            if let Some(id) = rows
+                .first()
+                .and_then(|r| r.get("sys_id"))
+                .and_then(Value::as_str)
+            {
+                lock(&self.users).by_key.insert(key, id.to_owned());
+                return Ok(id.to_owned());
+            }
+        }
+        Err(Error::invalid_input(
+            field.clone(),
+            p,
+            "no sys_user has this login or email",
+        ))
+    }
+
+    pub(crate) fn workflow(&self, table: &ItemType) -> Option<&workbridge_core::TransitionGraph> {
+        self.config.workflows.get(table.as_str())
+    }
+
+    pub(crate) async fn do_schema(&self, table: &ItemType) -> Result<Schema> {
+        let meta = self
+            .table_meta(table)
+            .await
+            .map_err(|e| e.with_operation("schema").with_system(self))?;
+        Ok(meta.schema(table, self.workflow(table)))
+    }
+}
+
+/// Fields every read asks for, whatever projection the caller wants.
+pub(crate) const MEMBER_FIELDS: [&str; 4] = [
+    "sys_id",
+    "sys_mod_count",
+    "sys_updated_on",
+    "sys_updated_by",
+];
+
+pub(crate) const JOURNAL_FIELDS: [&str; 3] = ["comments", "work_notes", "comments_and_work_notes"];
+
 #[cfg(test)]
 mod tests {
     use super::*;

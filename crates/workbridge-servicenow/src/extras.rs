@@ -1,0 +1,261 @@
+//! Comments (the journal) and attachments, and the attachment feed (ADR 0016).
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl ServiceNowRepository {
+    pub(crate) async fn journal(&self, id: &ItemId, elements: &str) -> Result<Vec<Comment>> {
+        let (rows, _) = self
+            .list(
+                "comments",
+                "sys_journal_field",
+                &format!(
+                    "element_id={}^elementIN{elements}^ORDERBYsys_created_on",
+                    q(id.as_str())
+                ),
+                10_000,
+                Some(
+                    &[
+                        "sys_id",
+                        "element",
+                        "value",
+                        "sys_created_on",
+                        "sys_created_by",
+                    ]
+                    .map(String::from),
+                ),
+                false,
+            )
+            .await?;
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let path = format!("result[{i}]");
+                let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default();
+                let at = parse_time(s("sys_created_on"), &format!("{path}.sys_created_on"))?;
+                let visibility = match s("element") {
+                    "work_notes" => Visibility::Internal,
+                    _ => Visibility::Public,
+                };
+                let raw = s("value");
+                let (body, format) = match raw
+                    .strip_prefix("[code]")
+                    .and_then(|b| b.strip_suffix("[/code]"))
+                {
+                    Some(html) => (html.to_owned(), TextFormat::Html),
+                    None => (raw.to_owned(), TextFormat::Plain),
+                };
+                let mut c = Comment::new(s("sys_id"), at, body, format, visibility);
+                c.author = Some(s("sys_created_by"))
+                    .filter(|a| !a.is_empty())
+                    .map(Person::login);
+                Ok(c)
+            })
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| e.with_operation("comments").with_system(self))
+    }
+
+    pub(crate) fn attachment_meta(&self, r: &Value, path: &str) -> Result<AttachmentMeta> {
+        let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default();
+        if s("sys_id").is_empty() {
+            return Err(Error::protocol(
+                format!("{path}.sys_id"),
+                "an attachment without sys_id",
+            ));
+        }
+        let mut m = AttachmentMeta::new(
+            s("sys_id"),
+            ItemType::from(s("table_name")),
+            ItemId::from(s("table_sys_id")),
+            s("file_name"),
+        );
+        m.content_type = Some(s("content_type").to_owned()).filter(|c| !c.is_empty());
+        m.size = s("size_bytes").parse().ok();
+        m.created_at = parse_time(s("sys_created_on"), &format!("{path}.sys_created_on")).ok();
+        m.url = url::Url::parse(s("download_link")).ok();
+        Ok(m)
+    }
+
+    pub(crate) async fn do_comments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
+        let run = async move {
+            let comments = self.journal(id, "comments,work_notes").await?;
+            if comments.is_empty() {
+                self.exists("comments", table, id).await?;
+            }
+            Ok(comments)
+        };
+        run.await
+            .map_err(|e: Error| e.for_item("comments", table, id, self))
+    }
+
+    pub(crate) async fn do_add_comment(
+        &self,
+        table: &ItemType,
+        id: &ItemId,
+        c: &NewComment,
+    ) -> Result<Comment> {
+        let run = async move {
+            if c.body.trim().is_empty() {
+                return Err(
+                    Error::invalid_input("comment", "", "a comment needs a body")
+                        .with_operation("add_comment"),
+                );
+            }
+            let element = match c.visibility {
+                Visibility::Internal => "work_notes",
+                _ => "comments",
+            };
+            let value = match c.format {
+                TextFormat::Html => format!("[code]{}[/code]", c.body),
+                _ => c.body.clone(),
+            };
+            self.client
+                .request(Method::PATCH, &format!("api/now/table/{table}/{id}"))
+                .query(&[("sysparm_fields", "sys_id")])
+                .json(&json!({ element: value }))
+                .operation("add_comment")
+                .send()
+                .await
+                .map_err(|e| e.with_item(table.clone(), id.clone()))?;
+            let entries = self.journal(id, element).await?;
+            entries
+                .into_iter()
+                .rev()
+                .find(|e| e.body == c.body)
+                .ok_or_else(|| {
+                    Error::protocol(
+                        "result",
+                        "the new journal entry was not found after writing it",
+                    )
+                    .with_operation("add_comment")
+                })
+        };
+        run.await
+            .map_err(|e: Error| e.for_item("add_comment", table, id, self))
+    }
+
+    pub(crate) async fn do_attachments(
+        &self,
+        table: &ItemType,
+        id: &ItemId,
+    ) -> Result<Vec<AttachmentMeta>> {
+        let run = async move {
+            let (body, _) = self
+                .get_json(
+                    "attachments",
+                    "api/now/attachment",
+                    &[(
+                        "sysparm_query",
+                        format!(
+                            "table_name={}^table_sys_id={}^ORDERBYsys_created_on",
+                            q(table.as_str()),
+                            q(id.as_str())
+                        ),
+                    )],
+                )
+                .await?;
+            let rows = Self::result_array(body, "attachments")?;
+            if rows.is_empty() {
+                self.exists("attachments", table, id).await?;
+            }
+            rows.iter()
+                .enumerate()
+                .map(|(i, r)| self.attachment_meta(r, &format!("result[{i}]")))
+                .collect::<Result<Vec<_>>>()
+        };
+        run.await
+            .map_err(|e: Error| e.for_item("attachments", table, id, self))
+    }
+
+    pub(crate) async fn do_attachments_since(
+        &self,
+        table: &ItemType,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<AttachmentMeta>> {
+        // A file attached to a record is a `sys_attachment` row: the record's `sys_updated_on`
+        // does not move, so `changes` does not show it.
+        let run = async move {
+            let (body, _) = self
+                .get_json(
+                    "attachments_since",
+                    "api/now/attachment",
+                    &[
+                        (
+                            "sysparm_query",
+                            format!(
+                                "table_name={}^sys_created_on>={}^ORDERBYsys_created_on^ORDERBYsys_id",
+                                q(table.as_str()),
+                                since.format(SN_TIME)
+                            ),
+                        ),
+                        ("sysparm_limit", limit.max(1).to_string()),
+                    ],
+                )
+                .await?;
+            let rows = Self::result_array(body, "attachments_since")?;
+            rows.iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let m = self.attachment_meta(r, &format!("result[{i}]"))?;
+                    if m.created_at.is_none() {
+                        return Err(Error::protocol(
+                            format!("result[{i}].sys_created_on"),
+                            "an attachment without a creation time",
+                        ));
+                    }
+                    Ok(m)
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        run.await.map_err(|e: Error| {
+            e.with_operation("attachments_since")
+                .with_item_type(table.clone())
+                .with_system(self)
+        })
+    }
+
+    pub(crate) async fn do_download(&self, a: &AttachmentMeta) -> Result<Bytes> {
+        let run = async move {
+            let resp = self
+                .client
+                .get(&format!("api/now/attachment/{}/file", a.id))
+                .operation("download")
+                .send()
+                .await?;
+            Ok(resp.body)
+        };
+        run.await
+            .map_err(|e: Error| e.for_item("download", &a.item_type, &a.item_id, self))
+    }
+
+    pub(crate) async fn do_upload(
+        &self,
+        table: &ItemType,
+        id: &ItemId,
+        a: &NewAttachment,
+    ) -> Result<AttachmentMeta> {
+        let run = async move {
+            let resp = self
+                .client
+                .post("api/now/attachment/file")
+                .query(&[
+                    ("table_name", table.as_str()),
+                    ("table_sys_id", id.as_str()),
+                    ("file_name", a.file_name.as_str()),
+                ])
+                .body(a.data.clone(), &a.content_type)
+                .header(CONTENT_TYPE, &a.content_type)
+                .operation("upload")
+                .send()
+                .await
+                .map_err(|e| e.with_item(table.clone(), id.clone()))?;
+            let body: Value = resp
+                .json()
+                .map_err(|e| e.with_operation("upload").with_system(self))?;
+            self.attachment_meta(&Self::result_object(body, "upload")?, "result")
+        };
+        run.await
+            .map_err(|e: Error| e.for_item("upload", table, id, self))
+    }
+}

@@ -1,0 +1,434 @@
+//! Writes: the checked PATCH and POST, the Batch API of `write_many`, the after-the-fact sequence check (ADR 0011).
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl ServiceNowRepository {
+    /// Checks and encodes the fields of a write.
+    pub(crate) async fn body_of(
+        &self,
+        table: &ItemType,
+        meta: &TableMeta,
+        fields: &FieldMap,
+    ) -> Result<Map<String, Value>> {
+        let mut body = Map::new();
+        for (name, value) in fields {
+            meta::check_write(table, meta, name, value)?;
+            let wire = match value {
+                FieldValue::Person(p) => self.person_id(name, p).await?,
+                other => to_wire(name, other)?,
+            };
+            body.insert(name.to_string(), Value::String(wire));
+        }
+        Ok(body)
+    }
+
+    pub(crate) fn check_initial_state(&self, table: &ItemType, fields: &FieldMap) -> Result<()> {
+        if let Some(wf) = self.workflow(table)
+            && !wf.initial.is_empty()
+            && let Some(state) = fields
+                .get(wf.state_field.as_str())
+                .and_then(FieldValue::as_str)
+            && !wf.initial.iter().any(|s| s == state)
+        {
+            return Err(Error::invalid_input(
+                wf.state_field.clone(),
+                state,
+                format!(
+                    "a new {table} must start in one of: {}",
+                    wf.initial.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A Batch API round for `requests` (id → (method, url, body)); retries unserviced ones up
+    /// to three times. Returns id → (status, body).
+    pub(crate) async fn batch(
+        &self,
+        requests: Vec<(String, &'static str, String, Option<Value>)>,
+    ) -> Result<HashMap<String, (u16, Vec<u8>)>> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut pending = requests;
+        let mut out = HashMap::new();
+        for _ in 0..3 {
+            if pending.is_empty() {
+                break;
+            }
+            let rest: Vec<Value> = pending
+                .iter()
+                .map(|(id, method, url, body)| {
+                    let mut r = json!({
+                        "id": id, "method": method, "url": url,
+                        "headers": [{"name": "Content-Type", "value": "application/json"}, {"name": "Accept", "value": "application/json"}],
+                        "exclude_response_headers": true,
+                    });
+                    if let Some(b) = body {
+                        r["body"] = Value::String(b64.encode(b.to_string()));
+                    }
+                    r
+                })
+                .collect();
+            let batch_id = format!("workbridge-{}", Utc::now().timestamp_micros());
+            let resp = self
+                .client
+                .post("api/now/v1/batch")
+                .json(&json!({"batch_request_id": batch_id, "rest_requests": rest}))
+                .operation("write_many")
+                .send()
+                .await?;
+            let body: Value = resp
+                .json()
+                .map_err(|e| e.with_operation("write_many").with_system(self))?;
+            let serviced = body
+                .get("serviced_requests")
+                .and_then(Value::as_array)
+                .ok_or_else(|| {
+                    Error::protocol(
+                        "serviced_requests",
+                        "the batch response has no serviced_requests",
+                    )
+                    .with_operation("write_many")
+                })?;
+            for (i, s) in serviced.iter().enumerate() {
+                let path = format!("serviced_requests[{i}]");
+                let id = s
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| Error::protocol(format!("{path}.id"), "missing id"))?;
+                let status = s
+                    .get("status_code")
+                    .and_then(Value::as_u64)
+                    .and_then(|c| u16::try_from(c).ok())
+                    .ok_or_else(|| {
+                        Error::protocol(format!("{path}.status_code"), "missing status code")
+                    })?;
+                let decoded = match s.get("body").and_then(Value::as_str) {
+                    Some(b) => b64.decode(b).map_err(|_| {
+                        Error::protocol(format!("{path}.body"), "the body is not base64")
+                    })?,
+                    None => Vec::new(),
+                };
+                out.insert(id.to_owned(), (status, decoded));
+            }
+            pending.retain(|(id, ..)| !out.contains_key(id));
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn prepare(
+        &self,
+        w: &Write,
+        i: usize,
+        versions: &HashMap<(ItemType, ItemId), Option<WorkItem>>,
+    ) -> Result<(String, &'static str, String, Option<Value>, ItemType)> {
+        let params = "sysparm_display_value=all&sysparm_exclude_reference_link=true";
+        match w {
+            Write::Create {
+                item_type,
+                fields,
+                options,
+            } => {
+                let meta = self.table_meta(item_type).await?;
+                self.check_initial_state(item_type, fields)?;
+                let mut body = self.body_of(item_type, &meta, fields).await?;
+                if let Some(k) = &options.correlation {
+                    body.insert("correlation_id".into(), Value::String(k.to_string()));
+                    body.insert(
+                        "correlation_display".into(),
+                        Value::String(self.config.correlation_display.clone()),
+                    );
+                }
+                Ok((
+                    format!("w{i}"),
+                    "POST",
+                    format!("/api/now/table/{item_type}?{params}"),
+                    Some(Value::Object(body)),
+                    item_type.clone(),
+                ))
+            }
+            Write::Update {
+                item_type,
+                id,
+                changes,
+                options,
+            } => {
+                let meta = self.table_meta(item_type).await?;
+                let current = versions
+                    .get(&(item_type.clone(), id.clone()))
+                    .cloned()
+                    .flatten();
+                if let Some(cur) = &current {
+                    self.check_update(item_type, id, cur, changes, options)?;
+                } else if versions.contains_key(&(item_type.clone(), id.clone())) {
+                    return Err(Error::not_found(item_type, id));
+                }
+                let body = self.body_of(item_type, &meta, changes).await?;
+                Ok((
+                    format!("w{i}"),
+                    "PATCH",
+                    format!("/api/now/table/{item_type}/{id}?{params}"),
+                    Some(Value::Object(body)),
+                    item_type.clone(),
+                ))
+            }
+            _ => Err(Error::unsupported("write_many", "unknown write")),
+        }
+    }
+
+    pub(crate) fn check_update(
+        &self,
+        table: &ItemType,
+        id: &ItemId,
+        current: &WorkItem,
+        changes: &FieldMap,
+        o: &UpdateOptions,
+    ) -> Result<()> {
+        if let Some(expected) = &o.if_version
+            && *expected != current.version
+        {
+            return Err(Error::conflict(format!(
+                "{table} {id} is at sys_mod_count {}, not {expected}",
+                current.version
+            ))
+            .with_item(table.clone(), id.clone()));
+        }
+        if let Some(wf) = self.workflow(table)
+            && let Some(to) = changes.get(wf.state_field.as_str())
+        {
+            let from = current
+                .field(wf.state_field.as_str())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let mut after = current.fields.clone();
+            after.merge(changes);
+            wf.check(&from, &to.to_string(), &after)
+                .map_err(|e| e.with_item(table.clone(), id.clone()))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn needs_current(
+        &self,
+        table: &ItemType,
+        changes: &FieldMap,
+        o: &UpdateOptions,
+    ) -> bool {
+        o.if_version.is_some()
+            || self
+                .workflow(table)
+                .is_some_and(|wf| changes.contains(wf.state_field.as_str()))
+    }
+
+    pub(crate) async fn do_create(
+        &self,
+        table: &ItemType,
+        fields: &FieldMap,
+        opts: &CreateOptions,
+    ) -> Result<WorkItem> {
+        let run = async {
+            let meta = self.table_meta(table).await?;
+            self.check_initial_state(table, fields)?;
+            let mut body = self.body_of(table, &meta, fields).await?;
+            if let Some(k) = &opts.correlation {
+                body.insert("correlation_id".into(), Value::String(k.to_string()));
+                body.insert(
+                    "correlation_display".into(),
+                    Value::String(self.config.correlation_display.clone()),
+                );
+            }
+            let resp = self
+                .client
+                .post(&format!("api/now/table/{table}"))
+                .query(&Self::read_params(None))
+                .json(&body)
+                .operation("create")
+                .send()
+                .await?;
+            self.one_item("create", table, &meta, resp).await
+        };
+        run.await.map_err(|e| {
+            e.with_operation("create")
+                .with_item_type(table.clone())
+                .with_system(self)
+        })
+    }
+
+    pub(crate) async fn do_update(
+        &self,
+        table: &ItemType,
+        id: &ItemId,
+        changes: &FieldMap,
+        opts: &UpdateOptions,
+    ) -> Result<WorkItem> {
+        let run = async {
+            let meta = self.table_meta(table).await?;
+            let body = self.body_of(table, &meta, changes).await?;
+            let mut checked = None;
+            if self.needs_current(table, changes, opts) {
+                let current = self
+                    .get_many(table, std::slice::from_ref(id), &GetOptions::default())
+                    .await?
+                    .pop()
+                    .flatten()
+                    .ok_or_else(|| Error::not_found(table, id))?;
+                self.check_update(table, id, &current, changes, opts)?;
+                checked = Some(current.version);
+            }
+            let resp = self
+                .client
+                .request(Method::PATCH, &format!("api/now/table/{table}/{id}"))
+                .query(&Self::read_params(None))
+                .json(&body)
+                .operation("update")
+                .send()
+                .await?;
+            let item = self.one_item("update", table, &meta, resp).await?;
+            match &checked {
+                Some(before) => written_in_sequence(table, id, before, item),
+                None => Ok(item),
+            }
+        };
+        run.await.map_err(|e| {
+            let e = e.with_operation("update").with_system(self);
+            if e.context().item_id.is_none() {
+                e.with_item(table.clone(), id.clone())
+            } else {
+                e
+            }
+        })
+    }
+
+    pub(crate) async fn do_write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
+        // Current versions for updates that need a check, one read per table.
+        let mut by_table: BTreeMap<ItemType, Vec<ItemId>> = BTreeMap::new();
+        for w in writes {
+            if let Write::Update {
+                item_type,
+                id,
+                changes,
+                options,
+            } = w
+                && self.needs_current(item_type, changes, options)
+            {
+                by_table
+                    .entry(item_type.clone())
+                    .or_default()
+                    .push(id.clone());
+            }
+        }
+        let mut versions: HashMap<(ItemType, ItemId), Option<WorkItem>> = HashMap::new();
+        for (t, ids) in by_table {
+            let got = self.get_many(&t, &ids, &GetOptions::default()).await?;
+            versions.extend(
+                ids.into_iter()
+                    .zip(got)
+                    .map(|(id, item)| ((t.clone(), id), item)),
+            );
+        }
+        let mut results: Vec<Option<Result<WorkItem>>> = Vec::with_capacity(writes.len());
+        let mut requests = Vec::new();
+        for (i, w) in writes.iter().enumerate() {
+            match self.prepare(w, i, &versions).await {
+                Ok((id, method, url, body, t)) => {
+                    requests.push((id, method, url, body, t, i));
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e.with_operation("write_many").with_system(self)))),
+            }
+        }
+        for chunk in requests.chunks(self.config.write_batch) {
+            let answers = self
+                .batch(
+                    chunk
+                        .iter()
+                        .map(|(id, m, u, b, _, _)| (id.clone(), *m, u.clone(), b.clone()))
+                        .collect(),
+                )
+                .await?;
+            for (id, _, _, _, t, i) in chunk {
+                let r = match answers.get(id) {
+                    None => Err(Error::new(
+                        ErrorKind::Unavailable,
+                        "the Batch API did not service this request after 3 tries",
+                    )),
+                    Some((status, body)) if (200..300).contains(status) => {
+                        let meta = self.table_meta(t).await?;
+                        serde_json::from_slice::<Value>(body)
+                            .map_err(|_| {
+                                Error::protocol("body", "the batched response is not JSON")
+                            })
+                            .and_then(|v| Self::result_object(v, "write_many"))
+                            .and_then(|rec| self.record_to_item(t, &meta, &rec, "result", false))
+                    }
+                    Some((status, body)) => Err(error::parse_error(
+                        workbridge_http::StatusCode::from_u16(*status)
+                            .unwrap_or(workbridge_http::StatusCode::BAD_GATEWAY),
+                        &workbridge_http::header::HeaderMap::new(),
+                        body,
+                    )),
+                };
+                let r = match (r, &writes[*i]) {
+                    (Ok(item), Write::Update { item_type, id, .. }) => {
+                        match versions.get(&(item_type.clone(), id.clone())) {
+                            Some(Some(before)) => {
+                                written_in_sequence(item_type, id, &before.version, item)
+                            }
+                            _ => Ok(item),
+                        }
+                    }
+                    (r, _) => r,
+                };
+                results[*i] = Some(r.map_err(|e| e.with_operation("write_many").with_system(self)));
+            }
+        }
+        let mut out: Vec<Result<WorkItem>> = results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(Error::new(ErrorKind::Unexpected, "write not processed")))
+            })
+            .collect();
+        let mut ok: Vec<WorkItem> = out
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect();
+        self.resolve_persons(&mut ok).await?;
+        let mut ok = ok.into_iter();
+        for r in &mut out {
+            if r.is_ok()
+                && let Some(item) = ok.next()
+            {
+                *r = Ok(item);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Escapes a value for an encoded query (`^` is doubled).
+/// The Table API has no conditional write: `update` checks the version with a read just before
+/// the PATCH. The PATCH's answer tells whether another write came in between — `sys_mod_count`
+/// grows by one per update — and then the write has been applied over it: a [`Conflict`]
+/// (`ErrorKind::Conflict`) after the fact, so that the caller reads again and re-plans instead of
+/// taking the other write's changes for its own (ADR 0011).
+///
+/// [`Conflict`]: ErrorKind::Conflict
+pub(crate) fn written_in_sequence(
+    table: &ItemType,
+    id: &ItemId,
+    before: &workbridge_core::Version,
+    after: WorkItem,
+) -> Result<WorkItem> {
+    match (
+        before.as_str().parse::<u64>(),
+        after.version.as_str().parse::<u64>(),
+    ) {
+        (Ok(b), Ok(a)) if a > b + 1 => Err(Error::conflict(format!(
+            "{table} {id} went from sys_mod_count {b} to {a}: another update came between the \
+             version check and this write, which was applied over it; read it again"
+        ))
+        .with_item(table.clone(), id.clone())),
+        _ => Ok(after),
+    }
+}
