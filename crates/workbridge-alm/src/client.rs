@@ -1,0 +1,83 @@
+//! The HTTP side: the call helper every request goes through, paths, the server's time offset.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl AlmRepository {
+    pub(crate) async fn call(
+        &self,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<HttpResponse> {
+        let media = self.config.format.media();
+        let mut rb = self
+            .client
+            .request(method, path)
+            .query(query)
+            .header(ACCEPT, media)
+            .operation(op);
+        if let Some(b) = body {
+            rb = rb.body(b, media);
+        }
+        rb.send().await
+    }
+
+    pub(crate) fn coll_path(&self, t: &ItemType) -> String {
+        format!("{}/{}", self.project_path, seg(t.as_str()))
+    }
+
+    pub(crate) fn entity_path(&self, t: &ItemType, id: &ItemId) -> Result<String> {
+        let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
+        Ok(format!("{}/{n}", self.coll_path(t)))
+    }
+
+    pub(crate) async fn offset(&self) -> Result<TimeDelta> {
+        if let Some(m) = self.config.time_zone_offset_minutes {
+            return Ok(TimeDelta::minutes(m));
+        }
+        self.offset
+            .get_or_try_init(|| async {
+                let resp = self
+                    .client
+                    .get("rest/server/time")
+                    .header(ACCEPT, "application/xml")
+                    .operation("server time")
+                    .send()
+                    .await?;
+                let text = resp.text();
+                let millis: i64 = xml_text(&text, "TimeInMillis")
+                    .and_then(|m| m.parse().ok())
+                    .ok_or_else(|| {
+                        Error::protocol("ServerTime.TimeInMillis", "missing or not a number")
+                    })?;
+                let local = xml_text(&text, "DateTime")
+                    .and_then(|d| NaiveDateTime::parse_from_str(&d, ALM_TIME).ok())
+                    .ok_or_else(|| {
+                        Error::protocol("ServerTime.DateTime", "missing or not yyyy-MM-dd HH:mm:ss")
+                    })?;
+                let utc = DateTime::from_timestamp_millis(millis)
+                    .ok_or_else(|| Error::protocol("ServerTime.TimeInMillis", "out of range"))?;
+                let minutes = (local - utc.naive_utc()).num_seconds() as f64 / 60.0;
+                // Offsets are whole quarter hours.
+                #[allow(clippy::cast_possible_truncation)]
+                let quarter = ((minutes / 15.0).round() as i64) * 15;
+                Ok(TimeDelta::minutes(quarter))
+            })
+            .await
+            .copied()
+    }
+}
+
+pub(crate) fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,284 @@
+//! Reads: the keyset change scan over `last-modified`, entity reads, correlation lookups.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl AlmRepository {
+    pub(crate) async fn query(
+        &self,
+        op: &'static str,
+        t: &ItemType,
+        query: Option<String>,
+        order: &str,
+        page_size: usize,
+        start: usize,
+    ) -> Result<(Vec<Entity>, usize)> {
+        let mut q = vec![
+            ("order-by", order.to_owned()),
+            ("page-size", page_size.to_string()),
+            ("start-index", start.to_string()),
+        ];
+        if let Some(f) = query {
+            q.push(("query", f));
+        }
+        let resp = self
+            .call(op, Method::GET, &self.coll_path(t), &q, None)
+            .await
+            .map_err(|e| e.with_item_type(t.clone()))?;
+        parse_collection(self.config.format, &resp.body)
+            .map_err(|e| e.with_operation(op).with_system(self))
+    }
+
+    pub(crate) async fn read(&self, t: &ItemType, id: &ItemId) -> Result<WorkItem> {
+        let meta = self.meta(t).await?;
+        let offset = self.offset().await?;
+        let resp = self
+            .call("get", Method::GET, &self.entity_path(t, id)?, &[], None)
+            .await
+            .map_err(|e| e.with_item(t.clone(), id.clone()))?;
+        let e = parse_entity(self.config.format, &resp.body)?;
+        self.to_item(t, &meta, &e, offset, "")
+    }
+
+    pub(crate) async fn scan(
+        &self,
+        t: &ItemType,
+        since: &Cursor,
+        opts: &ChangeOptions,
+    ) -> Result<ChangePage> {
+        let meta = self.meta(t).await?;
+        let offset = self.offset().await?;
+        let mut scan = KeysetScan::resume(since, TimeDelta::seconds(1))?;
+        let limit = opts
+            .page_size
+            .unwrap_or(self.config.page_size)
+            .clamp(1, 2000);
+        let sq = scan.query();
+        let local = |u: DateTime<Utc>| (u + offset).format(ALM_TIME).to_string();
+        let upper = sq
+            .upper
+            .map(|u| format!(" AND <=\"{}\"", local(u)))
+            .unwrap_or_default();
+        let order = "{last-modified[ASC];id[ASC]}";
+        let mut rows: Vec<Entity> = Vec::new();
+        let mut full = false;
+        let mut date = None;
+        if let Some((at, id)) = &sq.after {
+            let n: u64 = id.as_str().parse().unwrap_or(0);
+            let (tie, total) = self
+                .query(
+                    "changes",
+                    t,
+                    Some(format!("{{last-modified[\"{}\"];id[>{n}]}}", local(*at))),
+                    "{id[ASC]}",
+                    limit,
+                    1,
+                )
+                .await?;
+            full = total > tie.len();
+            rows.extend(tie);
+        }
+        if !full && rows.len() < limit {
+            let filter = match (&sq.after, sq.lower) {
+                (Some((at, _)), _) => {
+                    Some(format!("{{last-modified[>\"{}\"{upper}]}}", local(*at)))
+                }
+                (None, Some(from)) => {
+                    Some(format!("{{last-modified[>=\"{}\"{upper}]}}", local(from)))
+                }
+                (None, None) => None,
+            };
+            let want = limit - rows.len();
+            let mut q = vec![
+                ("order-by", order.to_owned()),
+                ("page-size", want.to_string()),
+                ("start-index", "1".to_owned()),
+            ];
+            if let Some(f) = filter {
+                q.push(("query", f));
+            }
+            let resp = self
+                .call("changes", Method::GET, &self.coll_path(t), &q, None)
+                .await?;
+            date = resp
+                .header("date")
+                .and_then(|d| DateTime::parse_from_rfc2822(d).ok())
+                .map(|d| d.with_timezone(&Utc));
+            let (more, total) = parse_collection(self.config.format, &resp.body)?;
+            full = total > more.len();
+            rows.extend(more);
+        } else {
+            full = true;
+        }
+        let items = rows
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut item = self.to_item(t, &meta, e, offset, &format!("entities[{i}]"))?;
+                if let Some(f) = &opts.fields {
+                    item.fields = item
+                        .fields
+                        .into_iter()
+                        .filter(|(k, _)| f.contains(k))
+                        .collect();
+                    item.partial = true;
+                }
+                Ok(item)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let items = scan.absorb(items, full, date);
+        Ok(ChangePage::new(items, scan.cursor()?, scan.has_more()))
+    }
+
+    pub(crate) async fn do_changes(
+        &self,
+        t: &ItemType,
+        since: &Cursor,
+        opts: &ChangeOptions,
+    ) -> Result<ChangePage> {
+        self.scan(t, since, opts).await.map_err(|e| {
+            e.with_operation("changes")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
+    }
+
+    pub(crate) async fn do_get_many(
+        &self,
+        t: &ItemType,
+        ids: &[ItemId],
+        opts: &GetOptions,
+    ) -> Result<Vec<Option<WorkItem>>> {
+        let meta = self
+            .meta(t)
+            .await
+            .map_err(|e| e.with_operation("get_many").with_system(self))?;
+        let offset = self.offset().await?;
+        let mut numeric: Vec<u64> = ids.iter().filter_map(|i| i.as_str().parse().ok()).collect();
+        numeric.sort_unstable();
+        numeric.dedup();
+        let mut found: HashMap<String, WorkItem> = HashMap::new();
+        for chunk in numeric.chunks(self.capabilities.max_batch_read) {
+            let filter = format!(
+                "{{id[{}]}}",
+                chunk
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            );
+            let (rows, _) = self
+                .query("get_many", t, Some(filter), "{id[ASC]}", chunk.len(), 1)
+                .await?;
+            for (i, e) in rows.iter().enumerate() {
+                let mut item = self.to_item(t, &meta, e, offset, &format!("entities[{i}]"))?;
+                if let Some(f) = &opts.fields {
+                    item.fields = item
+                        .fields
+                        .into_iter()
+                        .filter(|(k, _)| f.contains(k))
+                        .collect();
+                    item.partial = true;
+                }
+                found.insert(item.id.to_string(), item);
+            }
+        }
+        Ok(ids
+            .iter()
+            .map(|id| found.get(id.as_str()).cloned())
+            .collect())
+    }
+
+    pub(crate) async fn do_find_by_correlation(
+        &self,
+        t: &ItemType,
+        key: &CorrelationKey,
+    ) -> Result<Option<WorkItem>> {
+        let meta = self
+            .meta(t)
+            .await
+            .map_err(|e| e.with_operation("find_by_correlation").with_system(self))?;
+        let field = self
+            .correlation_name(&meta)
+            .map_err(|e| e.with_operation("find_by_correlation").with_system(self))?;
+        if key.as_str().contains('"') {
+            return Err(Error::invalid_input(
+                "correlation key",
+                key,
+                "an ALM query cannot hold a double quote",
+            ));
+        }
+        let offset = self.offset().await?;
+        let (rows, _) = self
+            .query(
+                "find_by_correlation",
+                t,
+                Some(format!("{{{field}[\"{key}\"]}}")),
+                "{id[ASC]}",
+                1,
+                1,
+            )
+            .await?;
+        rows.first()
+            .map(|e| self.to_item(t, &meta, e, offset, "entities[0]"))
+            .transpose()
+    }
+
+    pub(crate) async fn do_find_many_by_correlation(
+        &self,
+        t: &ItemType,
+        keys: &[CorrelationKey],
+    ) -> Result<Vec<Option<WorkItem>>> {
+        const OP: &str = "find_many_by_correlation";
+        const PAGE: usize = 1000;
+        let meta = self.meta(t).await.map_err(|e| e.with_operation(OP))?;
+        let field = self
+            .correlation_name(&meta)
+            .map_err(|e| e.with_operation(OP))?;
+        if let Some(k) = keys.iter().find(|k| k.as_str().contains('"')) {
+            return Err(Error::invalid_input(
+                "correlation key",
+                k,
+                "an ALM query cannot hold a double quote",
+            ));
+        }
+        let offset = self.offset().await?;
+        let mut found: HashMap<String, WorkItem> = HashMap::new();
+        let mut distinct: Vec<&CorrelationKey> = Vec::new();
+        for k in keys {
+            if !distinct.contains(&k) {
+                distinct.push(k);
+            }
+        }
+        for chunk in distinct.chunks(50) {
+            let alternatives: Vec<String> = chunk.iter().map(|k| format!("\"{k}\"")).collect();
+            let query = format!("{{{field}[{}]}}", alternatives.join(" OR "));
+            let (rows, _) = self.query(OP, t, Some(query), "{id[ASC]}", PAGE, 1).await?;
+            for (i, e) in rows.iter().enumerate() {
+                let item = self.to_item(t, &meta, e, offset, &format!("entities[{i}]"))?;
+                let Some(key) = item.field(&field).map(ToString::to_string) else {
+                    continue;
+                };
+                // Lowest id first, as find_by_correlation answers.
+                found.entry(key).or_insert(item);
+            }
+            if rows.len() >= PAGE {
+                // Duplicates filled the page: what it did not reach is asked key by key.
+                let missing: Vec<&CorrelationKey> = chunk
+                    .iter()
+                    .copied()
+                    .filter(|k| !found.contains_key(k.as_str()))
+                    .collect();
+                for k in missing {
+                    if let Some(item) = self.find_by_correlation(t, k).await? {
+                        found.insert(k.as_str().to_owned(), item);
+                    }
+                }
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k.as_str()).cloned())
+            .collect())
+    }
+}
