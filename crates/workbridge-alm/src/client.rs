@@ -71,13 +71,5 @@ impl AlmRepository {
     }
 }
 
-pub(crate) fn seg(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+/// Percent-encodes one path segment.
+pub(crate) use workbridge_http::path_segment as seg;

@@ -57,16 +57,7 @@ impl AzureDevOpsRepository {
 }
 
 /// Percent-encodes one path segment.
-pub(crate) fn seg(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub(crate) use workbridge_http::path_segment as seg;
 
 /// A WIQL string literal.
 pub(crate) fn lit(s: &str) -> String {

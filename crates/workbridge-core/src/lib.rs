@@ -47,7 +47,7 @@ pub use model::{
     AttachmentMeta, Capabilities, ChangeOptions, ChangePage, Comment, CorrelationKey,
     CreateOptions, Cursor, FieldMap, FieldName, FieldValue, GetOptions, ItemId, ItemType,
     NewAttachment, NewComment, Person, Reference, TextFormat, UpdateOptions, Version, Visibility,
-    WorkItem, Write,
+    WorkItem, Write, same_value,
 };
 pub use repository::{Operation, Repository, RepositoryExt};
 pub use scan::{KeysetScan, ScanQuery};

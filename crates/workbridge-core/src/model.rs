@@ -193,6 +193,28 @@ pub enum FieldValue {
     Url(Url),
 }
 
+/// Two values are the same when equal, both empty (absent, null, empty text or list), or the
+/// same text under different kinds (a choice and a plain text, as backends report them): how
+/// the kernel decides that a field changed, and how a write is recognised as landed.
+///
+/// ```
+/// use workbridge_core::{FieldValue, same_value};
+/// assert!(same_value(Some(&FieldValue::Choice("2".into())), Some(&FieldValue::Text("2".into()))));
+/// assert!(same_value(None, Some(&FieldValue::Text(String::new()))));
+/// assert!(!same_value(Some(&FieldValue::Text("a".into())), Some(&FieldValue::Text("b".into()))));
+/// ```
+pub fn same_value(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            a == b
+                || (a.is_empty() && b.is_empty())
+                || a.as_str().is_some_and(|x| b.as_str() == Some(x))
+        }
+        (Some(v), None) | (None, Some(v)) => v.is_empty(),
+        (None, None) => true,
+    }
+}
+
 impl FieldValue {
     /// Whether the value is [`FieldValue::Null`], or an empty text, HTML or multi-choice.
     pub fn is_empty(&self) -> bool {

@@ -30,6 +30,7 @@ mod classify;
 mod client;
 mod options;
 mod paging;
+mod path;
 mod redact;
 mod retry;
 
@@ -41,6 +42,7 @@ pub use classify::{MAX_SNIPPET_CHARS, body_snippet, classify, kind_for_status};
 pub use client::{ErrorParser, HttpClient, HttpClientBuilder, HttpResponse, RequestBuilder};
 pub use options::{ClientOptions, ProxyConfig, RateLimit, is_loopback};
 pub use paging::{Page, paginate};
+pub use path::path_segment;
 pub use redact::{REDACTED, redact_url, redact_url_text};
 pub use retry::{BackoffConfig, RetryConfig, is_retryable_status, parse_retry_after, server_wait};
 

@@ -119,19 +119,9 @@ pub struct PlanInput<'a> {
     pub right_workflow: Option<&'a TransitionGraph>,
 }
 
-/// Two values are the same when equal, both empty (absent, null, empty text or list), or the
-/// same text under different kinds (a choice and a plain text, as backends report them).
-pub fn same(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => {
-            a == b
-                || (a.is_empty() && b.is_empty())
-                || a.as_str().is_some_and(|x| b.as_str() == Some(x))
-        }
-        (Some(v), None) | (None, Some(v)) => v.is_empty(),
-        (None, None) => true,
-    }
-}
+/// Two values are the same: [`workbridge_core::same_value`], under the name the kernel has
+/// always exported.
+pub use workbridge_core::same_value as same;
 
 /// The three-way merge of a linked pair.
 ///
