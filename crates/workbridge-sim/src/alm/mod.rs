@@ -42,9 +42,7 @@ use serde_json::{Value, json};
 use crate::common::{self, Control, Faults, MiddlewareState, Running, SimClock, SimControl};
 use model::FieldSpec;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+pub(crate) use crate::common::lock;
 
 /// The ALM release emulated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -42,9 +42,7 @@ use serde_json::{Value, json};
 use crate::common::{self, Control, Faults, MiddlewareState, Running, SimClock, SimControl};
 use process::WitType;
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+pub(crate) use crate::common::lock;
 
 /// The server a simulator emulates, which decides the api-versions it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

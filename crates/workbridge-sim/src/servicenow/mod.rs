@@ -45,9 +45,7 @@ use serde_json::{Value, json};
 use crate::common::{self, Control, Faults, MiddlewareState, Running, SimClock, SimControl};
 use store::{Row, Store, fmt_time};
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+pub(crate) use crate::common::lock;
 
 /// A user who can sign in.
 #[derive(Debug, Clone)]
