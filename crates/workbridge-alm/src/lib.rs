@@ -174,6 +174,8 @@ impl AlmRepository {
     }
 }
 
+/// Each method is one call into the module of its concern; the error of every call leaving
+/// here names its operation, system and (where the call has one) item type.
 #[async_trait]
 impl Repository for AlmRepository {
     fn capabilities(&self) -> &Capabilities {
@@ -181,7 +183,11 @@ impl Repository for AlmRepository {
     }
 
     async fn schema(&self, t: &ItemType) -> Result<Schema> {
-        self.do_schema(t).await
+        self.do_schema(t).await.map_err(|e| {
+            e.with_operation("schema")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn changes(
@@ -190,7 +196,11 @@ impl Repository for AlmRepository {
         since: &Cursor,
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
-        self.do_changes(t, since, opts).await
+        self.do_changes(t, since, opts).await.map_err(|e| {
+            e.with_operation("changes")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn get_many(
@@ -199,7 +209,11 @@ impl Repository for AlmRepository {
         ids: &[ItemId],
         opts: &GetOptions,
     ) -> Result<Vec<Option<WorkItem>>> {
-        self.do_get_many(t, ids, opts).await
+        self.do_get_many(t, ids, opts).await.map_err(|e| {
+            e.with_operation("get_many")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn create(
@@ -208,7 +222,11 @@ impl Repository for AlmRepository {
         fields: &FieldMap,
         opts: &CreateOptions,
     ) -> Result<WorkItem> {
-        self.do_create(t, fields, opts).await
+        self.do_create(t, fields, opts).await.map_err(|e| {
+            e.with_operation("create")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn update(
@@ -218,7 +236,11 @@ impl Repository for AlmRepository {
         changes: &FieldMap,
         opts: &UpdateOptions,
     ) -> Result<WorkItem> {
-        self.do_update(t, id, changes, opts).await
+        self.do_update(t, id, changes, opts).await.map_err(|e| {
+            e.with_operation("update")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn find_by_correlation(
@@ -226,7 +248,11 @@ impl Repository for AlmRepository {
         t: &ItemType,
         key: &CorrelationKey,
     ) -> Result<Option<WorkItem>> {
-        self.do_find_by_correlation(t, key).await
+        self.do_find_by_correlation(t, key).await.map_err(|e| {
+            e.with_operation("find_by_correlation")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn find_many_by_correlation(
@@ -234,19 +260,37 @@ impl Repository for AlmRepository {
         t: &ItemType,
         keys: &[CorrelationKey],
     ) -> Result<Vec<Option<WorkItem>>> {
-        self.do_find_many_by_correlation(t, keys).await
+        self.do_find_many_by_correlation(t, keys)
+            .await
+            .map_err(|e| {
+                e.with_operation("find_many_by_correlation")
+                    .with_item_type(t.clone())
+                    .with_system(self)
+            })
     }
 
     async fn comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        self.do_comments(t, id).await
+        self.do_comments(t, id).await.map_err(|e| {
+            e.with_operation("comments")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn add_comment(&self, t: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
-        self.do_add_comment(t, id, c).await
+        self.do_add_comment(t, id, c).await.map_err(|e| {
+            e.with_operation("add_comment")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn attachments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
-        self.do_attachments(t, id).await
+        self.do_attachments(t, id).await.map_err(|e| {
+            e.with_operation("attachments")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn attachments_since(
@@ -255,14 +299,26 @@ impl Repository for AlmRepository {
         since: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<AttachmentMeta>> {
-        self.do_attachments_since(t, since, limit).await
+        self.do_attachments_since(t, since, limit)
+            .await
+            .map_err(|e| {
+                e.with_operation("attachments_since")
+                    .with_item_type(t.clone())
+                    .with_system(self)
+            })
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
-        self.do_download(a).await
+        self.do_download(a)
+            .await
+            .map_err(|e| e.with_operation("download").with_system(self))
     }
 
     async fn upload(&self, t: &ItemType, id: &ItemId, a: &NewAttachment) -> Result<AttachmentMeta> {
-        self.do_upload(t, id, a).await
+        self.do_upload(t, id, a).await.map_err(|e| {
+            e.with_operation("upload")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 }

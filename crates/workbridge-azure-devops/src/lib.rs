@@ -149,6 +149,8 @@ impl AzureDevOpsRepository {
     }
 }
 
+/// Each method is one call into the module of its concern; the error of every call leaving
+/// here names its operation, system and (where the call has one) item type.
 #[async_trait]
 impl Repository for AzureDevOpsRepository {
     fn capabilities(&self) -> &Capabilities {
@@ -156,7 +158,11 @@ impl Repository for AzureDevOpsRepository {
     }
 
     async fn schema(&self, t: &ItemType) -> Result<Schema> {
-        self.do_schema(t).await
+        self.do_schema(t).await.map_err(|e| {
+            e.with_operation("schema")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn changes(
@@ -165,7 +171,11 @@ impl Repository for AzureDevOpsRepository {
         since: &Cursor,
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
-        self.do_changes(t, since, opts).await
+        self.do_changes(t, since, opts).await.map_err(|e| {
+            e.with_operation("changes")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn get_many(
@@ -174,7 +184,11 @@ impl Repository for AzureDevOpsRepository {
         ids: &[ItemId],
         opts: &GetOptions,
     ) -> Result<Vec<Option<WorkItem>>> {
-        self.do_get_many(t, ids, opts).await
+        self.do_get_many(t, ids, opts).await.map_err(|e| {
+            e.with_operation("get_many")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn create(
@@ -183,7 +197,11 @@ impl Repository for AzureDevOpsRepository {
         fields: &FieldMap,
         opts: &CreateOptions,
     ) -> Result<WorkItem> {
-        self.do_create(t, fields, opts).await
+        self.do_create(t, fields, opts).await.map_err(|e| {
+            e.with_operation("create")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn update(
@@ -193,7 +211,11 @@ impl Repository for AzureDevOpsRepository {
         changes: &FieldMap,
         opts: &UpdateOptions,
     ) -> Result<WorkItem> {
-        self.do_update(t, id, changes, opts).await
+        self.do_update(t, id, changes, opts).await.map_err(|e| {
+            e.with_operation("update")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn revision_after(
@@ -203,7 +225,13 @@ impl Repository for AzureDevOpsRepository {
         version: &Version,
         n: u32,
     ) -> Result<Option<WorkItem>> {
-        self.do_revision_after(t, id, version, n).await
+        self.do_revision_after(t, id, version, n)
+            .await
+            .map_err(|e| {
+                e.with_operation("revision_after")
+                    .with_item_type(t.clone())
+                    .with_system(self)
+            })
     }
 
     async fn find_by_correlation(
@@ -211,7 +239,11 @@ impl Repository for AzureDevOpsRepository {
         t: &ItemType,
         key: &CorrelationKey,
     ) -> Result<Option<WorkItem>> {
-        self.do_find_by_correlation(t, key).await
+        self.do_find_by_correlation(t, key).await.map_err(|e| {
+            e.with_operation("find_by_correlation")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn find_many_by_correlation(
@@ -219,30 +251,56 @@ impl Repository for AzureDevOpsRepository {
         t: &ItemType,
         keys: &[CorrelationKey],
     ) -> Result<Vec<Option<WorkItem>>> {
-        self.do_find_many_by_correlation(t, keys).await
+        self.do_find_many_by_correlation(t, keys)
+            .await
+            .map_err(|e| {
+                e.with_operation("find_many_by_correlation")
+                    .with_item_type(t.clone())
+                    .with_system(self)
+            })
     }
 
     async fn comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        self.do_comments(t, id).await
+        self.do_comments(t, id).await.map_err(|e| {
+            e.with_operation("comments")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn add_comment(&self, t: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
-        self.do_add_comment(t, id, c).await
+        self.do_add_comment(t, id, c).await.map_err(|e| {
+            e.with_operation("add_comment")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn attachments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
-        self.do_attachments(t, id).await
+        self.do_attachments(t, id).await.map_err(|e| {
+            e.with_operation("attachments")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
-        self.do_download(a).await
+        self.do_download(a)
+            .await
+            .map_err(|e| e.with_operation("download").with_system(self))
     }
 
     async fn upload(&self, t: &ItemType, id: &ItemId, a: &NewAttachment) -> Result<AttachmentMeta> {
-        self.do_upload(t, id, a).await
+        self.do_upload(t, id, a).await.map_err(|e| {
+            e.with_operation("upload")
+                .with_item_type(t.clone())
+                .with_system(self)
+        })
     }
 
     async fn write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
-        self.do_write_many(writes).await
+        self.do_write_many(writes)
+            .await
+            .map_err(|e| e.with_operation("write_many").with_system(self))
     }
 }

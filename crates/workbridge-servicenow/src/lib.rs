@@ -191,6 +191,8 @@ impl ServiceNowRepository {
     }
 }
 
+/// Each method is one call into the module of its concern; the error of every call leaving
+/// here names its operation, system and (where the call has one) item type.
 #[async_trait]
 impl Repository for ServiceNowRepository {
     fn capabilities(&self) -> &Capabilities {
@@ -198,7 +200,11 @@ impl Repository for ServiceNowRepository {
     }
 
     async fn schema(&self, table: &ItemType) -> Result<Schema> {
-        self.do_schema(table).await
+        self.do_schema(table).await.map_err(|e| {
+            e.with_operation("schema")
+                .with_item_type(table.clone())
+                .with_system(self)
+        })
     }
 
     async fn changes(
@@ -207,7 +213,11 @@ impl Repository for ServiceNowRepository {
         since: &Cursor,
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
-        self.do_changes(table, since, opts).await
+        self.do_changes(table, since, opts).await.map_err(|e| {
+            e.with_operation("changes")
+                .with_item_type(table.clone())
+                .with_system(self)
+        })
     }
 
     async fn get_many(
@@ -216,7 +226,11 @@ impl Repository for ServiceNowRepository {
         ids: &[ItemId],
         opts: &GetOptions,
     ) -> Result<Vec<Option<WorkItem>>> {
-        self.do_get_many(table, ids, opts).await
+        self.do_get_many(table, ids, opts).await.map_err(|e| {
+            e.with_operation("get_many")
+                .with_item_type(table.clone())
+                .with_system(self)
+        })
     }
 
     async fn create(
@@ -225,7 +239,11 @@ impl Repository for ServiceNowRepository {
         fields: &FieldMap,
         opts: &CreateOptions,
     ) -> Result<WorkItem> {
-        self.do_create(table, fields, opts).await
+        self.do_create(table, fields, opts).await.map_err(|e| {
+            e.with_operation("create")
+                .with_item_type(table.clone())
+                .with_system(self)
+        })
     }
 
     async fn update(
@@ -235,7 +253,11 @@ impl Repository for ServiceNowRepository {
         changes: &FieldMap,
         opts: &UpdateOptions,
     ) -> Result<WorkItem> {
-        self.do_update(table, id, changes, opts).await
+        self.do_update(table, id, changes, opts).await.map_err(|e| {
+            e.with_operation("update")
+                .with_item_type(table.clone())
+                .with_system(self)
+        })
     }
 
     async fn find_by_correlation(
@@ -243,7 +265,11 @@ impl Repository for ServiceNowRepository {
         table: &ItemType,
         key: &CorrelationKey,
     ) -> Result<Option<WorkItem>> {
-        self.do_find_by_correlation(table, key).await
+        self.do_find_by_correlation(table, key).await.map_err(|e| {
+            e.with_operation("find_by_correlation")
+                .with_item_type(table.clone())
+                .with_system(self)
+        })
     }
 
     async fn find_many_by_correlation(
@@ -251,19 +277,37 @@ impl Repository for ServiceNowRepository {
         table: &ItemType,
         keys: &[CorrelationKey],
     ) -> Result<Vec<Option<WorkItem>>> {
-        self.do_find_many_by_correlation(table, keys).await
+        self.do_find_many_by_correlation(table, keys)
+            .await
+            .map_err(|e| {
+                e.with_operation("find_many_by_correlation")
+                    .with_item_type(table.clone())
+                    .with_system(self)
+            })
     }
 
     async fn comments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        self.do_comments(table, id).await
+        self.do_comments(table, id).await.map_err(|e| {
+            e.with_operation("comments")
+                .with_item_type(table.clone())
+                .with_system(self)
+        })
     }
 
     async fn add_comment(&self, table: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
-        self.do_add_comment(table, id, c).await
+        self.do_add_comment(table, id, c).await.map_err(|e| {
+            e.with_operation("add_comment")
+                .with_item_type(table.clone())
+                .with_system(self)
+        })
     }
 
     async fn attachments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
-        self.do_attachments(table, id).await
+        self.do_attachments(table, id).await.map_err(|e| {
+            e.with_operation("attachments")
+                .with_item_type(table.clone())
+                .with_system(self)
+        })
     }
 
     async fn attachments_since(
@@ -272,11 +316,19 @@ impl Repository for ServiceNowRepository {
         since: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<AttachmentMeta>> {
-        self.do_attachments_since(table, since, limit).await
+        self.do_attachments_since(table, since, limit)
+            .await
+            .map_err(|e| {
+                e.with_operation("attachments_since")
+                    .with_item_type(table.clone())
+                    .with_system(self)
+            })
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
-        self.do_download(a).await
+        self.do_download(a)
+            .await
+            .map_err(|e| e.with_operation("download").with_system(self))
     }
 
     async fn upload(
@@ -285,10 +337,16 @@ impl Repository for ServiceNowRepository {
         id: &ItemId,
         a: &NewAttachment,
     ) -> Result<AttachmentMeta> {
-        self.do_upload(table, id, a).await
+        self.do_upload(table, id, a).await.map_err(|e| {
+            e.with_operation("upload")
+                .with_item_type(table.clone())
+                .with_system(self)
+        })
     }
 
     async fn write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
-        self.do_write_many(writes).await
+        self.do_write_many(writes)
+            .await
+            .map_err(|e| e.with_operation("write_many").with_system(self))
     }
 }
