@@ -75,7 +75,21 @@
 //! | `full` | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use workbridge_core::*;
+pub use workbridge_core::{
+    AttachmentMeta, Bytes, Capabilities, ChangeOptions, ChangePage, Comment, CorrelationKey,
+    CreateOptions, Cursor, Error, ErrorContext, ErrorKind, FieldDef, FieldKind, FieldMap,
+    FieldName, FieldValue, GetOptions, InMemoryRepository, InMemoryRepositoryBuilder, ItemId,
+    ItemType, ManualClock, NewAttachment, NewComment, Operation, Person, Reference, Repository,
+    RepositoryExt, Result, Schema, TextFormat, TransitionGraph, UpdateOptions, Version,
+    Visibility, WorkItem, Write, same_value, wrappers,
+};
+
+/// What building a connector of your own takes beyond what a sync service uses: the shared
+/// keyset scan behind `changes`, the write deadline the HTTP layer honours, `async_trait` for
+/// implementing [`Repository`] — see `docs/connector-guide.md`.
+pub mod connector {
+    pub use workbridge_core::{KeysetScan, ScanQuery, async_trait, fence, scan, truncate_chars};
+}
 
 /// The mapping engine: TOML specs that turn one side's fields into the other's.
 pub use workbridge_mapping as mapping;
