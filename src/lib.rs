@@ -80,8 +80,8 @@ pub use workbridge_core::{
     CreateOptions, Cursor, Error, ErrorContext, ErrorKind, FieldDef, FieldKind, FieldMap,
     FieldName, FieldValue, GetOptions, InMemoryRepository, InMemoryRepositoryBuilder, ItemId,
     ItemType, ManualClock, NewAttachment, NewComment, Operation, Person, Reference, Repository,
-    RepositoryExt, Result, Schema, TextFormat, TransitionGraph, UpdateOptions, Version,
-    Visibility, WorkItem, Write, same_value, wrappers,
+    RepositoryExt, Result, Schema, TextFormat, TransitionGraph, UpdateOptions, Version, Visibility,
+    WorkItem, Write, same_value, wrappers,
 };
 
 /// What building a connector of your own takes beyond what a sync service uses: the shared

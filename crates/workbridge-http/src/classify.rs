@@ -83,13 +83,19 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
     if let Some(w) = server_wait(status, headers, chrono::Utc::now()) {
         e = e.with_retry_after(w);
     }
-    if let Some(id) = REQUEST_ID_HEADERS
-        .iter()
-        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
-    {
-        e = e.with_request_id(truncate_chars(id, 100));
+    if let Some(id) = request_id(headers) {
+        e = e.with_request_id(id);
     }
     e
+}
+
+/// The server's id of a request (`x-request-id`, `x-ms-request-id`, `ActivityId`,
+/// `x-vss-e2eid`), for logs and errors: what its operators search for.
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
+    REQUEST_ID_HEADERS
+        .iter()
+        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .map(|id| truncate_chars(id, 100))
 }
 
 #[cfg(test)]

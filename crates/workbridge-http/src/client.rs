@@ -424,13 +424,17 @@ impl HttpClient {
             self.sent.fetch_add(1, Ordering::Relaxed);
             let attempt = retries + 1;
             tracing::debug!(system = %self.system, method = %req.method, url = %shown, attempt, "sending");
+            let sent_at = Instant::now();
             let failure = match rb.send().await {
                 Ok(resp) => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
                     let body = resp.bytes().await;
                     drop(permit);
-                    tracing::debug!(system = %self.system, method = %req.method, url = %shown, %status, attempt, "answered");
+                    let duration_ms =
+                        u64::try_from(sent_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    let request_id = crate::classify::request_id(&headers).unwrap_or_default();
+                    tracing::debug!(system = %self.system, method = %req.method, url = %shown, %status, attempt, duration_ms, request_id = %request_id, "answered");
                     self.note_pressure(status, &headers);
                     match body {
                         Err(e) => {

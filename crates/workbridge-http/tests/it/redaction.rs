@@ -140,3 +140,47 @@ async fn errors_and_logs_hide_credentials_and_secret_parameters() {
     let sent = server.received_requests().await.unwrap();
     assert!(sent[0].headers.get("authorization").is_some());
 }
+
+/// Each answer is logged at DEBUG with what an operator looks for — method, route, status,
+/// how long it took, the server's request id — and never a header value of ours.
+#[tokio::test]
+async fn each_answer_is_logged_with_its_status_duration_and_request_id() {
+    let buffer = Buffer::default();
+    let sink = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("x-ms-request-id", "req-4711")
+                .set_body_string("{}"),
+        )
+        .mount(&server)
+        .await;
+    let c = client_with(
+        &server.uri(),
+        options(),
+        Arc::new(BasicAuth::new("admin", "hunter2")),
+    );
+    c.get("api/items/7").send().await.unwrap();
+    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let answered = logs
+        .lines()
+        .find(|l| l.contains("answered"))
+        .unwrap_or_else(|| panic!("no answered event: {logs}"));
+    for part in [
+        "method=GET",
+        "api/items/7",
+        "status=200",
+        "duration_ms=",
+        "request_id=req-4711",
+    ] {
+        assert!(answered.contains(part), "{part} missing: {answered}");
+    }
+    assert_clean("logs", &logs);
+}
