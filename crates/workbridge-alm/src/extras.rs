@@ -120,8 +120,7 @@ impl AlmRepository {
                         .unwrap_or_default();
                     Ok(parse_comments(&stored).len())
                 })
-                .await
-                .map_err(|e| e.with_operation("add_comment").with_system(self))?;
+                .await?;
             let at = NaiveDate::parse_from_str(&today, "%Y-%m-%d")
                 .ok()
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
@@ -232,11 +231,7 @@ impl AlmRepository {
                 })
                 .collect::<Result<Vec<_>>>()
         };
-        run.await.map_err(|e: Error| {
-            e.with_operation("attachments_since")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        run.await
     }
 
     pub(crate) async fn do_download(&self, a: &AttachmentMeta) -> Result<Bytes> {

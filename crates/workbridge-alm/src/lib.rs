@@ -175,7 +175,7 @@ impl AlmRepository {
 }
 
 /// Each method is one call into the module of its concern; the error of every call leaving
-/// here names its operation, system and (where the call has one) item type.
+/// here names its operation, system and (where the call has them) item type and id.
 #[async_trait]
 impl Repository for AlmRepository {
     fn capabilities(&self) -> &Capabilities {
@@ -183,11 +183,9 @@ impl Repository for AlmRepository {
     }
 
     async fn schema(&self, t: &ItemType) -> Result<Schema> {
-        self.do_schema(t).await.map_err(|e| {
-            e.with_operation("schema")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_schema(t)
+            .await
+            .map_err(|e| e.or_context("schema", self, Some(t), None))
     }
 
     async fn changes(
@@ -196,11 +194,9 @@ impl Repository for AlmRepository {
         since: &Cursor,
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
-        self.do_changes(t, since, opts).await.map_err(|e| {
-            e.with_operation("changes")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_changes(t, since, opts)
+            .await
+            .map_err(|e| e.or_context("changes", self, Some(t), None))
     }
 
     async fn get_many(
@@ -209,11 +205,9 @@ impl Repository for AlmRepository {
         ids: &[ItemId],
         opts: &GetOptions,
     ) -> Result<Vec<Option<WorkItem>>> {
-        self.do_get_many(t, ids, opts).await.map_err(|e| {
-            e.with_operation("get_many")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_get_many(t, ids, opts)
+            .await
+            .map_err(|e| e.or_context("get_many", self, Some(t), None))
     }
 
     async fn create(
@@ -222,11 +216,9 @@ impl Repository for AlmRepository {
         fields: &FieldMap,
         opts: &CreateOptions,
     ) -> Result<WorkItem> {
-        self.do_create(t, fields, opts).await.map_err(|e| {
-            e.with_operation("create")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_create(t, fields, opts)
+            .await
+            .map_err(|e| e.or_context("create", self, Some(t), None))
     }
 
     async fn update(
@@ -236,11 +228,9 @@ impl Repository for AlmRepository {
         changes: &FieldMap,
         opts: &UpdateOptions,
     ) -> Result<WorkItem> {
-        self.do_update(t, id, changes, opts).await.map_err(|e| {
-            e.with_operation("update")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_update(t, id, changes, opts)
+            .await
+            .map_err(|e| e.or_context("update", self, Some(t), Some(id)))
     }
 
     async fn find_by_correlation(
@@ -248,11 +238,9 @@ impl Repository for AlmRepository {
         t: &ItemType,
         key: &CorrelationKey,
     ) -> Result<Option<WorkItem>> {
-        self.do_find_by_correlation(t, key).await.map_err(|e| {
-            e.with_operation("find_by_correlation")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_find_by_correlation(t, key)
+            .await
+            .map_err(|e| e.or_context("find_by_correlation", self, Some(t), None))
     }
 
     async fn find_many_by_correlation(
@@ -262,35 +250,25 @@ impl Repository for AlmRepository {
     ) -> Result<Vec<Option<WorkItem>>> {
         self.do_find_many_by_correlation(t, keys)
             .await
-            .map_err(|e| {
-                e.with_operation("find_many_by_correlation")
-                    .with_item_type(t.clone())
-                    .with_system(self)
-            })
+            .map_err(|e| e.or_context("find_many_by_correlation", self, Some(t), None))
     }
 
     async fn comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        self.do_comments(t, id).await.map_err(|e| {
-            e.with_operation("comments")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_comments(t, id)
+            .await
+            .map_err(|e| e.or_context("comments", self, Some(t), Some(id)))
     }
 
     async fn add_comment(&self, t: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
-        self.do_add_comment(t, id, c).await.map_err(|e| {
-            e.with_operation("add_comment")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_add_comment(t, id, c)
+            .await
+            .map_err(|e| e.or_context("add_comment", self, Some(t), Some(id)))
     }
 
     async fn attachments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
-        self.do_attachments(t, id).await.map_err(|e| {
-            e.with_operation("attachments")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_attachments(t, id)
+            .await
+            .map_err(|e| e.or_context("attachments", self, Some(t), Some(id)))
     }
 
     async fn attachments_since(
@@ -301,24 +279,18 @@ impl Repository for AlmRepository {
     ) -> Result<Vec<AttachmentMeta>> {
         self.do_attachments_since(t, since, limit)
             .await
-            .map_err(|e| {
-                e.with_operation("attachments_since")
-                    .with_item_type(t.clone())
-                    .with_system(self)
-            })
+            .map_err(|e| e.or_context("attachments_since", self, Some(t), None))
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
         self.do_download(a)
             .await
-            .map_err(|e| e.with_operation("download").with_system(self))
+            .map_err(|e| e.or_context("download", self, None, None))
     }
 
     async fn upload(&self, t: &ItemType, id: &ItemId, a: &NewAttachment) -> Result<AttachmentMeta> {
-        self.do_upload(t, id, a).await.map_err(|e| {
-            e.with_operation("upload")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_upload(t, id, a)
+            .await
+            .map_err(|e| e.or_context("upload", self, Some(t), Some(id)))
     }
 }

@@ -317,10 +317,7 @@ impl AlmRepository {
     }
 
     pub(crate) async fn do_schema(&self, t: &ItemType) -> Result<Schema> {
-        let meta = self
-            .meta(t)
-            .await
-            .map_err(|e| e.with_operation("schema").with_system(self))?;
+        let meta = self.meta(t).await?;
         let mut s = Schema::new(t.clone());
         for (name, m) in meta.iter() {
             let mut d = FieldDef::new(name.as_str(), m.kind())

@@ -136,11 +136,7 @@ impl AlmRepository {
         since: &Cursor,
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
-        self.scan(t, since, opts).await.map_err(|e| {
-            e.with_operation("changes")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.scan(t, since, opts).await
     }
 
     pub(crate) async fn do_get_many(
@@ -149,10 +145,7 @@ impl AlmRepository {
         ids: &[ItemId],
         opts: &GetOptions,
     ) -> Result<Vec<Option<WorkItem>>> {
-        let meta = self
-            .meta(t)
-            .await
-            .map_err(|e| e.with_operation("get_many").with_system(self))?;
+        let meta = self.meta(t).await?;
         let offset = self.offset().await?;
         let mut numeric: Vec<u64> = ids.iter().filter_map(|i| i.as_str().parse().ok()).collect();
         numeric.sort_unstable();
@@ -194,13 +187,8 @@ impl AlmRepository {
         t: &ItemType,
         key: &CorrelationKey,
     ) -> Result<Option<WorkItem>> {
-        let meta = self
-            .meta(t)
-            .await
-            .map_err(|e| e.with_operation("find_by_correlation").with_system(self))?;
-        let field = self
-            .correlation_name(&meta)
-            .map_err(|e| e.with_operation("find_by_correlation").with_system(self))?;
+        let meta = self.meta(t).await?;
+        let field = self.correlation_name(&meta)?;
         if key.as_str().contains('"') {
             return Err(Error::invalid_input(
                 "correlation key",
@@ -231,10 +219,8 @@ impl AlmRepository {
     ) -> Result<Vec<Option<WorkItem>>> {
         const OP: &str = "find_many_by_correlation";
         const PAGE: usize = 1000;
-        let meta = self.meta(t).await.map_err(|e| e.with_operation(OP))?;
-        let field = self
-            .correlation_name(&meta)
-            .map_err(|e| e.with_operation(OP))?;
+        let meta = self.meta(t).await?;
+        let field = self.correlation_name(&meta)?;
         if let Some(k) = keys.iter().find(|k| k.as_str().contains('"')) {
             return Err(Error::invalid_input(
                 "correlation key",

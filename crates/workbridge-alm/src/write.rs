@@ -115,11 +115,7 @@ impl AlmRepository {
             let e = parse_entity(self.config.format, &resp.body)?;
             self.to_item(t, &meta, &e, offset, "")
         };
-        run.await.map_err(|e| {
-            e.with_operation("create")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        run.await
     }
 
     pub(crate) async fn do_update(
@@ -159,13 +155,6 @@ impl AlmRepository {
             })
             .await
         };
-        run.await.map_err(|e| {
-            let e = e.with_operation("update").with_system(self);
-            if e.context().item_id.is_none() {
-                e.with_item(t.clone(), id.clone())
-            } else {
-                e
-            }
-        })
+        run.await
     }
 }

@@ -26,9 +26,7 @@ impl AzureDevOpsRepository {
                                 None,
                             )
                             .await?;
-                        let v: Value = resp
-                            .json()
-                            .map_err(|e| e.with_operation("comments").with_system(self))?;
+                        let v: Value = resp.json()?;
                         let list =
                             v.get("comments").and_then(Value::as_array).ok_or_else(|| {
                                 Error::protocol("comments", "the comment list has no comments")
@@ -166,9 +164,7 @@ impl AzureDevOpsRepository {
                         )
                         .await
                         .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-                    let v: Value = resp
-                        .json()
-                        .map_err(|e| e.with_operation("add_comment").with_system(self))?;
+                    let v: Value = resp.json()?;
                     let cid = v
                         .get("id")
                         .or_else(|| v.get("commentId"))

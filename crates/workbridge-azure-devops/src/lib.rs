@@ -150,7 +150,7 @@ impl AzureDevOpsRepository {
 }
 
 /// Each method is one call into the module of its concern; the error of every call leaving
-/// here names its operation, system and (where the call has one) item type.
+/// here names its operation, system and (where the call has them) item type and id.
 #[async_trait]
 impl Repository for AzureDevOpsRepository {
     fn capabilities(&self) -> &Capabilities {
@@ -158,11 +158,9 @@ impl Repository for AzureDevOpsRepository {
     }
 
     async fn schema(&self, t: &ItemType) -> Result<Schema> {
-        self.do_schema(t).await.map_err(|e| {
-            e.with_operation("schema")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_schema(t)
+            .await
+            .map_err(|e| e.or_context("schema", self, Some(t), None))
     }
 
     async fn changes(
@@ -171,11 +169,9 @@ impl Repository for AzureDevOpsRepository {
         since: &Cursor,
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
-        self.do_changes(t, since, opts).await.map_err(|e| {
-            e.with_operation("changes")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_changes(t, since, opts)
+            .await
+            .map_err(|e| e.or_context("changes", self, Some(t), None))
     }
 
     async fn get_many(
@@ -184,11 +180,9 @@ impl Repository for AzureDevOpsRepository {
         ids: &[ItemId],
         opts: &GetOptions,
     ) -> Result<Vec<Option<WorkItem>>> {
-        self.do_get_many(t, ids, opts).await.map_err(|e| {
-            e.with_operation("get_many")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_get_many(t, ids, opts)
+            .await
+            .map_err(|e| e.or_context("get_many", self, Some(t), None))
     }
 
     async fn create(
@@ -197,11 +191,9 @@ impl Repository for AzureDevOpsRepository {
         fields: &FieldMap,
         opts: &CreateOptions,
     ) -> Result<WorkItem> {
-        self.do_create(t, fields, opts).await.map_err(|e| {
-            e.with_operation("create")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_create(t, fields, opts)
+            .await
+            .map_err(|e| e.or_context("create", self, Some(t), None))
     }
 
     async fn update(
@@ -211,11 +203,9 @@ impl Repository for AzureDevOpsRepository {
         changes: &FieldMap,
         opts: &UpdateOptions,
     ) -> Result<WorkItem> {
-        self.do_update(t, id, changes, opts).await.map_err(|e| {
-            e.with_operation("update")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_update(t, id, changes, opts)
+            .await
+            .map_err(|e| e.or_context("update", self, Some(t), Some(id)))
     }
 
     async fn revision_after(
@@ -227,11 +217,7 @@ impl Repository for AzureDevOpsRepository {
     ) -> Result<Option<WorkItem>> {
         self.do_revision_after(t, id, version, n)
             .await
-            .map_err(|e| {
-                e.with_operation("revision_after")
-                    .with_item_type(t.clone())
-                    .with_system(self)
-            })
+            .map_err(|e| e.or_context("revision_after", self, Some(t), Some(id)))
     }
 
     async fn find_by_correlation(
@@ -239,11 +225,9 @@ impl Repository for AzureDevOpsRepository {
         t: &ItemType,
         key: &CorrelationKey,
     ) -> Result<Option<WorkItem>> {
-        self.do_find_by_correlation(t, key).await.map_err(|e| {
-            e.with_operation("find_by_correlation")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_find_by_correlation(t, key)
+            .await
+            .map_err(|e| e.or_context("find_by_correlation", self, Some(t), None))
     }
 
     async fn find_many_by_correlation(
@@ -253,54 +237,42 @@ impl Repository for AzureDevOpsRepository {
     ) -> Result<Vec<Option<WorkItem>>> {
         self.do_find_many_by_correlation(t, keys)
             .await
-            .map_err(|e| {
-                e.with_operation("find_many_by_correlation")
-                    .with_item_type(t.clone())
-                    .with_system(self)
-            })
+            .map_err(|e| e.or_context("find_many_by_correlation", self, Some(t), None))
     }
 
     async fn comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        self.do_comments(t, id).await.map_err(|e| {
-            e.with_operation("comments")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_comments(t, id)
+            .await
+            .map_err(|e| e.or_context("comments", self, Some(t), Some(id)))
     }
 
     async fn add_comment(&self, t: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
-        self.do_add_comment(t, id, c).await.map_err(|e| {
-            e.with_operation("add_comment")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_add_comment(t, id, c)
+            .await
+            .map_err(|e| e.or_context("add_comment", self, Some(t), Some(id)))
     }
 
     async fn attachments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
-        self.do_attachments(t, id).await.map_err(|e| {
-            e.with_operation("attachments")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_attachments(t, id)
+            .await
+            .map_err(|e| e.or_context("attachments", self, Some(t), Some(id)))
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
         self.do_download(a)
             .await
-            .map_err(|e| e.with_operation("download").with_system(self))
+            .map_err(|e| e.or_context("download", self, None, None))
     }
 
     async fn upload(&self, t: &ItemType, id: &ItemId, a: &NewAttachment) -> Result<AttachmentMeta> {
-        self.do_upload(t, id, a).await.map_err(|e| {
-            e.with_operation("upload")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.do_upload(t, id, a)
+            .await
+            .map_err(|e| e.or_context("upload", self, Some(t), Some(id)))
     }
 
     async fn write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
         self.do_write_many(writes)
             .await
-            .map_err(|e| e.with_operation("write_many").with_system(self))
+            .map_err(|e| e.or_context("write_many", self, None, None))
     }
 }

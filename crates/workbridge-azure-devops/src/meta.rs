@@ -158,10 +158,7 @@ impl AzureDevOpsRepository {
     }
 
     pub(crate) async fn do_schema(&self, t: &ItemType) -> Result<Schema> {
-        let meta = self
-            .type_meta(t)
-            .await
-            .map_err(|e| e.with_operation("schema").with_system(self))?;
+        let meta = self.type_meta(t).await?;
         let mut s = Schema::new(t.clone());
         for (r, m) in &meta.fields {
             let mut d = FieldDef::new(r.as_str(), m.kind())

@@ -181,11 +181,7 @@ impl AzureDevOpsRepository {
         since: &Cursor,
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
-        self.scan(t, since, opts).await.map_err(|e| {
-            e.with_operation("changes")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        self.scan(t, since, opts).await
     }
 
     pub(crate) async fn do_get_many(
@@ -194,10 +190,7 @@ impl AzureDevOpsRepository {
         ids: &[ItemId],
         opts: &GetOptions,
     ) -> Result<Vec<Option<WorkItem>>> {
-        let meta = self
-            .type_meta(t)
-            .await
-            .map_err(|e| e.with_operation("get_many").with_system(self))?;
+        let meta = self.type_meta(t).await?;
         let mut numeric: Vec<u64> = ids.iter().filter_map(|i| i.as_str().parse().ok()).collect();
         numeric.sort_unstable();
         numeric.dedup();
@@ -210,8 +203,7 @@ impl AzureDevOpsRepository {
         });
         let found = self
             .read_many(Some(&meta), &numeric, fields.as_deref(), None)
-            .await
-            .map_err(|e| e.with_operation("get_many").with_system(self))?;
+            .await?;
         Ok(ids
             .iter()
             .map(|id| {
@@ -274,14 +266,7 @@ impl AzureDevOpsRepository {
             }
             Ok(Some(item))
         };
-        run.await.map_err(|e| {
-            let e = e.with_operation(OP).with_system(self);
-            if e.context().item_id.is_none() {
-                e.with_item(t.clone(), id.clone())
-            } else {
-                e
-            }
-        })
+        run.await
     }
 
     pub(crate) async fn do_find_by_correlation(
@@ -289,10 +274,7 @@ impl AzureDevOpsRepository {
         t: &ItemType,
         key: &CorrelationKey,
     ) -> Result<Option<WorkItem>> {
-        let meta = self
-            .type_meta(t)
-            .await
-            .map_err(|e| e.with_operation("find_by_correlation").with_system(self))?;
+        let meta = self.type_meta(t).await?;
         let cond = match &self.config.correlation_field {
             Some(f) => format!("[{f}] = {}", lit(key.as_str())),
             None => format!(
@@ -318,7 +300,7 @@ impl AzureDevOpsRepository {
         keys: &[CorrelationKey],
     ) -> Result<Vec<Option<WorkItem>>> {
         const OP: &str = "find_many_by_correlation";
-        let meta = self.type_meta(t).await.map_err(|e| e.with_operation(OP))?;
+        let meta = self.type_meta(t).await?;
         let tag_of = |k: &CorrelationKey| format!("workbridge:{}", k.as_str().replace(';', "_"));
         let carries = |item: &WorkItem, k: &CorrelationKey| match &self.config.correlation_field {
             Some(f) => item.field(f).is_some_and(|v| v.to_string() == k.as_str()),

@@ -167,11 +167,7 @@ impl AzureDevOpsRepository {
                 .await;
             self.finish_write("create", t, None, fields, r).await
         };
-        run.await.map_err(|e| {
-            e.with_operation("create")
-                .with_item_type(t.clone())
-                .with_system(self)
-        })
+        run.await
     }
 
     pub(crate) async fn do_update(
@@ -199,14 +195,7 @@ impl AzureDevOpsRepository {
                 .await;
             self.finish_write("update", t, Some(id), changes, r).await
         };
-        run.await.map_err(|e| {
-            let e = e.with_operation("update").with_system(self);
-            if e.context().item_id.is_none() {
-                e.with_item(t.clone(), id.clone())
-            } else {
-                e
-            }
-        })
+        run.await
     }
 
     pub(crate) async fn do_write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {

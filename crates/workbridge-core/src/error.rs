@@ -309,6 +309,26 @@ impl Error {
             .with_system(system)
     }
 
+    /// The context of a repository method, each part unless an inner call set it: the
+    /// operation, the system and, where the method has them, the item type and id. What an
+    /// adapter attaches, in one place, to every error leaving its `Repository` impl.
+    #[must_use]
+    pub fn or_context(
+        mut self,
+        operation: &'static str,
+        system: impl fmt::Display,
+        item_type: Option<&ItemType>,
+        id: Option<&ItemId>,
+    ) -> Self {
+        if let Some(t) = item_type {
+            self.context.item_type.get_or_insert_with(|| t.clone());
+        }
+        if let Some(id) = id {
+            self.context.item_id.get_or_insert_with(|| id.clone());
+        }
+        self.with_operation(operation).with_system(system)
+    }
+
     /// Sets the system, unless one is already set.
     #[must_use]
     pub fn with_system(mut self, system: impl fmt::Display) -> Self {

@@ -208,11 +208,7 @@ impl ServiceNowRepository {
                 })
                 .collect::<Result<Vec<_>>>()
         };
-        run.await.map_err(|e: Error| {
-            e.with_operation("attachments_since")
-                .with_item_type(table.clone())
-                .with_system(self)
-        })
+        run.await
     }
 
     pub(crate) async fn do_download(&self, a: &AttachmentMeta) -> Result<Bytes> {
@@ -250,9 +246,7 @@ impl ServiceNowRepository {
                 .send()
                 .await
                 .map_err(|e| e.with_item(table.clone(), id.clone()))?;
-            let body: Value = resp
-                .json()
-                .map_err(|e| e.with_operation("upload").with_system(self))?;
+            let body: Value = resp.json()?;
             self.attachment_meta(&Self::result_object(body, "upload")?, "result")
         };
         run.await

@@ -192,7 +192,7 @@ impl ServiceNowRepository {
 }
 
 /// Each method is one call into the module of its concern; the error of every call leaving
-/// here names its operation, system and (where the call has one) item type.
+/// here names its operation, system and (where the call has them) item type and id.
 #[async_trait]
 impl Repository for ServiceNowRepository {
     fn capabilities(&self) -> &Capabilities {
@@ -200,11 +200,9 @@ impl Repository for ServiceNowRepository {
     }
 
     async fn schema(&self, table: &ItemType) -> Result<Schema> {
-        self.do_schema(table).await.map_err(|e| {
-            e.with_operation("schema")
-                .with_item_type(table.clone())
-                .with_system(self)
-        })
+        self.do_schema(table)
+            .await
+            .map_err(|e| e.or_context("schema", self, Some(table), None))
     }
 
     async fn changes(
@@ -213,11 +211,9 @@ impl Repository for ServiceNowRepository {
         since: &Cursor,
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
-        self.do_changes(table, since, opts).await.map_err(|e| {
-            e.with_operation("changes")
-                .with_item_type(table.clone())
-                .with_system(self)
-        })
+        self.do_changes(table, since, opts)
+            .await
+            .map_err(|e| e.or_context("changes", self, Some(table), None))
     }
 
     async fn get_many(
@@ -226,11 +222,9 @@ impl Repository for ServiceNowRepository {
         ids: &[ItemId],
         opts: &GetOptions,
     ) -> Result<Vec<Option<WorkItem>>> {
-        self.do_get_many(table, ids, opts).await.map_err(|e| {
-            e.with_operation("get_many")
-                .with_item_type(table.clone())
-                .with_system(self)
-        })
+        self.do_get_many(table, ids, opts)
+            .await
+            .map_err(|e| e.or_context("get_many", self, Some(table), None))
     }
 
     async fn create(
@@ -239,11 +233,9 @@ impl Repository for ServiceNowRepository {
         fields: &FieldMap,
         opts: &CreateOptions,
     ) -> Result<WorkItem> {
-        self.do_create(table, fields, opts).await.map_err(|e| {
-            e.with_operation("create")
-                .with_item_type(table.clone())
-                .with_system(self)
-        })
+        self.do_create(table, fields, opts)
+            .await
+            .map_err(|e| e.or_context("create", self, Some(table), None))
     }
 
     async fn update(
@@ -253,11 +245,9 @@ impl Repository for ServiceNowRepository {
         changes: &FieldMap,
         opts: &UpdateOptions,
     ) -> Result<WorkItem> {
-        self.do_update(table, id, changes, opts).await.map_err(|e| {
-            e.with_operation("update")
-                .with_item_type(table.clone())
-                .with_system(self)
-        })
+        self.do_update(table, id, changes, opts)
+            .await
+            .map_err(|e| e.or_context("update", self, Some(table), Some(id)))
     }
 
     async fn find_by_correlation(
@@ -265,11 +255,9 @@ impl Repository for ServiceNowRepository {
         table: &ItemType,
         key: &CorrelationKey,
     ) -> Result<Option<WorkItem>> {
-        self.do_find_by_correlation(table, key).await.map_err(|e| {
-            e.with_operation("find_by_correlation")
-                .with_item_type(table.clone())
-                .with_system(self)
-        })
+        self.do_find_by_correlation(table, key)
+            .await
+            .map_err(|e| e.or_context("find_by_correlation", self, Some(table), None))
     }
 
     async fn find_many_by_correlation(
@@ -279,35 +267,25 @@ impl Repository for ServiceNowRepository {
     ) -> Result<Vec<Option<WorkItem>>> {
         self.do_find_many_by_correlation(table, keys)
             .await
-            .map_err(|e| {
-                e.with_operation("find_many_by_correlation")
-                    .with_item_type(table.clone())
-                    .with_system(self)
-            })
+            .map_err(|e| e.or_context("find_many_by_correlation", self, Some(table), None))
     }
 
     async fn comments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        self.do_comments(table, id).await.map_err(|e| {
-            e.with_operation("comments")
-                .with_item_type(table.clone())
-                .with_system(self)
-        })
+        self.do_comments(table, id)
+            .await
+            .map_err(|e| e.or_context("comments", self, Some(table), Some(id)))
     }
 
     async fn add_comment(&self, table: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
-        self.do_add_comment(table, id, c).await.map_err(|e| {
-            e.with_operation("add_comment")
-                .with_item_type(table.clone())
-                .with_system(self)
-        })
+        self.do_add_comment(table, id, c)
+            .await
+            .map_err(|e| e.or_context("add_comment", self, Some(table), Some(id)))
     }
 
     async fn attachments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
-        self.do_attachments(table, id).await.map_err(|e| {
-            e.with_operation("attachments")
-                .with_item_type(table.clone())
-                .with_system(self)
-        })
+        self.do_attachments(table, id)
+            .await
+            .map_err(|e| e.or_context("attachments", self, Some(table), Some(id)))
     }
 
     async fn attachments_since(
@@ -318,17 +296,13 @@ impl Repository for ServiceNowRepository {
     ) -> Result<Vec<AttachmentMeta>> {
         self.do_attachments_since(table, since, limit)
             .await
-            .map_err(|e| {
-                e.with_operation("attachments_since")
-                    .with_item_type(table.clone())
-                    .with_system(self)
-            })
+            .map_err(|e| e.or_context("attachments_since", self, Some(table), None))
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
         self.do_download(a)
             .await
-            .map_err(|e| e.with_operation("download").with_system(self))
+            .map_err(|e| e.or_context("download", self, None, None))
     }
 
     async fn upload(
@@ -337,16 +311,14 @@ impl Repository for ServiceNowRepository {
         id: &ItemId,
         a: &NewAttachment,
     ) -> Result<AttachmentMeta> {
-        self.do_upload(table, id, a).await.map_err(|e| {
-            e.with_operation("upload")
-                .with_item_type(table.clone())
-                .with_system(self)
-        })
+        self.do_upload(table, id, a)
+            .await
+            .map_err(|e| e.or_context("upload", self, Some(table), Some(id)))
     }
 
     async fn write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
         self.do_write_many(writes)
             .await
-            .map_err(|e| e.with_operation("write_many").with_system(self))
+            .map_err(|e| e.or_context("write_many", self, None, None))
     }
 }

@@ -562,10 +562,7 @@ impl ServiceNowRepository {
     }
 
     pub(crate) async fn do_schema(&self, table: &ItemType) -> Result<Schema> {
-        let meta = self
-            .table_meta(table)
-            .await
-            .map_err(|e| e.with_operation("schema").with_system(self))?;
+        let meta = self.table_meta(table).await?;
         Ok(meta.schema(table, self.workflow(table)))
     }
 }

@@ -131,11 +131,7 @@ impl ServiceNowRepository {
         since: &Cursor,
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
-        self.scan(table, since, opts).await.map_err(|e| {
-            e.with_operation("changes")
-                .with_item_type(table.clone())
-                .with_system(self)
-        })
+        self.scan(table, since, opts).await
     }
 
     pub(crate) async fn do_get_many(
@@ -144,10 +140,7 @@ impl ServiceNowRepository {
         ids: &[ItemId],
         opts: &GetOptions,
     ) -> Result<Vec<Option<WorkItem>>> {
-        let meta = self
-            .table_meta(table)
-            .await
-            .map_err(|e| e.with_operation("get_many").with_system(self))?;
+        let meta = self.table_meta(table).await?;
         let projection = Self::projection(opts.fields.as_ref());
         let mut unique: Vec<&ItemId> = ids.iter().collect();
         unique.sort();
@@ -181,8 +174,7 @@ impl ServiceNowRepository {
                         projection.is_some(),
                     )
                 })
-                .collect::<Result<Vec<_>>>()
-                .map_err(|e| e.with_operation("get_many").with_system(self))?;
+                .collect::<Result<Vec<_>>>()?;
             self.resolve_persons(&mut items).await?;
             found.extend(items.into_iter().map(|i| (i.id.clone(), i)));
         }
@@ -194,10 +186,7 @@ impl ServiceNowRepository {
         table: &ItemType,
         key: &CorrelationKey,
     ) -> Result<Option<WorkItem>> {
-        let meta = self
-            .table_meta(table)
-            .await
-            .map_err(|e| e.with_operation("find_by_correlation").with_system(self))?;
+        let meta = self.table_meta(table).await?;
         let (rows, _) = self
             .list(
                 "find_by_correlation",
@@ -211,8 +200,7 @@ impl ServiceNowRepository {
         let mut items = rows
             .iter()
             .map(|r| self.record_to_item(table, &meta, r, "result[0]", false))
-            .collect::<Result<Vec<_>>>()
-            .map_err(|e| e.with_operation("find_by_correlation").with_system(self))?;
+            .collect::<Result<Vec<_>>>()?;
         self.resolve_persons(&mut items).await?;
         Ok(items.pop())
     }
@@ -224,10 +212,7 @@ impl ServiceNowRepository {
     ) -> Result<Vec<Option<WorkItem>>> {
         const OP: &str = "find_many_by_correlation";
         const LIMIT: usize = 1000;
-        let meta = self
-            .table_meta(table)
-            .await
-            .map_err(|e| e.with_operation(OP))?;
+        let meta = self.table_meta(table).await?;
         let mut found: HashMap<String, WorkItem> = HashMap::new();
         let mut one_by_one: Vec<&CorrelationKey> = Vec::new();
         // A key holding a comma cannot ride in an `IN` list: it is looked up on its own.
@@ -254,9 +239,7 @@ impl ServiceNowRepository {
                 };
                 // Oldest first, as find_by_correlation answers.
                 if !found.contains_key(&key) && !items.iter().any(|(k, _)| k == &key) {
-                    let item = self
-                        .record_to_item(table, &meta, row, &path, false)
-                        .map_err(|e| e.with_operation(OP))?;
+                    let item = self.record_to_item(table, &meta, row, &path, false)?;
                     items.push((key, item));
                 }
             }

@@ -248,11 +248,7 @@ impl ServiceNowRepository {
                 .await?;
             self.one_item("create", table, &meta, resp).await
         };
-        run.await.map_err(|e| {
-            e.with_operation("create")
-                .with_item_type(table.clone())
-                .with_system(self)
-        })
+        run.await
     }
 
     pub(crate) async fn do_update(
@@ -290,14 +286,7 @@ impl ServiceNowRepository {
                 None => Ok(item),
             }
         };
-        run.await.map_err(|e| {
-            let e = e.with_operation("update").with_system(self);
-            if e.context().item_id.is_none() {
-                e.with_item(table.clone(), id.clone())
-            } else {
-                e
-            }
-        })
+        run.await
     }
 
     pub(crate) async fn do_write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
