@@ -44,18 +44,7 @@ async fn a_worker_retrying_past_its_lease_does_not_overwrite_the_next_worker() {
         .attachments(false);
     // Two workers, each with its own clients (two processes in a deployment).
     let (a_sides, b_sides) = (sides(&sims, 3), sides(&sims, 3));
-    let worker = |sides: &crate::common::Sides, holder: &str| {
-        SyncPair::new(
-            sides.sn.clone(),
-            sides.ado.clone(),
-            spec("incident_escalation.toml"),
-            store.clone(),
-        )
-        .unwrap()
-        .with_holder(holder)
-        .with_options(options.clone())
-    };
-    let (a, b) = (worker(&a_sides, "worker-a"), worker(&b_sides, "worker-b"));
+    let (a, b) = two_workers(&a_sides, &b_sides, &store, &options);
     let sn = a_sides.sn.clone();
     let ado = a_sides.ado.clone();
 
@@ -659,18 +648,7 @@ async fn a_link_stored_late_by_the_worker_before_is_merged_from() {
         .comments(false)
         .attachments(false);
     let (a_sides, b_sides) = (sides(&sims, 0), sides(&sims, 0));
-    let worker = |sides: &Sides, holder: &str| {
-        SyncPair::new(
-            sides.sn.clone(),
-            sides.ado.clone(),
-            spec("incident_escalation.toml"),
-            store.clone(),
-        )
-        .unwrap()
-        .with_holder(holder)
-        .with_options(options.clone())
-    };
-    let (a, b) = (worker(&a_sides, "worker-a"), worker(&b_sides, "worker-b"));
+    let (a, b) = two_workers(&a_sides, &b_sides, &store, &options);
     let sn = a_sides.sn.clone();
     let ticket = software_ticket(&sn, "Invoices print blank").await;
     let number = s(&ticket, "number");
@@ -726,18 +704,7 @@ async fn a_worker_whose_lease_ran_out_mid_run_does_not_act_on_what_it_read_befor
         .lease_ttl(Duration::from_secs(1))
         .comments(false);
     let (a_sides, b_sides) = (sides(&sims, 0), sides(&sims, 0));
-    let worker = |sides: &Sides, holder: &str| {
-        SyncPair::new(
-            sides.sn.clone(),
-            sides.ado.clone(),
-            spec("incident_escalation.toml"),
-            store.clone(),
-        )
-        .unwrap()
-        .with_holder(holder)
-        .with_options(options.clone())
-    };
-    let (a, b) = (worker(&a_sides, "worker-a"), worker(&b_sides, "worker-b"));
+    let (a, b) = two_workers(&a_sides, &b_sides, &store, &options);
     let ticket = software_ticket(&a_sides.sn, "Invoices print blank").await;
     assert!(a.run_once().await.is_complete());
     let link = a.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
@@ -771,4 +738,25 @@ async fn a_worker_whose_lease_ran_out_mid_run_does_not_act_on_what_it_read_befor
         .filter(|f| f.file_name == "screen.png")
         .count();
     assert_eq!(copies, 1, "worker A: {ra}; worker B: {rb}");
+}
+
+/// Two workers on one store, each with its own clients (two processes in a deployment).
+fn two_workers<S: StateStore + 'static>(
+    a: &Sides,
+    b: &Sides,
+    store: &Arc<S>,
+    options: &SyncOptions,
+) -> (SyncPair, SyncPair) {
+    let worker = |sides: &Sides, holder: &str| {
+        SyncPair::new(
+            sides.sn.clone(),
+            sides.ado.clone(),
+            spec("incident_escalation.toml"),
+            store.clone(),
+        )
+        .unwrap()
+        .with_holder(holder)
+        .with_options(options.clone())
+    };
+    (worker(a, "worker-a"), worker(b, "worker-b"))
 }
