@@ -87,18 +87,18 @@ export AZURE_DEVOPS_CACHE_DIR=$work/azure-devops-cache
 rm -rf "$AZURE_DEVOPS_CACHE_DIR"
 
 for server in services server2022; do
-  start "ado-$server" azure-devops --server-version "$server" --seed 5
+  start "ado-$server" azure-devops --server-version "$server" --seed-items 5
   REQUESTS_CA_BUNDLE=$PEM run "azure-devops-python-$server" \
     "$work/venv/bin/python" tests/clients/ado_python.py "$URL" Fabrikam TOKEN
   NODE_EXTRA_CA_CERTS=$PEM NODE_PATH=$work/node/node_modules run "azure-devops-node-$server" \
     node tests/clients/ado_node.js "$URL" Fabrikam TOKEN
 done
 
-start ado-tfs2018 azure-devops --server-version tfs2018 --seed 5
+start ado-tfs2018 azure-devops --server-version tfs2018 --seed-items 5
 REQUESTS_CA_BUNDLE=$PEM run vsts-python-4.1-tfs2018 \
   "$work/venv41/bin/python" tests/clients/ado_vsts41.py "$URL" Fabrikam TOKEN
 
-start servicenow servicenow --seed 40
+start servicenow servicenow --seed-items 40
 REQUESTS_CA_BUNDLE=$PEM run servicenow-pysnc \
   "$work/venv/bin/python" tests/clients/servicenow_pysnc.py "$URL" admin admin "$PEM"
 host=${URL#https://}

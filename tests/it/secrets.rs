@@ -172,7 +172,7 @@ async fn no_credential_shows_in_debug_errors_or_trace_logs() {
 async fn a_tls_failure_says_it_was_the_certificate_and_trusting_it_works() {
     let sim = workbridge_sim::servicenow::ServiceNowSim::builder()
         .user("admin", "admin", &["admin"])
-        .seed_incidents(2)
+        .seed_items(2)
         .tls(workbridge_sim::Tls::self_signed())
         .spawn()
         .await

@@ -20,4 +20,4 @@ pub mod azure_devops;
 mod common;
 pub mod servicenow;
 
-pub use common::{Certificate, Exchange, Faults, SimClock, SimControl, Tls};
+pub use common::{Certificate, Exchange, Faults, SimClock, SimControl, SimOptions, Tls};

@@ -1,22 +1,21 @@
 //! `workbridge-sim`: runs a simulator until stopped.
 //!
 //! ```text
-//! cargo run -p workbridge-sim -- servicenow --port 8080 --user admin --password admin --seed 100
+//! cargo run -p workbridge-sim -- servicenow --port 8080 --user admin --password admin --seed-items 100
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::HashMap;
 
-const USAGE: &str =
-    "usage: workbridge-sim servicenow [--port N] [--user NAME] [--password PW] [--seed N]
-       [--oauth-client ID:SECRET] [--latency-ms N] [--error-rate STATUS:RATIO] [--tls] [--pem PATH]
-       workbridge-sim azure-devops [--port N] [--organization ORG] [--project P] [--pat TOKEN]
+const USAGE: &str = "usage: workbridge-sim servicenow [--user NAME] [--password PW] [--oauth-client ID:SECRET] [SHARED]
+       workbridge-sim azure-devops [--organization ORG] [--project P] [--pat TOKEN]
        [--server-version tfs2015|tfs2017|tfs2018|server2019|server2020|server2022|services]
-       [--process agile|scrum|cmmi] [--seed N] [--latency-ms N] [--error-rate STATUS:RATIO]
+       [--process agile|scrum|cmmi] [SHARED]
+       workbridge-sim alm [--domain D] [--project P] [--user NAME] [--password PW]
+       [--version V] [--tz-offset-minutes N] [SHARED]
+SHARED: [--port N] [--seed-items N] [--rng-seed N] [--latency-ms N] [--error-rate STATUS:RATIO]
        [--tls] [--pem PATH]
-       workbridge-sim alm [--port N] [--domain D] [--project P] [--user NAME] [--password PW]
-       [--version V] [--tz-offset-minutes N] [--seed N] [--latency-ms N]
-       [--error-rate STATUS:RATIO] [--tls] [--pem PATH]
+--seed-items N holds N sample items at start (default 100); --rng-seed picks their values.
 --tls serves HTTPS with a self-signed certificate made at start; its PEM is written to --pem
 (default: the temporary directory) and its path printed on the second line.";
 
@@ -52,7 +51,8 @@ fn number<T: std::str::FromStr>(
     })
 }
 
-fn faults(opts: &HashMap<String, String>) -> Result<workbridge_sim::Faults, String> {
+/// The options every simulator takes, from the shared flags.
+fn options(opts: &HashMap<String, String>) -> Result<workbridge_sim::SimOptions, String> {
     let mut faults = workbridge_sim::Faults::none().latency(std::time::Duration::from_millis(
         number(opts, "latency-ms", 0)?,
     ));
@@ -65,15 +65,16 @@ fn faults(opts: &HashMap<String, String>) -> Result<workbridge_sim::Faults, Stri
             r.parse().map_err(|_| "bad ratio")?,
         );
     }
-    Ok(faults)
-}
-
-/// The TLS option the flags ask for.
-fn tls(opts: &HashMap<String, String>) -> Option<workbridge_sim::Tls> {
-    opts.contains_key("tls").then(|| match opts.get("pem") {
+    let mut o = workbridge_sim::SimOptions::default();
+    o.port = number(opts, "port", 8080)?;
+    o.faults = faults;
+    o.seed_items = number(opts, "seed-items", 100)?;
+    o.rng_seed = number(opts, "rng-seed", 1)?;
+    o.tls = opts.contains_key("tls").then(|| match opts.get("pem") {
         Some(p) => workbridge_sim::Tls::pem_at(p),
         None => workbridge_sim::Tls::self_signed(),
-    })
+    });
+    Ok(o)
 }
 
 /// Prints the certificate's path, when there is one.
@@ -93,21 +94,15 @@ async fn run(args: &[String]) -> Result<(), String> {
                 .ok_or_else(|| format!("unknown --version `{version}`"))?;
             let user = opts.get("user").map_or("qa", String::as_str);
             let sim = AlmSim::builder()
-                .port(number(&opts, "port", 8080)?)
+                .options(options(&opts)?)
                 .domain(opts.get("domain").map_or("DEFAULT", String::as_str))
                 .project(opts.get("project").map_or("Demo", String::as_str))
                 .user(user, opts.get("password").map_or("qa", String::as_str))
                 .version(v)
                 .time_zone_offset_minutes(number(&opts, "tz-offset-minutes", -420)?)
-                .seed(number(&opts, "seed", 100)?)
-                .faults(faults(&opts)?);
-            let sim = match tls(&opts) {
-                Some(t) => sim.tls(t),
-                None => sim,
-            }
-            .spawn()
-            .await
-            .map_err(|e| format!("cannot listen: {e}"))?;
+                .spawn()
+                .await
+                .map_err(|e| format!("cannot listen: {e}"))?;
             println!("{}/qcbin", sim.url());
             print_certificate(sim.certificate());
             println!("ALM simulator ({version}), user {user}; Ctrl-C stops it");
@@ -129,21 +124,15 @@ async fn run(args: &[String]) -> Result<(), String> {
                 other => return Err(format!("unknown --process `{other}`")),
             };
             let sim = AzureDevOpsSim::builder()
-                .port(number(&opts, "port", 8080)?)
+                .options(options(&opts)?)
                 .organization(opts.get("organization").map_or("fabrikam", String::as_str))
                 .project(opts.get("project").map_or("Fabrikam", String::as_str))
                 .pat(opts.get("pat").map_or("TOKEN", String::as_str))
                 .server_version(server)
                 .process(process)
-                .seed(number(&opts, "seed", 100)?)
-                .faults(faults(&opts)?);
-            let sim = match tls(&opts) {
-                Some(t) => sim.tls(t),
-                None => sim,
-            }
-            .spawn()
-            .await
-            .map_err(|e| format!("cannot listen: {e}"))?;
+                .spawn()
+                .await
+                .map_err(|e| format!("cannot listen: {e}"))?;
             println!("{}", sim.collection_url());
             print_certificate(sim.certificate());
             println!(
@@ -157,29 +146,12 @@ async fn run(args: &[String]) -> Result<(), String> {
         "servicenow" => {
             let user = opts.get("user").map_or("admin", String::as_str);
             let password = opts.get("password").map_or("admin", String::as_str);
-            let mut faults = workbridge_sim::Faults::none().latency(
-                std::time::Duration::from_millis(number(&opts, "latency-ms", 0)?),
-            );
-            if let Some(spec) = opts.get("error-rate") {
-                let (s, r) = spec
-                    .split_once(':')
-                    .ok_or("--error-rate takes STATUS:RATIO")?;
-                faults = faults.error_rate(
-                    s.parse().map_err(|_| "bad status")?,
-                    r.parse().map_err(|_| "bad ratio")?,
-                );
-            }
             let mut b = workbridge_sim::servicenow::ServiceNowSim::builder()
-                .port(number(&opts, "port", 8080)?)
-                .user(user, password, &["admin"])
-                .seed_incidents(number(&opts, "seed", 100)?)
-                .faults(faults);
+                .options(options(&opts)?)
+                .user(user, password, &["admin"]);
             if let Some(c) = opts.get("oauth-client") {
                 let (id, secret) = c.split_once(':').ok_or("--oauth-client takes ID:SECRET")?;
                 b = b.oauth_client(id, secret);
-            }
-            if let Some(t) = tls(&opts) {
-                b = b.tls(t);
             }
             let sim = b.spawn().await.map_err(|e| format!("cannot listen: {e}"))?;
             println!("{}", sim.url());

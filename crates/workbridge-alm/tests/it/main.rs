@@ -23,7 +23,7 @@ pub async fn sim() -> AlmSim {
     AlmSim::builder()
         .user("qa", "qa")
         .api_key("oauth2-ci@corp", "key-secret", "qa")
-        .seed(4)
+        .seed_items(4)
         .spawn()
         .await
         .expect("the simulator starts")

@@ -206,7 +206,7 @@ async fn an_expired_session_is_renewed_once_transparently() {
     let sim = AlmSim::builder()
         .user("qa", "qa")
         .session_idle_timeout(Duration::from_secs(60))
-        .seed(2)
+        .seed_items(2)
         .spawn()
         .await
         .unwrap();

@@ -27,7 +27,7 @@ pub async fn sim(server: workbridge_sim::azure_devops::ServerVersion) -> AzureDe
         .pat("TOKEN")
         .server_version(server)
         .custom_field("Custom.ServiceNowTicket", "ServiceNow Ticket")
-        .seed(6)
+        .seed_items(6)
         .spawn()
         .await
         .expect("the simulator starts")

@@ -14,7 +14,7 @@ pub async fn sim() -> ServiceNowSim {
         .user("admin", "admin", &["admin"])
         .user("viewer", "viewer", &["snc_read_only"])
         .oauth_client("workbridge", "workbridge-secret")
-        .seed_incidents(5)
+        .seed_items(5)
         .spawn()
         .await
         .expect("the simulator starts")

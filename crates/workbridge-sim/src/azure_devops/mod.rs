@@ -6,7 +6,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
 //! use workbridge_sim::azure_devops::{AzureDevOpsSim, ServerVersion};
-//! let sim = AzureDevOpsSim::builder().pat("TOKEN").seed(10).spawn().await?;
+//! let sim = AzureDevOpsSim::builder().pat("TOKEN").seed_items(10).spawn().await?;
 //! let body: serde_json::Value = reqwest::Client::new()
 //!     .post(format!("{}/Fabrikam/_apis/wit/wiql?api-version=7.1", sim.collection_url()))
 //!     .basic_auth("", Some("TOKEN"))
@@ -21,28 +21,67 @@
 //! # Ok(()) }
 //! ```
 
-mod api;
-mod process;
+/// The request prelude of a handler: api-version, project and caller, or the early answer.
+macro_rules! pre {
+    ($ado:expr, $org:expr, $project:expr, $raw:expr, $headers:expr, $method:expr) => {
+        match prelude(&$ado, &$org, $project, $raw.as_deref(), &$headers, &$method) {
+            Ok(c) => c,
+            Err(r) => return r,
+        }
+    };
+}
+
+mod attachments;
+mod auth;
+mod batch;
+mod comments;
+mod data;
+mod envelope;
+mod history;
+mod items;
+mod metadata;
+mod patch;
+mod store;
 mod wiql;
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::extract::Request;
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::common::{self, Control, Faults, MiddlewareState, Running, SimClock, SimControl};
-use process::WitType;
+use crate::SimOptions;
+use crate::common::{self, Control, MiddlewareState, Running, SimClock, SimControl};
 
 pub(crate) use crate::common::lock;
+
+#[allow(clippy::wildcard_imports)]
+use attachments::*;
+#[allow(clippy::wildcard_imports)]
+use auth::*;
+#[allow(clippy::wildcard_imports)]
+use batch::*;
+#[allow(clippy::wildcard_imports)]
+use comments::*;
+#[allow(clippy::wildcard_imports)]
+use data::*;
+#[allow(clippy::wildcard_imports)]
+use envelope::*;
+#[allow(clippy::wildcard_imports)]
+use history::*;
+#[allow(clippy::wildcard_imports)]
+use items::*;
+#[allow(clippy::wildcard_imports)]
+use metadata::*;
+#[allow(clippy::wildcard_imports)]
+use patch::*;
+#[allow(clippy::wildcard_imports)]
+use store::*;
+#[allow(clippy::wildcard_imports)]
+use wiql::*;
 
 /// The server a simulator emulates, which decides the api-versions it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -109,138 +148,10 @@ pub enum Process {
 impl Process {
     pub(crate) fn types(self) -> &'static [WitType] {
         match self {
-            Process::Agile => process::AGILE,
-            Process::Scrum => process::SCRUM,
-            Process::Cmmi => process::CMMI,
+            Process::Agile => data::AGILE,
+            Process::Scrum => data::SCRUM,
+            Process::Cmmi => data::CMMI,
         }
-    }
-}
-
-/// A user known to the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Identity {
-    pub(crate) display: String,
-    pub(crate) unique: String,
-    pub(crate) id: String,
-}
-
-impl Identity {
-    pub(crate) fn stored(&self) -> Value {
-        json!({"displayName": self.display, "uniqueName": self.unique, "id": self.id})
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Revision {
-    pub(crate) rev: u64,
-    pub(crate) fields: BTreeMap<String, Value>,
-    pub(crate) relations: Vec<Value>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct UpdateRec {
-    pub(crate) rev: u64,
-    pub(crate) by: Identity,
-    pub(crate) at: DateTime<Utc>,
-    pub(crate) fields: serde_json::Map<String, Value>,
-    pub(crate) added: Vec<Value>,
-    pub(crate) removed: Vec<Value>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct CommentRec {
-    pub(crate) id: u64,
-    pub(crate) text: String,
-    pub(crate) format: &'static str,
-    pub(crate) by: Identity,
-    pub(crate) at: DateTime<Utc>,
-    pub(crate) modified_at: DateTime<Utc>,
-    pub(crate) version: u64,
-    pub(crate) deleted: bool,
-    pub(crate) rev: u64,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Wi {
-    pub(crate) id: u64,
-    pub(crate) rev: u64,
-    pub(crate) wtype: &'static WitType,
-    pub(crate) fields: BTreeMap<String, Value>,
-    pub(crate) relations: Vec<Value>,
-    pub(crate) revisions: Vec<Revision>,
-    pub(crate) updates: Vec<UpdateRec>,
-    pub(crate) comments: Vec<CommentRec>,
-    pub(crate) history_rev: Option<u64>,
-    pub(crate) changed_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Store {
-    pub(crate) items: BTreeMap<u64, Wi>,
-    pub(crate) next_id: u64,
-    pub(crate) next_comment: u64,
-    pub(crate) attachments: HashMap<String, (String, Bytes)>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) organization: String,
-    pub(crate) project: String,
-    pub(crate) project_id: String,
-    pub(crate) pat: String,
-    pub(crate) server: ServerVersion,
-    pub(crate) process: Process,
-    pub(crate) custom_fields: Vec<(String, String, &'static str)>,
-    pub(crate) fedauth_html: bool,
-    pub(crate) enforce_transitions: bool,
-    pub(crate) me: Identity,
-    pub(crate) people: Vec<Identity>,
-    pub(crate) wiql_cap: usize,
-}
-
-pub(crate) struct Ado {
-    pub(crate) store: Mutex<Store>,
-    pub(crate) config: Config,
-    pub(crate) base: OnceLock<String>,
-    pub(crate) control: Arc<Control>,
-    pub(crate) router: OnceLock<Router>,
-}
-
-impl Ado {
-    pub(crate) fn now(&self) -> DateTime<Utc> {
-        self.control.clock.now()
-    }
-
-    pub(crate) fn collection_url(&self) -> String {
-        format!(
-            "{}/{}",
-            self.base.get().map_or("", String::as_str),
-            self.config.organization
-        )
-    }
-
-    pub(crate) fn wit_type(&self, name: &str) -> Option<&'static WitType> {
-        self.config
-            .process
-            .types()
-            .iter()
-            .find(|t| t.name.eq_ignore_ascii_case(name))
-    }
-
-    pub(crate) fn identity(&self, s: &str) -> Option<Identity> {
-        let s = s.trim();
-        let (display, unique) = match s.rsplit_once('<') {
-            Some((d, u)) => (d.trim(), u.trim_end_matches('>').trim()),
-            None => (s, s),
-        };
-        std::iter::once(&self.config.me)
-            .chain(self.config.people.iter())
-            .find(|p| {
-                p.unique.eq_ignore_ascii_case(unique)
-                    || p.display.eq_ignore_ascii_case(display)
-                    || p.id == s
-            })
-            .cloned()
     }
 }
 
@@ -248,11 +159,7 @@ impl Ado {
 #[derive(Debug, Clone)]
 pub struct AzureDevOpsSimBuilder {
     config: Config,
-    seed: usize,
-    port: u16,
-    tls: Option<common::Tls>,
-    faults: Faults,
-    clock: SimClock,
+    options: SimOptions,
 }
 
 impl Default for AzureDevOpsSimBuilder {
@@ -302,16 +209,14 @@ impl Default for AzureDevOpsSimBuilder {
                 ],
                 wiql_cap: 20_000,
             },
-            seed: 0,
-            port: 0,
-            tls: None,
-            faults: Faults::none(),
-            clock: SimClock::default(),
+            options: SimOptions::default(),
         }
     }
 }
 
 impl AzureDevOpsSimBuilder {
+    common::sim_options_methods!("work items (Bugs, User Stories and Tasks, in turn)");
+
     /// The organization (Services) or collection (on-premises) name (default `fabrikam`).
     #[must_use]
     pub fn organization(mut self, name: &str) -> Self {
@@ -378,48 +283,12 @@ impl AzureDevOpsSimBuilder {
         self
     }
 
-    /// Seeds `n` work items (bugs, stories, tasks).
-    #[must_use]
-    pub fn seed(mut self, n: usize) -> Self {
-        self.seed = n;
-        self
-    }
-
-    /// Listens on this port (default: any free one).
-    #[must_use]
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
-    }
-
-    /// Serves HTTPS with a self-signed certificate made at start (see
-    /// [`crate::Tls`]); the base URL becomes `https://localhost:port`.
-    #[must_use]
-    pub fn tls(mut self, tls: common::Tls) -> Self {
-        self.tls = Some(tls);
-        self
-    }
-
-    /// Injects faults.
-    #[must_use]
-    pub fn faults(mut self, faults: Faults) -> Self {
-        self.faults = faults;
-        self
-    }
-
-    /// Uses this clock.
-    #[must_use]
-    pub fn clock(mut self, clock: SimClock) -> Self {
-        self.clock = clock;
-        self
-    }
-
     /// Starts serving on 127.0.0.1.
     ///
     /// # Errors
     /// When the port cannot be bound.
     pub async fn spawn(self) -> std::io::Result<AzureDevOpsSim> {
-        let control = Arc::new(Control::new(self.clock.clone(), self.faults));
+        let control = Arc::new(Control::new(&self.options));
         let ado = Arc::new(Ado {
             store: Mutex::new(Store {
                 next_id: 0,
@@ -431,10 +300,10 @@ impl AzureDevOpsSimBuilder {
             router: OnceLock::new(),
         });
         let app = router(ado.clone());
-        let running = common::serve(app, self.port, self.tls.as_ref()).await?;
+        let running = common::serve(app, &self.options).await?;
         let _ = ado.base.set(running.base_url());
         let sim = AzureDevOpsSim { ado, running };
-        sim.seed_items(self.seed);
+        sim.seed_items(self.options.seed_items, self.options.rng_seed);
         Ok(sim)
     }
 }
@@ -509,13 +378,13 @@ impl AzureDevOpsSim {
             .unwrap_or_else(|| panic!("no work item type {wtype}"));
         let mut st = lock(&self.ado.store);
         let me = self.ado.config.me.clone();
-        api::apply(
+        apply(
             &self.ado,
             &mut st,
             t,
             None,
             &ops,
-            api::PatchFlags::default(),
+            PatchFlags::default(),
             &me,
         )
         .unwrap_or_else(|e| panic!("seed item refused: {e:?}"))
@@ -533,13 +402,13 @@ impl AzureDevOpsSim {
             return false;
         };
         let me = self.ado.config.people[0].clone();
-        api::apply(
+        apply(
             &self.ado,
             &mut st,
             t,
             Some(id),
             &ops,
-            api::PatchFlags::default(),
+            PatchFlags::default(),
             &me,
         )
         .is_ok()
@@ -570,8 +439,11 @@ impl AzureDevOpsSim {
         lock(&self.ado.store).items.len()
     }
 
-    /// Seeds `n` realistic work items.
-    pub fn seed_items(&self, n: usize) {
+    /// Adds `n` realistic work items: Bugs, User Stories and Tasks in turn (the process's first
+    /// three types), their titles and assignees chosen by an RNG seeded with `rng_seed`.
+    pub fn seed_items(&self, n: usize, rng_seed: u64) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(rng_seed);
         const TITLES: [&str; 8] = [
             "Checkout fails for carts over 100 items",
             "Export to CSV drops accented characters",
@@ -592,8 +464,9 @@ impl AzureDevOpsSim {
             .collect();
         for i in 0..n {
             let t = types[i % types.len().min(3)];
-            let title = format!("{} #{i}", TITLES[i % TITLES.len()]);
-            let person = &self.ado.config.people[i % self.ado.config.people.len()];
+            let title = format!("{} #{i}", TITLES[rng.random_range(0..TITLES.len())]);
+            let people = &self.ado.config.people;
+            let person = &people[rng.random_range(0..people.len())];
             let assigned = format!("{} <{}>", person.display, person.unique);
             self.create(
                 t,
@@ -605,146 +478,6 @@ impl AzureDevOpsSim {
             );
         }
     }
-}
-
-/// The WrappedException error body.
-pub(crate) fn ado_error(status: StatusCode, type_key: &str, message: &str) -> Response {
-    ado_error_with(
-        status,
-        type_key,
-        "Microsoft.TeamFoundation.WorkItemTracking.Server",
-        message,
-        3200,
-        None,
-    )
-}
-
-pub(crate) fn ado_error_with(
-    status: StatusCode,
-    type_key: &str,
-    namespace: &str,
-    message: &str,
-    event_id: u32,
-    custom: Option<Value>,
-) -> Response {
-    let mut body = json!({
-        "$id": "1",
-        "innerException": null,
-        "message": message,
-        "typeName": format!("{namespace}.{type_key}, {namespace}"),
-        "typeKey": type_key,
-        "errorCode": 0,
-        "eventId": event_id,
-    });
-    if let Some(c) = custom {
-        body["customProperties"] = c;
-    }
-    json_response(status, &body, None)
-}
-
-pub(crate) fn json_response(
-    status: StatusCode,
-    body: &Value,
-    api_version: Option<&str>,
-) -> Response {
-    let mut r = (status, body.to_string()).into_response();
-    let ct = match api_version {
-        Some(v) => format!("application/json; charset=utf-8; api-version={v}"),
-        None => "application/json; charset=utf-8".to_owned(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&ct) {
-        r.headers_mut().insert(header::CONTENT_TYPE, v);
-    }
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
-}
-
-fn fault_body(status: u16) -> (String, &'static str) {
-    let (key, message) = match status {
-        429 => (
-            "RequestBlockedException",
-            "TF400733: The request has been canceled: Request was blocked due to exceeding usage of resource 'WorkItemTrackingResource' in namespace 'User'.",
-        ),
-        503 => (
-            "ServiceUnavailableException",
-            "TF400898: An Internal Error Occurred. Activity Id: 00000000-0000-0000-0000-000000000000.",
-        ),
-        _ => (
-            "VssServiceException",
-            "TF400898: An Internal Error Occurred.",
-        ),
-    };
-    (
-        json!({"$id": "1", "innerException": null, "message": message, "typeName": format!("Microsoft.VisualStudio.Services.WebApi.{key}, Microsoft.VisualStudio.Services.WebApi"), "typeKey": key, "errorCode": 0, "eventId": 3000}).to_string(),
-        "application/json; charset=utf-8",
-    )
-}
-
-async fn authenticate(State(ado): State<Arc<Ado>>, req: Request, next: Next) -> Response {
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let ok = if let Some(b64) = auth.strip_prefix("Basic ") {
-        base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .ok()
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|pair| pair.split_once(':').map(|(_, p)| p == ado.config.pat))
-            .unwrap_or(false)
-    } else if let Some(token) = auth.strip_prefix("Bearer ") {
-        token.trim() == ado.config.pat
-    } else {
-        false
-    };
-    if ok {
-        let session = req.headers().get("x-tfs-session").cloned();
-        let mut resp = next.run(req).await;
-        let h = resp.headers_mut();
-        if let Some(s) = session {
-            h.insert("x-tfs-session", s);
-        }
-        h.insert(
-            "activityid",
-            HeaderValue::from_static("2f3a8b4c-0d1e-4f5a-9b6c-7d8e9f0a1b2c"),
-        );
-        h.insert(
-            "x-vss-e2eid",
-            HeaderValue::from_static("2f3a8b4c-0d1e-4f5a-9b6c-7d8e9f0a1b2c"),
-        );
-        return resp;
-    }
-    let suppress = req
-        .headers()
-        .get("x-tfs-fedauthredirect")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("suppress"));
-    if ado.config.fedauth_html && !suppress {
-        let mut r = Response::new(Body::from(
-            "<!DOCTYPE html><html><head><title>Azure DevOps Services | Sign In</title></head><body><form id=\"signin\">Sign in to your account</form></body></html>",
-        ));
-        *r.status_mut() = StatusCode::NON_AUTHORITATIVE_INFORMATION;
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        return r;
-    }
-    let mut r = ado_error_with(
-        StatusCode::UNAUTHORIZED,
-        "UnauthorizedRequestException",
-        "Microsoft.TeamFoundation.Framework.Server",
-        "TF400813: The user '' is not authorized to access this resource.",
-        3000,
-        None,
-    );
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"https://dev.azure.com/\""),
-    );
-    r
 }
 
 /// Route segments are case-insensitive: everything after `/_apis` is matched in lower case.
@@ -770,106 +503,92 @@ async fn lowercase_apis(mut req: Request, next: Next) -> Response {
 fn router(ado: Arc<Ado>) -> Router {
     use axum::routing::{get, post};
     let api = Router::new()
-        .route("/_apis", axum::routing::options(api::locations))
-        .route("/_apis/", axum::routing::options(api::locations))
-        .route("/{org}/_apis", axum::routing::options(api::locations))
-        .route("/{org}/_apis/", axum::routing::options(api::locations))
-        .route(
-            "/{org}/_apis/{area}",
-            axum::routing::options(api::locations),
-        )
-        .route("/{org}/_apis/resourceareas", get(api::resource_areas))
-        .route("/{org}/_apis/resourceareas/{aid}", get(api::resource_areas))
-        .route("/{org}/_apis/wit/wiql", post(api::wiql))
-        .route("/{org}/{project}/_apis/wit/wiql", post(api::wiql))
-        .route("/{org}/{project}/{team}/_apis/wit/wiql", post(api::wiql))
-        .route("/{org}/_apis/wit/workitems", get(api::list_items))
-        .route("/{org}/{project}/_apis/wit/workitems", get(api::list_items))
+        .route("/_apis", axum::routing::options(locations))
+        .route("/_apis/", axum::routing::options(locations))
+        .route("/{org}/_apis", axum::routing::options(locations))
+        .route("/{org}/_apis/", axum::routing::options(locations))
+        .route("/{org}/_apis/{area}", axum::routing::options(locations))
+        .route("/{org}/_apis/resourceareas", get(resource_areas))
+        .route("/{org}/_apis/resourceareas/{aid}", get(resource_areas))
+        .route("/{org}/_apis/wit/wiql", post(wiql))
+        .route("/{org}/{project}/_apis/wit/wiql", post(wiql))
+        .route("/{org}/{project}/{team}/_apis/wit/wiql", post(wiql))
+        .route("/{org}/_apis/wit/workitems", get(list_items))
+        .route("/{org}/{project}/_apis/wit/workitems", get(list_items))
         .route(
             "/{org}/_apis/wit/workitems/{id}",
-            get(api::get_item)
-                .patch(api::update_item)
-                .delete(api::delete_item),
+            get(get_item).patch(update_item).delete(delete_item),
         )
         .route(
             "/{org}/{project}/_apis/wit/workitems/{id}",
-            get(api::get_item)
-                .patch(api::update_item)
-                .delete(api::delete_item)
-                .post(api::create_item),
+            get(get_item)
+                .patch(update_item)
+                .delete(delete_item)
+                .post(create_item),
         )
-        .route("/{org}/_apis/wit/workitemsbatch", post(api::batch_get))
-        .route(
-            "/{org}/{project}/_apis/wit/workitemsbatch",
-            post(api::batch_get),
-        )
-        .route("/{org}/_apis/wit/workitems/{id}/updates", get(api::updates))
+        .route("/{org}/_apis/wit/workitemsbatch", post(batch_get))
+        .route("/{org}/{project}/_apis/wit/workitemsbatch", post(batch_get))
+        .route("/{org}/_apis/wit/workitems/{id}/updates", get(updates))
         .route(
             "/{org}/{project}/_apis/wit/workitems/{id}/updates",
-            get(api::updates),
+            get(updates),
         )
-        .route(
-            "/{org}/_apis/wit/workitems/{id}/updates/{n}",
-            get(api::updates),
-        )
+        .route("/{org}/_apis/wit/workitems/{id}/updates/{n}", get(updates))
         .route(
             "/{org}/{project}/_apis/wit/workitems/{id}/updates/{n}",
-            get(api::updates),
+            get(updates),
         )
-        .route(
-            "/{org}/_apis/wit/workitems/{id}/revisions",
-            get(api::revisions),
-        )
+        .route("/{org}/_apis/wit/workitems/{id}/revisions", get(revisions))
         .route(
             "/{org}/{project}/_apis/wit/workitems/{id}/revisions",
-            get(api::revisions),
+            get(revisions),
         )
         .route(
             "/{org}/_apis/wit/workitems/{id}/revisions/{n}",
-            get(api::revisions),
+            get(revisions),
         )
         .route(
             "/{org}/{project}/_apis/wit/workitems/{id}/revisions/{n}",
-            get(api::revisions),
+            get(revisions),
         )
         .route(
             "/{org}/{project}/_apis/wit/workitems/{id}/comments",
-            get(api::list_comments).post(api::add_comment),
+            get(list_comments).post(add_comment),
         )
         .route(
             "/{org}/{project}/_apis/wit/workitems/{id}/comments/{cid}",
-            get(api::get_comment)
-                .patch(api::update_comment)
-                .delete(api::delete_comment),
+            get(get_comment)
+                .patch(update_comment)
+                .delete(delete_comment),
         )
-        .route("/{org}/_apis/wit/attachments", post(api::upload))
-        .route("/{org}/{project}/_apis/wit/attachments", post(api::upload))
-        .route("/{org}/_apis/wit/attachments/{aid}", get(api::download))
+        .route("/{org}/_apis/wit/attachments", post(upload))
+        .route("/{org}/{project}/_apis/wit/attachments", post(upload))
+        .route("/{org}/_apis/wit/attachments/{aid}", get(download))
         .route(
             "/{org}/{project}/_apis/wit/attachments/{aid}",
-            get(api::download),
+            get(download),
         )
         .route(
             "/{org}/_apis/wit/$batch",
-            post(api::batch_write).patch(api::batch_write),
+            post(batch_write).patch(batch_write),
         )
-        .route("/{org}/{project}/_apis/wit/workitemtypes", get(api::types))
+        .route("/{org}/{project}/_apis/wit/workitemtypes", get(types))
         .route(
             "/{org}/{project}/_apis/wit/workitemtypes/{wtype}",
-            get(api::one_type),
+            get(one_type),
         )
         .route(
             "/{org}/{project}/_apis/wit/workitemtypes/{wtype}/states",
-            get(api::states),
+            get(states),
         )
         .route(
             "/{org}/{project}/_apis/wit/workitemtypes/{wtype}/fields",
-            get(api::type_fields),
+            get(type_fields),
         )
-        .route("/{org}/_apis/wit/fields", get(api::fields))
-        .route("/{org}/{project}/_apis/wit/fields", get(api::fields))
-        .route("/{org}/_apis/wit/fields/{name}", get(api::fields))
-        .route("/{org}/{project}/_apis/wit/fields/{name}", get(api::fields))
+        .route("/{org}/_apis/wit/fields", get(fields))
+        .route("/{org}/{project}/_apis/wit/fields", get(fields))
+        .route("/{org}/_apis/wit/fields/{name}", get(fields))
+        .route("/{org}/{project}/_apis/wit/fields/{name}", get(fields))
         .route_layer(middleware::from_fn_with_state(ado.clone(), authenticate));
     let _ = ado.router.set(api.clone().with_state(ado.clone()));
     let control = MiddlewareState {
@@ -877,7 +596,7 @@ fn router(ado: Arc<Ado>) -> Router {
         fault_body,
     };
     let inner = api
-        .fallback(api::unknown_fallback)
+        .fallback(unknown_fallback)
         .layer(axum::extract::DefaultBodyLimit::max(140 * 1024 * 1024))
         .layer(middleware::from_fn_with_state(
             control,
@@ -887,4 +606,27 @@ fn router(ado: Arc<Ado>) -> Router {
     Router::new()
         .fallback_service(inner)
         .layer(middleware::from_fn(lowercase_apis))
+}
+
+/// The fallback: 404 naming the path as the client sent it (before case folding).
+pub(crate) async fn unknown_fallback(
+    method: Method,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+) -> Response {
+    unknown_route(method, uri).await
+}
+
+pub(crate) async fn unknown_route(method: Method, uri: axum::http::Uri) -> Response {
+    let _ = method;
+    ado_error_with(
+        StatusCode::NOT_FOUND,
+        "VssResourceNotFoundException",
+        "Microsoft.VisualStudio.Services.WebApi",
+        &format!(
+            "The controller for path '{}' was not found or does not implement IController.",
+            uri.path()
+        ),
+        3000,
+        None,
+    )
 }

@@ -1,8 +1,17 @@
-//! A WIQL parser and evaluator for what integrators use.
-
-use std::cmp::Ordering;
+//! WIQL: a parser and evaluator for what integrators use, and the route that runs a query.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -400,7 +409,7 @@ pub(crate) fn parse(q: &str) -> Result<Query, String> {
 }
 
 /// What a condition needs to know while evaluating.
-pub(crate) struct Ctx<'a> {
+pub(crate) struct EvalCtx<'a> {
     pub(crate) project: &'a str,
     pub(crate) me: &'a [String],
     pub(crate) today: NaiveDate,
@@ -438,7 +447,7 @@ pub(crate) fn parse_time_literal(s: &str) -> Option<(DateTime<Utc>, bool)> {
     None
 }
 
-fn lit_texts(l: &Lit, ctx: &Ctx<'_>) -> Vec<String> {
+fn lit_texts(l: &Lit, ctx: &EvalCtx<'_>) -> Vec<String> {
     match l {
         Lit::Str(s) => vec![s.to_lowercase()],
         Lit::Num(n) => vec![n.to_string()],
@@ -448,7 +457,7 @@ fn lit_texts(l: &Lit, ctx: &Ctx<'_>) -> Vec<String> {
     }
 }
 
-fn compare(field: &str, op: &str, lit: &Lit, v: &Val, ctx: &Ctx<'_>) -> Result<bool, String> {
+fn compare(field: &str, op: &str, lit: &Lit, v: &Val, ctx: &EvalCtx<'_>) -> Result<bool, String> {
     let ord_ok = |o: Ordering| match op {
         "=" => o == Ordering::Equal,
         "<>" => o != Ordering::Equal,
@@ -520,7 +529,11 @@ fn compare(field: &str, op: &str, lit: &Lit, v: &Val, ctx: &Ctx<'_>) -> Result<b
 
 impl Expr {
     /// Evaluates against an item; `get` reads a field as a condition sees it.
-    pub(crate) fn eval(&self, get: &dyn Fn(&str) -> Val, ctx: &Ctx<'_>) -> Result<bool, String> {
+    pub(crate) fn eval(
+        &self,
+        get: &dyn Fn(&str) -> Val,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<bool, String> {
         Ok(match self {
             Expr::And(a, b) => a.eval(get, ctx)? && b.eval(get, ctx)?,
             Expr::Or(a, b) => a.eval(get, ctx)? || b.eval(get, ctx)?,
@@ -569,6 +582,190 @@ impl Expr {
             }
         }
     }
+}
+
+pub(crate) fn text_forms(v: &Value) -> Vec<String> {
+    match v {
+        Value::Object(m) => {
+            let g = |k: &str| {
+                m.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_lowercase()
+            };
+            vec![
+                g("displayName"),
+                g("uniqueName"),
+                format!("{} <{}>", g("displayName"), g("uniqueName")),
+            ]
+        }
+        Value::String(s) => vec![s.to_lowercase()],
+        other => vec![other.to_string().to_lowercase()],
+    }
+}
+
+pub(crate) async fn wiql(
+    State(ado): State<Arc<Ado>>,
+    path: Path<Vec<(String, String)>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Project and team are optional route segments; a team narrows nothing here.
+    let (org, project) = org_project(&path);
+    let ctx = pre!(ado, org, project.as_deref(), raw, headers, Method::POST);
+    let Some(text) = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+        v.get("query")
+            .and_then(Value::as_str)
+            .map(ToOwned::to_owned)
+    }) else {
+        return bad_request("The request body must be a WIQL object: {\"query\": \"SELECT ...\"}.");
+    };
+    if text.len() > 32 * 1024 {
+        return bad_request(
+            "TF51006: The query is too long: a WIQL query is limited to 32K characters.",
+        );
+    }
+    let q = match parse(&text) {
+        Ok(q) => q,
+        Err(at) => {
+            return ado_error(
+                StatusCode::BAD_REQUEST,
+                "SyntaxException",
+                &format!(
+                    "TF51006: The query statement is not valid. The error is caused by «{at}»."
+                ),
+            );
+        }
+    };
+    let mut named = q.fields.clone();
+    if let Some(f) = &q.filter {
+        f.fields(&mut named);
+    }
+    named.extend(q.order.iter().map(|(f, _)| f.clone()));
+    if let Some(bad) = named.iter().find(|f| field_type(&ado, f).is_none()) {
+        return ado_error(
+            StatusCode::BAD_REQUEST,
+            "QueryException",
+            &format!(
+                "TF51005: The query references a field that does not exist. The error is caused by «{bad}»."
+            ),
+        );
+    }
+    let time_precision = ctx
+        .p
+        .get("timePrecision")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let top: Option<usize> = ctx.p.get("$top").and_then(|v| v.parse().ok());
+    let now = ado.now();
+    let me = vec![
+        ado.config.me.display.clone(),
+        ado.config.me.unique.clone(),
+        format!("{} <{}>", ado.config.me.display, ado.config.me.unique),
+    ];
+    let ectx = EvalCtx {
+        project: &ado.config.project,
+        me: &me,
+        today: now.date_naive(),
+        time_precision,
+    };
+    let st = lock(&ado.store);
+    let get_val = |wi: &Wi, f: &str| -> Val {
+        let key = wi
+            .fields
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(f))
+            .cloned();
+        match key.and_then(|k| wi.fields.get(&k)) {
+            None | Some(Value::Null) => Val::Empty,
+            Some(v) => match field_type(&ado, f) {
+                Some("dateTime") => v
+                    .as_str()
+                    .and_then(parse_date)
+                    .map_or(Val::Empty, Val::Time),
+                Some("integer" | "double") => v.as_f64().map_or(Val::Empty, Val::Num),
+                _ => Val::Text(text_forms(v)),
+            },
+        }
+    };
+    let mut hits: Vec<&Wi> = Vec::new();
+    for wi in st.items.values() {
+        let keep = match &q.filter {
+            None => true,
+            Some(e) => match e.eval(&|f| get_val(wi, f), &ectx) {
+                Ok(b) => b,
+                Err(e) if e.starts_with("DATEPRECISION:") => {
+                    return ado_error(
+                        StatusCode::BAD_REQUEST,
+                        "QueryException",
+                        &format!(
+                            "You cannot supply a time with the date when running a query using date precision. The error is caused by «{}».",
+                            e.trim_start_matches("DATEPRECISION:")
+                        ),
+                    );
+                }
+                Err(at) => {
+                    return ado_error(
+                        StatusCode::BAD_REQUEST,
+                        "QueryException",
+                        &format!(
+                            "TF51006: The query statement is not valid. The error is caused by «{at}»."
+                        ),
+                    );
+                }
+            },
+        };
+        if keep {
+            hits.push(wi);
+        }
+    }
+    let cmp_val = |a: &Val, b: &Val| -> std::cmp::Ordering {
+        use Val::{Empty, Num, Text, Time};
+        match (a, b) {
+            (Num(x), Num(y)) => x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal),
+            (Time(x), Time(y)) => x.cmp(y),
+            (Text(x), Text(y)) => x.first().cmp(&y.first()),
+            (Empty, Empty) => std::cmp::Ordering::Equal,
+            (Empty, _) => std::cmp::Ordering::Less,
+            (_, Empty) => std::cmp::Ordering::Greater,
+            _ => std::cmp::Ordering::Equal,
+        }
+    };
+    hits.sort_by(|a, b| {
+        for (f, desc) in &q.order {
+            let o = cmp_val(&get_val(a, f), &get_val(b, f));
+            let o = if *desc { o.reverse() } else { o };
+            if o != std::cmp::Ordering::Equal {
+                return o;
+            }
+        }
+        a.id.cmp(&b.id)
+    });
+    if top.is_none() && hits.len() > ado.config.wiql_cap {
+        return ado_error(
+            StatusCode::BAD_REQUEST,
+            "WorkItemTrackingQueryResultSizeLimitExceededException",
+            &format!(
+                "VS402337: The number of work items returned exceeds the size limit of {}. Change the query to return fewer items.",
+                ado.config.wiql_cap
+            ),
+        );
+    }
+    if let Some(n) = top {
+        hits.truncate(n);
+    }
+    let base = ado.collection_url();
+    let col = |f: &str| json!({"referenceName": f, "name": f.rsplit('.').next().unwrap_or(f), "url": format!("{base}/_apis/wit/fields/{f}")});
+    let body = json!({
+        "queryType": "flat",
+        "queryResultType": "workItem",
+        // A real server's clock is never behind a ChangedDate it wrote; a frozen test clock can be.
+        "asOf": fmt_date(st.items.values().map(|w| w.changed_at).max().map_or(now, |m| m.max(now))),
+        "columns": q.fields.iter().map(|f| col(f)).collect::<Vec<_>>(),
+        "sortColumns": q.order.iter().map(|(f, d)| json!({"field": col(f), "descending": d})).collect::<Vec<_>>(),
+        "workItems": hits.iter().map(|w| json!({"id": w.id, "url": format!("{base}/_apis/wit/workItems/{}", w.id)})).collect::<Vec<_>>(),
+    });
+    ok(&ctx.v, &body)
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{Sn, json_response, sn_error};
+#[allow(clippy::wildcard_imports)]
+use super::*;
 
 /// A string, or a number read as its decimal text (instances accept a numeric
 /// `batch_request_id` and echo it as a string).

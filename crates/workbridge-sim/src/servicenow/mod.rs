@@ -4,7 +4,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
 //! use workbridge_sim::servicenow::ServiceNowSim;
-//! let sim = ServiceNowSim::builder().user("admin", "admin", &["admin"]).seed_incidents(20).spawn().await?;
+//! let sim = ServiceNowSim::builder().user("admin", "admin", &["admin"]).seed_items(20).spawn().await?;
 //! let body: serde_json::Value = reqwest::Client::new()
 //!     .get(format!("{}/api/now/table/incident?sysparm_limit=5", sim.url()))
 //!     .basic_auth("admin", Some("admin"))
@@ -19,97 +19,48 @@
 //! # Ok(()) }
 //! ```
 
-mod attach;
+mod attachments;
+mod auth;
 mod batch;
 mod data;
+mod envelope;
+mod items;
 mod query;
 mod store;
-mod table;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::middleware::{self};
+use axum::response::Response;
 use axum::routing::{get, post};
-use base64::Engine as _;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
 use rand::Rng;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::common::{self, Control, Faults, MiddlewareState, Running, SimClock, SimControl};
-use store::{Row, Store, fmt_time};
+use crate::SimOptions;
+use crate::common::{self, Control, MiddlewareState, Running, SimClock, SimControl};
 
 pub(crate) use crate::common::lock;
 
-/// A user who can sign in.
-#[derive(Debug, Clone)]
-pub(crate) struct SimUser {
-    pub(crate) user_name: String,
-    password: String,
-    roles: Vec<String>,
-}
-
-impl SimUser {
-    pub(crate) fn can_read(&self) -> bool {
-        !self.roles.is_empty()
-    }
-
-    pub(crate) fn can_write(&self) -> bool {
-        self.roles.iter().any(|r| r == "admin" || r == "itil")
-    }
-}
-
-/// Behaviour switches, with the defaults of a current instance.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) default_limit: usize,
-    pub(crate) prev_link_on_first_page: bool,
-    pub(crate) invalid_query_returns_no_rows: bool,
-    pub(crate) data_policy: bool,
-    pub(crate) token_lifetime: Duration,
-    pub(crate) display_offset: TimeDelta,
-    pub(crate) max_attachment_bytes: usize,
-}
-
-pub(crate) struct Sn {
-    pub(crate) store: Mutex<Store>,
-    pub(crate) config: Config,
-    pub(crate) base: OnceLock<String>,
-    users: Mutex<Vec<SimUser>>,
-    tokens: Mutex<HashMap<String, (String, DateTime<Utc>)>>,
-    refresh: Mutex<HashMap<String, String>>,
-    oauth_clients: Vec<(String, String)>,
-    pub(crate) control: Arc<Control>,
-    pub(crate) router: OnceLock<Router>,
-}
-
-impl Sn {
-    pub(crate) fn now(&self) -> DateTime<Utc> {
-        self.control.clock.now()
-    }
-
-    pub(crate) fn base(&self) -> &str {
-        self.base.get().map_or("", String::as_str)
-    }
-}
+#[allow(clippy::wildcard_imports)]
+use auth::*;
+#[allow(clippy::wildcard_imports)]
+use envelope::*;
+#[allow(clippy::wildcard_imports)]
+use items::*;
+#[allow(clippy::wildcard_imports)]
+use store::*;
 
 /// Builds a [`ServiceNowSim`].
 #[derive(Debug, Clone)]
 pub struct ServiceNowSimBuilder {
     users: Vec<SimUser>,
     oauth_clients: Vec<(String, String)>,
-    incidents: usize,
-    seed: u64,
-    port: u16,
-    tls: Option<common::Tls>,
-    faults: Faults,
-    clock: SimClock,
+    options: SimOptions,
     config: Config,
 }
 
@@ -118,12 +69,7 @@ impl Default for ServiceNowSimBuilder {
         ServiceNowSimBuilder {
             users: Vec::new(),
             oauth_clients: Vec::new(),
-            incidents: 0,
-            seed: 1,
-            port: 0,
-            tls: None,
-            faults: Faults::none(),
-            clock: SimClock::default(),
+            options: SimOptions::default(),
             config: Config {
                 default_limit: 10_000,
                 prev_link_on_first_page: true,
@@ -138,6 +84,8 @@ impl Default for ServiceNowSimBuilder {
 }
 
 impl ServiceNowSimBuilder {
+    common::sim_options_methods!("incidents (with callers, groups, categories and states)");
+
     /// Adds a user who can sign in; roles `admin` or `itil` may write, any role may read, a user
     /// without roles is refused by ACLs.
     #[must_use]
@@ -155,49 +103,6 @@ impl ServiceNowSimBuilder {
     pub fn oauth_client(mut self, client_id: &str, client_secret: &str) -> Self {
         self.oauth_clients
             .push((client_id.into(), client_secret.into()));
-        self
-    }
-
-    /// Seeds `n` realistic incidents (with callers, groups, categories, states).
-    #[must_use]
-    pub fn seed_incidents(mut self, n: usize) -> Self {
-        self.incidents = n;
-        self
-    }
-
-    /// Seeds the RNG behind sys_ids and seeded data.
-    #[must_use]
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// Listens on this port (default: any free one).
-    #[must_use]
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
-    }
-
-    /// Serves HTTPS with a self-signed certificate made at start (see
-    /// [`crate::Tls`]); the base URL becomes `https://localhost:port`.
-    #[must_use]
-    pub fn tls(mut self, tls: common::Tls) -> Self {
-        self.tls = Some(tls);
-        self
-    }
-
-    /// Injects faults.
-    #[must_use]
-    pub fn faults(mut self, faults: Faults) -> Self {
-        self.faults = faults;
-        self
-    }
-
-    /// Uses this clock (share it to freeze or advance time from a test).
-    #[must_use]
-    pub fn clock(mut self, clock: SimClock) -> Self {
-        self.clock = clock;
         self
     }
 
@@ -258,9 +163,9 @@ impl ServiceNowSimBuilder {
     /// # Errors
     /// When the port cannot be bound.
     pub async fn spawn(self) -> std::io::Result<ServiceNowSim> {
-        let control = Arc::new(Control::new(self.clock.clone(), self.faults));
+        let control = Arc::new(Control::new(&self.options));
         let now = control.clock.now();
-        let mut store = Store::new(self.seed);
+        let mut store = Store::new(self.options.rng_seed);
         for u in &self.users {
             let (first, last) = match u.user_name.as_str() {
                 "admin" => ("System", "Administrator"),
@@ -286,11 +191,11 @@ impl ServiceNowSimBuilder {
             router: OnceLock::new(),
         });
         let router = router(sn.clone());
-        let running = common::serve(router, self.port, self.tls.as_ref()).await?;
+        let running = common::serve(router, &self.options).await?;
         let _ = sn.base.set(running.base_url());
         let sim = ServiceNowSim { sn, running };
-        if self.incidents > 0 {
-            sim.seed_incidents(self.incidents, self.seed);
+        if self.options.seed_items > 0 {
+            sim.seed_items(self.options.seed_items, self.options.rng_seed);
         }
         Ok(sim)
     }
@@ -348,7 +253,7 @@ impl ServiceNowSim {
             .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
             .collect();
         let mut store = lock(&self.sn.store);
-        table::write(&self.sn, &mut store, table, None, &body, "admin").map_or_else(
+        items::write(&self.sn, &mut store, table, None, &body, "admin").map_or_else(
             |_| String::new(),
             |row| row.get("sys_id").cloned().unwrap_or_default(),
         )
@@ -361,7 +266,7 @@ impl ServiceNowSim {
             .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
             .collect();
         let mut store = lock(&self.sn.store);
-        table::write(&self.sn, &mut store, table, Some(sys_id), &body, user).is_ok()
+        items::write(&self.sn, &mut store, table, Some(sys_id), &body, user).is_ok()
     }
 
     /// Deletes a record directly.
@@ -409,10 +314,10 @@ impl ServiceNowSim {
         }
     }
 
-    /// Adds `n` realistic incidents.
-    pub fn seed_incidents(&self, n: usize, seed: u64) {
+    /// Adds `n` realistic incidents, their values chosen by an RNG seeded with `rng_seed`.
+    pub fn seed_items(&self, n: usize, rng_seed: u64) {
         use rand::SeedableRng;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(rng_seed);
         let (users, groups): (Vec<String>, Vec<String>) = {
             let store = lock(&self.sn.store);
             let ids = |t: &str| -> Vec<String> {
@@ -451,170 +356,6 @@ impl ServiceNowSim {
     }
 }
 
-/// The standard error envelope.
-pub(crate) fn sn_error(status: StatusCode, message: &str, detail: Option<&str>) -> Response {
-    let body = json!({"error": {"message": message, "detail": detail}, "status": "failure"});
-    json_response(status, &body)
-}
-
-pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json;charset=UTF-8"),
-    );
-    r.headers_mut()
-        .insert("x-is-logged-in", HeaderValue::from_static("true"));
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache,no-store,must-revalidate,max-age=-1"),
-    );
-    r
-}
-
-fn fault_body(status: u16) -> (String, &'static str) {
-    let message = match status {
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Operation Failed",
-    };
-    (
-        json!({"error": {"message": message, "detail": null}, "status": "failure"}).to_string(),
-        "application/json;charset=UTF-8",
-    )
-}
-
-/// Who sent the request.
-#[derive(Debug, Clone)]
-pub(crate) struct Caller(pub(crate) SimUser);
-
-fn unauthenticated() -> Response {
-    sn_error(
-        StatusCode::UNAUTHORIZED,
-        "User Not Authenticated",
-        Some("Required to provide Auth information"),
-    )
-}
-
-async fn authenticate(State(sn): State<Arc<Sn>>, mut req: Request, next: Next) -> Response {
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let user = if let Some(b64) = auth.strip_prefix("Basic ") {
-        base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .ok()
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|pair| {
-                let (u, p) = pair.split_once(':')?;
-                lock(&sn.users)
-                    .iter()
-                    .find(|x| x.user_name == u && x.password == p)
-                    .cloned()
-            })
-    } else if let Some(token) = auth.strip_prefix("Bearer ") {
-        let now = sn.now();
-        let name = lock(&sn.tokens)
-            .get(token.trim())
-            .filter(|(_, exp)| *exp > now)
-            .map(|(u, _)| u.clone());
-        name.and_then(|n| lock(&sn.users).iter().find(|x| x.user_name == n).cloned())
-    } else {
-        None
-    };
-    let Some(user) = user else {
-        return unauthenticated();
-    };
-    if !user.can_read() {
-        return sn_error(
-            StatusCode::FORBIDDEN,
-            "Insufficient rights to query records",
-            Some("Not authorized"),
-        );
-    }
-    req.extensions_mut().insert(Caller(user));
-    next.run(req).await
-}
-
-async fn oauth_token(
-    State(sn): State<Arc<Sn>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let denied = || {
-        json_response(
-            StatusCode::UNAUTHORIZED,
-            &json!({"error_description": "access_denied", "error": "server_error"}),
-        )
-    };
-    let form_ok = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    if !form_ok {
-        return denied();
-    }
-    let params: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let p = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
-    if !sn
-        .oauth_clients
-        .iter()
-        .any(|(id, secret)| id == p("client_id") && secret == p("client_secret"))
-    {
-        return denied();
-    }
-    let (user, issue_refresh) = match p("grant_type") {
-        "password" => {
-            let ok = lock(&sn.users)
-                .iter()
-                .any(|u| u.user_name == p("username") && u.password == p("password"));
-            if !ok {
-                return denied();
-            }
-            (p("username").to_owned(), true)
-        }
-        "refresh_token" => match lock(&sn.refresh).get(p("refresh_token")) {
-            Some(u) => (u.clone(), false),
-            None => return denied(),
-        },
-        _ => return denied(),
-    };
-    let token = random_token();
-    let lifetime = sn.config.token_lifetime;
-    let expires = sn.now() + TimeDelta::from_std(lifetime).unwrap_or(TimeDelta::minutes(30));
-    lock(&sn.tokens).insert(token.clone(), (user.clone(), expires));
-    let mut body = json!({
-        "access_token": token,
-        "scope": "useraccount",
-        "token_type": "Bearer",
-        "expires_in": lifetime.as_secs().saturating_sub(1),
-    });
-    if issue_refresh {
-        let refresh = random_token();
-        lock(&sn.refresh).insert(refresh.clone(), user);
-        body["refresh_token"] = Value::String(refresh);
-    }
-    json_response(StatusCode::OK, &body)
-}
-
-fn random_token() -> String {
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
-    (0..86)
-        .map(|_| {
-            let c: u8 = rng.random_range(0..62);
-            char::from(match c {
-                0..=9 => b'0' + c,
-                10..=35 => b'a' + c - 10,
-                _ => b'A' + c - 36,
-            })
-        })
-        .collect()
-}
-
 async fn unknown_route() -> Response {
     sn_error(
         StatusCode::BAD_REQUEST,
@@ -627,58 +368,64 @@ fn router(sn: Arc<Sn>) -> Router {
     let api = Router::new()
         .route(
             "/api/now/table/{table}",
-            get(table::list).post(table::create),
+            get(items::list).post(items::create),
         )
         .route(
             "/api/now/table/{table}/{sys_id}",
-            get(table::get_one)
-                .put(table::update)
-                .patch(table::update)
-                .delete(table::delete),
+            get(items::get_one)
+                .put(items::update)
+                .patch(items::update)
+                .delete(items::delete),
         )
         .route(
             "/api/now/v1/table/{table}",
-            get(table::list).post(table::create),
+            get(items::list).post(items::create),
         )
         .route(
             "/api/now/v1/table/{table}/{sys_id}",
-            get(table::get_one)
-                .put(table::update)
-                .patch(table::update)
-                .delete(table::delete),
+            get(items::get_one)
+                .put(items::update)
+                .patch(items::update)
+                .delete(items::delete),
         )
         .route(
             "/api/now/v2/table/{table}",
-            get(table::list).post(table::create),
+            get(items::list).post(items::create),
         )
         .route(
             "/api/now/v2/table/{table}/{sys_id}",
-            get(table::get_one)
-                .put(table::update)
-                .patch(table::update)
-                .delete(table::delete),
+            get(items::get_one)
+                .put(items::update)
+                .patch(items::update)
+                .delete(items::delete),
         )
-        .route("/api/now/attachment", get(attach::list))
-        .route("/api/now/attachment/file", post(attach::upload_raw))
-        .route("/api/now/attachment/upload", post(attach::upload_multipart))
+        .route("/api/now/attachment", get(attachments::list))
+        .route("/api/now/attachment/file", post(attachments::upload_raw))
+        .route(
+            "/api/now/attachment/upload",
+            post(attachments::upload_multipart),
+        )
         .route(
             "/api/now/attachment/{sys_id}",
-            get(attach::meta).delete(attach::delete),
+            get(attachments::meta).delete(attachments::delete),
         )
-        .route("/api/now/attachment/{sys_id}/file", get(attach::download))
-        .route("/api/now/v1/attachment", get(attach::list))
-        .route("/api/now/v1/attachment/file", post(attach::upload_raw))
+        .route(
+            "/api/now/attachment/{sys_id}/file",
+            get(attachments::download),
+        )
+        .route("/api/now/v1/attachment", get(attachments::list))
+        .route("/api/now/v1/attachment/file", post(attachments::upload_raw))
         .route(
             "/api/now/v1/attachment/upload",
-            post(attach::upload_multipart),
+            post(attachments::upload_multipart),
         )
         .route(
             "/api/now/v1/attachment/{sys_id}",
-            get(attach::meta).delete(attach::delete),
+            get(attachments::meta).delete(attachments::delete),
         )
         .route(
             "/api/now/v1/attachment/{sys_id}/file",
-            get(attach::download),
+            get(attachments::download),
         )
         .route("/api/now/v1/batch", post(batch::batch))
         .route_layer(middleware::from_fn_with_state(sn.clone(), authenticate));
@@ -701,14 +448,4 @@ fn router(sn: Arc<Sn>) -> Router {
             common::control_layer,
         ))
         .with_state(sn)
-}
-
-pub(crate) fn now_str(sn: &Sn) -> String {
-    fmt_time(sn.now())
-}
-
-pub(crate) fn empty_response(status: StatusCode) -> Response {
-    let mut r = Response::new(Body::empty());
-    *r.status_mut() = status;
-    r
 }

@@ -7,7 +7,8 @@ use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::data;
+#[allow(clippy::wildcard_imports)]
+use super::*;
 
 pub(crate) type Row = BTreeMap<String, String>;
 
@@ -370,4 +371,56 @@ pub(crate) fn group_digits(value: &str) -> String {
         out.push(c);
     }
     if n < 0 { format!("-{out}") } else { out }
+}
+
+/// A user who can sign in.
+#[derive(Debug, Clone)]
+pub(crate) struct SimUser {
+    pub(crate) user_name: String,
+    pub(crate) password: String,
+    pub(crate) roles: Vec<String>,
+}
+
+impl SimUser {
+    pub(crate) fn can_read(&self) -> bool {
+        !self.roles.is_empty()
+    }
+
+    pub(crate) fn can_write(&self) -> bool {
+        self.roles.iter().any(|r| r == "admin" || r == "itil")
+    }
+}
+
+/// Behaviour switches, with the defaults of a current instance.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) default_limit: usize,
+    pub(crate) prev_link_on_first_page: bool,
+    pub(crate) invalid_query_returns_no_rows: bool,
+    pub(crate) data_policy: bool,
+    pub(crate) token_lifetime: Duration,
+    pub(crate) display_offset: TimeDelta,
+    pub(crate) max_attachment_bytes: usize,
+}
+
+pub(crate) struct Sn {
+    pub(crate) store: Mutex<Store>,
+    pub(crate) config: Config,
+    pub(crate) base: OnceLock<String>,
+    pub(crate) users: Mutex<Vec<SimUser>>,
+    pub(crate) tokens: Mutex<HashMap<String, (String, DateTime<Utc>)>>,
+    pub(crate) refresh: Mutex<HashMap<String, String>>,
+    pub(crate) oauth_clients: Vec<(String, String)>,
+    pub(crate) control: Arc<Control>,
+    pub(crate) router: OnceLock<Router>,
+}
+
+impl Sn {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.control.clock.now()
+    }
+
+    pub(crate) fn base(&self) -> &str {
+        self.base.get().map_or("", String::as_str)
+    }
 }

@@ -32,7 +32,7 @@ async fn signed_in(sim: &AlmSim) -> reqwest::Client {
 async fn sessions_encodings_and_errors() {
     let sim = AlmSim::builder()
         .user("qa", "qa")
-        .seed(3)
+        .seed_items(3)
         .version(AlmVersion::V12_60)
         .spawn()
         .await
@@ -239,7 +239,7 @@ async fn sessions_encodings_and_errors() {
 async fn a_dead_sessions_lock_goes_with_the_session() {
     let sim = AlmSim::builder()
         .user("qa", "qa")
-        .seed(3)
+        .seed_items(3)
         .version(AlmVersion::V12_60)
         .session_idle_timeout(std::time::Duration::from_secs(600))
         .spawn()

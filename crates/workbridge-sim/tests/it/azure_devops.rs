@@ -4,7 +4,7 @@ use workbridge_sim::azure_devops::{AzureDevOpsSim, Process, ServerVersion};
 async fn sim() -> AzureDevOpsSim {
     AzureDevOpsSim::builder()
         .pat("TOKEN")
-        .seed(3)
+        .seed_items(3)
         .spawn()
         .await
         .unwrap()

@@ -12,7 +12,7 @@ async fn ado(server: ServerVersion) -> AzureDevOpsSim {
     AzureDevOpsSim::builder()
         .pat("TOKEN")
         .server_version(server)
-        .seed(3)
+        .seed_items(3)
         .spawn()
         .await
         .unwrap()
@@ -241,7 +241,7 @@ async fn tfs2018_revised_by_is_an_identity_reference() {
 async fn servicenow_over_tls_with_client_spellings() {
     let sim = ServiceNowSim::builder()
         .user("admin", "admin", &["admin"])
-        .seed_incidents(12)
+        .seed_items(12)
         .tls(Tls::self_signed())
         .spawn()
         .await
@@ -331,7 +331,7 @@ async fn servicenow_over_tls_with_client_spellings() {
 async fn alm_domains_projects_entity_types_and_exceptions_only() {
     let sim = AlmSim::builder()
         .user("qa", "qa")
-        .seed(2)
+        .seed_items(2)
         .version(AlmVersion::V12_60)
         .spawn()
         .await

@@ -11,7 +11,7 @@ async fn sim() -> ServiceNowSim {
         .user("viewer", "viewer", &["snc_read_only"])
         .user("nobody", "nobody", &[])
         .oauth_client("cid", "csecret")
-        .seed_incidents(25)
+        .seed_items(25)
         .spawn()
         .await
         .unwrap()
@@ -213,7 +213,7 @@ async fn encoded_queries_filter_and_order() {
     let strict = ServiceNowSim::builder()
         .user("admin", "admin", &["admin"])
         .invalid_query_returns_no_rows(true)
-        .seed_incidents(3)
+        .seed_items(3)
         .spawn()
         .await
         .unwrap();

@@ -1,6 +1,5 @@
 //! The Table API.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Extension;
@@ -9,9 +8,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
-use super::query::{self, compare};
-use super::store::{Meta, Row, Store, group_digits, shift};
-use super::{Caller, Sn, data, empty_response, json_response, lock, now_str, sn_error};
+use super::query::compare;
+#[allow(clippy::wildcard_imports)]
+use super::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Display {
@@ -27,25 +26,6 @@ pub(crate) struct ReadOpts {
     pub(crate) display: Display,
     pub(crate) exclude_ref: bool,
     pub(crate) fields: Option<Vec<String>>,
-}
-
-pub(crate) fn params(raw: Option<&str>) -> Vec<(String, String)> {
-    raw.map(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .into_owned()
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-fn param<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    p.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str())
-}
-
-/// A boolean parameter: instances read `true`, `True` and `TRUE` alike (Python clients send
-/// `True`).
-fn flag(p: &[(String, String)], k: &str) -> bool {
-    param(p, k).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 impl ReadOpts {
@@ -755,9 +735,4 @@ pub(crate) async fn delete(
         Some(_) => empty_response(StatusCode::NO_CONTENT),
         None => no_record(),
     }
-}
-
-/// Parameters by name (last wins), for handlers that need a map.
-pub(crate) fn param_map(p: &[(String, String)]) -> HashMap<String, String> {
-    p.iter().cloned().collect()
 }

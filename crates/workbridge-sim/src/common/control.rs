@@ -1,73 +1,20 @@
-//! What every simulator shares: the clock, fault injection, request accounting, serving.
+//! Fault injection and request accounting: the faults a simulator injects, the exchanges it
+//! records, and the middleware that does both.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use chrono::{DateTime, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::oneshot;
 
-/// A mutex's guard, a poisoned one included: a simulator keeps serving after a handler panicked.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The simulator's clock: the real time shifted by an offset, or frozen. Freezing it makes
-/// every write share one timestamp, as happens on a busy real server.
-#[derive(Debug, Clone, Default)]
-pub struct SimClock(Arc<Mutex<ClockState>>);
-
-#[derive(Debug, Default)]
-struct ClockState {
-    frozen: Option<DateTime<Utc>>,
-    offset: TimeDelta,
-}
-
-impl SimClock {
-    /// The time now.
-    pub fn now(&self) -> DateTime<Utc> {
-        let s = lock(&self.0);
-        s.frozen.unwrap_or_else(|| Utc::now() + s.offset)
-    }
-
-    /// Stops the clock at `t`.
-    pub fn freeze(&self, t: DateTime<Utc>) {
-        lock(&self.0).frozen = Some(t);
-    }
-
-    /// Stops the clock where it is.
-    pub fn freeze_now(&self) {
-        let now = self.now();
-        self.freeze(now);
-    }
-
-    /// Lets the clock run again, from where it stood.
-    pub fn unfreeze(&self) {
-        let mut s = lock(&self.0);
-        if let Some(f) = s.frozen.take() {
-            s.offset = f - Utc::now();
-        }
-    }
-
-    /// Moves the clock forward.
-    pub fn advance(&self, d: Duration) {
-        let d = TimeDelta::from_std(d).unwrap_or(TimeDelta::zero());
-        let mut s = lock(&self.0);
-        match &mut s.frozen {
-            Some(f) => *f += d,
-            None => s.offset += d,
-        }
-    }
-}
+#[allow(clippy::wildcard_imports)]
+use super::*;
 
 /// Faults a simulator injects, before handling a request.
 #[derive(Debug, Clone, Default)]
@@ -149,20 +96,20 @@ pub(crate) enum Injected {
 }
 
 /// A queued fault: the method and a part of the path it waits for (any when `None`).
-type Queued = (Option<String>, Option<String>, Injected);
+pub(crate) type Queued = (Option<String>, Option<String>, Injected);
 
 /// The shared per-server state of accounting and faults.
 #[derive(Debug)]
 pub(crate) struct Control {
     pub(crate) clock: SimClock,
-    faults: Mutex<Faults>,
-    rng: Mutex<StdRng>,
+    pub(crate) faults: Mutex<Faults>,
+    pub(crate) rng: Mutex<StdRng>,
     /// Faults queued for the next requests (of one method, and with a path containing a text,
     /// when given).
-    queued: Mutex<Vec<Queued>>,
-    counts: Mutex<BTreeMap<String, u64>>,
+    pub(crate) queued: Mutex<Vec<Queued>>,
+    pub(crate) counts: Mutex<BTreeMap<String, u64>>,
     /// Exchanges kept while recording (`None`: not recording).
-    exchanges: Mutex<Option<Vec<Exchange>>>,
+    pub(crate) exchanges: Mutex<Option<Vec<Exchange>>>,
 }
 
 /// One request and its answer, as the simulator saw them (kept while
@@ -190,9 +137,10 @@ pub struct Exchange {
 }
 
 impl Control {
-    pub(crate) fn new(clock: SimClock, faults: Faults) -> Self {
+    pub(crate) fn new(options: &super::SimOptions) -> Self {
+        let faults = options.faults.clone();
         Control {
-            clock,
+            clock: options.clock.clone(),
             rng: Mutex::new(StdRng::seed_from_u64(faults.seed)),
             faults: Mutex::new(faults),
             queued: Mutex::new(Vec::new()),
@@ -201,7 +149,7 @@ impl Control {
         }
     }
 
-    fn decide(&self, method: &str, path: &str) -> (Duration, Option<Injected>) {
+    pub(crate) fn decide(&self, method: &str, path: &str) -> (Duration, Option<Injected>) {
         if let Some(q) = {
             let mut q = lock(&self.queued);
             q.iter()
@@ -283,7 +231,13 @@ impl SimControl {
 
     /// Queues `n` faults for the next requests of `method` whose path contains `path_part`
     /// (any request where `None`).
-    fn queue(&self, method: Option<&str>, path_part: Option<&str>, fault: Injected, n: usize) {
+    pub(crate) fn queue(
+        &self,
+        method: Option<&str>,
+        path_part: Option<&str>,
+        fault: Injected,
+        n: usize,
+    ) {
         let entry = (
             method.map(str::to_owned),
             path_part.map(str::to_owned),
@@ -413,7 +367,7 @@ pub(crate) async fn control_layer(
 }
 
 /// An answer whose body breaks off: what a client sees when the connection is reset.
-fn broken_answer() -> Response {
+pub(crate) fn broken_answer() -> Response {
     let broken = futures::stream::iter([
         Ok(bytes::Bytes::from_static(b"{\"result\":[")),
         Err(std::io::Error::new(
@@ -430,7 +384,12 @@ fn broken_answer() -> Response {
 }
 
 /// Serves a request while keeping the exchange.
-async fn recorded(st: &MiddlewareState, route: String, req: Request, next: Next) -> Response {
+pub(crate) async fn recorded(
+    st: &MiddlewareState,
+    route: String,
+    req: Request,
+    next: Next,
+) -> Response {
     let content_type = |h: &axum::http::HeaderMap| {
         h.get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -468,171 +427,4 @@ async fn recorded(st: &MiddlewareState, route: String, req: Request, next: Next)
         list.push(exchange);
     }
     Response::from_parts(parts, Body::from(response_body))
-}
-
-/// TLS for a simulator: a self-signed certificate for `localhost` and `127.0.0.1`, made when
-/// the simulator starts, its PEM written where a client can trust it.
-#[derive(Debug, Clone, Default)]
-pub struct Tls {
-    pem_path: Option<std::path::PathBuf>,
-}
-
-impl Tls {
-    /// TLS with the certificate's PEM written to a file in the system's temporary directory.
-    pub fn self_signed() -> Self {
-        Tls::default()
-    }
-
-    /// TLS with the certificate's PEM written to `path`.
-    pub fn pem_at(path: impl Into<std::path::PathBuf>) -> Self {
-        Tls {
-            pem_path: Some(path.into()),
-        }
-    }
-}
-
-/// The certificate a TLS simulator serves.
-#[derive(Debug, Clone)]
-pub struct Certificate {
-    /// The certificate in PEM.
-    pub pem: String,
-    /// Where the PEM was written.
-    pub path: std::path::PathBuf,
-}
-
-/// A running simulator: its base URL, its control, and its shutdown.
-#[derive(Debug)]
-pub(crate) struct Running {
-    pub(crate) addr: SocketAddr,
-    pub(crate) certificate: Option<Certificate>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Running {
-    /// `http://127.0.0.1:port` or, with TLS, `https://localhost:port` (the name the
-    /// certificate is for).
-    pub(crate) fn base_url(&self) -> String {
-        match self.certificate {
-            Some(_) => format!("https://localhost:{}", self.addr.port()),
-            None => format!("http://{}", self.addr),
-        }
-    }
-
-    /// Stops serving and waits until it has stopped.
-    pub(crate) async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// Serves `router` on 127.0.0.1:`port` (0: any free port) in a background task, over TLS
-/// when `tls` is given.
-pub(crate) async fn serve(
-    router: Router,
-    port: u16,
-    tls: Option<&Tls>,
-) -> std::io::Result<Running> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = oneshot::channel::<()>();
-    let Some(tls) = tls else {
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        return Ok(Running {
-            addr,
-            certificate: None,
-            shutdown: Some(tx),
-            task: Some(task),
-        });
-    };
-    let (acceptor, certificate) = tls_acceptor(tls, addr)?;
-    let task = tokio::spawn(serve_tls(listener, router, acceptor, rx));
-    Ok(Running {
-        addr,
-        certificate: Some(certificate),
-        shutdown: Some(tx),
-        task: Some(task),
-    })
-}
-
-fn tls_acceptor(
-    tls: &Tls,
-    addr: SocketAddr,
-) -> std::io::Result<(tokio_rustls::TlsAcceptor, Certificate)> {
-    let invalid = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
-    let key = rcgen::KeyPair::generate().map_err(|e| invalid(&e))?;
-    let params =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .map_err(|e| invalid(&e))?;
-    let cert = params.self_signed(&key).map_err(|e| invalid(&e))?;
-    let pem = cert.pem();
-    let path = tls.pem_path.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("workbridge-sim-{}.pem", addr.port()))
-    });
-    std::fs::write(&path, &pem)?;
-    let der = tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        tokio_rustls::rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| invalid(&e))?
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.der().clone()], der)
-    .map_err(|e| invalid(&e))?;
-    let mut config = config;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok((
-        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
-        Certificate { pem, path },
-    ))
-}
-
-async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    acceptor: tokio_rustls::TlsAcceptor,
-    mut rx: oneshot::Receiver<()>,
-) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = &mut rx => break,
-            accepted = listener.accept() => match accepted {
-                Ok(s) => s,
-                Err(_) => continue,
-            },
-        };
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        connections.spawn(async move {
-            // A client that refuses the certificate ends its own connection, nothing else.
-            let Ok(stream) = acceptor.accept(stream).await else {
-                return;
-            };
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            let _ =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-        });
-    }
-    connections.abort_all();
 }

@@ -11,9 +11,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::store::Row;
-use super::table::{ReadOpts, param_map, params, render, select};
-use super::{Caller, Sn, empty_response, json_response, lock, now_str, sn_error};
+#[allow(clippy::wildcard_imports)]
+use super::*;
 
 fn not_found() -> Response {
     sn_error(
@@ -32,7 +31,7 @@ fn meta_json(sn: &Sn, row: &Row) -> Value {
         &meta,
         row,
         &ReadOpts {
-            display: super::table::Display::False,
+            display: super::items::Display::False,
             exclude_ref: true,
             fields: None,
         },
@@ -48,7 +47,7 @@ pub(crate) async fn list(State(sn): State<Arc<Sn>>, RawQuery(raw): RawQuery) -> 
     };
     let meta = store.meta("sys_attachment");
     let o = ReadOpts {
-        display: super::table::Display::False,
+        display: super::items::Display::False,
         exclude_ref: true,
         fields: None,
     };
