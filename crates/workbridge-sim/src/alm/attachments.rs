@@ -43,6 +43,15 @@ pub(crate) async fn attachments(
     body: Bytes,
 ) -> Response {
     let host = host_of(&headers);
+    let is_multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("multipart/form-data"));
+    let multipart = if method == Method::POST && is_multipart {
+        multipart_file(&headers, body.clone()).await
+    } else {
+        None
+    };
     let mut st = lock(&alm.st);
     let call = match begin(
         &alm,
@@ -81,7 +90,7 @@ pub(crate) async fn attachments(
             };
             (slug.to_owned(), body)
         } else if ct.starts_with("multipart/form-data") {
-            match parse_multipart(&ct, &body) {
+            match multipart {
                 Some(x) => x,
                 None => {
                     return qc_error(
@@ -139,37 +148,25 @@ pub(crate) async fn attachments(
     }
 }
 
-pub(crate) fn parse_multipart(ct: &str, body: &[u8]) -> Option<(String, Bytes)> {
-    let boundary = ct.split("boundary=").nth(1)?.trim_matches('"').to_owned();
-    let delim = format!("--{boundary}");
-    let text = body;
-    let mut name = None;
-    let mut file = None;
-    let positions: Vec<usize> = text
-        .windows(delim.len())
-        .enumerate()
-        .filter(|(_, w)| *w == delim.as_bytes())
-        .map(|(i, _)| i)
-        .collect();
-    for pair in positions.windows(2) {
-        let part = &text[pair[0] + delim.len()..pair[1]];
-        let sep = part.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let head = String::from_utf8_lossy(&part[..sep]).to_string();
-        let mut content = &part[sep + 4..];
-        if content.ends_with(b"\r\n") {
-            content = &content[..content.len() - 2];
-        }
-        if head.contains("name=\"filename\"") {
-            name = Some(String::from_utf8_lossy(content).to_string());
-        } else if head.contains("name=\"file\"") {
-            if name.is_none() {
-                name = head
-                    .split("filename=\"")
-                    .nth(1)
-                    .and_then(|s| s.split('"').next())
-                    .map(ToOwned::to_owned);
+/// The file of a multipart upload, read by axum's `Multipart`: its name (the `filename` part,
+/// else the file part's own file name) and its bytes; `None` without a file part.
+pub(crate) async fn multipart_file(headers: &HeaderMap, body: Bytes) -> Option<(String, Bytes)> {
+    use axum::extract::FromRequest as _;
+    let mut req = axum::extract::Request::new(Body::from(body));
+    *req.headers_mut() = headers.clone();
+    let mut parts = axum::extract::Multipart::from_request(req, &())
+        .await
+        .ok()?;
+    let (mut name, mut file) = (None, None);
+    while let Ok(Some(part)) = parts.next_field().await {
+        match part.name() {
+            Some("filename") => name = Some(part.text().await.ok()?),
+            Some("file") => {
+                let own = part.file_name().map(ToOwned::to_owned);
+                file = Some(part.bytes().await.ok()?);
+                name = name.or(own);
             }
-            file = Some(Bytes::copy_from_slice(content));
+            _ => {}
         }
     }
     Some((name?, file?))

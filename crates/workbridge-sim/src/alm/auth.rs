@@ -14,17 +14,11 @@ use serde_json::Value;
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// The cookies a request carries, by name.
 pub(crate) fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
-    headers
-        .get_all(header::COOKIE)
+    axum_extra::extract::CookieJar::from_headers(headers)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(';'))
-        .filter_map(|p| {
-            p.trim()
-                .split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        })
+        .map(|c| (c.name().to_owned(), c.value().to_owned()))
         .collect()
 }
 

@@ -231,6 +231,45 @@ async fn sessions_encodings_and_errors() {
         .await
         .unwrap();
     assert_eq!(&bytes[..], b"data");
+    // Multipart, as ALM's own clients send it: the name in a `filename` part, the bytes in
+    // `file` (whose own file name the `filename` part overrides); a body without a file part
+    // is refused.
+    let form = reqwest::multipart::Form::new()
+        .text("filename", "trace; final.log")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"line 1\r\n--not a boundary\r\n".to_vec())
+                .file_name("upload.bin"),
+        );
+    let r = http
+        .post(format!("{}{P}/defects/1/attachments", sim.url()))
+        .header("Accept", "application/json")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let bytes = http
+        .get(format!(
+            "{}{P}/defects/1/attachments/trace%3B%20final.log",
+            sim.url()
+        ))
+        .header("Accept", "application/octet-stream")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&bytes[..], b"line 1\r\n--not a boundary\r\n");
+    let form = reqwest::multipart::Form::new().text("filename", "empty.log");
+    let r = http
+        .post(format!("{}{P}/defects/1/attachments", sim.url()))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
 }
 
 /// A client that dies holding a lock blocks the entity only as long as its session lives: the
