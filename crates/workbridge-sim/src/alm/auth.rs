@@ -8,11 +8,11 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use serde_json::Value;
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::common::Credential;
 
 /// The cookies a request carries, by name.
 pub(crate) fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
@@ -165,21 +165,11 @@ pub(crate) async fn is_authenticated(
 }
 
 pub(crate) async fn authenticate(State(alm): State<Arc<Alm>>, headers: HeaderMap) -> Response {
-    let user = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|a| a.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|pair| {
-            pair.split_once(':')
-                .map(|(u, p)| (u.to_owned(), p.to_owned()))
-        })
-        .filter(|(u, p)| alm.config.users.iter().any(|(n, pw, _)| n == u && pw == p));
+    let user = match Credential::of(&headers) {
+        Some(Credential::Basic { user, password }) => Some((user, password)),
+        _ => None,
+    }
+    .filter(|(u, p)| alm.config.users.iter().any(|(n, pw, _)| n == u && pw == p));
     match user {
         Some((u, _)) => issue_lwsso(&alm, &u).1,
         None => {

@@ -8,32 +8,21 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use base64::Engine as _;
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::common::Credential;
 
 pub(crate) async fn authenticate(
     State(ado): State<Arc<Ado>>,
     req: Request,
     next: Next,
 ) -> Response {
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let ok = if let Some(b64) = auth.strip_prefix("Basic ") {
-        base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .ok()
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|pair| pair.split_once(':').map(|(_, p)| p == ado.config.pat))
-            .unwrap_or(false)
-    } else if let Some(token) = auth.strip_prefix("Bearer ") {
-        token.trim() == ado.config.pat
-    } else {
-        false
+    let ok = match Credential::of(req.headers()) {
+        Some(Credential::Basic { password, .. } | Credential::Bearer(password)) => {
+            password == ado.config.pat
+        }
+        None => false,
     };
     if ok {
         let session = req.headers().get("x-tfs-session").cloned();

@@ -3,6 +3,7 @@
 
 mod clock;
 mod control;
+mod credential;
 mod serve;
 
 use std::sync::Mutex;
@@ -10,6 +11,7 @@ use std::sync::Mutex;
 pub use clock::SimClock;
 pub(crate) use control::{Control, MiddlewareState, control_layer};
 pub use control::{Exchange, Faults, SimControl};
+pub(crate) use credential::Credential;
 pub use serve::{Certificate, Tls};
 pub(crate) use serve::{Running, serve};
 

@@ -8,13 +8,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use base64::Engine as _;
 use chrono::TimeDelta;
 use rand::Rng;
 use serde_json::{Value, json};
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::common::Credential;
 
 /// Who sent the request.
 #[derive(Debug, Clone)]
@@ -33,32 +33,20 @@ pub(crate) async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let user = if let Some(b64) = auth.strip_prefix("Basic ") {
-        base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .ok()
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|pair| {
-                let (u, p) = pair.split_once(':')?;
-                lock(&sn.users)
-                    .iter()
-                    .find(|x| x.user_name == u && x.password == p)
-                    .cloned()
-            })
-    } else if let Some(token) = auth.strip_prefix("Bearer ") {
-        let now = sn.now();
-        let name = lock(&sn.tokens)
-            .get(token.trim())
-            .filter(|(_, exp)| *exp > now)
-            .map(|(u, _)| u.clone());
-        name.and_then(|n| lock(&sn.users).iter().find(|x| x.user_name == n).cloned())
-    } else {
-        None
+    let user = match Credential::of(req.headers()) {
+        Some(Credential::Basic { user, password }) => lock(&sn.users)
+            .iter()
+            .find(|x| x.user_name == user && x.password == password)
+            .cloned(),
+        Some(Credential::Bearer(token)) => {
+            let now = sn.now();
+            let name = lock(&sn.tokens)
+                .get(&token)
+                .filter(|(_, exp)| *exp > now)
+                .map(|(u, _)| u.clone());
+            name.and_then(|n| lock(&sn.users).iter().find(|x| x.user_name == n).cloned())
+        }
+        None => None,
     };
     let Some(user) = user else {
         return unauthenticated();
