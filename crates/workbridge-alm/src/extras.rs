@@ -5,42 +5,37 @@ use super::*;
 
 impl AlmRepository {
     pub(crate) async fn do_comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        let run = async move {
-            let field = comment_field(t.as_str()).ok_or_else(|| {
-                Error::unsupported("comments", format!("{t} has no comments memo"))
-            })?;
-            let offset = self.offset().await?;
-            let item = self.read(t, id).await?;
-            let memo = item
-                .field(field)
-                .and_then(FieldValue::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            Ok(parse_comments(&memo)
-                .into_iter()
-                .enumerate()
-                .map(|(i, (name, login, date, text))| {
-                    let at = parse_comment_date(&date)
-                        .and_then(|d| d.and_hms_opt(0, 0, 0))
-                        .map_or(item.changed_at, |d| d.and_utc() - offset);
-                    let mut c = Comment::new(
-                        format!("dc{}", i + 1),
-                        at,
-                        text,
-                        TextFormat::Plain,
-                        Visibility::Public,
-                    );
-                    c.author = Some(Person {
-                        login: Some(login).filter(|l| !l.is_empty()),
-                        display_name: Some(name).filter(|n| !n.is_empty()),
-                        ..Person::default()
-                    });
-                    c
-                })
-                .collect())
-        };
-        run.await
-            .map_err(|e: Error| e.for_item("comments", t, id, self))
+        let field = comment_field(t.as_str())
+            .ok_or_else(|| Error::unsupported("comments", format!("{t} has no comments memo")))?;
+        let offset = self.offset().await?;
+        let item = self.read(t, id).await?;
+        let memo = item
+            .field(field)
+            .and_then(FieldValue::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Ok(parse_comments(&memo)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, login, date, text))| {
+                let at = parse_comment_date(&date)
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map_or(item.changed_at, |d| d.and_utc() - offset);
+                let mut c = Comment::new(
+                    format!("dc{}", i + 1),
+                    at,
+                    text,
+                    TextFormat::Plain,
+                    Visibility::Public,
+                );
+                c.author = Some(Person {
+                    login: Some(login).filter(|l| !l.is_empty()),
+                    display_name: Some(name).filter(|n| !n.is_empty()),
+                    ..Person::default()
+                });
+                c
+            })
+            .collect())
     }
 
     pub(crate) async fn do_add_comment(
@@ -49,98 +44,94 @@ impl AlmRepository {
         id: &ItemId,
         c: &NewComment,
     ) -> Result<Comment> {
-        let run = async move {
-            if c.visibility == Visibility::Internal {
-                return Err(Error::unsupported(
-                    "add_comment",
-                    "ALM comments have no internal visibility",
-                ));
-            }
-            let field = comment_field(t.as_str()).ok_or_else(|| {
-                Error::unsupported("add_comment", format!("{t} has no comments memo"))
-            })?;
-            if c.body.trim().is_empty() {
-                return Err(
-                    Error::invalid_input("comment", "", "a comment needs a body")
-                        .with_operation("add_comment"),
-                );
-            }
-            let offset = self.offset().await?;
-            let login = match &self.config.auth {
-                Some(AlmAuth::Password { user, .. }) => user.clone(),
-                Some(AlmAuth::ApiKey { client_id, .. }) => client_id.clone(),
-                None => String::new(),
-            };
-            let name = c
-                .author
-                .as_ref()
-                .and_then(|a| a.display_name.clone())
-                .unwrap_or_else(|| login.clone());
-            let today = (Utc::now() + offset).format("%Y-%m-%d").to_string();
-            let text = match c.format {
-                TextFormat::Html => html_text(&c.body).trim().to_owned(),
-                _ => c.body.clone(),
-            };
-            let entry = format!(
-                "<div align=\"left\"><font face=\"Arial\"><span style=\"font-size:8pt\"><br /></span></font></div><div align=\"left\"><font face=\"Arial\" color=\"#000080\"><span style=\"font-size:8pt\"><b>{SEPARATOR}</b></span></font></div><div align=\"left\"><font face=\"Arial\" color=\"#000080\"><span style=\"font-size:8pt\"><b>{} &lt;{}&gt;, {today}:</b></span></font><font face=\"Arial\"><span style=\"font-size:8pt\"> {}</span></font></div>",
-                html_escape(&name),
-                html_escape(&login),
-                html_escape(&text).replace('\n', "<br />")
+        if c.visibility == Visibility::Internal {
+            return Err(Error::unsupported(
+                "add_comment",
+                "ALM comments have no internal visibility",
+            ));
+        }
+        let field = comment_field(t.as_str()).ok_or_else(|| {
+            Error::unsupported("add_comment", format!("{t} has no comments memo"))
+        })?;
+        if c.body.trim().is_empty() {
+            return Err(
+                Error::invalid_input("comment", "", "a comment needs a body")
+                    .with_operation("add_comment"),
             );
-            let meta = self.meta(t).await?;
-            let count = self
-                .with_lock("add_comment", t, id, || async {
-                    let current = self.read(t, id).await?;
-                    let memo = current
-                        .field(field)
-                        .and_then(FieldValue::as_str)
-                        .unwrap_or_default()
-                        .to_owned();
-                    let updated = match memo.rfind("</body>") {
-                        Some(pos) => format!("{}{entry}{}", &memo[..pos], &memo[pos..]),
-                        None if memo.trim().is_empty() => {
-                            format!("<html><body>{entry}</body></html>")
-                        }
-                        None => format!("{memo}{entry}"),
-                    };
-                    let body = self.encode_fields(
-                        t,
-                        &meta,
-                        &FieldMap::new().with(field, FieldValue::Html(updated)),
-                        offset,
-                    )?;
-                    let stored = self
-                        .put_entity("add_comment", t, id, &body)
-                        .await?
-                        .fields
-                        .get(field)
-                        .cloned()
-                        .flatten()
-                        .and_then(|v| v.into_iter().next())
-                        .unwrap_or_default();
-                    Ok(parse_comments(&stored).len())
-                })
-                .await?;
-            let at = NaiveDate::parse_from_str(&today, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map_or_else(Utc::now, |d| d.and_utc() - offset);
-            let mut comment = Comment::new(
-                format!("dc{count}"),
-                at,
-                text,
-                TextFormat::Plain,
-                Visibility::Public,
-            );
-            comment.author = Some(Person {
-                login: Some(login),
-                display_name: Some(name),
-                ..Person::default()
-            });
-            Ok(comment)
+        }
+        let offset = self.offset().await?;
+        let login = match &self.config.auth {
+            Some(AlmAuth::Password { user, .. }) => user.clone(),
+            Some(AlmAuth::ApiKey { client_id, .. }) => client_id.clone(),
+            None => String::new(),
         };
-        run.await
-            .map_err(|e: Error| e.for_item("add_comment", t, id, self))
+        let name = c
+            .author
+            .as_ref()
+            .and_then(|a| a.display_name.clone())
+            .unwrap_or_else(|| login.clone());
+        let today = (Utc::now() + offset).format("%Y-%m-%d").to_string();
+        let text = match c.format {
+            TextFormat::Html => html_text(&c.body).trim().to_owned(),
+            _ => c.body.clone(),
+        };
+        let entry = format!(
+            "<div align=\"left\"><font face=\"Arial\"><span style=\"font-size:8pt\"><br /></span></font></div><div align=\"left\"><font face=\"Arial\" color=\"#000080\"><span style=\"font-size:8pt\"><b>{SEPARATOR}</b></span></font></div><div align=\"left\"><font face=\"Arial\" color=\"#000080\"><span style=\"font-size:8pt\"><b>{} &lt;{}&gt;, {today}:</b></span></font><font face=\"Arial\"><span style=\"font-size:8pt\"> {}</span></font></div>",
+            html_escape(&name),
+            html_escape(&login),
+            html_escape(&text).replace('\n', "<br />")
+        );
+        let meta = self.meta(t).await?;
+        let count = self
+            .with_lock("add_comment", t, id, || async {
+                let current = self.read(t, id).await?;
+                let memo = current
+                    .field(field)
+                    .and_then(FieldValue::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let updated = match memo.rfind("</body>") {
+                    Some(pos) => format!("{}{entry}{}", &memo[..pos], &memo[pos..]),
+                    None if memo.trim().is_empty() => {
+                        format!("<html><body>{entry}</body></html>")
+                    }
+                    None => format!("{memo}{entry}"),
+                };
+                let body = self.encode_fields(
+                    t,
+                    &meta,
+                    &FieldMap::new().with(field, FieldValue::Html(updated)),
+                    offset,
+                )?;
+                let stored = self
+                    .put_entity("add_comment", t, id, &body)
+                    .await?
+                    .fields
+                    .get(field)
+                    .cloned()
+                    .flatten()
+                    .and_then(|v| v.into_iter().next())
+                    .unwrap_or_default();
+                Ok(parse_comments(&stored).len())
+            })
+            .await?;
+        let at = NaiveDate::parse_from_str(&today, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map_or_else(Utc::now, |d| d.and_utc() - offset);
+        let mut comment = Comment::new(
+            format!("dc{count}"),
+            at,
+            text,
+            TextFormat::Plain,
+            Visibility::Public,
+        );
+        comment.author = Some(Person {
+            login: Some(login),
+            display_name: Some(name),
+            ..Person::default()
+        });
+        Ok(comment)
     }
 
     pub(crate) async fn do_attachments(
@@ -148,26 +139,22 @@ impl AlmRepository {
         t: &ItemType,
         id: &ItemId,
     ) -> Result<Vec<AttachmentMeta>> {
-        let run = async move {
-            let offset = self.offset().await?;
-            let resp = self
-                .call(
-                    "attachments",
-                    Method::GET,
-                    &format!("{}/attachments", self.entity_path(t, id)?),
-                    &[],
-                    None,
-                )
-                .await
-                .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-            let (rows, _) = parse_collection(self.config.format, &resp.body)?;
-            Ok(rows
-                .iter()
-                .map(|e| attachment_meta(e, t, id.clone(), offset))
-                .collect())
-        };
-        run.await
-            .map_err(|e: Error| e.for_item("attachments", t, id, self))
+        let offset = self.offset().await?;
+        let resp = self
+            .call(
+                "attachments",
+                Method::GET,
+                &format!("{}/attachments", self.entity_path(t, id)?),
+                &[],
+                None,
+            )
+            .await
+            .map_err(|e| e.with_item(t.clone(), id.clone()))?;
+        let (rows, _) = parse_collection(self.config.format, &resp.body)?;
+        Ok(rows
+            .iter()
+            .map(|e| attachment_meta(e, t, id.clone(), offset))
+            .collect())
     }
 
     pub(crate) async fn do_attachments_since(
@@ -179,79 +166,72 @@ impl AlmRepository {
         // Attaching a file leaves the entity's `last-modified` alone (the simulator does so;
         // unverified on a server), so `changes` does not show it: the project-level
         // attachments collection does, with each attachment's parent.
-        let run = async move {
-            let offset = self.offset().await?;
-            let local = (since + offset).format(ALM_TIME).to_string();
-            let q = [
-                (
-                    "query",
-                    format!(
-                        "{{parent-type[{}];last-modified[>=\"{local}\"]}}",
-                        entity_type(t.as_str())
-                    ),
+        let offset = self.offset().await?;
+        let local = (since + offset).format(ALM_TIME).to_string();
+        let q = [
+            (
+                "query",
+                format!(
+                    "{{parent-type[{}];last-modified[>=\"{local}\"]}}",
+                    entity_type(t.as_str())
                 ),
-                ("order-by", "{last-modified[ASC];id[ASC]}".to_owned()),
-                ("page-size", limit.clamp(1, 2000).to_string()),
-                ("start-index", "1".to_owned()),
-            ];
-            let resp = self
-                .call(
-                    "attachments_since",
-                    Method::GET,
-                    &format!("{}/attachments", self.project_path),
-                    &q,
-                    None,
-                )
-                .await?;
-            let (rows, _) = parse_collection(self.config.format, &resp.body)?;
-            rows.iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    let parent = e
-                        .fields
-                        .get("parent-id")
-                        .cloned()
-                        .flatten()
-                        .and_then(|v| v.into_iter().next())
-                        .filter(|p| !p.is_empty())
-                        .ok_or_else(|| {
-                            Error::protocol(
-                                format!("entities[{i}].parent-id"),
-                                "an attachment without its entity",
-                            )
-                        })?;
-                    let m = attachment_meta(e, t, ItemId::new(parent), offset);
-                    if m.created_at.is_none() {
-                        return Err(Error::protocol(
-                            format!("entities[{i}].last-modified"),
-                            "an attachment without a time",
-                        ));
-                    }
-                    Ok(m)
-                })
-                .collect::<Result<Vec<_>>>()
-        };
-        run.await
+            ),
+            ("order-by", "{last-modified[ASC];id[ASC]}".to_owned()),
+            ("page-size", limit.clamp(1, 2000).to_string()),
+            ("start-index", "1".to_owned()),
+        ];
+        let resp = self
+            .call(
+                "attachments_since",
+                Method::GET,
+                &format!("{}/attachments", self.project_path),
+                &q,
+                None,
+            )
+            .await?;
+        let (rows, _) = parse_collection(self.config.format, &resp.body)?;
+        rows.iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let parent = e
+                    .fields
+                    .get("parent-id")
+                    .cloned()
+                    .flatten()
+                    .and_then(|v| v.into_iter().next())
+                    .filter(|p| !p.is_empty())
+                    .ok_or_else(|| {
+                        Error::protocol(
+                            format!("entities[{i}].parent-id"),
+                            "an attachment without its entity",
+                        )
+                    })?;
+                let m = attachment_meta(e, t, ItemId::new(parent), offset);
+                if m.created_at.is_none() {
+                    return Err(Error::protocol(
+                        format!("entities[{i}].last-modified"),
+                        "an attachment without a time",
+                    ));
+                }
+                Ok(m)
+            })
+            .collect::<Result<Vec<_>>>()
     }
 
     pub(crate) async fn do_download(&self, a: &AttachmentMeta) -> Result<Bytes> {
-        let run = async move {
-            let path = format!(
-                "{}/attachments/{}",
-                self.entity_path(&a.item_type, &a.item_id)?,
-                seg(&a.file_name)
-            );
-            let resp = self
-                .client
-                .get(&path)
-                .header(ACCEPT, "application/octet-stream")
-                .operation("download")
-                .send()
-                .await?;
-            Ok(resp.body)
-        };
-        run.await
-            .map_err(|e: Error| e.for_item("download", &a.item_type, &a.item_id, self))
+        let path = format!(
+            "{}/attachments/{}",
+            self.entity_path(&a.item_type, &a.item_id)?,
+            seg(&a.file_name)
+        );
+        let resp = self
+            .client
+            .get(&path)
+            .header(ACCEPT, "application/octet-stream")
+            .operation("download")
+            .send()
+            .await?;
+        Ok(resp.body)
     }
 
     pub(crate) async fn do_upload(
@@ -260,34 +240,30 @@ impl AlmRepository {
         id: &ItemId,
         a: &NewAttachment,
     ) -> Result<AttachmentMeta> {
-        let run = async move {
-            let path = format!("{}/attachments", self.entity_path(t, id)?);
-            let resp = self
-                .client
-                .post(&path)
-                .header(ACCEPT, self.config.format.media())
-                .header(HeaderName::from_static("slug"), &a.file_name)
-                .body(a.data.clone(), "application/octet-stream")
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .operation("upload")
-                .send()
-                .await
-                .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-            let e = parse_entity(self.config.format, &resp.body)?;
-            let one = |f: &str| {
-                e.fields
-                    .get(f)
-                    .cloned()
-                    .flatten()
-                    .and_then(|v| v.into_iter().next())
-                    .unwrap_or_default()
-            };
-            let mut m = AttachmentMeta::new(one("id"), t.clone(), id.clone(), one("name"));
-            m.size = one("file-size").parse().ok();
-            Ok(m)
+        let path = format!("{}/attachments", self.entity_path(t, id)?);
+        let resp = self
+            .client
+            .post(&path)
+            .header(ACCEPT, self.config.format.media())
+            .header(HeaderName::from_static("slug"), &a.file_name)
+            .body(a.data.clone(), "application/octet-stream")
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .operation("upload")
+            .send()
+            .await
+            .map_err(|e| e.with_item(t.clone(), id.clone()))?;
+        let e = parse_entity(self.config.format, &resp.body)?;
+        let one = |f: &str| {
+            e.fields
+                .get(f)
+                .cloned()
+                .flatten()
+                .and_then(|v| v.into_iter().next())
+                .unwrap_or_default()
         };
-        run.await
-            .map_err(|e: Error| e.for_item("upload", t, id, self))
+        let mut m = AttachmentMeta::new(one("id"), t.clone(), id.clone(), one("name"));
+        m.size = one("file-size").parse().ok();
+        Ok(m)
     }
 }
 

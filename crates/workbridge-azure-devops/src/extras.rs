@@ -5,120 +5,115 @@ use super::*;
 
 impl AzureDevOpsRepository {
     pub(crate) async fn do_comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        let run = async move {
-            let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
-            match self.config.server.comments_api() {
-                Some(version) => {
-                    let mut out = Vec::new();
-                    let mut token: Option<String> = None;
-                    loop {
-                        let mut q = vec![("order", "asc".to_owned()), ("$top", "200".to_owned())];
-                        if let Some(tk) = &token {
-                            q.push(("continuationToken", tk.clone()));
-                        }
-                        let resp = self
-                            .call(
-                                "comments",
-                                Method::GET,
-                                &self.project_path(&format!("workItems/{n}/comments")),
-                                version,
-                                &q,
-                                None,
-                            )
-                            .await?;
-                        let v: Value = resp.json()?;
-                        let list =
-                            v.get("comments").and_then(Value::as_array).ok_or_else(|| {
-                                Error::protocol("comments", "the comment list has no comments")
-                            })?;
-                        for (i, c) in list.iter().enumerate() {
-                            let path = format!("comments[{i}]");
-                            let cid = c
-                                .get("id")
-                                .or_else(|| c.get("commentId"))
-                                .and_then(Value::as_u64)
-                                .ok_or_else(|| Error::protocol(format!("{path}.id"), "missing"))?;
-                            let at = c.get("createdDate").and_then(date_time).ok_or_else(|| {
-                                Error::protocol(
-                                    format!("{path}.createdDate"),
-                                    "missing or not a date-time",
-                                )
-                            })?;
-                            let format =
-                                if c.get("format").and_then(Value::as_str) == Some("markdown") {
-                                    TextFormat::Plain
-                                } else {
-                                    TextFormat::Html
-                                };
-                            let mut comment = Comment::new(
-                                cid.to_string(),
-                                at,
-                                c.get("text").and_then(Value::as_str).unwrap_or_default(),
-                                format,
-                                Visibility::Public,
-                            );
-                            comment.author = c.get("createdBy").and_then(parse_person);
-                            out.push(comment);
-                        }
-                        token = v
-                            .get("continuationToken")
-                            .and_then(Value::as_str)
-                            .filter(|s| !s.is_empty())
-                            .map(ToOwned::to_owned);
-                        if token.is_none() {
-                            return Ok(out);
-                        }
+        let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
+        match self.config.server.comments_api() {
+            Some(version) => {
+                let mut out = Vec::new();
+                let mut token: Option<String> = None;
+                loop {
+                    let mut q = vec![("order", "asc".to_owned()), ("$top", "200".to_owned())];
+                    if let Some(tk) = &token {
+                        q.push(("continuationToken", tk.clone()));
                     }
-                }
-                None => {
-                    let v = self
-                        .call_json(
+                    let resp = self
+                        .call(
                             "comments",
                             Method::GET,
-                            // Collection level: before 5.0 updates have no project route.
-                            &format!("_apis/wit/workItems/{n}/updates"),
-                            &[],
+                            &self.project_path(&format!("workItems/{n}/comments")),
+                            version,
+                            &q,
                             None,
                         )
                         .await?;
-                    let list = v
-                        .get("value")
-                        .and_then(Value::as_array)
-                        .ok_or_else(|| Error::protocol("value", "the update list has no value"))?;
-                    let mut out = Vec::new();
-                    for (i, u) in list.iter().enumerate() {
-                        let Some(text) = u
-                            .pointer("/fields/System.History/newValue")
-                            .and_then(Value::as_str)
-                        else {
-                            continue;
+                    let v: Value = resp.json()?;
+                    let list = v.get("comments").and_then(Value::as_array).ok_or_else(|| {
+                        Error::protocol("comments", "the comment list has no comments")
+                    })?;
+                    for (i, c) in list.iter().enumerate() {
+                        let path = format!("comments[{i}]");
+                        let cid = c
+                            .get("id")
+                            .or_else(|| c.get("commentId"))
+                            .and_then(Value::as_u64)
+                            .ok_or_else(|| Error::protocol(format!("{path}.id"), "missing"))?;
+                        let at = c.get("createdDate").and_then(date_time).ok_or_else(|| {
+                            Error::protocol(
+                                format!("{path}.createdDate"),
+                                "missing or not a date-time",
+                            )
+                        })?;
+                        let format = if c.get("format").and_then(Value::as_str) == Some("markdown")
+                        {
+                            TextFormat::Plain
+                        } else {
+                            TextFormat::Html
                         };
-                        let rev = u.get("rev").and_then(Value::as_u64).unwrap_or(0);
-                        let at = u
-                            .pointer("/fields/System.ChangedDate/newValue")
-                            .and_then(date_time)
-                            .ok_or_else(|| {
-                                Error::protocol(
-                                    format!("value[{i}].fields.System.ChangedDate"),
-                                    "missing",
-                                )
-                            })?;
-                        let mut c = Comment::new(
-                            format!("rev{rev}"),
+                        let mut comment = Comment::new(
+                            cid.to_string(),
                             at,
-                            text,
-                            TextFormat::Html,
+                            c.get("text").and_then(Value::as_str).unwrap_or_default(),
+                            format,
                             Visibility::Public,
                         );
-                        c.author = u.get("revisedBy").and_then(parse_person);
-                        out.push(c);
+                        comment.author = c.get("createdBy").and_then(parse_person);
+                        out.push(comment);
                     }
-                    Ok(out)
+                    token = v
+                        .get("continuationToken")
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                        .map(ToOwned::to_owned);
+                    if token.is_none() {
+                        return Ok(out);
+                    }
                 }
             }
-        };
-        run.await
-            .map_err(|e: Error| e.for_item("comments", t, id, self))
+            None => {
+                let v = self
+                    .call_json(
+                        "comments",
+                        Method::GET,
+                        // Collection level: before 5.0 updates have no project route.
+                        &format!("_apis/wit/workItems/{n}/updates"),
+                        &[],
+                        None,
+                    )
+                    .await?;
+                let list = v
+                    .get("value")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| Error::protocol("value", "the update list has no value"))?;
+                let mut out = Vec::new();
+                for (i, u) in list.iter().enumerate() {
+                    let Some(text) = u
+                        .pointer("/fields/System.History/newValue")
+                        .and_then(Value::as_str)
+                    else {
+                        continue;
+                    };
+                    let rev = u.get("rev").and_then(Value::as_u64).unwrap_or(0);
+                    let at = u
+                        .pointer("/fields/System.ChangedDate/newValue")
+                        .and_then(date_time)
+                        .ok_or_else(|| {
+                            Error::protocol(
+                                format!("value[{i}].fields.System.ChangedDate"),
+                                "missing",
+                            )
+                        })?;
+                    let mut c = Comment::new(
+                        format!("rev{rev}"),
+                        at,
+                        text,
+                        TextFormat::Html,
+                        Visibility::Public,
+                    );
+                    c.author = u.get("revisedBy").and_then(parse_person);
+                    out.push(c);
+                }
+                Ok(out)
+            }
+        }
     }
 
     pub(crate) async fn do_add_comment(
@@ -127,89 +122,84 @@ impl AzureDevOpsRepository {
         id: &ItemId,
         c: &NewComment,
     ) -> Result<Comment> {
-        let run = async move {
-            if c.visibility == Visibility::Internal {
-                return Err(Error::unsupported(
-                    "add_comment",
-                    "Azure DevOps comments have no internal visibility",
-                ));
-            }
-            if c.body.trim().is_empty() {
-                return Err(
-                    Error::invalid_input("comment", "", "a comment needs a body")
-                        .with_operation("add_comment"),
-                );
-            }
-            let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
-            let html = match c.format {
-                TextFormat::Html => c.body.clone(),
-                _ => c
-                    .body
-                    .replace('&', "&amp;")
-                    .replace('<', "&lt;")
-                    .replace('>', "&gt;")
-                    .replace('\n', "<br>"),
-            };
-            match self.config.server.comments_api() {
-                Some(version) => {
-                    let body = serde_json::to_vec(&json!({ "text": html })).unwrap_or_default();
-                    let resp = self
-                        .call(
-                            "add_comment",
-                            Method::POST,
-                            &self.project_path(&format!("workItems/{n}/comments")),
-                            version,
-                            &[],
-                            Some((body, "application/json")),
-                        )
-                        .await
-                        .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-                    let v: Value = resp.json()?;
-                    let cid = v
-                        .get("id")
-                        .or_else(|| v.get("commentId"))
-                        .and_then(Value::as_u64)
-                        .ok_or_else(|| Error::protocol("id", "the new comment has no id"))?;
-                    let at = v
-                        .get("createdDate")
-                        .and_then(date_time)
-                        .unwrap_or_else(Utc::now);
-                    let mut comment = Comment::new(
-                        cid.to_string(),
-                        at,
-                        html,
-                        TextFormat::Html,
-                        Visibility::Public,
-                    );
-                    comment.author = v.get("createdBy").and_then(parse_person);
-                    Ok(comment)
-                }
-                None => {
-                    let ops =
-                        json!([{"op": "add", "path": "/fields/System.History", "value": html}]);
-                    let v = self
-                        .call_json(
-                            "add_comment",
-                            Method::PATCH,
-                            &format!("_apis/wit/workitems/{n}"),
-                            &[],
-                            Some((ops.to_string().into_bytes(), "application/json-patch+json")),
-                        )
-                        .await
-                        .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-                    let item = self.item_from(None, &v, "")?;
-                    Ok(Comment::new(
-                        format!("rev{}", item.version),
-                        item.changed_at,
-                        html,
-                        TextFormat::Html,
-                        Visibility::Public,
-                    ))
-                }
-            }
+        if c.visibility == Visibility::Internal {
+            return Err(Error::unsupported(
+                "add_comment",
+                "Azure DevOps comments have no internal visibility",
+            ));
+        }
+        if c.body.trim().is_empty() {
+            return Err(
+                Error::invalid_input("comment", "", "a comment needs a body")
+                    .with_operation("add_comment"),
+            );
+        }
+        let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
+        let html = match c.format {
+            TextFormat::Html => c.body.clone(),
+            _ => c
+                .body
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('\n', "<br>"),
         };
-        run.await
-            .map_err(|e: Error| e.for_item("add_comment", t, id, self))
+        match self.config.server.comments_api() {
+            Some(version) => {
+                let body = serde_json::to_vec(&json!({ "text": html })).unwrap_or_default();
+                let resp = self
+                    .call(
+                        "add_comment",
+                        Method::POST,
+                        &self.project_path(&format!("workItems/{n}/comments")),
+                        version,
+                        &[],
+                        Some((body, "application/json")),
+                    )
+                    .await
+                    .map_err(|e| e.with_item(t.clone(), id.clone()))?;
+                let v: Value = resp.json()?;
+                let cid = v
+                    .get("id")
+                    .or_else(|| v.get("commentId"))
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| Error::protocol("id", "the new comment has no id"))?;
+                let at = v
+                    .get("createdDate")
+                    .and_then(date_time)
+                    .unwrap_or_else(Utc::now);
+                let mut comment = Comment::new(
+                    cid.to_string(),
+                    at,
+                    html,
+                    TextFormat::Html,
+                    Visibility::Public,
+                );
+                comment.author = v.get("createdBy").and_then(parse_person);
+                Ok(comment)
+            }
+            None => {
+                let ops = json!([{"op": "add", "path": "/fields/System.History", "value": html}]);
+                let v = self
+                    .call_json(
+                        "add_comment",
+                        Method::PATCH,
+                        &format!("_apis/wit/workitems/{n}"),
+                        &[],
+                        Some((ops.to_string().into_bytes(), "application/json-patch+json")),
+                    )
+                    .await
+                    .map_err(|e| e.with_item(t.clone(), id.clone()))?;
+                let item = self.item_from(None, &v, "")?;
+                Ok(Comment::new(
+                    format!("rev{}", item.version),
+                    item.changed_at,
+                    html,
+                    TextFormat::Html,
+                    Visibility::Public,
+                ))
+            }
+        }
     }
 
     pub(crate) async fn do_attachments(
@@ -217,86 +207,78 @@ impl AzureDevOpsRepository {
         t: &ItemType,
         id: &ItemId,
     ) -> Result<Vec<AttachmentMeta>> {
-        let run = async move {
-            let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
-            let v = self
-                .call_json(
-                    "attachments",
-                    Method::GET,
-                    &format!("_apis/wit/workitems/{n}"),
-                    &[("$expand", "relations".into())],
-                    None,
-                )
-                .await
-                .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-            // A work item it must be; with no relations it has no attachments, but relations
-            // that are not a list are a payload we cannot read.
-            if v.get("id").and_then(Value::as_u64).is_none() {
-                return Err(Error::protocol("id", "the answer is not a work item"));
+        let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
+        let v = self
+            .call_json(
+                "attachments",
+                Method::GET,
+                &format!("_apis/wit/workitems/{n}"),
+                &[("$expand", "relations".into())],
+                None,
+            )
+            .await
+            .map_err(|e| e.with_item(t.clone(), id.clone()))?;
+        // A work item it must be; with no relations it has no attachments, but relations
+        // that are not a list are a payload we cannot read.
+        if v.get("id").and_then(Value::as_u64).is_none() {
+            return Err(Error::protocol("id", "the answer is not a work item"));
+        }
+        let relations = match v.get("relations") {
+            None | Some(Value::Null) => &[][..],
+            Some(Value::Array(a)) => a.as_slice(),
+            Some(other) => {
+                return Err(Error::protocol(
+                    "relations",
+                    format!("expected a list of relations, found {other}"),
+                ));
             }
-            let relations = match v.get("relations") {
-                None | Some(Value::Null) => &[][..],
-                Some(Value::Array(a)) => a.as_slice(),
-                Some(other) => {
-                    return Err(Error::protocol(
-                        "relations",
-                        format!("expected a list of relations, found {other}"),
-                    ));
-                }
-            };
-            let mut out = Vec::new();
-            for r in relations {
-                if r.get("rel").and_then(Value::as_str) != Some("AttachedFile") {
-                    continue;
-                }
-                let url = r.get("url").and_then(Value::as_str).unwrap_or_default();
-                let aid = url
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .split('?')
-                    .next()
-                    .unwrap_or_default();
-                let a = r.get("attributes");
-                let name = a
-                    .and_then(|a| a.get("name"))
-                    .and_then(Value::as_str)
-                    .unwrap_or(aid);
-                let mut m = AttachmentMeta::new(aid, t.clone(), id.clone(), name);
-                m.size = a
-                    .and_then(|a| a.get("resourceSize"))
-                    .and_then(Value::as_u64);
-                m.created_at = a
-                    .and_then(|a| a.get("resourceCreatedDate"))
-                    .and_then(date_time);
-                m.url = url::Url::parse(url).ok();
-                out.push(m);
-            }
-            Ok(out)
         };
-        run.await
-            .map_err(|e: Error| e.for_item("attachments", t, id, self))
+        let mut out = Vec::new();
+        for r in relations {
+            if r.get("rel").and_then(Value::as_str) != Some("AttachedFile") {
+                continue;
+            }
+            let url = r.get("url").and_then(Value::as_str).unwrap_or_default();
+            let aid = url
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            let a = r.get("attributes");
+            let name = a
+                .and_then(|a| a.get("name"))
+                .and_then(Value::as_str)
+                .unwrap_or(aid);
+            let mut m = AttachmentMeta::new(aid, t.clone(), id.clone(), name);
+            m.size = a
+                .and_then(|a| a.get("resourceSize"))
+                .and_then(Value::as_u64);
+            m.created_at = a
+                .and_then(|a| a.get("resourceCreatedDate"))
+                .and_then(date_time);
+            m.url = url::Url::parse(url).ok();
+            out.push(m);
+        }
+        Ok(out)
     }
 
     pub(crate) async fn do_download(&self, a: &AttachmentMeta) -> Result<Bytes> {
-        let run = async move {
-            let resp = self
-                .call(
-                    "download",
-                    Method::GET,
-                    &format!("_apis/wit/attachments/{}", seg(&a.id)),
-                    self.config.server.api(),
-                    &[
-                        ("fileName", a.file_name.clone()),
-                        ("download", "true".into()),
-                    ],
-                    None,
-                )
-                .await?;
-            Ok(resp.body)
-        };
-        run.await
-            .map_err(|e: Error| e.for_item("download", &a.item_type, &a.item_id, self))
+        let resp = self
+            .call(
+                "download",
+                Method::GET,
+                &format!("_apis/wit/attachments/{}", seg(&a.id)),
+                self.config.server.api(),
+                &[
+                    ("fileName", a.file_name.clone()),
+                    ("download", "true".into()),
+                ],
+                None,
+            )
+            .await?;
+        Ok(resp.body)
     }
 
     pub(crate) async fn do_upload(
@@ -305,53 +287,49 @@ impl AzureDevOpsRepository {
         id: &ItemId,
         a: &NewAttachment,
     ) -> Result<AttachmentMeta> {
-        let run = async move {
-            if let Some(max) = self.capabilities.max_attachment_size
-                && a.data.len() as u64 > max
-            {
-                return Err(Error::invalid_input(
-                    "attachment",
-                    &a.file_name,
-                    format!("{} bytes is over the limit of {max} bytes", a.data.len()),
-                ));
-            }
-            let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
-            let v = self
-                .call_json(
-                    "upload",
-                    Method::POST,
-                    &self.project_path("attachments"),
-                    &[("fileName", a.file_name.clone())],
-                    Some((a.data.to_vec(), "application/octet-stream")),
-                )
-                .await?;
-            let url = v
-                .get("url")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Error::protocol("url", "the attachment reference has no url"))?;
-            let ops = json!([{"op": "add", "path": "/relations/-", "value": {"rel": "AttachedFile", "url": url, "attributes": {"comment": ""}}}]);
-            self.call_json(
+        if let Some(max) = self.capabilities.max_attachment_size
+            && a.data.len() as u64 > max
+        {
+            return Err(Error::invalid_input(
+                "attachment",
+                &a.file_name,
+                format!("{} bytes is over the limit of {max} bytes", a.data.len()),
+            ));
+        }
+        let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
+        let v = self
+            .call_json(
                 "upload",
-                Method::PATCH,
-                &format!("_apis/wit/workitems/{n}"),
-                &[],
-                Some((ops.to_string().into_bytes(), "application/json-patch+json")),
+                Method::POST,
+                &self.project_path("attachments"),
+                &[("fileName", a.file_name.clone())],
+                Some((a.data.to_vec(), "application/octet-stream")),
             )
-            .await
-            .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-            let aid = v.get("id").and_then(Value::as_str).unwrap_or_default();
-            self.attachments(t, id)
-                .await?
-                .into_iter()
-                .find(|m| m.id.eq_ignore_ascii_case(aid))
-                .ok_or_else(|| {
-                    Error::protocol(
-                        "relations",
-                        "the attachment is not among the item's relations after linking it",
-                    )
-                })
-        };
-        run.await
-            .map_err(|e: Error| e.for_item("upload", t, id, self))
+            .await?;
+        let url = v
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::protocol("url", "the attachment reference has no url"))?;
+        let ops = json!([{"op": "add", "path": "/relations/-", "value": {"rel": "AttachedFile", "url": url, "attributes": {"comment": ""}}}]);
+        self.call_json(
+            "upload",
+            Method::PATCH,
+            &format!("_apis/wit/workitems/{n}"),
+            &[],
+            Some((ops.to_string().into_bytes(), "application/json-patch+json")),
+        )
+        .await
+        .map_err(|e| e.with_item(t.clone(), id.clone()))?;
+        let aid = v.get("id").and_then(Value::as_str).unwrap_or_default();
+        self.attachments(t, id)
+            .await?
+            .into_iter()
+            .find(|m| m.id.eq_ignore_ascii_case(aid))
+            .ok_or_else(|| {
+                Error::protocol(
+                    "relations",
+                    "the attachment is not among the item's relations after linking it",
+                )
+            })
     }
 }

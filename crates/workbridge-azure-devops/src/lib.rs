@@ -243,31 +243,31 @@ impl Repository for AzureDevOpsRepository {
     async fn comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
         self.do_comments(t, id)
             .await
-            .map_err(|e| e.or_context("comments", self, Some(t), Some(id)))
+            .map_err(|e| e.for_item("comments", t, id, self))
     }
 
     async fn add_comment(&self, t: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
         self.do_add_comment(t, id, c)
             .await
-            .map_err(|e| e.or_context("add_comment", self, Some(t), Some(id)))
+            .map_err(|e| e.for_item("add_comment", t, id, self))
     }
 
     async fn attachments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
         self.do_attachments(t, id)
             .await
-            .map_err(|e| e.or_context("attachments", self, Some(t), Some(id)))
+            .map_err(|e| e.for_item("attachments", t, id, self))
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
         self.do_download(a)
             .await
-            .map_err(|e| e.or_context("download", self, None, None))
+            .map_err(|e| e.for_item("download", &a.item_type, &a.item_id, self))
     }
 
     async fn upload(&self, t: &ItemType, id: &ItemId, a: &NewAttachment) -> Result<AttachmentMeta> {
         self.do_upload(t, id, a)
             .await
-            .map_err(|e| e.or_context("upload", self, Some(t), Some(id)))
+            .map_err(|e| e.for_item("upload", t, id, self))
     }
 
     async fn write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {

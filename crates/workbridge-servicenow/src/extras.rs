@@ -77,15 +77,11 @@ impl ServiceNowRepository {
     }
 
     pub(crate) async fn do_comments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        let run = async move {
-            let comments = self.journal(id, "comments,work_notes").await?;
-            if comments.is_empty() {
-                self.exists("comments", table, id).await?;
-            }
-            Ok(comments)
-        };
-        run.await
-            .map_err(|e: Error| e.for_item("comments", table, id, self))
+        let comments = self.journal(id, "comments,work_notes").await?;
+        if comments.is_empty() {
+            self.exists("comments", table, id).await?;
+        }
+        Ok(comments)
     }
 
     pub(crate) async fn do_add_comment(
@@ -94,44 +90,40 @@ impl ServiceNowRepository {
         id: &ItemId,
         c: &NewComment,
     ) -> Result<Comment> {
-        let run = async move {
-            if c.body.trim().is_empty() {
-                return Err(
-                    Error::invalid_input("comment", "", "a comment needs a body")
-                        .with_operation("add_comment"),
-                );
-            }
-            let element = match c.visibility {
-                Visibility::Internal => "work_notes",
-                _ => "comments",
-            };
-            let value = match c.format {
-                TextFormat::Html => format!("[code]{}[/code]", c.body),
-                _ => c.body.clone(),
-            };
-            self.client
-                .request(Method::PATCH, &format!("api/now/table/{table}/{id}"))
-                .query(&[("sysparm_fields", "sys_id")])
-                .json(&json!({ element: value }))
-                .operation("add_comment")
-                .send()
-                .await
-                .map_err(|e| e.with_item(table.clone(), id.clone()))?;
-            let entries = self.journal(id, element).await?;
-            entries
-                .into_iter()
-                .rev()
-                .find(|e| e.body == c.body)
-                .ok_or_else(|| {
-                    Error::protocol(
-                        "result",
-                        "the new journal entry was not found after writing it",
-                    )
-                    .with_operation("add_comment")
-                })
+        if c.body.trim().is_empty() {
+            return Err(
+                Error::invalid_input("comment", "", "a comment needs a body")
+                    .with_operation("add_comment"),
+            );
+        }
+        let element = match c.visibility {
+            Visibility::Internal => "work_notes",
+            _ => "comments",
         };
-        run.await
-            .map_err(|e: Error| e.for_item("add_comment", table, id, self))
+        let value = match c.format {
+            TextFormat::Html => format!("[code]{}[/code]", c.body),
+            _ => c.body.clone(),
+        };
+        self.client
+            .request(Method::PATCH, &format!("api/now/table/{table}/{id}"))
+            .query(&[("sysparm_fields", "sys_id")])
+            .json(&json!({ element: value }))
+            .operation("add_comment")
+            .send()
+            .await
+            .map_err(|e| e.with_item(table.clone(), id.clone()))?;
+        let entries = self.journal(id, element).await?;
+        entries
+            .into_iter()
+            .rev()
+            .find(|e| e.body == c.body)
+            .ok_or_else(|| {
+                Error::protocol(
+                    "result",
+                    "the new journal entry was not found after writing it",
+                )
+                .with_operation("add_comment")
+            })
     }
 
     pub(crate) async fn do_attachments(
@@ -139,32 +131,28 @@ impl ServiceNowRepository {
         table: &ItemType,
         id: &ItemId,
     ) -> Result<Vec<AttachmentMeta>> {
-        let run = async move {
-            let (body, _) = self
-                .get_json(
-                    "attachments",
-                    "api/now/attachment",
-                    &[(
-                        "sysparm_query",
-                        format!(
-                            "table_name={}^table_sys_id={}^ORDERBYsys_created_on",
-                            q(table.as_str()),
-                            q(id.as_str())
-                        ),
-                    )],
-                )
-                .await?;
-            let rows = Self::result_array(body, "attachments")?;
-            if rows.is_empty() {
-                self.exists("attachments", table, id).await?;
-            }
-            rows.iter()
-                .enumerate()
-                .map(|(i, r)| self.attachment_meta(r, &format!("result[{i}]")))
-                .collect::<Result<Vec<_>>>()
-        };
-        run.await
-            .map_err(|e: Error| e.for_item("attachments", table, id, self))
+        let (body, _) = self
+            .get_json(
+                "attachments",
+                "api/now/attachment",
+                &[(
+                    "sysparm_query",
+                    format!(
+                        "table_name={}^table_sys_id={}^ORDERBYsys_created_on",
+                        q(table.as_str()),
+                        q(id.as_str())
+                    ),
+                )],
+            )
+            .await?;
+        let rows = Self::result_array(body, "attachments")?;
+        if rows.is_empty() {
+            self.exists("attachments", table, id).await?;
+        }
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| self.attachment_meta(r, &format!("result[{i}]")))
+            .collect::<Result<Vec<_>>>()
     }
 
     pub(crate) async fn do_attachments_since(
@@ -175,54 +163,47 @@ impl ServiceNowRepository {
     ) -> Result<Vec<AttachmentMeta>> {
         // A file attached to a record is a `sys_attachment` row: the record's `sys_updated_on`
         // does not move, so `changes` does not show it.
-        let run = async move {
-            let (body, _) = self
-                .get_json(
-                    "attachments_since",
-                    "api/now/attachment",
-                    &[
-                        (
-                            "sysparm_query",
-                            format!(
-                                "table_name={}^sys_created_on>={}^ORDERBYsys_created_on^ORDERBYsys_id",
-                                q(table.as_str()),
-                                since.format(SN_TIME)
-                            ),
+        let (body, _) = self
+            .get_json(
+                "attachments_since",
+                "api/now/attachment",
+                &[
+                    (
+                        "sysparm_query",
+                        format!(
+                            "table_name={}^sys_created_on>={}^ORDERBYsys_created_on^ORDERBYsys_id",
+                            q(table.as_str()),
+                            since.format(SN_TIME)
                         ),
-                        ("sysparm_limit", limit.max(1).to_string()),
-                    ],
-                )
-                .await?;
-            let rows = Self::result_array(body, "attachments_since")?;
-            rows.iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    let m = self.attachment_meta(r, &format!("result[{i}]"))?;
-                    if m.created_at.is_none() {
-                        return Err(Error::protocol(
-                            format!("result[{i}].sys_created_on"),
-                            "an attachment without a creation time",
-                        ));
-                    }
-                    Ok(m)
-                })
-                .collect::<Result<Vec<_>>>()
-        };
-        run.await
+                    ),
+                    ("sysparm_limit", limit.max(1).to_string()),
+                ],
+            )
+            .await?;
+        let rows = Self::result_array(body, "attachments_since")?;
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let m = self.attachment_meta(r, &format!("result[{i}]"))?;
+                if m.created_at.is_none() {
+                    return Err(Error::protocol(
+                        format!("result[{i}].sys_created_on"),
+                        "an attachment without a creation time",
+                    ));
+                }
+                Ok(m)
+            })
+            .collect::<Result<Vec<_>>>()
     }
 
     pub(crate) async fn do_download(&self, a: &AttachmentMeta) -> Result<Bytes> {
-        let run = async move {
-            let resp = self
-                .client
-                .get(&format!("api/now/attachment/{}/file", a.id))
-                .operation("download")
-                .send()
-                .await?;
-            Ok(resp.body)
-        };
-        run.await
-            .map_err(|e: Error| e.for_item("download", &a.item_type, &a.item_id, self))
+        let resp = self
+            .client
+            .get(&format!("api/now/attachment/{}/file", a.id))
+            .operation("download")
+            .send()
+            .await?;
+        Ok(resp.body)
     }
 
     pub(crate) async fn do_upload(
@@ -231,25 +212,21 @@ impl ServiceNowRepository {
         id: &ItemId,
         a: &NewAttachment,
     ) -> Result<AttachmentMeta> {
-        let run = async move {
-            let resp = self
-                .client
-                .post("api/now/attachment/file")
-                .query(&[
-                    ("table_name", table.as_str()),
-                    ("table_sys_id", id.as_str()),
-                    ("file_name", a.file_name.as_str()),
-                ])
-                .body(a.data.clone(), &a.content_type)
-                .header(CONTENT_TYPE, &a.content_type)
-                .operation("upload")
-                .send()
-                .await
-                .map_err(|e| e.with_item(table.clone(), id.clone()))?;
-            let body: Value = resp.json()?;
-            self.attachment_meta(&Self::result_object(body, "upload")?, "result")
-        };
-        run.await
-            .map_err(|e: Error| e.for_item("upload", table, id, self))
+        let resp = self
+            .client
+            .post("api/now/attachment/file")
+            .query(&[
+                ("table_name", table.as_str()),
+                ("table_sys_id", id.as_str()),
+                ("file_name", a.file_name.as_str()),
+            ])
+            .body(a.data.clone(), &a.content_type)
+            .header(CONTENT_TYPE, &a.content_type)
+            .operation("upload")
+            .send()
+            .await
+            .map_err(|e| e.with_item(table.clone(), id.clone()))?;
+        let body: Value = resp.json()?;
+        self.attachment_meta(&Self::result_object(body, "upload")?, "result")
     }
 }

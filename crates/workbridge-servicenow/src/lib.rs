@@ -273,19 +273,19 @@ impl Repository for ServiceNowRepository {
     async fn comments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
         self.do_comments(table, id)
             .await
-            .map_err(|e| e.or_context("comments", self, Some(table), Some(id)))
+            .map_err(|e| e.for_item("comments", table, id, self))
     }
 
     async fn add_comment(&self, table: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
         self.do_add_comment(table, id, c)
             .await
-            .map_err(|e| e.or_context("add_comment", self, Some(table), Some(id)))
+            .map_err(|e| e.for_item("add_comment", table, id, self))
     }
 
     async fn attachments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
         self.do_attachments(table, id)
             .await
-            .map_err(|e| e.or_context("attachments", self, Some(table), Some(id)))
+            .map_err(|e| e.for_item("attachments", table, id, self))
     }
 
     async fn attachments_since(
@@ -302,7 +302,7 @@ impl Repository for ServiceNowRepository {
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
         self.do_download(a)
             .await
-            .map_err(|e| e.or_context("download", self, None, None))
+            .map_err(|e| e.for_item("download", &a.item_type, &a.item_id, self))
     }
 
     async fn upload(
@@ -313,7 +313,7 @@ impl Repository for ServiceNowRepository {
     ) -> Result<AttachmentMeta> {
         self.do_upload(table, id, a)
             .await
-            .map_err(|e| e.or_context("upload", self, Some(table), Some(id)))
+            .map_err(|e| e.for_item("upload", table, id, self))
     }
 
     async fn write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
