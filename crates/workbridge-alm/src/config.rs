@@ -4,7 +4,7 @@ use std::fmt;
 
 use secrecy::SecretString;
 use workbridge_core::{Error, Result, TransitionGraph};
-use workbridge_http::ClientOptions;
+use workbridge_http::{ClientOptions, EnvVars};
 
 use crate::codec::Format;
 
@@ -169,18 +169,14 @@ impl AlmConfig {
     /// # Errors
     /// [`ErrorKind::Config`](workbridge_core::ErrorKind::Config) naming the missing or invalid variable.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let need = |k: &str| {
-            get(k)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| Error::config(format!("{k} is not set")))
+        let env = EnvVars::new("ALM_", get);
+        let mut b = AlmConfig::builder(env.need("URL")?, env.need("DOMAIN")?, env.need("PROJECT")?);
+        b = match env.get("CLIENT_ID") {
+            Some(id) => b.api_key(id, env.need("SECRET")?),
+            None => b.password(env.need("USER")?, env.need("PASSWORD")?),
         };
-        let mut b = AlmConfig::builder(need("ALM_URL")?, need("ALM_DOMAIN")?, need("ALM_PROJECT")?);
-        b = match get("ALM_CLIENT_ID").filter(|v| !v.is_empty()) {
-            Some(id) => b.api_key(id, need("ALM_SECRET")?),
-            None => b.password(need("ALM_USER")?, need("ALM_PASSWORD")?),
-        };
-        match get("ALM_FORMAT").as_deref() {
-            None | Some("" | "json") => {}
+        match env.get("FORMAT").as_deref() {
+            None | Some("json") => {}
             Some("xml") => b = b.format(Format::Xml),
             Some(other) => {
                 return Err(Error::config(format!(
@@ -188,14 +184,11 @@ impl AlmConfig {
                 )));
             }
         }
-        if let Some(f) = get("ALM_CORRELATION_FIELD").filter(|v| !v.is_empty()) {
+        if let Some(f) = env.get("CORRELATION_FIELD") {
             b = b.correlation_field(f);
         }
-        if get("ALM_ALLOW_HTTP").is_some_and(|v| v == "true" || v == "1") {
-            let o = b.config.client.clone().allow_http(true);
-            b = b.client_options(o);
-        }
-        Ok(b.build())
+        let options = env.client_options(b.config.client.clone())?;
+        Ok(b.client_options(options).build())
     }
 }
 

@@ -4,7 +4,7 @@ use std::fmt;
 
 use secrecy::SecretString;
 use workbridge_core::{Error, Result};
-use workbridge_http::ClientOptions;
+use workbridge_http::{ClientOptions, EnvVars};
 
 /// The server the adapter talks to: it decides the api-versions used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -175,33 +175,23 @@ impl AzureDevOpsConfig {
     /// # Errors
     /// [`ErrorKind::Config`](workbridge_core::ErrorKind::Config) naming the missing or invalid variable.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let need = |k: &str| {
-            get(k)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| Error::config(format!("{k} is not set")))
-        };
-        let mut b = AzureDevOpsConfig::builder(
-            need("AZURE_DEVOPS_ORG_URL")?,
-            need("AZURE_DEVOPS_PROJECT")?,
-        );
-        b = match get("AZURE_DEVOPS_TOKEN").filter(|v| !v.is_empty()) {
+        let env = EnvVars::new("AZURE_DEVOPS_", get);
+        let mut b = AzureDevOpsConfig::builder(env.need("ORG_URL")?, env.need("PROJECT")?);
+        b = match env.get("TOKEN") {
             Some(t) => b.bearer(t),
-            None => b.pat(need("AZURE_DEVOPS_PAT")?),
+            None => b.pat(env.need("PAT")?),
         };
-        if let Some(v) = get("AZURE_DEVOPS_SERVER_VERSION").filter(|v| !v.is_empty()) {
+        if let Some(v) = env.get("SERVER_VERSION") {
             let s = ServerVersion::parse(&v).ok_or_else(|| {
                 Error::config(format!("AZURE_DEVOPS_SERVER_VERSION `{v}` is not one of tfs2015, tfs2017, tfs2018, server2019, server2020, server2022, services"))
             })?;
             b = b.server_version(s);
         }
-        if let Some(f) = get("AZURE_DEVOPS_CORRELATION_FIELD").filter(|v| !v.is_empty()) {
+        if let Some(f) = env.get("CORRELATION_FIELD") {
             b = b.correlation_field(f);
         }
-        if get("AZURE_DEVOPS_ALLOW_HTTP").is_some_and(|v| v == "true" || v == "1") {
-            let o = b.config.client.clone().allow_http(true);
-            b = b.client_options(o);
-        }
-        Ok(b.build())
+        let options = env.client_options(b.config.client.clone())?;
+        Ok(b.client_options(options).build())
     }
 }
 

@@ -28,8 +28,8 @@
 mod auth;
 mod classify;
 mod client;
+mod env;
 mod options;
-mod paging;
 mod path;
 mod redact;
 mod retry;
@@ -40,8 +40,8 @@ pub use auth::{
 };
 pub use classify::{MAX_SNIPPET_CHARS, body_snippet, classify, kind_for_status};
 pub use client::{ErrorParser, HttpClient, HttpClientBuilder, HttpResponse, RequestBuilder};
+pub use env::EnvVars;
 pub use options::{ClientOptions, ProxyConfig, RateLimit, is_loopback};
-pub use paging::{Page, paginate};
 pub use path::path_segment;
 pub use redact::{REDACTED, redact_url, redact_url_text};
 pub use retry::{BackoffConfig, RetryConfig, is_retryable_status, parse_retry_after, server_wait};

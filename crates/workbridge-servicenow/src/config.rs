@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use secrecy::SecretString;
-use workbridge_core::{Error, Result, TransitionGraph};
-use workbridge_http::ClientOptions;
+use workbridge_core::{Result, TransitionGraph};
+use workbridge_http::{ClientOptions, EnvVars};
 
 /// How the adapter signs in.
 #[derive(Clone)]
@@ -201,26 +201,19 @@ impl ServiceNowConfig {
     /// # Errors
     /// [`ErrorKind::Config`](workbridge_core::ErrorKind::Config) naming the missing variable.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<ServiceNowConfig> {
-        let need = |k: &str| {
-            get(k)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| Error::config(format!("{k} is not set")))
-        };
-        let mut b = ServiceNowConfig::builder(need("SERVICENOW_INSTANCE")?);
-        if let Some(token) = get("SERVICENOW_TOKEN").filter(|v| !v.is_empty()) {
+        let env = EnvVars::new("SERVICENOW_", get);
+        let mut b = ServiceNowConfig::builder(env.need("INSTANCE")?);
+        if let Some(token) = env.get("TOKEN") {
             b = b.bearer(token);
         } else {
-            let (user, password) = (need("SERVICENOW_USER")?, need("SERVICENOW_PASSWORD")?);
-            b = match (get("SERVICENOW_CLIENT_ID"), get("SERVICENOW_CLIENT_SECRET")) {
-                (Some(id), Some(secret)) if !id.is_empty() => b.oauth(id, secret, user, password),
+            let (user, password) = (env.need("USER")?, env.need("PASSWORD")?);
+            b = match (env.get("CLIENT_ID"), env.get("CLIENT_SECRET")) {
+                (Some(id), Some(secret)) => b.oauth(id, secret, user, password),
                 _ => b.basic(user, password),
             };
         }
-        if get("SERVICENOW_ALLOW_HTTP").is_some_and(|v| v == "true" || v == "1") {
-            let opts = b.config.client.clone().allow_http(true);
-            b = b.client_options(opts);
-        }
-        Ok(b.build())
+        let options = env.client_options(b.config.client.clone())?;
+        Ok(b.client_options(options).build())
     }
 }
 

@@ -1,11 +1,10 @@
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use serde::Deserialize;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 use workbridge_core::ErrorKind;
-use workbridge_http::{HttpClient, Page, RetryConfig, paginate};
+use workbridge_http::{HttpClient, RetryConfig};
 
 use crate::{client, options};
 
@@ -286,38 +285,6 @@ async fn malformed_json_is_a_protocol_error_naming_the_path() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol);
-}
-
-#[tokio::test]
-async fn paging_helper_streams_every_page_and_stops_at_the_first_error() {
-    let items: Vec<u32> = paginate(0u32, |p| async move {
-        Ok(Page {
-            items: vec![p * 10, p * 10 + 1],
-            next: (p < 3).then_some(p + 1),
-        })
-    })
-    .try_collect()
-    .await
-    .unwrap();
-    assert_eq!(items, [0, 1, 10, 11, 20, 21, 30, 31]);
-    let mut calls = 0;
-    let r: Result<Vec<u32>, _> = paginate(0u32, |p| {
-        calls += 1;
-        async move {
-            if p == 1 {
-                Err(workbridge_core::Error::new(ErrorKind::Unavailable, "down"))
-            } else {
-                Ok(Page {
-                    items: vec![p],
-                    next: Some(p + 1),
-                })
-            }
-        }
-    })
-    .try_collect()
-    .await;
-    assert_eq!(r.unwrap_err().kind(), ErrorKind::Unavailable);
-    assert_eq!(calls, 2);
 }
 
 /// A loopback HTTP server that answers every request after `delay`, and records the most
