@@ -194,7 +194,7 @@ impl Repository for AlmRepository {
         since: &Cursor,
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
-        self.do_changes(t, since, opts)
+        self.scan(t, since, opts)
             .await
             .map_err(|e| e.or_context("changes", self, Some(t), None))
     }

@@ -130,15 +130,6 @@ impl AlmRepository {
         Ok(ChangePage::new(items, scan.cursor()?, scan.has_more()))
     }
 
-    pub(crate) async fn do_changes(
-        &self,
-        t: &ItemType,
-        since: &Cursor,
-        opts: &ChangeOptions,
-    ) -> Result<ChangePage> {
-        self.scan(t, since, opts).await
-    }
-
     pub(crate) async fn do_get_many(
         &self,
         t: &ItemType,
@@ -147,9 +138,7 @@ impl AlmRepository {
     ) -> Result<Vec<Option<WorkItem>>> {
         let meta = self.meta(t).await?;
         let offset = self.offset().await?;
-        let mut numeric: Vec<u64> = ids.iter().filter_map(|i| i.as_str().parse().ok()).collect();
-        numeric.sort_unstable();
-        numeric.dedup();
+        let numeric = ItemId::distinct_numbers(ids);
         let mut found: HashMap<String, WorkItem> = HashMap::new();
         for chunk in numeric.chunks(self.capabilities.max_batch_read) {
             let filter = format!(

@@ -70,52 +70,49 @@ impl AlmRepository {
         fields: &FieldMap,
         opts: &CreateOptions,
     ) -> Result<WorkItem> {
-        let run = async {
-            let meta = self.meta(t).await?;
-            let offset = self.offset().await?;
-            let mut body = self.encode_fields(t, &meta, fields, offset)?;
-            if let Some(k) = &opts.correlation {
-                let field = self.correlation_name(&meta).map_err(|e| {
-                    if e.kind() == ErrorKind::Unsupported {
-                        Error::config(
-                            "a correlation key was given but no correlation field is configured",
-                        )
-                    } else {
-                        e
-                    }
-                })?;
-                body.retain(|(n, _)| *n != field);
-                body.push((field, Some(vec![k.to_string()])));
-            }
-            if let Some(wf) = self.workflow(t)
-                && let Some(state) = fields
-                    .get(wf.state_field.as_str())
-                    .and_then(FieldValue::as_str)
-                && !wf.initial.is_empty()
-                && !wf.initial.iter().any(|i| i == state)
-            {
-                return Err(Error::invalid_input(
-                    wf.state_field.clone(),
-                    state,
-                    format!(
-                        "a new entity must start in one of: {}",
-                        wf.initial.join(", ")
-                    ),
-                ));
-            }
-            let resp = self
-                .call(
-                    "create",
-                    Method::POST,
-                    &self.coll_path(t),
-                    &[],
-                    Some(encode(self.config.format, &entity_type(t.as_str()), &body)),
-                )
-                .await?;
-            let e = parse_entity(self.config.format, &resp.body)?;
-            self.to_item(t, &meta, &e, offset, "")
-        };
-        run.await
+        let meta = self.meta(t).await?;
+        let offset = self.offset().await?;
+        let mut body = self.encode_fields(t, &meta, fields, offset)?;
+        if let Some(k) = &opts.correlation {
+            let field = self.correlation_name(&meta).map_err(|e| {
+                if e.kind() == ErrorKind::Unsupported {
+                    Error::config(
+                        "a correlation key was given but no correlation field is configured",
+                    )
+                } else {
+                    e
+                }
+            })?;
+            body.retain(|(n, _)| *n != field);
+            body.push((field, Some(vec![k.to_string()])));
+        }
+        if let Some(wf) = self.workflow(t)
+            && let Some(state) = fields
+                .get(wf.state_field.as_str())
+                .and_then(FieldValue::as_str)
+            && !wf.initial.is_empty()
+            && !wf.initial.iter().any(|i| i == state)
+        {
+            return Err(Error::invalid_input(
+                wf.state_field.clone(),
+                state,
+                format!(
+                    "a new entity must start in one of: {}",
+                    wf.initial.join(", ")
+                ),
+            ));
+        }
+        let resp = self
+            .call(
+                "create",
+                Method::POST,
+                &self.coll_path(t),
+                &[],
+                Some(encode(self.config.format, &entity_type(t.as_str()), &body)),
+            )
+            .await?;
+        let e = parse_entity(self.config.format, &resp.body)?;
+        self.to_item(t, &meta, &e, offset, "")
     }
 
     pub(crate) async fn do_update(
@@ -125,36 +122,18 @@ impl AlmRepository {
         changes: &FieldMap,
         opts: &UpdateOptions,
     ) -> Result<WorkItem> {
-        let run = async {
-            let meta = self.meta(t).await?;
-            let offset = self.offset().await?;
-            let body = self.encode_fields(t, &meta, changes, offset)?;
-            self.with_lock("update", t, id, || async {
-                let current = self.read(t, id).await?;
-                if let Some(expected) = &opts.if_version
-                    && *expected != current.version
-                {
-                    return Err(Error::conflict(format!(
-                        "{t} {id} is at ver-stamp {}, not {expected}",
-                        current.version
-                    )));
-                }
-                if let Some(wf) = self.workflow(t)
-                    && let Some(to) = changes.get(wf.state_field.as_str())
-                {
-                    let from = current
-                        .field(wf.state_field.as_str())
-                        .map(ToString::to_string)
-                        .unwrap_or_default();
-                    let mut after = current.fields.clone();
-                    after.merge(changes);
-                    wf.check(&from, &to.to_string(), &after)?;
-                }
-                let e = self.put_entity("update", t, id, &body).await?;
-                self.to_item(t, &meta, &e, offset, "")
-            })
-            .await
-        };
-        run.await
+        let meta = self.meta(t).await?;
+        let offset = self.offset().await?;
+        let body = self.encode_fields(t, &meta, changes, offset)?;
+        self.with_lock("update", t, id, || async {
+            let current = self.read(t, id).await?;
+            opts.check_version(&current, "ver-stamp")?;
+            if let Some(wf) = self.workflow(t) {
+                wf.check_update(&current, changes)?;
+            }
+            let e = self.put_entity("update", t, id, &body).await?;
+            self.to_item(t, &meta, &e, offset, "")
+        })
+        .await
     }
 }

@@ -169,7 +169,7 @@ impl Repository for AzureDevOpsRepository {
         since: &Cursor,
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
-        self.do_changes(t, since, opts)
+        self.scan(t, since, opts)
             .await
             .map_err(|e| e.or_context("changes", self, Some(t), None))
     }

@@ -175,15 +175,6 @@ impl AzureDevOpsRepository {
         Ok(ChangePage::new(items, scan.cursor()?, scan.has_more()))
     }
 
-    pub(crate) async fn do_changes(
-        &self,
-        t: &ItemType,
-        since: &Cursor,
-        opts: &ChangeOptions,
-    ) -> Result<ChangePage> {
-        self.scan(t, since, opts).await
-    }
-
     pub(crate) async fn do_get_many(
         &self,
         t: &ItemType,
@@ -191,9 +182,7 @@ impl AzureDevOpsRepository {
         opts: &GetOptions,
     ) -> Result<Vec<Option<WorkItem>>> {
         let meta = self.type_meta(t).await?;
-        let mut numeric: Vec<u64> = ids.iter().filter_map(|i| i.as_str().parse().ok()).collect();
-        numeric.sort_unstable();
-        numeric.dedup();
+        let numeric = ItemId::distinct_numbers(ids);
         let fields: Option<Vec<String>> = opts.fields.as_ref().map(|f| {
             MEMBER_FIELDS
                 .iter()
@@ -229,44 +218,41 @@ impl AzureDevOpsRepository {
         n: u32,
     ) -> Result<Option<WorkItem>> {
         const OP: &str = "revision_after";
-        let run = async {
-            let meta = self.type_meta(t).await?;
-            let num: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
-            let rev: u64 = version.as_str().parse().map_err(|_| {
-                Error::invalid_input("version", version.as_str(), "a work item rev is a number")
-            })?;
-            // Revisions are numbered from 1: rev r is the list's entry r - 1.
-            let want = rev + u64::from(n.max(1));
-            let body = self
-                .call_json(
-                    OP,
-                    Method::GET,
-                    // Collection-level: TFS 2018 has no project-scoped route for revisions.
-                    &format!("_apis/wit/workitems/{num}/revisions"),
-                    &[("$top", "1".to_owned()), ("$skip", (want - 1).to_string())],
-                    None,
-                )
-                .await?;
-            let list = body
-                .get("value")
-                .and_then(Value::as_array)
-                .ok_or_else(|| Error::protocol("value", "the revision list has no value array"))?;
-            let Some(v) = list.first() else {
-                return Ok(None);
-            };
-            let item = self.item_from(Some(&meta), v, "value[0]")?;
-            if item.version.as_str() != want.to_string() {
-                return Err(Error::protocol(
-                    "value[0].rev",
-                    format!(
-                        "asked for rev {want}, the server answered rev {}",
-                        item.version
-                    ),
-                ));
-            }
-            Ok(Some(item))
+        let meta = self.type_meta(t).await?;
+        let num: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
+        let rev: u64 = version.as_str().parse().map_err(|_| {
+            Error::invalid_input("version", version.as_str(), "a work item rev is a number")
+        })?;
+        // Revisions are numbered from 1: rev r is the list's entry r - 1.
+        let want = rev + u64::from(n.max(1));
+        let body = self
+            .call_json(
+                OP,
+                Method::GET,
+                // Collection-level: TFS 2018 has no project-scoped route for revisions.
+                &format!("_apis/wit/workitems/{num}/revisions"),
+                &[("$top", "1".to_owned()), ("$skip", (want - 1).to_string())],
+                None,
+            )
+            .await?;
+        let list = body
+            .get("value")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Error::protocol("value", "the revision list has no value array"))?;
+        let Some(v) = list.first() else {
+            return Ok(None);
         };
-        run.await
+        let item = self.item_from(Some(&meta), v, "value[0]")?;
+        if item.version.as_str() != want.to_string() {
+            return Err(Error::protocol(
+                "value[0].rev",
+                format!(
+                    "asked for rev {want}, the server answered rev {}",
+                    item.version
+                ),
+            ));
+        }
+        Ok(Some(item))
     }
 
     pub(crate) async fn do_find_by_correlation(

@@ -150,24 +150,21 @@ impl AzureDevOpsRepository {
         fields: &FieldMap,
         opts: &CreateOptions,
     ) -> Result<WorkItem> {
-        let run = async {
-            let meta = self.type_meta(t).await?;
-            let ops = self.create_ops(t, &meta, fields, opts)?;
-            let r = self
-                .call_json(
-                    "create",
-                    Method::POST,
-                    &self.project_path(&format!("workitems/${}", seg(&meta.name))),
-                    &[],
-                    Some((
-                        serde_json::to_vec(&ops).unwrap_or_default(),
-                        "application/json-patch+json",
-                    )),
-                )
-                .await;
-            self.finish_write("create", t, None, fields, r).await
-        };
-        run.await
+        let meta = self.type_meta(t).await?;
+        let ops = self.create_ops(t, &meta, fields, opts)?;
+        let r = self
+            .call_json(
+                "create",
+                Method::POST,
+                &self.project_path(&format!("workitems/${}", seg(&meta.name))),
+                &[],
+                Some((
+                    serde_json::to_vec(&ops).unwrap_or_default(),
+                    "application/json-patch+json",
+                )),
+            )
+            .await;
+        self.finish_write("create", t, None, fields, r).await
     }
 
     pub(crate) async fn do_update(
@@ -177,25 +174,22 @@ impl AzureDevOpsRepository {
         changes: &FieldMap,
         opts: &UpdateOptions,
     ) -> Result<WorkItem> {
-        let run = async {
-            let meta = self.type_meta(t).await?;
-            let ops = self.update_ops(t, &meta, changes, opts)?;
-            let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
-            let r = self
-                .call_json(
-                    "update",
-                    Method::PATCH,
-                    &format!("_apis/wit/workitems/{n}"),
-                    &[],
-                    Some((
-                        serde_json::to_vec(&ops).unwrap_or_default(),
-                        "application/json-patch+json",
-                    )),
-                )
-                .await;
-            self.finish_write("update", t, Some(id), changes, r).await
-        };
-        run.await
+        let meta = self.type_meta(t).await?;
+        let ops = self.update_ops(t, &meta, changes, opts)?;
+        let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
+        let r = self
+            .call_json(
+                "update",
+                Method::PATCH,
+                &format!("_apis/wit/workitems/{n}"),
+                &[],
+                Some((
+                    serde_json::to_vec(&ops).unwrap_or_default(),
+                    "application/json-patch+json",
+                )),
+            )
+            .await;
+        self.finish_write("update", t, Some(id), changes, r).await
     }
 
     pub(crate) async fn do_write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {

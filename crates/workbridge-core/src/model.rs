@@ -891,6 +891,17 @@ impl CreateOptions {
     }
 }
 
+impl ItemId {
+    /// The distinct numeric ids among `ids`, ascending: what a system with numeric ids (Azure
+    /// DevOps, ALM) reads. An id that is not a number names no item there and is left out.
+    pub fn distinct_numbers(ids: &[ItemId]) -> Vec<u64> {
+        let mut n: Vec<u64> = ids.iter().filter_map(|i| i.as_str().parse().ok()).collect();
+        n.sort_unstable();
+        n.dedup();
+        n
+    }
+}
+
 /// Options of [`Repository::update`](crate::Repository::update).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -906,6 +917,24 @@ impl UpdateOptions {
     pub fn if_version(mut self, v: impl Into<Version>) -> Self {
         self.if_version = Some(v.into());
         self
+    }
+
+    /// Checks the expected version against the item as it is now, for a backend that reads
+    /// the item before it writes; `what` is the system's name for the version (`ver-stamp`,
+    /// `sys_mod_count`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) naming the item and both versions
+    /// when they differ.
+    pub fn check_version(&self, current: &WorkItem, what: &str) -> crate::Result<()> {
+        match &self.if_version {
+            Some(expected) if *expected != current.version => Err(crate::Error::conflict(format!(
+                "{} {} is at {what} {}, not {expected}",
+                current.item_type, current.id, current.version
+            ))
+            .with_item(current.item_type.clone(), current.id.clone())),
+            _ => Ok(()),
+        }
     }
 }
 

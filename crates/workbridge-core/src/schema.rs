@@ -292,6 +292,25 @@ impl TransitionGraph {
         None
     }
 
+    /// Checks an update of `current` by `changes`: when the changes set the state field, the
+    /// move from the current state to the new one, with the fields the item will have after.
+    ///
+    /// # Errors
+    /// As [`check`](Self::check), with the item named.
+    pub fn check_update(&self, current: &crate::WorkItem, changes: &FieldMap) -> Result<()> {
+        let Some(to) = changes.get(self.state_field.as_str()) else {
+            return Ok(());
+        };
+        let from = current
+            .field(self.state_field.as_str())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let mut after = current.fields.clone();
+        after.merge(changes);
+        self.check(&from, &to.to_string(), &after)
+            .map_err(|e| e.with_item(current.item_type.clone(), current.id.clone()))
+    }
+
     /// Checks a state change of an item whose fields will be `after`.
     ///
     /// # Errors
@@ -464,6 +483,50 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(g.shortest_path("Resolved", "Active").unwrap(), ["Active"]);
+    }
+
+    #[test]
+    fn an_update_is_checked_from_the_items_state_with_its_fields_after() {
+        use crate::{ItemId, UpdateOptions, WorkItem};
+        let g = graph();
+        let item = WorkItem::new(
+            ItemId::from("7"),
+            ItemType::from("Bug"),
+            "3".into(),
+            chrono::Utc::now(),
+            FieldMap::new()
+                .with("state", "Active")
+                .with("reason", "Fixed"),
+        );
+        // The required field is already on the item: the move is allowed.
+        g.check_update(&item, &FieldMap::new().with("state", "Resolved"))
+            .unwrap();
+        let e = g
+            .check_update(&item, &FieldMap::new().with("state", "Closed"))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidTransition);
+        assert_eq!(e.context().item_id.as_ref().map(ItemId::as_str), Some("7"));
+        // No state in the changes: nothing to check.
+        g.check_update(&item, &FieldMap::new().with("title", "x"))
+            .unwrap();
+        // The expected version.
+        UpdateOptions::default()
+            .check_version(&item, "rev")
+            .unwrap();
+        UpdateOptions::default()
+            .if_version("3")
+            .check_version(&item, "rev")
+            .unwrap();
+        let e = UpdateOptions::default()
+            .if_version("2")
+            .check_version(&item, "rev")
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.to_string().contains("Bug 7 is at rev 3, not 2"), "{e}");
+        assert_eq!(
+            ItemId::distinct_numbers(&["9".into(), "x".into(), "2".into(), "9".into()]),
+            [2, 9]
+        );
     }
 
     #[test]

@@ -211,7 +211,7 @@ impl Repository for ServiceNowRepository {
         since: &Cursor,
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
-        self.do_changes(table, since, opts)
+        self.scan(table, since, opts)
             .await
             .map_err(|e| e.or_context("changes", self, Some(table), None))
     }

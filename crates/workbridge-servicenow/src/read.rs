@@ -125,15 +125,6 @@ impl ServiceNowRepository {
         Ok(ChangePage::new(items, scan.cursor()?, scan.has_more()))
     }
 
-    pub(crate) async fn do_changes(
-        &self,
-        table: &ItemType,
-        since: &Cursor,
-        opts: &ChangeOptions,
-    ) -> Result<ChangePage> {
-        self.scan(table, since, opts).await
-    }
-
     pub(crate) async fn do_get_many(
         &self,
         table: &ItemType,

@@ -160,7 +160,7 @@ impl ServiceNowRepository {
                     .cloned()
                     .flatten();
                 if let Some(cur) = &current {
-                    self.check_update(item_type, id, cur, changes, options)?;
+                    self.check_update(item_type, cur, changes, options)?;
                 } else if versions.contains_key(&(item_type.clone(), id.clone())) {
                     return Err(Error::not_found(item_type, id));
                 }
@@ -180,31 +180,13 @@ impl ServiceNowRepository {
     pub(crate) fn check_update(
         &self,
         table: &ItemType,
-        id: &ItemId,
         current: &WorkItem,
         changes: &FieldMap,
         o: &UpdateOptions,
     ) -> Result<()> {
-        if let Some(expected) = &o.if_version
-            && *expected != current.version
-        {
-            return Err(Error::conflict(format!(
-                "{table} {id} is at sys_mod_count {}, not {expected}",
-                current.version
-            ))
-            .with_item(table.clone(), id.clone()));
-        }
-        if let Some(wf) = self.workflow(table)
-            && let Some(to) = changes.get(wf.state_field.as_str())
-        {
-            let from = current
-                .field(wf.state_field.as_str())
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            let mut after = current.fields.clone();
-            after.merge(changes);
-            wf.check(&from, &to.to_string(), &after)
-                .map_err(|e| e.with_item(table.clone(), id.clone()))?;
+        o.check_version(current, "sys_mod_count")?;
+        if let Some(wf) = self.workflow(table) {
+            wf.check_update(current, changes)?;
         }
         Ok(())
     }
@@ -227,28 +209,25 @@ impl ServiceNowRepository {
         fields: &FieldMap,
         opts: &CreateOptions,
     ) -> Result<WorkItem> {
-        let run = async {
-            let meta = self.table_meta(table).await?;
-            self.check_initial_state(table, fields)?;
-            let mut body = self.body_of(table, &meta, fields).await?;
-            if let Some(k) = &opts.correlation {
-                body.insert("correlation_id".into(), Value::String(k.to_string()));
-                body.insert(
-                    "correlation_display".into(),
-                    Value::String(self.config.correlation_display.clone()),
-                );
-            }
-            let resp = self
-                .client
-                .post(&format!("api/now/table/{table}"))
-                .query(&Self::read_params(None))
-                .json(&body)
-                .operation("create")
-                .send()
-                .await?;
-            self.one_item("create", table, &meta, resp).await
-        };
-        run.await
+        let meta = self.table_meta(table).await?;
+        self.check_initial_state(table, fields)?;
+        let mut body = self.body_of(table, &meta, fields).await?;
+        if let Some(k) = &opts.correlation {
+            body.insert("correlation_id".into(), Value::String(k.to_string()));
+            body.insert(
+                "correlation_display".into(),
+                Value::String(self.config.correlation_display.clone()),
+            );
+        }
+        let resp = self
+            .client
+            .post(&format!("api/now/table/{table}"))
+            .query(&Self::read_params(None))
+            .json(&body)
+            .operation("create")
+            .send()
+            .await?;
+        self.one_item("create", table, &meta, resp).await
     }
 
     pub(crate) async fn do_update(
@@ -258,35 +237,32 @@ impl ServiceNowRepository {
         changes: &FieldMap,
         opts: &UpdateOptions,
     ) -> Result<WorkItem> {
-        let run = async {
-            let meta = self.table_meta(table).await?;
-            let body = self.body_of(table, &meta, changes).await?;
-            let mut checked = None;
-            if self.needs_current(table, changes, opts) {
-                let current = self
-                    .get_many(table, std::slice::from_ref(id), &GetOptions::default())
-                    .await?
-                    .pop()
-                    .flatten()
-                    .ok_or_else(|| Error::not_found(table, id))?;
-                self.check_update(table, id, &current, changes, opts)?;
-                checked = Some(current.version);
-            }
-            let resp = self
-                .client
-                .request(Method::PATCH, &format!("api/now/table/{table}/{id}"))
-                .query(&Self::read_params(None))
-                .json(&body)
-                .operation("update")
-                .send()
-                .await?;
-            let item = self.one_item("update", table, &meta, resp).await?;
-            match &checked {
-                Some(before) => written_in_sequence(table, id, before, item),
-                None => Ok(item),
-            }
-        };
-        run.await
+        let meta = self.table_meta(table).await?;
+        let body = self.body_of(table, &meta, changes).await?;
+        let mut checked = None;
+        if self.needs_current(table, changes, opts) {
+            let current = self
+                .get_many(table, std::slice::from_ref(id), &GetOptions::default())
+                .await?
+                .pop()
+                .flatten()
+                .ok_or_else(|| Error::not_found(table, id))?;
+            self.check_update(table, &current, changes, opts)?;
+            checked = Some(current.version);
+        }
+        let resp = self
+            .client
+            .request(Method::PATCH, &format!("api/now/table/{table}/{id}"))
+            .query(&Self::read_params(None))
+            .json(&body)
+            .operation("update")
+            .send()
+            .await?;
+        let item = self.one_item("update", table, &meta, resp).await?;
+        match &checked {
+            Some(before) => written_in_sequence(table, id, before, item),
+            None => Ok(item),
+        }
     }
 
     pub(crate) async fn do_write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
