@@ -2,7 +2,7 @@
 
 use workbridge_core::{Error, ErrorKind};
 use workbridge_http::header::HeaderMap;
-use workbridge_http::{StatusCode, classify};
+use workbridge_http::{StatusCode, classify, refine};
 
 use crate::codec::xml_text;
 
@@ -37,7 +37,7 @@ pub(crate) fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) 
         _ => generic.kind(),
     };
     let message = format!("ALM answered {status}: {title} ({id})");
-    let mut e = match (kind, quoted) {
+    let e = match (kind, quoted) {
         (ErrorKind::InvalidInput, Some(q)) if id != "qccore.invalid-list-field-value" => {
             Error::invalid_input(q, "", message)
         }
@@ -47,13 +47,10 @@ pub(crate) fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) 
         }
         _ => Error::new(kind, message),
     };
-    e = e
-        .with_http_status(status.as_u16())
-        .with_temporary(generic.is_temporary() || kind == ErrorKind::Conflict);
-    if let Some(w) = generic.retry_after() {
-        e = e.with_retry_after(w);
-    }
-    e
+    let e = refine(e, &generic);
+    // A locked entity frees itself when its holder unlocks or its session ends: worth a retry.
+    let temporary = e.is_temporary() || kind == ErrorKind::Conflict;
+    e.with_temporary(temporary)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use workbridge_core::{Error, ErrorKind};
 use workbridge_http::header::HeaderMap;
-use workbridge_http::{StatusCode, classify};
+use workbridge_http::{StatusCode, classify, refine};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -44,7 +44,7 @@ pub(crate) fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) 
     } else {
         format!("{message} ({key})")
     };
-    let mut e = match (&rule_field, kind) {
+    let e = match (&rule_field, kind) {
         (Some(field), ErrorKind::InvalidInput) => Error::invalid_input(
             field.as_str(),
             "",
@@ -63,16 +63,8 @@ pub(crate) fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) 
                 None => Error::new(kind, format!("Azure DevOps answered {status}: {text}")),
             }
         }
-    }
-    .with_http_status(status.as_u16())
-    .with_temporary(generic.is_temporary());
-    if let Some(w) = generic.retry_after() {
-        e = e.with_retry_after(w);
-    }
-    if let Some(id) = headers.get("activityid").and_then(|v| v.to_str().ok()) {
-        e = e.with_request_id(id);
-    }
-    e
+    };
+    refine(e, &generic)
 }
 
 #[cfg(test)]

@@ -60,11 +60,12 @@ pub fn body_snippet(body: &[u8]) -> String {
     truncate_chars(out.trim(), MAX_SNIPPET_CHARS)
 }
 
-const REQUEST_ID_HEADERS: [&str; 4] = [
+const REQUEST_ID_HEADERS: [&str; 5] = [
     "x-request-id",
     "x-ms-request-id",
     "activityid",
     "x-vss-e2eid",
+    "x-transaction-id",
 ];
 
 /// The generic error for a non-success response: kind by status, temporary for retryable
@@ -89,8 +90,27 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
     e
 }
 
+/// A system's own reading of an error answer (`e`: its kind, message, field), completed from
+/// the generic classification of the same answer: the HTTP status, whether it is temporary,
+/// the server's wait and the request id. The tail of every adapter's `parse_error`.
+pub fn refine(e: Error, generic: &Error) -> Error {
+    let c = generic.context();
+    let mut e = e.with_temporary(generic.is_temporary());
+    if let Some(s) = c.http_status {
+        e = e.with_http_status(s);
+    }
+    if let Some(w) = generic.retry_after() {
+        e = e.with_retry_after(w);
+    }
+    if let Some(id) = &c.request_id {
+        e = e.with_request_id(id.clone());
+    }
+    e
+}
+
 /// The server's id of a request (`x-request-id`, `x-ms-request-id`, `ActivityId`,
-/// `x-vss-e2eid`), for logs and errors: what its operators search for.
+/// `x-vss-e2eid`, ServiceNow's `X-Transaction-ID`), for logs and errors: what its operators
+/// search for.
 pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
     REQUEST_ID_HEADERS
         .iter()

@@ -38,7 +38,7 @@ pub use auth::{
     AuthProvider, BasicAuth, BearerAuth, CookieSession, NoAuth, OAuth2, OAuth2Grant, Session,
     SessionLogin,
 };
-pub use classify::{MAX_SNIPPET_CHARS, body_snippet, classify, kind_for_status};
+pub use classify::{MAX_SNIPPET_CHARS, body_snippet, classify, kind_for_status, refine};
 pub use client::{ErrorParser, HttpClient, HttpClientBuilder, HttpResponse, RequestBuilder};
 pub use env::EnvVars;
 pub use options::{ClientOptions, ProxyConfig, RateLimit, is_loopback};

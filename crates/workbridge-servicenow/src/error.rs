@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use workbridge_core::{Error, ErrorKind};
 use workbridge_http::header::HeaderMap;
-use workbridge_http::{StatusCode, body_snippet, classify};
+use workbridge_http::{StatusCode, body_snippet, classify, refine};
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -40,19 +40,10 @@ pub(crate) fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) 
     } else {
         generic.kind()
     };
-    let mut e = Error::new(kind, format!("ServiceNow answered {status}: {text}"))
-        .with_http_status(status.as_u16())
-        .with_temporary(generic.is_temporary());
-    if let Some(w) = generic.retry_after() {
-        e = e.with_retry_after(w);
-    }
-    if let Some(id) = headers
-        .get("x-transaction-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        e = e.with_request_id(id);
-    }
-    e
+    refine(
+        Error::new(kind, format!("ServiceNow answered {status}: {text}")),
+        &generic,
+    )
 }
 
 #[cfg(test)]
