@@ -44,12 +44,7 @@ impl AlmRepository {
         id: &ItemId,
         c: &NewComment,
     ) -> Result<Comment> {
-        if c.visibility == Visibility::Internal {
-            return Err(Error::unsupported(
-                "add_comment",
-                "ALM comments have no internal visibility",
-            ));
-        }
+        self.capabilities.check_comment(c)?;
         let field = comment_field(t.as_str()).ok_or_else(|| {
             Error::unsupported("add_comment", format!("{t} has no comments memo"))
         })?;
@@ -240,6 +235,7 @@ impl AlmRepository {
         id: &ItemId,
         a: &NewAttachment,
     ) -> Result<AttachmentMeta> {
+        self.capabilities.check_upload(a)?;
         let path = format!("{}/attachments", self.entity_path(t, id)?);
         let resp = self
             .client

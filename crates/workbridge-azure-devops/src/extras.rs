@@ -122,12 +122,7 @@ impl AzureDevOpsRepository {
         id: &ItemId,
         c: &NewComment,
     ) -> Result<Comment> {
-        if c.visibility == Visibility::Internal {
-            return Err(Error::unsupported(
-                "add_comment",
-                "Azure DevOps comments have no internal visibility",
-            ));
-        }
+        self.capabilities.check_comment(c)?;
         if c.body.trim().is_empty() {
             return Err(
                 Error::invalid_input("comment", "", "a comment needs a body")
@@ -287,15 +282,7 @@ impl AzureDevOpsRepository {
         id: &ItemId,
         a: &NewAttachment,
     ) -> Result<AttachmentMeta> {
-        if let Some(max) = self.capabilities.max_attachment_size
-            && a.data.len() as u64 > max
-        {
-            return Err(Error::invalid_input(
-                "attachment",
-                &a.file_name,
-                format!("{} bytes is over the limit of {max} bytes", a.data.len()),
-            ));
-        }
+        self.capabilities.check_upload(a)?;
         let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
         let v = self
             .call_json(

@@ -811,6 +811,37 @@ impl Default for Capabilities {
 }
 
 impl Capabilities {
+    /// Checks a comment against what the backend can keep, before anything is sent.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) for an internal comment where
+    /// comments have no internal visibility.
+    pub fn check_comment(&self, c: &NewComment) -> crate::Result<()> {
+        if c.visibility == Visibility::Internal && !self.internal_comments {
+            return Err(crate::Error::unsupported(
+                "add_comment",
+                "comments here have no internal visibility",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks an upload against the backend's size limit, before anything is sent.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) naming the file and its size
+    /// when it is over [`max_attachment_size`](Self::max_attachment_size).
+    pub fn check_upload(&self, a: &NewAttachment) -> crate::Result<()> {
+        match self.max_attachment_size {
+            Some(max) if a.data.len() as u64 > max => Err(crate::Error::invalid_input(
+                "attachment",
+                &a.file_name,
+                format!("{} bytes is over the limit of {max} bytes", a.data.len()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Every capability on (the in-memory backend).
     pub fn all() -> Self {
         Capabilities {
@@ -986,5 +1017,28 @@ impl Write {
             changes,
             options: UpdateOptions::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn what_a_backend_cannot_keep_is_refused_before_anything_is_sent() {
+        let mut c = Capabilities::default();
+        c.check_comment(&NewComment::public("hi")).unwrap();
+        let e = c.check_comment(&NewComment::internal("hi")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        c.internal_comments = true;
+        c.check_comment(&NewComment::internal("hi")).unwrap();
+        let a = NewAttachment::new("big.bin", "application/octet-stream", vec![0u8; 11]);
+        c.check_upload(&a).unwrap();
+        c.max_attachment_size = Some(10);
+        let e = c.check_upload(&a).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert_eq!(e.value(), Some("big.bin"));
+        assert!(e.to_string().contains("11 bytes is over the limit of 10"), "{e}");
     }
 }

@@ -259,6 +259,16 @@ impl TransitionGraph {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// The fields `from → to` requires that are empty or absent in `after`, the fields the item
+    /// will have once moved.
+    pub fn missing_for(&self, from: &str, to: &str, after: &FieldMap) -> Vec<&str> {
+        self.required_for(from, to)
+            .iter()
+            .filter(|f| after.get(f.as_str()).is_none_or(FieldValue::is_empty))
+            .map(FieldName::as_str)
+            .collect()
+    }
+
     /// The shortest sequence of states leading from `from` to `to` (excluding `from`), or `None`
     /// when `to` cannot be reached. Ties are broken by state name, so the path is deterministic.
     pub fn shortest_path(&self, from: &str, to: &str) -> Option<Vec<String>> {
@@ -331,12 +341,7 @@ impl TransitionGraph {
                 "the workflow does not allow this transition",
             ));
         }
-        let missing: Vec<&str> = self
-            .required_for(from, to)
-            .iter()
-            .filter(|f| after.get(f.as_str()).is_none_or(FieldValue::is_empty))
-            .map(FieldName::as_str)
-            .collect();
+        let missing = self.missing_for(from, to, after);
         if !missing.is_empty() {
             return Err(Error::invalid_transition(
                 from,

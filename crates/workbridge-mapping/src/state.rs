@@ -94,12 +94,7 @@ impl Mapping {
             if let Some(g) = graph {
                 let mut after = have.clone();
                 after.merge(&fields);
-                let missing: Vec<&str> = g
-                    .required_for(&prev, &state)
-                    .iter()
-                    .filter(|f| after.get(f.as_str()).is_none_or(FieldValue::is_empty))
-                    .map(FieldName::as_str)
-                    .collect();
+                let missing = g.missing_for(&prev, &state, &after);
                 if !missing.is_empty() {
                     return Err(Error::invalid_transition(
                         &prev,

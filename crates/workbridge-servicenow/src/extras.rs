@@ -90,6 +90,7 @@ impl ServiceNowRepository {
         id: &ItemId,
         c: &NewComment,
     ) -> Result<Comment> {
+        self.capabilities.check_comment(c)?;
         if c.body.trim().is_empty() {
             return Err(
                 Error::invalid_input("comment", "", "a comment needs a body")
@@ -212,6 +213,7 @@ impl ServiceNowRepository {
         id: &ItemId,
         a: &NewAttachment,
     ) -> Result<AttachmentMeta> {
+        self.capabilities.check_upload(a)?;
         let resp = self
             .client
             .post("api/now/attachment/file")
