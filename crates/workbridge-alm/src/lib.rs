@@ -71,6 +71,7 @@ use workbridge_core::{
     ItemId, ItemType, KeysetScan, NewAttachment, NewComment, Person, Reference, Repository, Result,
     Schema, TextFormat, UpdateOptions, Version, Visibility, WorkItem,
 };
+use workbridge_core::{Operation, traced};
 use workbridge_http::header::{ACCEPT, CONTENT_TYPE, HeaderName};
 use workbridge_http::{CookieSession, HttpClient, HttpResponse, Method};
 
@@ -183,9 +184,7 @@ impl Repository for AlmRepository {
     }
 
     async fn schema(&self, t: &ItemType) -> Result<Schema> {
-        self.do_schema(t)
-            .await
-            .map_err(|e| e.or_context("schema", self, Some(t), None))
+        traced(Operation::Schema, self, Some(t), None, self.do_schema(t)).await
     }
 
     async fn changes(
@@ -194,9 +193,14 @@ impl Repository for AlmRepository {
         since: &Cursor,
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
-        self.scan(t, since, opts)
-            .await
-            .map_err(|e| e.or_context("changes", self, Some(t), None))
+        traced(
+            Operation::Changes,
+            self,
+            Some(t),
+            None,
+            self.scan(t, since, opts),
+        )
+        .await
     }
 
     async fn get_many(
@@ -205,9 +209,14 @@ impl Repository for AlmRepository {
         ids: &[ItemId],
         opts: &GetOptions,
     ) -> Result<Vec<Option<WorkItem>>> {
-        self.do_get_many(t, ids, opts)
-            .await
-            .map_err(|e| e.or_context("get_many", self, Some(t), None))
+        traced(
+            Operation::GetMany,
+            self,
+            Some(t),
+            None,
+            self.do_get_many(t, ids, opts),
+        )
+        .await
     }
 
     async fn create(
@@ -216,9 +225,14 @@ impl Repository for AlmRepository {
         fields: &FieldMap,
         opts: &CreateOptions,
     ) -> Result<WorkItem> {
-        self.do_create(t, fields, opts)
-            .await
-            .map_err(|e| e.or_context("create", self, Some(t), None))
+        traced(
+            Operation::Create,
+            self,
+            Some(t),
+            None,
+            self.do_create(t, fields, opts),
+        )
+        .await
     }
 
     async fn update(
@@ -228,9 +242,14 @@ impl Repository for AlmRepository {
         changes: &FieldMap,
         opts: &UpdateOptions,
     ) -> Result<WorkItem> {
-        self.do_update(t, id, changes, opts)
-            .await
-            .map_err(|e| e.or_context("update", self, Some(t), Some(id)))
+        traced(
+            Operation::Update,
+            self,
+            Some(t),
+            Some(id),
+            self.do_update(t, id, changes, opts),
+        )
+        .await
     }
 
     async fn find_by_correlation(
@@ -238,9 +257,14 @@ impl Repository for AlmRepository {
         t: &ItemType,
         key: &CorrelationKey,
     ) -> Result<Option<WorkItem>> {
-        self.do_find_by_correlation(t, key)
-            .await
-            .map_err(|e| e.or_context("find_by_correlation", self, Some(t), None))
+        traced(
+            Operation::FindByCorrelation,
+            self,
+            Some(t),
+            None,
+            self.do_find_by_correlation(t, key),
+        )
+        .await
     }
 
     async fn find_many_by_correlation(
@@ -248,27 +272,47 @@ impl Repository for AlmRepository {
         t: &ItemType,
         keys: &[CorrelationKey],
     ) -> Result<Vec<Option<WorkItem>>> {
-        self.do_find_many_by_correlation(t, keys)
-            .await
-            .map_err(|e| e.or_context("find_many_by_correlation", self, Some(t), None))
+        traced(
+            Operation::FindManyByCorrelation,
+            self,
+            Some(t),
+            None,
+            self.do_find_many_by_correlation(t, keys),
+        )
+        .await
     }
 
     async fn comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        self.do_comments(t, id)
-            .await
-            .map_err(|e| e.for_item("comments", t, id, self))
+        traced(
+            Operation::Comments,
+            self,
+            Some(t),
+            Some(id),
+            self.do_comments(t, id),
+        )
+        .await
     }
 
     async fn add_comment(&self, t: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
-        self.do_add_comment(t, id, c)
-            .await
-            .map_err(|e| e.for_item("add_comment", t, id, self))
+        traced(
+            Operation::AddComment,
+            self,
+            Some(t),
+            Some(id),
+            self.do_add_comment(t, id, c),
+        )
+        .await
     }
 
     async fn attachments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
-        self.do_attachments(t, id)
-            .await
-            .map_err(|e| e.for_item("attachments", t, id, self))
+        traced(
+            Operation::Attachments,
+            self,
+            Some(t),
+            Some(id),
+            self.do_attachments(t, id),
+        )
+        .await
     }
 
     async fn attachments_since(
@@ -277,20 +321,35 @@ impl Repository for AlmRepository {
         since: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<AttachmentMeta>> {
-        self.do_attachments_since(t, since, limit)
-            .await
-            .map_err(|e| e.or_context("attachments_since", self, Some(t), None))
+        traced(
+            Operation::AttachmentsSince,
+            self,
+            Some(t),
+            None,
+            self.do_attachments_since(t, since, limit),
+        )
+        .await
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
-        self.do_download(a)
-            .await
-            .map_err(|e| e.for_item("download", &a.item_type, &a.item_id, self))
+        traced(
+            Operation::Download,
+            self,
+            Some(&a.item_type),
+            Some(&a.item_id),
+            self.do_download(a),
+        )
+        .await
     }
 
     async fn upload(&self, t: &ItemType, id: &ItemId, a: &NewAttachment) -> Result<AttachmentMeta> {
-        self.do_upload(t, id, a)
-            .await
-            .map_err(|e| e.for_item("upload", t, id, self))
+        traced(
+            Operation::Upload,
+            self,
+            Some(t),
+            Some(id),
+            self.do_upload(t, id, a),
+        )
+        .await
     }
 }

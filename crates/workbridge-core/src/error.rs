@@ -294,39 +294,17 @@ impl Error {
         self
     }
 
-    /// The context of a trait method on one item, in one step: its operation (replacing an
-    /// inner one), the item and, unless set, the system.
+    /// Sets the item type and id, each unless an inner call set it: where a repository
+    /// method has them.
     #[must_use]
-    pub fn for_item(
-        self,
-        operation: &'static str,
-        item_type: &ItemType,
-        id: &ItemId,
-        system: impl fmt::Display,
-    ) -> Self {
-        self.in_operation(operation)
-            .with_item(item_type.clone(), id.clone())
-            .with_system(system)
-    }
-
-    /// The context of a repository method, each part unless an inner call set it: the
-    /// operation, the system and, where the method has them, the item type and id. What an
-    /// adapter attaches, in one place, to every error leaving its `Repository` impl.
-    #[must_use]
-    pub fn or_context(
-        mut self,
-        operation: &'static str,
-        system: impl fmt::Display,
-        item_type: Option<&ItemType>,
-        id: Option<&ItemId>,
-    ) -> Self {
+    pub fn or_item(mut self, item_type: Option<&ItemType>, id: Option<&ItemId>) -> Self {
         if let Some(t) = item_type {
             self.context.item_type.get_or_insert_with(|| t.clone());
         }
         if let Some(id) = id {
             self.context.item_id.get_or_insert_with(|| id.clone());
         }
-        self.with_operation(operation).with_system(system)
+        self
     }
 
     /// Sets the system, unless one is already set.

@@ -39,6 +39,7 @@ mod model;
 mod repository;
 pub mod scan;
 mod schema;
+mod traced;
 pub mod wrappers;
 
 pub use error::{Error, ErrorContext, ErrorKind, Result, truncate_chars};
@@ -52,6 +53,7 @@ pub use model::{
 pub use repository::{Operation, Repository, RepositoryExt};
 pub use scan::{KeysetScan, ScanQuery};
 pub use schema::{FieldDef, FieldKind, Schema, TransitionGraph};
+pub use traced::traced;
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;

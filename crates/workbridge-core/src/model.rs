@@ -1039,6 +1039,9 @@ mod tests {
         let e = c.check_upload(&a).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert_eq!(e.value(), Some("big.bin"));
-        assert!(e.to_string().contains("11 bytes is over the limit of 10"), "{e}");
+        assert!(
+            e.to_string().contains("11 bytes is over the limit of 10"),
+            "{e}"
+        );
     }
 }

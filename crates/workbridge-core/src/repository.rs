@@ -31,6 +31,8 @@ pub enum Operation {
     Update,
     /// [`Repository::find_by_correlation`].
     FindByCorrelation,
+    /// [`Repository::find_many_by_correlation`].
+    FindManyByCorrelation,
     /// [`Repository::comments`].
     Comments,
     /// [`Repository::add_comment`].
@@ -51,13 +53,14 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 15] = [
         Operation::Schema,
         Operation::Changes,
         Operation::GetMany,
         Operation::Create,
         Operation::Update,
         Operation::FindByCorrelation,
+        Operation::FindManyByCorrelation,
         Operation::Comments,
         Operation::AddComment,
         Operation::Attachments,
@@ -77,6 +80,7 @@ impl Operation {
             Operation::Create => "create",
             Operation::Update => "update",
             Operation::FindByCorrelation => "find_by_correlation",
+            Operation::FindManyByCorrelation => "find_many_by_correlation",
             Operation::Comments => "comments",
             Operation::AddComment => "add_comment",
             Operation::Attachments => "attachments",

@@ -77,6 +77,7 @@ use workbridge_core::{
     ItemType, KeysetScan, NewAttachment, NewComment, Person, Repository, Result, Schema,
     TextFormat, UpdateOptions, Version, Visibility, WorkItem, Write,
 };
+use workbridge_core::{Operation, traced};
 use workbridge_http::header::CONTENT_TYPE;
 use workbridge_http::{AuthProvider, BasicAuth, BearerAuth, HttpClient, Method, OAuth2};
 
@@ -200,9 +201,14 @@ impl Repository for ServiceNowRepository {
     }
 
     async fn schema(&self, table: &ItemType) -> Result<Schema> {
-        self.do_schema(table)
-            .await
-            .map_err(|e| e.or_context("schema", self, Some(table), None))
+        traced(
+            Operation::Schema,
+            self,
+            Some(table),
+            None,
+            self.do_schema(table),
+        )
+        .await
     }
 
     async fn changes(
@@ -211,9 +217,14 @@ impl Repository for ServiceNowRepository {
         since: &Cursor,
         opts: &ChangeOptions,
     ) -> Result<ChangePage> {
-        self.scan(table, since, opts)
-            .await
-            .map_err(|e| e.or_context("changes", self, Some(table), None))
+        traced(
+            Operation::Changes,
+            self,
+            Some(table),
+            None,
+            self.scan(table, since, opts),
+        )
+        .await
     }
 
     async fn get_many(
@@ -222,9 +233,14 @@ impl Repository for ServiceNowRepository {
         ids: &[ItemId],
         opts: &GetOptions,
     ) -> Result<Vec<Option<WorkItem>>> {
-        self.do_get_many(table, ids, opts)
-            .await
-            .map_err(|e| e.or_context("get_many", self, Some(table), None))
+        traced(
+            Operation::GetMany,
+            self,
+            Some(table),
+            None,
+            self.do_get_many(table, ids, opts),
+        )
+        .await
     }
 
     async fn create(
@@ -233,9 +249,14 @@ impl Repository for ServiceNowRepository {
         fields: &FieldMap,
         opts: &CreateOptions,
     ) -> Result<WorkItem> {
-        self.do_create(table, fields, opts)
-            .await
-            .map_err(|e| e.or_context("create", self, Some(table), None))
+        traced(
+            Operation::Create,
+            self,
+            Some(table),
+            None,
+            self.do_create(table, fields, opts),
+        )
+        .await
     }
 
     async fn update(
@@ -245,9 +266,14 @@ impl Repository for ServiceNowRepository {
         changes: &FieldMap,
         opts: &UpdateOptions,
     ) -> Result<WorkItem> {
-        self.do_update(table, id, changes, opts)
-            .await
-            .map_err(|e| e.or_context("update", self, Some(table), Some(id)))
+        traced(
+            Operation::Update,
+            self,
+            Some(table),
+            Some(id),
+            self.do_update(table, id, changes, opts),
+        )
+        .await
     }
 
     async fn find_by_correlation(
@@ -255,9 +281,14 @@ impl Repository for ServiceNowRepository {
         table: &ItemType,
         key: &CorrelationKey,
     ) -> Result<Option<WorkItem>> {
-        self.do_find_by_correlation(table, key)
-            .await
-            .map_err(|e| e.or_context("find_by_correlation", self, Some(table), None))
+        traced(
+            Operation::FindByCorrelation,
+            self,
+            Some(table),
+            None,
+            self.do_find_by_correlation(table, key),
+        )
+        .await
     }
 
     async fn find_many_by_correlation(
@@ -265,27 +296,47 @@ impl Repository for ServiceNowRepository {
         table: &ItemType,
         keys: &[CorrelationKey],
     ) -> Result<Vec<Option<WorkItem>>> {
-        self.do_find_many_by_correlation(table, keys)
-            .await
-            .map_err(|e| e.or_context("find_many_by_correlation", self, Some(table), None))
+        traced(
+            Operation::FindManyByCorrelation,
+            self,
+            Some(table),
+            None,
+            self.do_find_many_by_correlation(table, keys),
+        )
+        .await
     }
 
     async fn comments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        self.do_comments(table, id)
-            .await
-            .map_err(|e| e.for_item("comments", table, id, self))
+        traced(
+            Operation::Comments,
+            self,
+            Some(table),
+            Some(id),
+            self.do_comments(table, id),
+        )
+        .await
     }
 
     async fn add_comment(&self, table: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
-        self.do_add_comment(table, id, c)
-            .await
-            .map_err(|e| e.for_item("add_comment", table, id, self))
+        traced(
+            Operation::AddComment,
+            self,
+            Some(table),
+            Some(id),
+            self.do_add_comment(table, id, c),
+        )
+        .await
     }
 
     async fn attachments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
-        self.do_attachments(table, id)
-            .await
-            .map_err(|e| e.for_item("attachments", table, id, self))
+        traced(
+            Operation::Attachments,
+            self,
+            Some(table),
+            Some(id),
+            self.do_attachments(table, id),
+        )
+        .await
     }
 
     async fn attachments_since(
@@ -294,15 +345,25 @@ impl Repository for ServiceNowRepository {
         since: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<AttachmentMeta>> {
-        self.do_attachments_since(table, since, limit)
-            .await
-            .map_err(|e| e.or_context("attachments_since", self, Some(table), None))
+        traced(
+            Operation::AttachmentsSince,
+            self,
+            Some(table),
+            None,
+            self.do_attachments_since(table, since, limit),
+        )
+        .await
     }
 
     async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
-        self.do_download(a)
-            .await
-            .map_err(|e| e.for_item("download", &a.item_type, &a.item_id, self))
+        traced(
+            Operation::Download,
+            self,
+            Some(&a.item_type),
+            Some(&a.item_id),
+            self.do_download(a),
+        )
+        .await
     }
 
     async fn upload(
@@ -311,14 +372,24 @@ impl Repository for ServiceNowRepository {
         id: &ItemId,
         a: &NewAttachment,
     ) -> Result<AttachmentMeta> {
-        self.do_upload(table, id, a)
-            .await
-            .map_err(|e| e.for_item("upload", table, id, self))
+        traced(
+            Operation::Upload,
+            self,
+            Some(table),
+            Some(id),
+            self.do_upload(table, id, a),
+        )
+        .await
     }
 
     async fn write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
-        self.do_write_many(writes)
-            .await
-            .map_err(|e| e.or_context("write_many", self, None, None))
+        traced(
+            Operation::WriteMany,
+            self,
+            None,
+            None,
+            self.do_write_many(writes),
+        )
+        .await
     }
 }

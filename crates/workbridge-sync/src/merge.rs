@@ -42,9 +42,11 @@ impl SyncPair {
                     Side::Right => &right,
                 };
                 let landed = self.landed(&pw, written, round).await?;
-                tracing::debug!(pair = %self.id, side = %pw.side, item = %written.id, landed = landed.is_some(), "a write without a known outcome");
-                if let Some(values) = landed {
-                    learn_landed(&mut link, &pw, &values);
+                tracing::debug!(pair = %self.id, side = %pw.side, item = %written.id, landed = ?landed.as_ref().map(|l| l.steps), "a write without a known outcome");
+                match landed {
+                    Some(l) if l.all => learn_landed(&mut link, &pw, &l.values),
+                    Some(l) => learn_steps_landed(&mut link, &pw, &l.values),
+                    None => {}
                 }
             }
             let p = plan(
@@ -171,14 +173,35 @@ impl SyncPair {
         pw: &PendingWrite,
         written: &WorkItem,
         round: &mut Round,
-    ) -> Result<Option<FieldMap>> {
-        let holds = |fields: &FieldMap| {
-            pw.fields
+    ) -> Result<Option<Landed>> {
+        let holds = |wrote: &FieldMap, fields: &FieldMap| {
+            wrote
                 .iter()
                 .all(|(f, v)| same(fields.get(f.as_str()), Some(v)))
         };
-        if holds(&written.fields) {
-            return Ok(Some(written.fields.clone()));
+        let steps = u32::try_from(pw.steps.len()).unwrap_or(u32::MAX);
+        if holds(&pw.fields, &written.fields) {
+            return Ok(Some(Landed {
+                values: written.fields.clone(),
+                all: true,
+                steps: steps.max(1),
+            }));
+        }
+        // A walk whose first steps landed and the rest not: the item holds what those steps
+        // wrote. Without this, the step that landed looked like an edit on that side, newer than
+        // the change the walk came from, and could win the field back.
+        let mut through = FieldMap::new();
+        let mut prefixes = Vec::new();
+        for step in pw.steps.iter().take(pw.steps.len().saturating_sub(1)) {
+            through.merge(step);
+            prefixes.push(through.clone());
+        }
+        if let Some(k) = prefixes.iter().rposition(|p| holds(p, &written.fields)) {
+            return Ok(Some(Landed {
+                values: written.fields.clone(),
+                all: false,
+                steps: u32::try_from(k + 1).unwrap_or(u32::MAX),
+            }));
         }
         let repo = &self.repos[pw.side];
         let Some(at) = pw.at.as_ref().filter(|at| **at != written.version) else {
@@ -191,7 +214,13 @@ impl SyncPair {
         let then = repo
             .revision_after(&self.types[pw.side], &written.id, at, pw.writes.max(1))
             .await?;
-        Ok(then.filter(|t| holds(&t.fields)).map(|t| t.fields))
+        Ok(then
+            .filter(|t| holds(&pw.fields, &t.fields))
+            .map(|t| Landed {
+                values: t.fields,
+                all: true,
+                steps: pw.writes.max(1),
+            }))
     }
 
     /// Applies a plan's writes, left side first. Before a side is written the link is stored
@@ -227,6 +256,11 @@ impl SyncPair {
                 fields: sent,
                 at: Some(item.version.clone()),
                 writes: u32::try_from(updates.len()).unwrap_or(u32::MAX),
+                steps: if updates.len() > 1 {
+                    updates.clone()
+                } else {
+                    Vec::new()
+                },
             };
             link.pending = Some(pending.clone());
             // One renewal covers the pending record and the first write; a transition's further
@@ -252,6 +286,28 @@ impl SyncPair {
         }
         Ok(())
     }
+}
+
+/// What [`SyncPair::landed`] found of a write whose outcome was unknown.
+#[derive(Debug)]
+pub(crate) struct Landed {
+    /// The written side's fields as they are now (or right after the write, from history).
+    pub(crate) values: FieldMap,
+    /// Whether the whole write landed, or only its first `steps` steps.
+    pub(crate) all: bool,
+    /// How many of the write's updates landed.
+    pub(crate) steps: u32,
+}
+
+/// The link after the first steps of a walk landed: the written side's baseline takes the
+/// values it holds now, so the step is not taken for an edit there; the other side's baseline
+/// stays, so what the walk was for is still to be written and the next plan walks on.
+pub(crate) fn learn_steps_landed(link: &mut Link, w: &PendingWrite, landed: &FieldMap) {
+    let mut base = link.baseline(w.side).clone();
+    for f in w.fields.names() {
+        copy_field(&mut base, landed, f);
+    }
+    link.set_baseline(w.side, base);
 }
 
 /// Sets `f` in `to` to its value in `from`, or removes it when `from` has none.

@@ -88,6 +88,11 @@ pub struct PendingWrite {
     /// How many updates the write takes (a workflow walk takes one per step).
     #[serde(default = "one_write")]
     pub writes: u32,
+    /// The updates of a write of several steps (a workflow walk), in order: when the side holds
+    /// what the first steps wrote but not the rest, those steps landed and the walk goes on from
+    /// there. Empty for a write of one update.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<FieldMap>,
 }
 
 fn one_write() -> u32 {
