@@ -40,14 +40,16 @@ impl AzureDevOpsRepository {
         Ok(resp)
     }
 
-    pub(crate) async fn call_json(
+    /// A call at the server's api-version whose answer is read as `T`: a wire type, or
+    /// `Value` where the payload is open. A body that does not fit names its path.
+    pub(crate) async fn call_json<T: serde::de::DeserializeOwned>(
         &self,
         op: &'static str,
         method: Method,
         path: &str,
         query: &[(&str, String)],
         body: Option<(Vec<u8>, &str)>,
-    ) -> Result<Value> {
+    ) -> Result<T> {
         let resp = self
             .call(op, method, path, self.config.server.api(), query, body)
             .await?;

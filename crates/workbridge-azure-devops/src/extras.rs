@@ -25,51 +25,37 @@ impl AzureDevOpsRepository {
                             None,
                         )
                         .await?;
-                    let v: Value = resp.json()?;
-                    let list = v.get("comments").and_then(Value::as_array).ok_or_else(|| {
-                        Error::protocol("comments", "the comment list has no comments")
-                    })?;
-                    for (i, c) in list.iter().enumerate() {
-                        let path = format!("comments[{i}]");
-                        let cid = c
-                            .get("id")
-                            .or_else(|| c.get("commentId"))
-                            .and_then(Value::as_u64)
-                            .ok_or_else(|| Error::protocol(format!("{path}.id"), "missing"))?;
-                        let at = c.get("createdDate").and_then(date_time).ok_or_else(|| {
+                    let v: CommentList = resp.json()?;
+                    for (i, c) in v.comments.into_iter().enumerate() {
+                        let at = c.created_at().ok_or_else(|| {
                             Error::protocol(
-                                format!("{path}.createdDate"),
+                                format!("comments[{i}].createdDate"),
                                 "missing or not a date-time",
                             )
                         })?;
-                        let format = if c.get("format").and_then(Value::as_str) == Some("markdown")
-                        {
+                        let format = if c.format.as_deref() == Some("markdown") {
                             TextFormat::Plain
                         } else {
                             TextFormat::Html
                         };
                         let mut comment = Comment::new(
-                            cid.to_string(),
+                            c.id.to_string(),
                             at,
-                            c.get("text").and_then(Value::as_str).unwrap_or_default(),
+                            c.text.unwrap_or_default(),
                             format,
                             Visibility::Public,
                         );
-                        comment.author = c.get("createdBy").and_then(parse_person);
+                        comment.author = c.created_by.as_ref().and_then(parse_person);
                         out.push(comment);
                     }
-                    token = v
-                        .get("continuationToken")
-                        .and_then(Value::as_str)
-                        .filter(|s| !s.is_empty())
-                        .map(ToOwned::to_owned);
+                    token = v.continuation_token.filter(|s| !s.is_empty());
                     if token.is_none() {
                         return Ok(out);
                     }
                 }
             }
             None => {
-                let v = self
+                let v: List<Value> = self
                     .call_json(
                         "comments",
                         Method::GET,
@@ -79,12 +65,8 @@ impl AzureDevOpsRepository {
                         None,
                     )
                     .await?;
-                let list = v
-                    .get("value")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| Error::protocol("value", "the update list has no value"))?;
                 let mut out = Vec::new();
-                for (i, u) in list.iter().enumerate() {
+                for (i, u) in v.value.iter().enumerate() {
                     let Some(text) = u
                         .pointer("/fields/System.History/newValue")
                         .and_then(Value::as_str)
@@ -141,7 +123,7 @@ impl AzureDevOpsRepository {
         };
         match self.config.server.comments_api() {
             Some(version) => {
-                let body = serde_json::to_vec(&json!({ "text": html })).unwrap_or_default();
+                let body = serde_json::to_vec(&NewCommentJson { text: &html }).unwrap_or_default();
                 let resp = self
                     .call(
                         "add_comment",
@@ -153,29 +135,21 @@ impl AzureDevOpsRepository {
                     )
                     .await
                     .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-                let v: Value = resp.json()?;
-                let cid = v
-                    .get("id")
-                    .or_else(|| v.get("commentId"))
-                    .and_then(Value::as_u64)
-                    .ok_or_else(|| Error::protocol("id", "the new comment has no id"))?;
-                let at = v
-                    .get("createdDate")
-                    .and_then(date_time)
-                    .unwrap_or_else(Utc::now);
+                let v: CommentJson = resp.json()?;
+                let at = v.created_at().unwrap_or_else(Utc::now);
                 let mut comment = Comment::new(
-                    cid.to_string(),
+                    v.id.to_string(),
                     at,
                     html,
                     TextFormat::Html,
                     Visibility::Public,
                 );
-                comment.author = v.get("createdBy").and_then(parse_person);
+                comment.author = v.created_by.as_ref().and_then(parse_person);
                 Ok(comment)
             }
             None => {
                 let ops = json!([{"op": "add", "path": "/fields/System.History", "value": html}]);
-                let v = self
+                let v: WorkItemJson = self
                     .call_json(
                         "add_comment",
                         Method::PATCH,
@@ -203,7 +177,7 @@ impl AzureDevOpsRepository {
         id: &ItemId,
     ) -> Result<Vec<AttachmentMeta>> {
         let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
-        let v = self
+        let v: WorkItemJson = self
             .call_json(
                 "attachments",
                 Method::GET,
@@ -213,47 +187,25 @@ impl AzureDevOpsRepository {
             )
             .await
             .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-        // A work item it must be; with no relations it has no attachments, but relations
-        // that are not a list are a payload we cannot read.
-        if v.get("id").and_then(Value::as_u64).is_none() {
-            return Err(Error::protocol("id", "the answer is not a work item"));
-        }
-        let relations = match v.get("relations") {
-            None | Some(Value::Null) => &[][..],
-            Some(Value::Array(a)) => a.as_slice(),
-            Some(other) => {
-                return Err(Error::protocol(
-                    "relations",
-                    format!("expected a list of relations, found {other}"),
-                ));
-            }
-        };
         let mut out = Vec::new();
-        for r in relations {
-            if r.get("rel").and_then(Value::as_str) != Some("AttachedFile") {
+        for r in v.relations.iter().flatten() {
+            if r.rel != "AttachedFile" {
                 continue;
             }
-            let url = r.get("url").and_then(Value::as_str).unwrap_or_default();
-            let aid = url
+            let aid = r
+                .url
                 .rsplit('/')
                 .next()
                 .unwrap_or_default()
                 .split('?')
                 .next()
                 .unwrap_or_default();
-            let a = r.get("attributes");
-            let name = a
-                .and_then(|a| a.get("name"))
-                .and_then(Value::as_str)
-                .unwrap_or(aid);
+            let a = &r.attributes;
+            let name = a.get("name").and_then(Value::as_str).unwrap_or(aid);
             let mut m = AttachmentMeta::new(aid, t.clone(), id.clone(), name);
-            m.size = a
-                .and_then(|a| a.get("resourceSize"))
-                .and_then(Value::as_u64);
-            m.created_at = a
-                .and_then(|a| a.get("resourceCreatedDate"))
-                .and_then(date_time);
-            m.url = url::Url::parse(url).ok();
+            m.size = a.get("resourceSize").and_then(Value::as_u64);
+            m.created_at = a.get("resourceCreatedDate").and_then(date_time);
+            m.url = url::Url::parse(&r.url).ok();
             out.push(m);
         }
         Ok(out)
@@ -284,7 +236,7 @@ impl AzureDevOpsRepository {
     ) -> Result<AttachmentMeta> {
         self.capabilities.check_upload(a)?;
         let n: u64 = id.as_str().parse().map_err(|_| Error::not_found(t, id))?;
-        let v = self
+        let v: AttachmentRef = self
             .call_json(
                 "upload",
                 Method::POST,
@@ -293,12 +245,9 @@ impl AzureDevOpsRepository {
                 Some((a.data.to_vec(), "application/octet-stream")),
             )
             .await?;
-        let url = v
-            .get("url")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::protocol("url", "the attachment reference has no url"))?;
+        let url = v.url.as_str();
         let ops = json!([{"op": "add", "path": "/relations/-", "value": {"rel": "AttachedFile", "url": url, "attributes": {"comment": ""}}}]);
-        self.call_json(
+        self.call_json::<Value>(
             "upload",
             Method::PATCH,
             &format!("_apis/wit/workitems/{n}"),
@@ -307,7 +256,7 @@ impl AzureDevOpsRepository {
         )
         .await
         .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-        let aid = v.get("id").and_then(Value::as_str).unwrap_or_default();
+        let aid = v.id.as_deref().unwrap_or_default();
         self.attachments(t, id)
             .await?
             .into_iter()

@@ -39,6 +39,7 @@ mod error;
 mod extras;
 mod meta;
 mod read;
+mod wire;
 mod write;
 
 pub use config::{AzureDevOpsAuth, AzureDevOpsConfig, AzureDevOpsConfigBuilder, ServerVersion};
@@ -68,7 +69,7 @@ use workbridge_http::{
 
 // The helpers every concern uses: paths and calls, metadata and value conversion.
 #[allow(clippy::wildcard_imports)]
-use {client::*, meta::*};
+use {client::*, meta::*, wire::*};
 
 /// An Azure DevOps project (Services or on-premises collection) as a [`Repository`]; item
 /// types are work item types (`Bug`, `User Story`).

@@ -8,7 +8,7 @@ impl AzureDevOpsRepository {
         if let Some(f) = self.field_types.read().await.clone() {
             return Ok(f);
         }
-        let body = self
+        let body: List<FieldJson> = self
             .call_json(
                 "schema",
                 Method::GET,
@@ -17,7 +17,7 @@ impl AzureDevOpsRepository {
                 None,
             )
             .await?;
-        let map = Arc::new(parse_field_list(&body)?);
+        let map = Arc::new(parse_field_list(body));
         *self.field_types.write().await = Some(map.clone());
         Ok(map)
     }
@@ -29,7 +29,7 @@ impl AzureDevOpsRepository {
         }
         let ftypes = self.field_types().await?;
         let type_path = format!("workitemtypes/{}", seg(t.as_str()));
-        let body = self
+        let body: TypeJson = self
             .call_json(
                 "schema",
                 Method::GET,
@@ -52,42 +52,26 @@ impl AzureDevOpsRepository {
                     None,
                 )
                 .await
-                .and_then(|r| r.json::<Value>())
+                .and_then(|r| r.json::<List<FieldInstanceJson>>())
                 .map_err(|e| e.with_item_type(t.clone()))?;
             Some(body)
         } else {
             None
         };
-        let name = body
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or(t.as_str())
-            .to_owned();
         let fields = type_fields(&body, details.as_ref(), &ftypes)?;
+        let name = body.name.unwrap_or_else(|| t.as_str().to_owned());
         let mut graph = TransitionGraph::new("System.State");
-        if let Some(tr) = body.get("transitions").and_then(Value::as_object) {
-            for (from, tos) in tr {
-                for to in tos
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| t.get("to").and_then(Value::as_str))
-                {
-                    graph = if from.is_empty() {
-                        graph.initial(to)
-                    } else {
-                        graph.transition(from.as_str(), to)
-                    };
-                }
+        for (from, tos) in &body.transitions {
+            for to in tos {
+                graph = if from.is_empty() {
+                    graph.initial(to.to.as_str())
+                } else {
+                    graph.transition(from.as_str(), to.to.as_str())
+                };
             }
         }
-        if let Some(states) = body.get("states").and_then(Value::as_array) {
-            for s in states
-                .iter()
-                .filter_map(|s| s.get("name").and_then(Value::as_str))
-            {
-                graph.states.insert(s.to_owned());
-            }
+        for s in body.states {
+            graph.states.insert(s.name);
         }
         let meta = Arc::new(TypeMeta {
             name,
@@ -101,19 +85,11 @@ impl AzureDevOpsRepository {
     pub(crate) fn item_from(
         &self,
         meta: Option<&TypeMeta>,
-        v: &Value,
+        v: &WorkItemJson,
         path: &str,
     ) -> Result<WorkItem> {
-        let id = v.get("id").and_then(Value::as_u64).ok_or_else(|| {
-            Error::protocol(format!("{path}.id"), "a work item without a numeric id")
-        })?;
-        let rev = v.get("rev").and_then(Value::as_u64).ok_or_else(|| {
-            Error::protocol(format!("{path}.rev"), "a work item without a numeric rev")
-        })?;
-        let fields_json = v.get("fields").and_then(Value::as_object).ok_or_else(|| {
-            Error::protocol(format!("{path}.fields"), "a work item without fields")
-        })?;
-        let changed = fields_json
+        let f = &v.fields;
+        let changed = f
             .get("System.ChangedDate")
             .and_then(Value::as_str)
             .ok_or_else(|| {
@@ -127,12 +103,12 @@ impl AzureDevOpsRepository {
                 )
             })?
             .with_timezone(&Utc);
-        let wtype = fields_json
+        let wtype = f
             .get("System.WorkItemType")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let mut fields = FieldMap::new();
-        for (k, raw) in fields_json {
+        for (k, raw) in f {
             if k == "System.History" {
                 continue;
             }
@@ -143,17 +119,18 @@ impl AzureDevOpsRepository {
             );
         }
         let mut item = WorkItem::new(
-            ItemId::new(id.to_string()),
+            ItemId::new(v.id.to_string()),
             ItemType::from(wtype),
-            Version::new(rev.to_string()),
+            Version::new(v.rev.to_string()),
             changed_at,
             fields,
         );
-        item.changed_by = fields_json.get("System.ChangedBy").and_then(parse_person);
+        item.changed_by = f.get("System.ChangedBy").and_then(parse_person);
         item.url = v
-            .pointer("/_links/html/href")
-            .and_then(Value::as_str)
-            .and_then(|u| url::Url::parse(u).ok());
+            .links
+            .as_ref()
+            .and_then(|l| l.html.as_ref())
+            .and_then(|h| url::Url::parse(&h.href).ok());
         Ok(item)
     }
 
@@ -333,39 +310,23 @@ pub(crate) fn to_field_value(
 /// Parses the organization's field list. A field is a person when the list says
 /// `isIdentity` (real servers say `"type": "string"` for identities) or, on servers that have
 /// the type, `"type": "identity"`. Tree paths are listed read-only but are written by path.
-pub(crate) fn parse_field_list(body: &Value) -> Result<FieldTypes> {
-    let list = body
-        .get("value")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Error::protocol("value", "the field list has no value array"))?;
-    let mut map = HashMap::new();
-    for (i, f) in list.iter().enumerate() {
-        let r = f
-            .get("referenceName")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::protocol(format!("value[{i}].referenceName"), "missing"))?;
-        let ty = f
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("string")
-            .to_owned();
-        let identity = f
-            .get("isIdentity")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-            || ty == "identity";
-        let read_only =
-            f.get("readOnly").and_then(Value::as_bool).unwrap_or(false) && ty != "treePath";
-        map.insert(
-            r.to_owned(),
-            FieldInfo {
-                ty,
-                read_only,
-                identity,
-            },
-        );
-    }
-    Ok(map)
+pub(crate) fn parse_field_list(body: List<FieldJson>) -> FieldTypes {
+    body.value
+        .into_iter()
+        .map(|f| {
+            let ty = f.ty.unwrap_or_else(|| "string".to_owned());
+            let identity = f.is_identity || ty == "identity";
+            let read_only = f.read_only && ty != "treePath";
+            (
+                f.reference_name,
+                FieldInfo {
+                    ty,
+                    read_only,
+                    identity,
+                },
+            )
+        })
+        .collect()
 }
 
 /// A work item type's fields from the type (names, `alwaysRequired`) and, where the server
@@ -375,42 +336,46 @@ pub(crate) fn parse_field_list(body: &Value) -> Result<FieldTypes> {
 /// defaults are unknown, so only the title is demanded and the server's rule error names any
 /// other field it misses.
 pub(crate) fn type_fields(
-    ty: &Value,
-    details: Option<&Value>,
+    ty: &TypeJson,
+    details: Option<&List<FieldInstanceJson>>,
     ftypes: &FieldTypes,
 ) -> Result<BTreeMap<String, FieldMeta>> {
     let instances = ty
-        .get("fieldInstances")
-        .or_else(|| ty.get("fields"))
-        .and_then(Value::as_array)
+        .field_instances
+        .as_ref()
+        .or(ty.fields.as_ref())
         .ok_or_else(|| Error::protocol("fieldInstances", "the work item type lists no fields"))?;
-    let detail: HashMap<&str, &Value> = details
-        .and_then(|d| d.get("value"))
-        .and_then(Value::as_array)
+    let detail: HashMap<&str, &FieldInstanceJson> = details
         .into_iter()
-        .flatten()
-        .filter_map(|f| Some((f.get("referenceName")?.as_str()?, f)))
+        .flat_map(|d| &d.value)
+        .map(|f| (f.reference_name.as_str(), f))
         .collect();
     let mut fields = BTreeMap::new();
-    for (i, f) in instances.iter().enumerate() {
-        let r = f
-            .get("referenceName")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                Error::protocol(format!("fieldInstances[{i}].referenceName"), "missing")
-            })?;
+    for f in instances {
+        let r = f.reference_name.as_str();
         let info = ftypes.get(r).cloned().unwrap_or(FieldInfo {
             ty: "string".into(),
             read_only: false,
             identity: false,
         });
         let d = detail.get(r).copied();
-        let pick = |k: &str| d.and_then(|d| d.get(k)).or_else(|| f.get(k));
+        // The type's field list where it has the member, else the type's own entry.
+        let allowed_values = d
+            .and_then(|d| d.allowed_values.as_ref())
+            .or(f.allowed_values.as_ref());
+        let default_value = d
+            .and_then(|d| d.default_value.as_ref())
+            .or(f.default_value.as_ref());
+        let always = d
+            .and_then(|d| d.always_required.as_ref())
+            .or(f.always_required.as_ref())
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         // Identities list people as objects; only plain values make a choice list.
         let allowed = if info.identity {
             Vec::new()
         } else {
-            pick("allowedValues")
+            allowed_values
                 .and_then(Value::as_array)
                 .map(|a| {
                     a.iter()
@@ -423,18 +388,11 @@ pub(crate) fn type_fields(
                 })
                 .unwrap_or_default()
         };
-        let has_default = pick("defaultValue").is_some_and(|v| !v.is_null());
-        let always = pick("alwaysRequired")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let has_default = default_value.is_some_and(|v| !v.is_null());
         fields.insert(
             r.to_owned(),
             FieldMeta {
-                name: f
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or(r)
-                    .to_owned(),
+                name: f.name.clone().unwrap_or_else(|| r.to_owned()),
                 required: always
                     && !info.read_only
                     && !has_default

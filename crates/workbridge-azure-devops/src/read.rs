@@ -15,14 +15,13 @@ impl AzureDevOpsRepository {
         let mut out = HashMap::new();
         for chunk in ids.chunks(BATCH) {
             let body = if self.config.server.has_batch_read() {
-                let mut req = json!({"ids": chunk, "errorPolicy": "omit"});
-                if let Some(f) = fields {
-                    req["fields"] = json!(f);
-                }
-                if let Some(t) = as_of {
-                    req["asOf"] = json!(t);
-                }
-                self.call_json(
+                let req = BatchRead {
+                    ids: chunk,
+                    error_policy: "omit",
+                    fields,
+                    as_of,
+                };
+                self.call_json::<List<Option<WorkItemJson>>>(
                     "get_many",
                     Method::POST,
                     &self.project_path("workitemsbatch"),
@@ -51,7 +50,7 @@ impl AzureDevOpsRepository {
                 if let Some(t) = as_of {
                     q.push(("asOf", t.to_owned()));
                 }
-                self.call_json(
+                self.call_json::<List<Option<WorkItemJson>>>(
                     "get_many",
                     Method::GET,
                     &self.project_path("workitems"),
@@ -60,14 +59,10 @@ impl AzureDevOpsRepository {
                 )
                 .await?
             };
-            let list = body
-                .get("value")
-                .and_then(Value::as_array)
-                .ok_or_else(|| Error::protocol("value", "the work item list has no value array"))?;
-            for (i, v) in list.iter().enumerate() {
-                if v.is_null() {
-                    continue;
-                }
+            for (i, v) in body.value.iter().enumerate() {
+                let Some(v) = v else {
+                    continue; // a missing id (errorPolicy omit)
+                };
                 let item = self.item_from(meta, v, &format!("value[{i}]"))?;
                 let id: u64 = item.id.as_str().parse().unwrap_or_default();
                 out.insert(id, item);
@@ -82,8 +77,8 @@ impl AzureDevOpsRepository {
         query: &str,
         top: usize,
     ) -> Result<(Vec<u64>, Option<DateTime<Utc>>)> {
-        let body = serde_json::to_vec(&json!({ "query": query })).unwrap_or_default();
-        let v = self
+        let body = serde_json::to_vec(&WiqlQuery { query }).unwrap_or_default();
+        let v: WiqlResult = self
             .call_json(
                 op,
                 Method::POST,
@@ -92,20 +87,12 @@ impl AzureDevOpsRepository {
                 Some((body, "application/json")),
             )
             .await?;
-        let items = v
-            .get("workItems")
-            .and_then(Value::as_array)
-            .ok_or_else(|| Error::protocol("workItems", "the query result has no workItems"))?;
-        let ids = items
-            .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                w.get("id")
-                    .and_then(Value::as_u64)
-                    .ok_or_else(|| Error::protocol(format!("workItems[{i}].id"), "missing"))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let as_of = v.get("asOf").and_then(date_time);
+        let ids = v.work_items.iter().map(|w| w.id).collect();
+        let as_of = v
+            .as_of
+            .as_deref()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc));
         Ok((ids, as_of))
     }
 
@@ -225,7 +212,7 @@ impl AzureDevOpsRepository {
         })?;
         // Revisions are numbered from 1: rev r is the list's entry r - 1.
         let want = rev + u64::from(n.max(1));
-        let body = self
+        let body: List<WorkItemJson> = self
             .call_json(
                 OP,
                 Method::GET,
@@ -235,11 +222,7 @@ impl AzureDevOpsRepository {
                 None,
             )
             .await?;
-        let list = body
-            .get("value")
-            .and_then(Value::as_array)
-            .ok_or_else(|| Error::protocol("value", "the revision list has no value array"))?;
-        let Some(v) = list.first() else {
+        let Some(v) = body.value.first() else {
             return Ok(None);
         };
         let item = self.item_from(Some(&meta), v, "value[0]")?;

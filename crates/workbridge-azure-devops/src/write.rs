@@ -111,7 +111,7 @@ impl AzureDevOpsRepository {
         t: &ItemType,
         id: Option<&ItemId>,
         changes: &FieldMap,
-        r: Result<Value>,
+        r: Result<WorkItemJson>,
     ) -> Result<WorkItem> {
         let meta = self.type_meta(t).await?;
         match r {
@@ -222,7 +222,7 @@ impl AzureDevOpsRepository {
         }
         for chunk in requests.chunks(BATCH) {
             let body: Vec<&Value> = chunk.iter().map(|(_, _, r)| r).collect();
-            let v = self
+            let v: List<BatchAnswer> = self
                 .call_json(
                     "write_many",
                     Method::PATCH,
@@ -234,38 +234,30 @@ impl AzureDevOpsRepository {
                     )),
                 )
                 .await?;
-            let list = v
-                .get("value")
-                .and_then(Value::as_array)
-                .ok_or_else(|| Error::protocol("value", "the batch response has no value"))?;
             for (k, (i, t, _)) in chunk.iter().enumerate() {
-                let r = match list.get(k) {
+                let r = match v.value.get(k) {
                     None => Err(Error::protocol(
                         format!("value[{k}]"),
                         "the batch response has fewer answers than requests",
                     )),
                     Some(answer) => {
-                        let code = answer
-                            .get("code")
-                            .and_then(Value::as_u64)
-                            .and_then(|c| u16::try_from(c).ok())
-                            .unwrap_or(500);
-                        let text = answer
-                            .get("body")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
-                        if (200..300).contains(&code) {
+                        let text = answer.body.as_deref().unwrap_or_default();
+                        if (200..300).contains(&answer.code) {
                             let meta = self.type_meta(t).await?;
-                            serde_json::from_str::<Value>(text)
-                                .map_err(|_| {
-                                    Error::protocol(format!("value[{k}].body"), "not JSON")
+                            serde_json::from_str::<WorkItemJson>(text)
+                                .map_err(|e| {
+                                    Error::protocol(
+                                        format!("value[{k}].body"),
+                                        format!("not a work item: {e}"),
+                                    )
                                 })
                                 .and_then(|v| {
                                     self.item_from(Some(&meta), &v, &format!("value[{k}].body"))
                                 })
                         } else {
                             Err(error::parse_error(
-                                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+                                StatusCode::from_u16(answer.code)
+                                    .unwrap_or(StatusCode::BAD_GATEWAY),
                                 &workbridge_http::header::HeaderMap::new(),
                                 text.as_bytes(),
                             ))

@@ -219,12 +219,24 @@ impl HttpResponse {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         let de = &mut serde_json::Deserializer::from_slice(&self.body);
         serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
+            let mut path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            // A member that is missing is named in the path, not only in the message.
+            if let Some(name) = inner
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+            {
+                path = if path == "." {
+                    name.to_owned()
+                } else {
+                    format!("{path}.{name}")
+                };
+            }
             Error::protocol(
                 path,
                 format!(
                     "the response is not the expected JSON: {}",
-                    truncate_chars(&e.into_inner().to_string(), 200)
+                    truncate_chars(&inner, 200)
                 ),
             )
             .with_http_status(self.status.as_u16())

@@ -274,6 +274,20 @@ async fn malformed_json_is_a_protocol_error_naming_the_path() {
     let e = c.get("api/x").send_json::<Envelope>().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol);
     assert_eq!(e.context().path.as_deref(), Some("result[1].sys_id"));
+    // A member that is missing is named in the path too.
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_string(r#"{"result":[{"sys_mod_count":"1"}]}"#),
+        )
+        .mount(&server)
+        .await;
+    let e = client(&server.uri(), options())
+        .get("api/x")
+        .send_json::<Envelope>()
+        .await
+        .unwrap_err();
+    assert_eq!(e.context().path.as_deref(), Some("result[0].sys_id"), "{e}");
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(200).set_body_string("<html>login</html>"))
