@@ -4,12 +4,13 @@
 use super::*;
 
 impl ServiceNowRepository {
-    pub(crate) async fn get_json(
+    /// A GET whose answer is read as `T` (a wire type); a body that does not fit names its path.
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         op: &'static str,
         path: &str,
         params: &[(&str, String)],
-    ) -> Result<(Value, workbridge_http::HttpResponse)> {
+    ) -> Result<(T, workbridge_http::HttpResponse)> {
         let resp = self
             .client
             .get(path)
@@ -17,39 +18,10 @@ impl ServiceNowRepository {
             .operation(op)
             .send()
             .await?;
-        let body: Value = resp
+        let body = resp
             .json()
             .map_err(|e| e.with_operation(op).with_system(self))?;
         Ok((body, resp))
-    }
-
-    /// The `result` array of a list response.
-    pub(crate) fn result_array(body: Value, op: &'static str) -> Result<Vec<Value>> {
-        match body {
-            Value::Object(mut m) => match m.remove("result") {
-                Some(Value::Array(a)) => Ok(a),
-                Some(_) => Err(Error::protocol("result", "expected an array").with_operation(op)),
-                None => {
-                    Err(Error::protocol("result", "the response has no `result`")
-                        .with_operation(op))
-                }
-            },
-            _ => Err(Error::protocol("", "the response is not a JSON object").with_operation(op)),
-        }
-    }
-
-    pub(crate) fn result_object(body: Value, op: &'static str) -> Result<Value> {
-        match body {
-            Value::Object(mut m) => match m.remove("result") {
-                Some(v @ Value::Object(_)) => Ok(v),
-                Some(_) => Err(Error::protocol("result", "expected an object").with_operation(op)),
-                None => {
-                    Err(Error::protocol("result", "the response has no `result`")
-                        .with_operation(op))
-                }
-            },
-            _ => Err(Error::protocol("", "the response is not a JSON object").with_operation(op)),
-        }
     }
 
     pub(crate) async fn list(
@@ -60,7 +32,7 @@ impl ServiceNowRepository {
         limit: usize,
         fields: Option<&[String]>,
         display_all: bool,
-    ) -> Result<(Vec<Value>, workbridge_http::HttpResponse)> {
+    ) -> Result<(Vec<Record>, workbridge_http::HttpResponse)> {
         let mut params = vec![
             ("sysparm_query", query.to_owned()),
             ("sysparm_limit", limit.to_string()),
@@ -75,9 +47,9 @@ impl ServiceNowRepository {
             params.push(("sysparm_fields", f.join(",")));
         }
         let (body, resp) = self
-            .get_json(op, &format!("api/now/table/{table}"), &params)
+            .get_json::<ResultList>(op, &format!("api/now/table/{table}"), &params)
             .await?;
-        Ok((Self::result_array(body, op)?, resp))
+        Ok((body.result, resp))
     }
 }
 

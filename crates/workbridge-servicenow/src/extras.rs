@@ -55,7 +55,7 @@ impl ServiceNowRepository {
             .map_err(|e| e.with_operation("comments").with_system(self))
     }
 
-    pub(crate) fn attachment_meta(&self, r: &Value, path: &str) -> Result<AttachmentMeta> {
+    pub(crate) fn attachment_meta(&self, r: &Record, path: &str) -> Result<AttachmentMeta> {
         let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default();
         if s("sys_id").is_empty() {
             return Err(Error::protocol(
@@ -133,7 +133,7 @@ impl ServiceNowRepository {
         id: &ItemId,
     ) -> Result<Vec<AttachmentMeta>> {
         let (body, _) = self
-            .get_json(
+            .get_json::<ResultList>(
                 "attachments",
                 "api/now/attachment",
                 &[(
@@ -146,7 +146,7 @@ impl ServiceNowRepository {
                 )],
             )
             .await?;
-        let rows = Self::result_array(body, "attachments")?;
+        let rows = body.result;
         if rows.is_empty() {
             self.exists("attachments", table, id).await?;
         }
@@ -165,7 +165,7 @@ impl ServiceNowRepository {
         // A file attached to a record is a `sys_attachment` row: the record's `sys_updated_on`
         // does not move, so `changes` does not show it.
         let (body, _) = self
-            .get_json(
+            .get_json::<ResultList>(
                 "attachments_since",
                 "api/now/attachment",
                 &[
@@ -181,7 +181,7 @@ impl ServiceNowRepository {
                 ],
             )
             .await?;
-        let rows = Self::result_array(body, "attachments_since")?;
+        let rows = body.result;
         rows.iter()
             .enumerate()
             .map(|(i, r)| {
@@ -228,7 +228,7 @@ impl ServiceNowRepository {
             .send()
             .await
             .map_err(|e| e.with_item(table.clone(), id.clone()))?;
-        let body: Value = resp.json()?;
-        self.attachment_meta(&Self::result_object(body, "upload")?, "result")
+        let body: ResultOne = resp.json()?;
+        self.attachment_meta(&body.result, "result")
     }
 }

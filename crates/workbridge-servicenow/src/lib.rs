@@ -49,6 +49,7 @@ mod error;
 mod extras;
 mod meta;
 mod read;
+mod wire;
 mod write;
 
 pub use config::{
@@ -58,7 +59,7 @@ pub use config::{
 
 // The helpers every concern uses: calls and quoting, metadata and value conversion.
 #[allow(clippy::wildcard_imports)]
-use {client::*, meta::*};
+use {client::*, meta::*, wire::*};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -69,10 +69,10 @@ impl TableMeta {
     /// and its parents (`chain`, parents first: the table's own entries win).
     pub(crate) fn from_rows(
         chain: &[String],
-        dictionary: &[Value],
-        choices: &[Value],
+        dictionary: &[Record],
+        choices: &[Record],
     ) -> Result<TableMeta> {
-        let s = |row: &Value, k: &str| {
+        let s = |row: &Record, k: &str| {
             row.get(k)
                 .and_then(Value::as_str)
                 .unwrap_or_default()
@@ -80,19 +80,13 @@ impl TableMeta {
         };
         let mut fields = BTreeMap::new();
         for table in chain {
-            for (i, row) in dictionary.iter().enumerate() {
+            for row in dictionary {
                 if s(row, "name") != *table {
                     continue;
                 }
                 let element = s(row, "element");
                 if element.is_empty() {
                     continue;
-                }
-                if !row.is_object() {
-                    return Err(Error::protocol(
-                        format!("result[{i}]"),
-                        "a dictionary entry is not an object",
-                    ));
                 }
                 let reference = Some(s(row, "reference")).filter(|r| !r.is_empty());
                 fields.insert(
@@ -381,13 +375,10 @@ impl ServiceNowRepository {
         &self,
         table: &ItemType,
         meta: &TableMeta,
-        rec: &Value,
+        obj: &Record,
         path: &str,
         partial: bool,
     ) -> Result<WorkItem> {
-        let Some(obj) = rec.as_object() else {
-            return Err(Error::protocol(path, "a record is not a JSON object"));
-        };
         let member = |k: &str| -> Result<String> {
             let p = format!("{path}.{k}");
             let raw = obj
@@ -599,7 +590,17 @@ mod tests {
             json!({"name":"incident","element":"state","value":"1","label":"New","sequence":"1","inactive":"false"}),
             json!({"name":"incident","element":"state","value":"9","label":"Old","sequence":"9","inactive":"true"}),
         ];
-        TableMeta::from_rows(&["task".into(), "incident".into()], &dict, &choices).unwrap()
+        let records = |v: Vec<serde_json::Value>| -> Vec<Record> {
+            v.into_iter()
+                .map(|r| r.as_object().cloned().unwrap())
+                .collect()
+        };
+        TableMeta::from_rows(
+            &["task".into(), "incident".into()],
+            &records(dict),
+            &records(choices),
+        )
+        .unwrap()
     }
 
     #[test]

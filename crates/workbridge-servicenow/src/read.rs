@@ -32,8 +32,10 @@ impl ServiceNowRepository {
         meta: &TableMeta,
         resp: workbridge_http::HttpResponse,
     ) -> Result<WorkItem> {
-        let body: Value = resp.json().map_err(|e| e.with_operation(op))?;
-        let rec = Self::result_object(body, op)?;
+        let rec = resp
+            .json::<ResultOne>()
+            .map_err(|e| e.with_operation(op))?
+            .result;
         let mut items = vec![
             self.record_to_item(table, meta, &rec, "result", false)
                 .map_err(|e| e.with_operation(op))?,

@@ -56,61 +56,56 @@ impl ServiceNowRepository {
             if pending.is_empty() {
                 break;
             }
-            let rest: Vec<Value> = pending
+            let bodies: Vec<Option<String>> = pending
                 .iter()
-                .map(|(id, method, url, body)| {
-                    let mut r = json!({
-                        "id": id, "method": method, "url": url,
-                        "headers": [{"name": "Content-Type", "value": "application/json"}, {"name": "Accept", "value": "application/json"}],
-                        "exclude_response_headers": true,
-                    });
-                    if let Some(b) = body {
-                        r["body"] = Value::String(b64.encode(b.to_string()));
-                    }
-                    r
+                .map(|(.., body)| body.as_ref().map(|b| b64.encode(b.to_string())))
+                .collect();
+            let rest = pending
+                .iter()
+                .zip(bodies)
+                .map(|((id, method, url, _), body)| RestRequest {
+                    id,
+                    method,
+                    url,
+                    headers: [
+                        NameValue {
+                            name: "Content-Type",
+                            value: "application/json",
+                        },
+                        NameValue {
+                            name: "Accept",
+                            value: "application/json",
+                        },
+                    ],
+                    exclude_response_headers: true,
+                    body,
                 })
                 .collect();
             let batch_id = format!("workbridge-{}", Utc::now().timestamp_micros());
             let resp = self
                 .client
                 .post("api/now/v1/batch")
-                .json(&json!({"batch_request_id": batch_id, "rest_requests": rest}))
+                .json(&BatchRequest {
+                    batch_request_id: &batch_id,
+                    rest_requests: rest,
+                })
                 .operation("write_many")
                 .send()
                 .await?;
-            let body: Value = resp
+            let body: BatchResponse = resp
                 .json()
                 .map_err(|e| e.with_operation("write_many").with_system(self))?;
-            let serviced = body
-                .get("serviced_requests")
-                .and_then(Value::as_array)
-                .ok_or_else(|| {
-                    Error::protocol(
-                        "serviced_requests",
-                        "the batch response has no serviced_requests",
-                    )
-                    .with_operation("write_many")
-                })?;
-            for (i, s) in serviced.iter().enumerate() {
-                let path = format!("serviced_requests[{i}]");
-                let id = s
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| Error::protocol(format!("{path}.id"), "missing id"))?;
-                let status = s
-                    .get("status_code")
-                    .and_then(Value::as_u64)
-                    .and_then(|c| u16::try_from(c).ok())
-                    .ok_or_else(|| {
-                        Error::protocol(format!("{path}.status_code"), "missing status code")
-                    })?;
-                let decoded = match s.get("body").and_then(Value::as_str) {
+            for (i, s) in body.serviced_requests.into_iter().enumerate() {
+                let decoded = match s.body {
                     Some(b) => b64.decode(b).map_err(|_| {
-                        Error::protocol(format!("{path}.body"), "the body is not base64")
+                        Error::protocol(
+                            format!("serviced_requests[{i}].body"),
+                            "the body is not base64",
+                        )
                     })?,
                     None => Vec::new(),
                 };
-                out.insert(id.to_owned(), (status, decoded));
+                out.insert(s.id, (s.status_code, decoded));
             }
             pending.retain(|(id, ..)| !out.contains_key(id));
         }
@@ -320,12 +315,16 @@ impl ServiceNowRepository {
                     )),
                     Some((status, body)) if (200..300).contains(status) => {
                         let meta = self.table_meta(t).await?;
-                        serde_json::from_slice::<Value>(body)
-                            .map_err(|_| {
-                                Error::protocol("body", "the batched response is not JSON")
+                        serde_json::from_slice::<ResultOne>(body)
+                            .map_err(|e| {
+                                Error::protocol(
+                                    "body",
+                                    format!("the batched answer is not a record: {e}"),
+                                )
                             })
-                            .and_then(|v| Self::result_object(v, "write_many"))
-                            .and_then(|rec| self.record_to_item(t, &meta, &rec, "result", false))
+                            .and_then(|one| {
+                                self.record_to_item(t, &meta, &one.result, "result", false)
+                            })
                     }
                     Some((status, body)) => Err(error::parse_error(
                         workbridge_http::StatusCode::from_u16(*status)
