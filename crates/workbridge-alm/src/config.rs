@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use workbridge_core::{Error, Result, TransitionGraph};
 use workbridge_http::{ClientOptions, EnvVars};
 
-use crate::codec::Format;
+use crate::wire::Format;
 
 /// How the adapter signs in.
 #[derive(Clone)]

@@ -4,7 +4,7 @@ use workbridge_core::{Error, ErrorKind};
 use workbridge_http::header::HeaderMap;
 use workbridge_http::{StatusCode, classify, refine};
 
-use crate::codec::xml_text;
+use crate::wire::xml_text;
 
 /// The error of a non-success response, decided on the QC exception id.
 pub(crate) fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {

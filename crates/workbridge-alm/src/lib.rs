@@ -41,17 +41,17 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
-mod codec;
 mod config;
 mod error;
 mod extras;
 mod meta;
 mod read;
 mod session;
+mod wire;
 mod write;
 
-pub use codec::Format;
 pub use config::{AlmAuth, AlmConfig, AlmConfigBuilder, LoginFlow, default_defect_workflow};
+pub use wire::Format;
 
 // The helpers every concern uses: calls and paths, metadata and values.
 #[allow(clippy::wildcard_imports)]
@@ -75,7 +75,7 @@ use workbridge_core::{Operation, traced};
 use workbridge_http::header::{ACCEPT, CONTENT_TYPE, HeaderName};
 use workbridge_http::{CookieSession, HttpClient, HttpResponse, Method};
 
-use codec::{Entity, Values, encode, parse_collection, parse_entity, xml_text};
+use wire::{Entity, Values, encode, parse_collection, parse_entity, xml_text};
 
 /// An ALM project as a [`Repository`]; item types are collections (`defects`,
 /// `requirements`, `tests`).

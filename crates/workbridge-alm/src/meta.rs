@@ -31,7 +31,7 @@ impl AlmRepository {
         let mut lists: HashMap<String, Vec<String>> = HashMap::new();
         let mut fields = BTreeMap::new();
         match self.config.format {
-            codec::Format::Json => {
+            wire::Format::Json => {
                 let v: serde_json::Value = lists_resp.json()?;
                 for l in v
                     .get("lists")
@@ -96,7 +96,7 @@ impl AlmRepository {
                     );
                 }
             }
-            codec::Format::Xml => {
+            wire::Format::Xml => {
                 let text = lists_resp.text();
                 for list in text.split("<List>").skip(1) {
                     let id = xml_text(list, "Id").unwrap_or_default();

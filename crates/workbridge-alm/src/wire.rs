@@ -1,4 +1,6 @@
-//! ALM's entity encodings, JSON and XML, both ways.
+//! The payloads of ALM's REST API: entities and entity collections, in JSON and XML, both
+//! ways. ALM has no schema per payload beyond this shape (`Fields` of `Name` and `values`), so
+//! one codec reads every entity type; values are read by field type in `meta.rs`.
 
 use std::collections::BTreeMap;
 
