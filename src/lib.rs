@@ -88,7 +88,9 @@ pub use workbridge_core::{
 /// keyset scan behind `changes`, the write deadline the HTTP layer honours, `async_trait` for
 /// implementing [`Repository`] — see `docs/connector-guide.md`.
 pub mod connector {
-    pub use workbridge_core::{KeysetScan, ScanQuery, async_trait, fence, scan, truncate_chars};
+    pub use workbridge_core::{
+        KeysetScan, ScanQuery, async_trait, fence, scan, traced, truncate_chars,
+    };
 }
 
 /// The mapping engine: TOML specs that turn one side's fields into the other's.

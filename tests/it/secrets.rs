@@ -206,3 +206,57 @@ async fn a_tls_failure_says_it_was_the_certificate_and_trusting_it_works() {
         .await
         .expect("the simulator's certificate, trusted, is accepted");
 }
+
+/// Every request an adapter sends is logged inside a `repository` span that names the system,
+/// the trait method and the item it serves, so a log line can be tied to what the sync asked
+/// for — and the span carries no credential.
+#[tokio::test]
+async fn each_request_is_logged_inside_the_span_of_the_method_and_item_it_serves() {
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let sim = workbridge_sim::azure_devops::AzureDevOpsSim::builder()
+        .pat("pat-secret")
+        .seed_items(1)
+        .spawn()
+        .await
+        .unwrap();
+    let ado = AzureDevOpsRepository::new(
+        AzureDevOpsConfig::builder(sim.collection_url(), "Fabrikam")
+            .pat("pat-secret")
+            .client_options(options())
+            .build(),
+    )
+    .unwrap();
+    let bug = ItemType::from("Bug");
+    let got = ado
+        .get_many(&bug, &["1".into()], &Default::default())
+        .await
+        .unwrap();
+    assert!(got[0].is_some());
+    let e = ado
+        .comments(&bug, &"999".into())
+        .await
+        .expect_err("no such item");
+    assert_eq!(e.operation(), Some("comments"));
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let answered: Vec<&str> = text.lines().filter(|l| l.contains("answered")).collect();
+    assert!(
+        answered.iter().any(|l| l.contains("repository{")
+            && l.contains("operation=\"get_many\"")
+            && l.contains("item_type=\"Bug\"")),
+        "{text}"
+    );
+    assert!(
+        answered.iter().any(|l| l.contains("operation=\"comments\"")
+            && l.contains("item_id=\"999\"")
+            && l.contains("status=404")),
+        "{text}"
+    );
+    assert_clean("span", &text);
+}
