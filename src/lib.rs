@@ -89,7 +89,7 @@ pub use workbridge_core::{
 /// implementing [`Repository`] — see `docs/connector-guide.md`.
 pub mod connector {
     pub use workbridge_core::{
-        KeysetScan, ScanQuery, async_trait, fence, scan, traced, truncate_chars,
+        KeysetScan, ScanQuery, async_trait, fence, scan, traced, traced_repository, truncate_chars,
     };
 }
 

@@ -61,7 +61,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use tokio::sync::{OnceCell, RwLock};
@@ -71,7 +70,6 @@ use workbridge_core::{
     ItemId, ItemType, KeysetScan, NewAttachment, NewComment, Person, Reference, Repository, Result,
     Schema, TextFormat, UpdateOptions, Version, Visibility, WorkItem,
 };
-use workbridge_core::{Operation, traced};
 use workbridge_http::header::{ACCEPT, CONTENT_TYPE, HeaderName};
 use workbridge_http::{CookieSession, HttpClient, HttpResponse, Method};
 
@@ -175,181 +173,18 @@ impl AlmRepository {
     }
 }
 
-/// Each method is one call into the module of its concern; the error of every call leaving
-/// here names its operation, system and (where the call has them) item type and id.
-#[async_trait]
-impl Repository for AlmRepository {
-    fn capabilities(&self) -> &Capabilities {
-        &self.capabilities
-    }
-
-    async fn schema(&self, t: &ItemType) -> Result<Schema> {
-        traced(Operation::Schema, self, Some(t), None, self.do_schema(t)).await
-    }
-
-    async fn changes(
-        &self,
-        t: &ItemType,
-        since: &Cursor,
-        opts: &ChangeOptions,
-    ) -> Result<ChangePage> {
-        traced(
-            Operation::Changes,
-            self,
-            Some(t),
-            None,
-            self.scan(t, since, opts),
-        )
-        .await
-    }
-
-    async fn get_many(
-        &self,
-        t: &ItemType,
-        ids: &[ItemId],
-        opts: &GetOptions,
-    ) -> Result<Vec<Option<WorkItem>>> {
-        traced(
-            Operation::GetMany,
-            self,
-            Some(t),
-            None,
-            self.do_get_many(t, ids, opts),
-        )
-        .await
-    }
-
-    async fn create(
-        &self,
-        t: &ItemType,
-        fields: &FieldMap,
-        opts: &CreateOptions,
-    ) -> Result<WorkItem> {
-        traced(
-            Operation::Create,
-            self,
-            Some(t),
-            None,
-            self.do_create(t, fields, opts),
-        )
-        .await
-    }
-
-    async fn update(
-        &self,
-        t: &ItemType,
-        id: &ItemId,
-        changes: &FieldMap,
-        opts: &UpdateOptions,
-    ) -> Result<WorkItem> {
-        traced(
-            Operation::Update,
-            self,
-            Some(t),
-            Some(id),
-            self.do_update(t, id, changes, opts),
-        )
-        .await
-    }
-
-    async fn find_by_correlation(
-        &self,
-        t: &ItemType,
-        key: &CorrelationKey,
-    ) -> Result<Option<WorkItem>> {
-        traced(
-            Operation::FindByCorrelation,
-            self,
-            Some(t),
-            None,
-            self.do_find_by_correlation(t, key),
-        )
-        .await
-    }
-
-    async fn find_many_by_correlation(
-        &self,
-        t: &ItemType,
-        keys: &[CorrelationKey],
-    ) -> Result<Vec<Option<WorkItem>>> {
-        traced(
-            Operation::FindManyByCorrelation,
-            self,
-            Some(t),
-            None,
-            self.do_find_many_by_correlation(t, keys),
-        )
-        .await
-    }
-
-    async fn comments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        traced(
-            Operation::Comments,
-            self,
-            Some(t),
-            Some(id),
-            self.do_comments(t, id),
-        )
-        .await
-    }
-
-    async fn add_comment(&self, t: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
-        traced(
-            Operation::AddComment,
-            self,
-            Some(t),
-            Some(id),
-            self.do_add_comment(t, id, c),
-        )
-        .await
-    }
-
-    async fn attachments(&self, t: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
-        traced(
-            Operation::Attachments,
-            self,
-            Some(t),
-            Some(id),
-            self.do_attachments(t, id),
-        )
-        .await
-    }
-
-    async fn attachments_since(
-        &self,
-        t: &ItemType,
-        since: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<AttachmentMeta>> {
-        traced(
-            Operation::AttachmentsSince,
-            self,
-            Some(t),
-            None,
-            self.do_attachments_since(t, since, limit),
-        )
-        .await
-    }
-
-    async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
-        traced(
-            Operation::Download,
-            self,
-            Some(&a.item_type),
-            Some(&a.item_id),
-            self.do_download(a),
-        )
-        .await
-    }
-
-    async fn upload(&self, t: &ItemType, id: &ItemId, a: &NewAttachment) -> Result<AttachmentMeta> {
-        traced(
-            Operation::Upload,
-            self,
-            Some(t),
-            Some(id),
-            self.do_upload(t, id, a),
-        )
-        .await
-    }
-}
+workbridge_core::traced_repository!(AlmRepository {
+    schema => do_schema,
+    changes => scan,
+    get_many => do_get_many,
+    create => do_create,
+    update => do_update,
+    find_by_correlation => do_find_by_correlation,
+    find_many_by_correlation => do_find_many_by_correlation,
+    comments => do_comments,
+    add_comment => do_add_comment,
+    attachments => do_attachments,
+    attachments_since => do_attachments_since,
+    download => do_download,
+    upload => do_upload,
+});

@@ -57,3 +57,5 @@ pub use traced::traced;
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
+#[doc(hidden)]
+pub use chrono as __chrono;

@@ -65,7 +65,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -75,10 +74,9 @@ use tokio::sync::RwLock;
 use workbridge_core::{
     AttachmentMeta, Capabilities, ChangeOptions, ChangePage, Comment, CorrelationKey,
     CreateOptions, Cursor, Error, ErrorKind, FieldMap, FieldName, FieldValue, GetOptions, ItemId,
-    ItemType, KeysetScan, NewAttachment, NewComment, Person, Repository, Result, Schema,
-    TextFormat, UpdateOptions, Version, Visibility, WorkItem, Write,
+    ItemType, KeysetScan, NewAttachment, NewComment, Person, Repository, Result, TextFormat,
+    UpdateOptions, Version, Visibility, WorkItem, Write,
 };
-use workbridge_core::{Operation, traced};
 use workbridge_http::header::CONTENT_TYPE;
 use workbridge_http::{AuthProvider, BasicAuth, BearerAuth, HttpClient, Method, OAuth2};
 
@@ -193,204 +191,19 @@ impl ServiceNowRepository {
     }
 }
 
-/// Each method is one call into the module of its concern; the error of every call leaving
-/// here names its operation, system and (where the call has them) item type and id.
-#[async_trait]
-impl Repository for ServiceNowRepository {
-    fn capabilities(&self) -> &Capabilities {
-        &self.capabilities
-    }
-
-    async fn schema(&self, table: &ItemType) -> Result<Schema> {
-        traced(
-            Operation::Schema,
-            self,
-            Some(table),
-            None,
-            self.do_schema(table),
-        )
-        .await
-    }
-
-    async fn changes(
-        &self,
-        table: &ItemType,
-        since: &Cursor,
-        opts: &ChangeOptions,
-    ) -> Result<ChangePage> {
-        traced(
-            Operation::Changes,
-            self,
-            Some(table),
-            None,
-            self.scan(table, since, opts),
-        )
-        .await
-    }
-
-    async fn get_many(
-        &self,
-        table: &ItemType,
-        ids: &[ItemId],
-        opts: &GetOptions,
-    ) -> Result<Vec<Option<WorkItem>>> {
-        traced(
-            Operation::GetMany,
-            self,
-            Some(table),
-            None,
-            self.do_get_many(table, ids, opts),
-        )
-        .await
-    }
-
-    async fn create(
-        &self,
-        table: &ItemType,
-        fields: &FieldMap,
-        opts: &CreateOptions,
-    ) -> Result<WorkItem> {
-        traced(
-            Operation::Create,
-            self,
-            Some(table),
-            None,
-            self.do_create(table, fields, opts),
-        )
-        .await
-    }
-
-    async fn update(
-        &self,
-        table: &ItemType,
-        id: &ItemId,
-        changes: &FieldMap,
-        opts: &UpdateOptions,
-    ) -> Result<WorkItem> {
-        traced(
-            Operation::Update,
-            self,
-            Some(table),
-            Some(id),
-            self.do_update(table, id, changes, opts),
-        )
-        .await
-    }
-
-    async fn find_by_correlation(
-        &self,
-        table: &ItemType,
-        key: &CorrelationKey,
-    ) -> Result<Option<WorkItem>> {
-        traced(
-            Operation::FindByCorrelation,
-            self,
-            Some(table),
-            None,
-            self.do_find_by_correlation(table, key),
-        )
-        .await
-    }
-
-    async fn find_many_by_correlation(
-        &self,
-        table: &ItemType,
-        keys: &[CorrelationKey],
-    ) -> Result<Vec<Option<WorkItem>>> {
-        traced(
-            Operation::FindManyByCorrelation,
-            self,
-            Some(table),
-            None,
-            self.do_find_many_by_correlation(table, keys),
-        )
-        .await
-    }
-
-    async fn comments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<Comment>> {
-        traced(
-            Operation::Comments,
-            self,
-            Some(table),
-            Some(id),
-            self.do_comments(table, id),
-        )
-        .await
-    }
-
-    async fn add_comment(&self, table: &ItemType, id: &ItemId, c: &NewComment) -> Result<Comment> {
-        traced(
-            Operation::AddComment,
-            self,
-            Some(table),
-            Some(id),
-            self.do_add_comment(table, id, c),
-        )
-        .await
-    }
-
-    async fn attachments(&self, table: &ItemType, id: &ItemId) -> Result<Vec<AttachmentMeta>> {
-        traced(
-            Operation::Attachments,
-            self,
-            Some(table),
-            Some(id),
-            self.do_attachments(table, id),
-        )
-        .await
-    }
-
-    async fn attachments_since(
-        &self,
-        table: &ItemType,
-        since: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<AttachmentMeta>> {
-        traced(
-            Operation::AttachmentsSince,
-            self,
-            Some(table),
-            None,
-            self.do_attachments_since(table, since, limit),
-        )
-        .await
-    }
-
-    async fn download(&self, a: &AttachmentMeta) -> Result<Bytes> {
-        traced(
-            Operation::Download,
-            self,
-            Some(&a.item_type),
-            Some(&a.item_id),
-            self.do_download(a),
-        )
-        .await
-    }
-
-    async fn upload(
-        &self,
-        table: &ItemType,
-        id: &ItemId,
-        a: &NewAttachment,
-    ) -> Result<AttachmentMeta> {
-        traced(
-            Operation::Upload,
-            self,
-            Some(table),
-            Some(id),
-            self.do_upload(table, id, a),
-        )
-        .await
-    }
-
-    async fn write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
-        traced(
-            Operation::WriteMany,
-            self,
-            None,
-            None,
-            self.do_write_many(writes),
-        )
-        .await
-    }
-}
+workbridge_core::traced_repository!(ServiceNowRepository {
+    schema => do_schema,
+    changes => scan,
+    get_many => do_get_many,
+    create => do_create,
+    update => do_update,
+    find_by_correlation => do_find_by_correlation,
+    find_many_by_correlation => do_find_many_by_correlation,
+    comments => do_comments,
+    add_comment => do_add_comment,
+    attachments => do_attachments,
+    attachments_since => do_attachments_since,
+    download => do_download,
+    upload => do_upload,
+    write_many => do_write_many,
+});
