@@ -1,4 +1,6 @@
-//! The Table API.
+//! Records: the Table API's routes (list, read, create, update, delete), how a record is
+//! rendered (display values, reference links, the reader's time zone) and how a write is checked
+//! (ACLs, data policies) and applied.
 
 use std::sync::Arc;
 
@@ -6,6 +8,7 @@ use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use chrono::{NaiveDateTime, TimeDelta};
 use serde_json::{Map, Value, json};
 
 use super::query::compare;
@@ -199,10 +202,7 @@ fn field_value(store: &Store, meta: &Meta, row: &Row, field: &str) -> String {
 }
 
 fn numeric(meta: &Meta, field: &str) -> bool {
-    field == "sys_mod_count"
-        || meta
-            .get(field)
-            .is_some_and(super::store::FieldInfo::is_numeric)
+    field == "sys_mod_count" || meta.get(field).is_some_and(FieldInfo::is_numeric)
 }
 
 /// Selects, orders and pages the rows of a table by the list parameters.
@@ -441,7 +441,7 @@ pub(crate) fn write(
     for (k, v) in body {
         let value = as_stored(v);
         let info = meta.get(k);
-        if info.is_some_and(super::store::FieldInfo::is_journal) {
+        if info.is_some_and(FieldInfo::is_journal) {
             if !value.is_empty() && (k == "comments" || k == "work_notes") {
                 journal.push((k.clone(), value));
             }
@@ -735,4 +735,28 @@ pub(crate) async fn delete(
         Some(_) => empty_response(StatusCode::NO_CONTENT),
         None => no_record(),
     }
+}
+
+/// A stored UTC date-time shown in a time zone `offset` from UTC.
+pub(crate) fn shift(value: &str, offset: TimeDelta) -> String {
+    match NaiveDateTime::parse_from_str(value, SN_TIME) {
+        Ok(t) => (t + offset).format(SN_TIME).to_string(),
+        Err(_) => value.to_owned(),
+    }
+}
+
+/// Groups the digits of an integer the way display values do (`102,197`).
+pub(crate) fn group_digits(value: &str) -> String {
+    let Ok(n) = value.parse::<i64>() else {
+        return value.to_owned();
+    };
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
 }

@@ -22,9 +22,11 @@
 mod attachments;
 mod auth;
 mod batch;
+mod comments;
 mod data;
 mod envelope;
 mod items;
+mod metadata;
 mod query;
 mod store;
 
@@ -52,6 +54,8 @@ use auth::*;
 use envelope::*;
 #[allow(clippy::wildcard_imports)]
 use items::*;
+#[allow(clippy::wildcard_imports)]
+use metadata::*;
 #[allow(clippy::wildcard_imports)]
 use store::*;
 

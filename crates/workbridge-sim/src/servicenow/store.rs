@@ -1,9 +1,10 @@
-//! The simulator's records: tables of string-valued rows, as ServiceNow stores them.
+//! The simulator's state: tables of string-valued rows as ServiceNow stores them, users,
+//! tokens, and the configuration the builder set.
 
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -54,40 +55,6 @@ impl Table {
 
     pub(crate) fn len(&self) -> usize {
         self.rows.len()
-    }
-}
-
-/// What the dictionary and choice list say of one field.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct FieldInfo {
-    pub(crate) internal_type: String,
-    pub(crate) reference: Option<String>,
-    pub(crate) choices: Vec<(String, String)>,
-}
-
-impl FieldInfo {
-    pub(crate) fn is_journal(&self) -> bool {
-        self.internal_type.starts_with("journal")
-    }
-
-    pub(crate) fn is_numeric(&self) -> bool {
-        matches!(
-            self.internal_type.as_str(),
-            "integer" | "decimal" | "float" | "longint"
-        )
-    }
-}
-
-/// The fields of a table, from `sys_dictionary` and `sys_choice` (the table's own entries win
-/// over its parent's).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Meta {
-    pub(crate) fields: HashMap<String, FieldInfo>,
-}
-
-impl Meta {
-    pub(crate) fn get(&self, f: &str) -> Option<&FieldInfo> {
-        self.fields.get(f)
     }
 }
 
@@ -229,61 +196,6 @@ impl Store {
         Some(format!("{prefix}{n:07}"))
     }
 
-    pub(crate) fn meta(&self, table: &str) -> Meta {
-        let mut chain = vec![table];
-        if let Some(p) = data::parent_of(table) {
-            chain.insert(0, p);
-        }
-        let mut fields: HashMap<String, FieldInfo> = HashMap::new();
-        if let Some(dict) = self.tables.get("sys_dictionary") {
-            for t in &chain {
-                for r in dict
-                    .rows()
-                    .filter(|r| r.get("name").is_some_and(|n| n == t))
-                {
-                    let element = r.get("element").cloned().unwrap_or_default();
-                    if element.is_empty() {
-                        continue;
-                    }
-                    let reference = r.get("reference").filter(|s| !s.is_empty()).cloned();
-                    fields.insert(
-                        element,
-                        FieldInfo {
-                            internal_type: r.get("internal_type").cloned().unwrap_or_default(),
-                            reference,
-                            choices: Vec::new(),
-                        },
-                    );
-                }
-            }
-        }
-        if let Some(choices) = self.tables.get("sys_choice") {
-            for t in &chain {
-                let mut own: HashMap<String, Vec<(u32, String, String)>> = HashMap::new();
-                for r in choices.rows().filter(|r| {
-                    r.get("name").is_some_and(|n| n == t)
-                        && r.get("inactive").is_none_or(|v| v != "true")
-                }) {
-                    let seq = r.get("sequence").and_then(|s| s.parse().ok()).unwrap_or(0);
-                    own.entry(r.get("element").cloned().unwrap_or_default())
-                        .or_default()
-                        .push((
-                            seq,
-                            r.get("value").cloned().unwrap_or_default(),
-                            r.get("label").cloned().unwrap_or_default(),
-                        ));
-                }
-                for (element, mut list) in own {
-                    list.sort_by_key(|(s, _, _)| *s);
-                    if let Some(f) = fields.get_mut(&element) {
-                        f.choices = list.into_iter().map(|(_, v, l)| (v, l)).collect();
-                    }
-                }
-            }
-        }
-        Meta { fields }
-    }
-
     /// The display value of a record of `table` (what a reference to it shows).
     pub(crate) fn display_of(&self, table: &str, sys_id: &str) -> Option<String> {
         let row = self.tables.get(table)?.get(sys_id)?;
@@ -291,86 +203,6 @@ impl Store {
             .iter()
             .find_map(|f| row.get(*f).filter(|v| !v.is_empty()).cloned())
     }
-
-    /// The journal entries of a record, oldest first: (created_on, user_name, element, text).
-    pub(crate) fn journal(
-        &self,
-        sys_id: &str,
-        elements: &[&str],
-    ) -> Vec<(String, String, String, String)> {
-        self.tables
-            .get("sys_journal_field")
-            .map(|t| {
-                t.rows()
-                    .filter(|r| {
-                        r.get("element_id").is_some_and(|v| v == sys_id)
-                            && r.get("element")
-                                .is_some_and(|e| elements.contains(&e.as_str()))
-                    })
-                    .map(|r| {
-                        let g = |k: &str| r.get(k).cloned().unwrap_or_default();
-                        (
-                            g("sys_created_on"),
-                            g("sys_created_by"),
-                            g("element"),
-                            g("value"),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// A journal field as display values show it: newest first,
-    /// `"{date} - {Full Name} ({Label})\n{text}\n\n"`.
-    pub(crate) fn journal_display(
-        &self,
-        sys_id: &str,
-        elements: &[&str],
-        offset: TimeDelta,
-    ) -> String {
-        let mut out = String::new();
-        for (at, user, element, text) in self.journal(sys_id, elements).into_iter().rev() {
-            let name = self
-                .find("sys_user", "user_name", &user)
-                .and_then(|r| r.get("name").cloned())
-                .unwrap_or(user);
-            let label = if element == "work_notes" {
-                "Work notes"
-            } else {
-                "Additional comments"
-            };
-            out.push_str(&format!(
-                "{} - {name} ({label})\n{text}\n\n",
-                shift(&at, offset)
-            ));
-        }
-        out
-    }
-}
-
-/// A stored UTC date-time shown in a time zone `offset` from UTC.
-pub(crate) fn shift(value: &str, offset: TimeDelta) -> String {
-    match NaiveDateTime::parse_from_str(value, SN_TIME) {
-        Ok(t) => (t + offset).format(SN_TIME).to_string(),
-        Err(_) => value.to_owned(),
-    }
-}
-
-/// Groups the digits of an integer the way display values do (`102,197`).
-pub(crate) fn group_digits(value: &str) -> String {
-    let Ok(n) = value.parse::<i64>() else {
-        return value.to_owned();
-    };
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
 }
 
 /// A user who can sign in.
