@@ -13,6 +13,21 @@ impl AlmRepository {
         page_size: usize,
         start: usize,
     ) -> Result<(Vec<Entity>, usize)> {
+        self.query_dated(op, t, query, order, page_size, start)
+            .await
+            .map(|(rows, total, _)| (rows, total))
+    }
+
+    /// As [`query`](Self::query), with the server's time of the answer (its `Date`).
+    pub(crate) async fn query_dated(
+        &self,
+        op: &'static str,
+        t: &ItemType,
+        query: Option<String>,
+        order: &str,
+        page_size: usize,
+        start: usize,
+    ) -> Result<(Vec<Entity>, usize, Option<DateTime<Utc>>)> {
         let mut q = vec![
             ("order-by", order.to_owned()),
             ("page-size", page_size.to_string()),
@@ -25,8 +40,9 @@ impl AlmRepository {
             .call(op, Method::GET, &self.coll_path(t), &q, None)
             .await
             .map_err(|e| e.with_item_type(t.clone()))?;
-        parse_collection(self.config.format, &resp.body)
-            .map_err(|e| e.with_operation(op).with_system(self))
+        let (rows, total) = parse_collection(self.config.format, &resp.body)
+            .map_err(|e| e.with_operation(op).with_system(self))?;
+        Ok((rows, total, resp.date()))
     }
 
     pub(crate) async fn read(&self, t: &ItemType, id: &ItemId) -> Result<WorkItem> {
@@ -65,8 +81,8 @@ impl AlmRepository {
         let mut date = None;
         if let Some((at, id)) = &sq.after {
             let n: u64 = id.as_str().parse().unwrap_or(0);
-            let (tie, total) = self
-                .query(
+            let (tie, total, tie_date) = self
+                .query_dated(
                     "changes",
                     t,
                     Some(format!("{{last-modified[\"{}\"];id[>{n}]}}", local(*at))),
@@ -76,6 +92,7 @@ impl AlmRepository {
                 )
                 .await?;
             full = total > tie.len();
+            date = tie_date;
             rows.extend(tie);
         }
         if !full && rows.len() < limit {
@@ -100,10 +117,7 @@ impl AlmRepository {
             let resp = self
                 .call("changes", Method::GET, &self.coll_path(t), &q, None)
                 .await?;
-            date = resp
-                .header("date")
-                .and_then(|d| DateTime::parse_from_rfc2822(d).ok())
-                .map(|d| d.with_timezone(&Utc));
+            date = resp.date().or(date);
             let (more, total) = parse_collection(self.config.format, &resp.body)?;
             full = total > more.len();
             rows.extend(more);

@@ -11,7 +11,9 @@
 //!   timestamp the server is still in, the scan remembers it; at the end of the pass it
 //!   re-reads those timestamps (the re-check) before reporting its end.
 //! - Reading from `>=` the last timestamp again returns items already seen. The scan keeps the
-//!   `(id, version)` it returned at or after its restart point, and skips them.
+//!   `(id, version)` it returned at or after its restart point, and skips them. Once the server
+//!   is past the pass's last timestamp (its answer says what time it is), the next pass starts
+//!   after that timestamp: a quiet poll is one request however many rows share that second.
 //!
 //! The state travels in the cursor's token (serde JSON), so a scan can stop and resume in
 //! another process.
@@ -146,6 +148,7 @@ impl KeysetScan {
             self.st.paging = false;
             self.st.recheck = self.st.live.take();
         } else {
+            let main_last = self.st.main_last;
             let floor = [
                 self.st.recheck.take().map(|(a, _)| a),
                 self.st.main_last.take().or(self.st.from),
@@ -153,8 +156,15 @@ impl KeysetScan {
             .into_iter()
             .flatten()
             .min();
+            // The pass read every row up to its last timestamp. Once the server is past that
+            // timestamp no row can take it any more, so the next pass starts after it instead
+            // of reading that (perhaps crowded) second again in every quiet round.
+            let settled = |t: DateTime<Utc>| server_now.is_some_and(|now| t < now - self.precision);
+            self.st.from = match main_last {
+                Some(last) if floor.is_some() && settled(last) => Some(last + self.precision),
+                _ => floor,
+            };
             self.st.paging = false;
-            self.st.from = floor;
             self.st.last = None;
         }
         let keep_from = [

@@ -252,6 +252,13 @@ impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// The server's time when it answered, from its `Date` header (one-second precision).
+    pub fn date(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.header("date")
+            .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+            .map(|d| d.with_timezone(&chrono::Utc))
+    }
 }
 
 impl HttpClient {

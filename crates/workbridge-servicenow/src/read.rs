@@ -104,10 +104,7 @@ impl ServiceNowRepository {
                 true,
             )
             .await?;
-        let server_now = resp
-            .header("date")
-            .and_then(|d| DateTime::parse_from_rfc2822(d).ok())
-            .map(|d| d.with_timezone(&Utc));
+        let server_now = resp.date();
         let parsed = rows
             .iter()
             .enumerate()

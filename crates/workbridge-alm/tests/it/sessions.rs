@@ -552,3 +552,77 @@ async fn comment_and_attachment_errors_name_operation_system_and_item() {
         );
     }
 }
+
+/// Once the server is past the last second a pass read, a quiet poll is one request however
+/// many defects share that second — the same-second query's page carries the server's time
+/// too (before, it carried none, so the scan took it for the current second and read it again
+/// in every idle round). A later change is still found.
+#[tokio::test]
+async fn a_quiet_poll_after_a_crowded_second_is_one_request() {
+    let sim = AlmSim::builder().user("qa", "qa").spawn().await.unwrap();
+    let clock = sim.clock();
+    clock.freeze(Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap());
+    let mut ids = Vec::new();
+    for i in 0..45 {
+        ids.push(
+            sim.create(
+                "defects",
+                &[
+                    ("name", &format!("tied {i}")),
+                    ("severity", "1-Low"),
+                    ("detected-by", "qa"),
+                    ("creation-time", "2026-06-01"),
+                ],
+            )
+            .unwrap(),
+        );
+    }
+    let r = crate::repo(&sim, Format::Json);
+    let t = ItemType::from("defects");
+    let opts = ChangeOptions::default().page_size(10);
+    let drain = async |mut cursor: Cursor| {
+        let mut found = Vec::new();
+        for _ in 0..50 {
+            let page = r.changes(&t, &cursor, &opts).await.unwrap();
+            found.extend(page.items.iter().map(|i| i.id.to_string()));
+            cursor = page.next;
+            if !page.has_more {
+                return (cursor, found);
+            }
+        }
+        panic!("the scan does not end");
+    };
+    let (cursor, found) = drain(Cursor::beginning()).await;
+    assert_eq!(found.len(), 45);
+    clock.advance(std::time::Duration::from_secs(2));
+    sim.control().reset_requests();
+    let (cursor, found) = drain(cursor).await;
+    assert!(found.is_empty(), "{found:?}");
+    // The pass after the second ended reads it once more (the first ended inside it): five
+    // pages of ten and the last — not twice, as when the same-second pages had no time.
+    assert!(
+        sim.control().total_requests() <= 6,
+        "{:?}",
+        sim.control().requests()
+    );
+    sim.control().reset_requests();
+    let (cursor, found) = drain(cursor).await;
+    assert!(found.is_empty());
+    assert_eq!(
+        sim.control().total_requests(),
+        1,
+        "{:?}",
+        sim.control().requests()
+    );
+    clock.advance(std::time::Duration::from_secs(1));
+    r.update(
+        &t,
+        &ids[3].to_string().into(),
+        &FieldMap::new().with("severity", "3-High"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let (_, found) = drain(cursor).await;
+    assert_eq!(found, [ids[3].to_string()]);
+}
