@@ -147,4 +147,10 @@ async fn run(n: usize) {
     }
     measure("Dev moved 10 %").await;
     measure("quiet").await;
+    // The servers' clocks past the second of the last writes: nothing is live any more.
+    for clock in [sn_sim.clock(), ado_sim.clock()] {
+        clock.advance(std::time::Duration::from_secs(2));
+    }
+    measure("quiet, a second later").await;
+    measure("quiet").await;
 }
