@@ -117,6 +117,20 @@ macro_rules! wrapped_repository {
                 self.around(c, Box::pin(self.inner.find_by_correlation(t, k)))
                     .await
             }
+            async fn find_many_by_correlation(
+                &self,
+                t: &$crate::ItemType,
+                k: &[$crate::CorrelationKey],
+            ) -> $crate::Result<Vec<Option<$crate::WorkItem>>> {
+                let c = $crate::wrappers::call(
+                    $crate::Operation::FindManyByCorrelation,
+                    Some(t),
+                    None,
+                    k.len(),
+                );
+                self.around(c, Box::pin(self.inner.find_many_by_correlation(t, k)))
+                    .await
+            }
             async fn comments(
                 &self,
                 t: &$crate::ItemType,

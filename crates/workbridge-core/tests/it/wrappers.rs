@@ -127,3 +127,23 @@ fn display_of_wrappers_names_the_backend() {
     assert_eq!(repo.to_string(), "memory:ops");
     assert!(format!("{repo:?}").contains("RecordingRepository"));
 }
+
+/// A wrapper passes a batched correlation lookup through as one call: wrapped, an adapter keeps
+/// answering many keys in one request instead of one request per key.
+#[tokio::test]
+async fn a_batched_correlation_lookup_stays_one_call_through_the_wrappers() {
+    let inner = std::sync::Arc::new(RecordingRepository::new(InMemoryRepository::new("x")));
+    let stack = RecordingRepository::new(FaultRepository::new(
+        ThrottledRepository::new(inner.clone(), Duration::from_millis(0)),
+        1,
+    ));
+    let keys: Vec<workbridge_core::CorrelationKey> =
+        ["a", "b", "c"].iter().map(|k| (*k).into()).collect();
+    let found = stack.find_many_by_correlation(&t(), &keys).await.unwrap();
+    assert_eq!(found.len(), 3);
+    assert_eq!(inner.count(Operation::FindManyByCorrelation), 1);
+    assert_eq!(inner.count(Operation::FindByCorrelation), 0);
+    let outer = stack.calls();
+    assert_eq!(outer.len(), 1);
+    assert_eq!(outer[0].count, 3);
+}
