@@ -87,12 +87,7 @@ async fn run(n: usize) {
     .expect("spec");
     let pair = SyncPair::new(sn.clone(), ado.clone(), spec, Arc::new(MemoryStore::new()))
         .expect("pair")
-        .with_options(
-            SyncOptions::default()
-                .page_size(200)
-                .comments(false)
-                .attachments(false),
-        );
+        .with_options(SyncOptions::default().comments(false).attachments(false));
 
     println!(
         "| round ({n} tickets) | ServiceNow requests | Azure DevOps requests | items written | time |"

@@ -1651,3 +1651,42 @@ async fn after_the_grace_a_foreign_intent_no_longer_holds_the_create() {
     assert!(r.is_complete(), "{r}");
     assert_eq!(r.created.right, 1);
 }
+
+/// Unless the integrator sets one, a pass reads pages of each adapter's own size (its config's
+/// page size, up to its API's limit) — not a kernel-wide 100 that made every backfill read
+/// ServiceNow in twice as many pages as its adapter's default.
+#[tokio::test]
+async fn a_pass_reads_pages_of_the_adapters_own_size_by_default() {
+    let clock = clock();
+    let ops = Arc::new(RecordingRepository::new(
+        InMemoryRepository::builder("ops")
+            .clock(clock.clone())
+            .default_page_size(250)
+            .build(),
+    ));
+    let dev = Arc::new(bug_repo(&clock));
+    clock.advance(std::time::Duration::from_secs(1));
+    for i in 0..500 {
+        ops.create(
+            &incident(),
+            &software(&format!("Backlog {i}")),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let pair = pair_of(ops.clone(), dev.clone());
+    ops.clear();
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(r.created.right, 500);
+    let pages = ops
+        .calls()
+        .iter()
+        .filter(|c| c.op == Operation::Changes)
+        .count();
+    assert!(
+        pages <= 3,
+        "{pages} change pages for 500 tickets in pages of 250"
+    );
+}
