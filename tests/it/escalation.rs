@@ -237,12 +237,21 @@ async fn an_initial_sync_creates_bugs_in_batches() {
     let r = pair.run_once().await;
     assert!(r.is_complete(), "{r}");
     assert_eq!(r.created.right, 120);
-    // Per page of 100 new tickets: a correlation lookup (WIQL per 50 keys) and one $batch of
+    // Per page of new tickets: a correlation lookup (WIQL per 50 keys) and one $batch of
     // creates, instead of a lookup and a create per Bug (240 requests).
     let requests = sims.ado.control().total_requests();
     assert!(
         requests <= 20,
         "{requests} Azure DevOps requests for 120 Bugs"
+    );
+    // The page's 120 creates in one `$batch`: the target takes 200 at once.
+    assert_eq!(
+        sims.ado
+            .control()
+            .requests_to("PATCH /{org}/_apis/wit/$batch"),
+        1,
+        "{:?}",
+        sims.ado.control().requests()
     );
     assert_eq!(pair.run_once().await.writes(), 0);
     // Once the servers are past the second the tickets and Bugs were written in, an idle round

@@ -140,6 +140,7 @@ impl AlmRepository {
         let mut capabilities = Capabilities::all();
         capabilities.internal_comments = false;
         capabilities.batch_writes = false;
+        capabilities.max_batch_write = 1;
         capabilities.correlation = config.correlation_field.is_some();
         capabilities.max_page_size = 2000;
         capabilities.max_batch_read = 100;

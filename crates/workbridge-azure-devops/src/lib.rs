@@ -126,6 +126,8 @@ impl AzureDevOpsRepository {
         let mut capabilities = Capabilities::all();
         capabilities.internal_comments = false;
         capabilities.max_batch_read = BATCH;
+        // `$batch` takes at most 200 work item writes.
+        capabilities.max_batch_write = BATCH;
         capabilities.max_page_size = 19_999;
         capabilities.max_attachment_size = Some(130 * 1024 * 1024);
         Ok(AzureDevOpsRepository {

@@ -782,6 +782,9 @@ pub struct Capabilities {
     pub validates_fields: bool,
     /// Most items `get_many` reads in one request.
     pub max_batch_read: usize,
+    /// Most writes `write_many` sends in one request (1 without batch writes): the kernel hands
+    /// it this many at a time.
+    pub max_batch_write: usize,
     /// Most items `changes` returns in one page.
     pub max_page_size: usize,
     /// Largest attachment accepted, in bytes, when the backend has a limit.
@@ -803,6 +806,7 @@ impl Default for Capabilities {
             workflow: false,
             validates_fields: false,
             max_batch_read: 100,
+            max_batch_write: 1,
             max_page_size: 100,
             max_attachment_size: None,
             history: false,
@@ -855,6 +859,7 @@ impl Capabilities {
             workflow: true,
             validates_fields: true,
             max_batch_read: 1000,
+            max_batch_write: 1000,
             max_page_size: 1000,
             max_attachment_size: None,
             history: true,

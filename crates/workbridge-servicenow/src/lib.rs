@@ -165,6 +165,7 @@ impl ServiceNowRepository {
             .build()?;
         let mut capabilities = Capabilities::all();
         capabilities.max_batch_read = config.read_batch;
+        capabilities.max_batch_write = config.write_batch;
         capabilities.max_page_size = 10_000;
         capabilities.max_attachment_size = None;
         // `sys_audit` rows are not documented to carry the update count they made.

@@ -278,7 +278,9 @@ impl SyncPair {
         // Before anything is sent: a lost reply or a crash from here on leaves the intent, and
         // the twin found later is merged from these baselines.
         self.store.save_intents(&self.id, &intents).await?;
-        for (chunk, ids) in writes.chunks(100).zip(owners.chunks(100)) {
+        // As many as the target takes in one request: one `write_many`, one request.
+        let n = self.repos[other].capabilities().max_batch_write.max(1);
+        for (chunk, ids) in writes.chunks(n).zip(owners.chunks(n)) {
             round.report.calls[other] += 1;
             // Still ours? A worker that outlived its lease stops before writing (ADR 0010).
             let results = self.fenced(self.repos[other].write_many(chunk)).await;
