@@ -95,14 +95,12 @@ impl AzureDevOpsRepository {
             .ok_or_else(|| {
                 Error::protocol(format!("{path}.fields.System.ChangedDate"), "missing")
             })?;
-        let changed_at = DateTime::parse_from_rfc3339(changed)
-            .map_err(|_| {
-                Error::protocol(
-                    format!("{path}.fields.System.ChangedDate"),
-                    format!("`{changed}` is not an ISO 8601 date-time"),
-                )
-            })?
-            .with_timezone(&Utc);
+        let changed_at = parse_time(changed).ok_or_else(|| {
+            Error::protocol(
+                format!("{path}.fields.System.ChangedDate"),
+                format!("`{changed}` is not an ISO 8601 date-time"),
+            )
+        })?;
         let wtype = f
             .get("System.WorkItemType")
             .and_then(Value::as_str)
@@ -222,8 +220,13 @@ pub(crate) type FieldTypes = HashMap<String, FieldInfo>;
 
 /// A JSON string holding an ISO 8601 date-time, in UTC.
 pub(crate) fn date_time(v: &Value) -> Option<DateTime<Utc>> {
-    v.as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+    v.as_str().and_then(parse_time)
+}
+
+/// An ISO 8601 date-time as the API writes them.
+pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
         .map(|t| t.with_timezone(&Utc))
 }
 
@@ -287,11 +290,9 @@ pub(crate) fn to_field_value(
             FieldValue::Float(n.as_f64().ok_or_else(|| bad("a number"))?)
         }
         (Some(FieldKind::Bool), Value::Bool(b)) => FieldValue::Bool(*b),
-        (Some(FieldKind::DateTime), Value::String(s)) => FieldValue::DateTime(
-            DateTime::parse_from_rfc3339(s)
-                .map_err(|_| bad("an ISO 8601 date-time"))?
-                .with_timezone(&Utc),
-        ),
+        (Some(FieldKind::DateTime), Value::String(s)) => {
+            FieldValue::DateTime(parse_time(s).ok_or_else(|| bad("an ISO 8601 date-time"))?)
+        }
         (Some(FieldKind::Choice), Value::String(s)) => FieldValue::Choice(s.clone()),
         (Some(FieldKind::Choice), Value::Number(n)) => FieldValue::Choice(n.to_string()),
         (Some(FieldKind::Html), Value::String(s)) => FieldValue::Html(s.clone()),

@@ -88,11 +88,7 @@ impl AzureDevOpsRepository {
             )
             .await?;
         let ids = v.work_items.iter().map(|w| w.id).collect();
-        let as_of = v
-            .as_of
-            .as_deref()
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|t| t.with_timezone(&Utc));
+        let as_of = v.as_of.as_deref().and_then(parse_time);
         Ok((ids, as_of))
     }
 

@@ -214,10 +214,9 @@ pub(crate) struct CommentJson {
 impl CommentJson {
     /// When it was written, if the answer says.
     pub(crate) fn created_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        let s = self.created_date.as_deref()?;
-        chrono::DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|t| t.with_timezone(&chrono::Utc))
+        self.created_date
+            .as_deref()
+            .and_then(super::meta::parse_time)
     }
 }
 

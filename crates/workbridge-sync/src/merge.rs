@@ -42,7 +42,7 @@ impl SyncPair {
                     Side::Right => &right,
                 };
                 let landed = self.landed(&pw, written, round).await?;
-                tracing::debug!(pair = %self.id, side = %pw.side, item = %written.id, landed = ?landed.as_ref().map(|l| l.steps), "a write without a known outcome");
+                tracing::debug!(pair = %self.id, side = %pw.side, item = %written.id, landed = ?landed.as_ref().map(|l| if l.all { "all" } else { "first steps" }), "a write without a known outcome");
                 match landed {
                     Some(l) if l.all => learn_landed(&mut link, &pw, &l.values),
                     Some(l) => learn_steps_landed(&mut link, &pw, &l.values),
@@ -179,29 +179,25 @@ impl SyncPair {
                 .iter()
                 .all(|(f, v)| same(fields.get(f.as_str()), Some(v)))
         };
-        let steps = u32::try_from(pw.steps.len()).unwrap_or(u32::MAX);
         if holds(&pw.fields, &written.fields) {
             return Ok(Some(Landed {
                 values: written.fields.clone(),
                 all: true,
-                steps: steps.max(1),
             }));
         }
         // A walk whose first steps landed and the rest not: the item holds what those steps
         // wrote. Without this, the step that landed looked like an edit on that side, newer than
         // the change the walk came from, and could win the field back.
         let mut through = FieldMap::new();
-        let mut prefixes = Vec::new();
         for step in pw.steps.iter().take(pw.steps.len().saturating_sub(1)) {
             through.merge(step);
-            prefixes.push(through.clone());
-        }
-        if let Some(k) = prefixes.iter().rposition(|p| holds(p, &written.fields)) {
-            return Ok(Some(Landed {
-                values: written.fields.clone(),
-                all: false,
-                steps: u32::try_from(k + 1).unwrap_or(u32::MAX),
-            }));
+            if holds(&through, &written.fields) {
+                // Which steps it was does not matter: the item's own values are learnt.
+                return Ok(Some(Landed {
+                    values: written.fields.clone(),
+                    all: false,
+                }));
+            }
         }
         let repo = &self.repos[pw.side];
         let Some(at) = pw.at.as_ref().filter(|at| **at != written.version) else {
@@ -219,7 +215,6 @@ impl SyncPair {
             .map(|t| Landed {
                 values: t.fields,
                 all: true,
-                steps: pw.writes.max(1),
             }))
     }
 
@@ -293,10 +288,8 @@ impl SyncPair {
 pub(crate) struct Landed {
     /// The written side's fields as they are now (or right after the write, from history).
     pub(crate) values: FieldMap,
-    /// Whether the whole write landed, or only its first `steps` steps.
+    /// Whether the whole write landed, or only its first steps.
     pub(crate) all: bool,
-    /// How many of the write's updates landed.
-    pub(crate) steps: u32,
 }
 
 /// The link after the first steps of a walk landed: the written side's baseline takes the
@@ -321,10 +314,6 @@ pub(crate) fn copy_field(to: &mut FieldMap, from: &FieldMap, f: &FieldName) {
 /// The link after `w` landed on `item`: the written fields take the values `item` holds, the
 /// other side's baseline is the one the write recorded.
 pub(crate) fn learn_landed(link: &mut Link, w: &PendingWrite, landed: &FieldMap) {
-    let mut base = link.baseline(w.side).clone();
-    for f in w.fields.names() {
-        copy_field(&mut base, landed, f);
-    }
-    link.set_baseline(w.side, base);
+    learn_steps_landed(link, w, landed);
     link.set_baseline(w.side.other(), w.other_baseline.clone());
 }

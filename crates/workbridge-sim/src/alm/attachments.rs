@@ -53,7 +53,7 @@ pub(crate) async fn attachments(
         None
     };
     let mut st = lock(&alm.st);
-    let call = match begin(
+    let call = or_answer!(begin(
         &alm,
         &mut st,
         &domain,
@@ -62,14 +62,8 @@ pub(crate) async fn attachments(
         raw.as_deref(),
         &method,
         &host,
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let (kind, _) = match known_collection(call.fmt, &coll) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    ));
+    let (kind, _) = or_answer!(known_collection(call.fmt, &coll));
     if st.entities.get(&coll).and_then(|m| m.get(&id)).is_none() {
         return not_found(call.fmt, kind, id);
     }
@@ -181,7 +175,7 @@ pub(crate) async fn attachment_file(
 ) -> Response {
     let host = host_of(&headers);
     let mut st = lock(&alm.st);
-    let call = match begin(
+    let call = or_answer!(begin(
         &alm,
         &mut st,
         &domain,
@@ -190,10 +184,7 @@ pub(crate) async fn attachment_file(
         raw.as_deref(),
         &method,
         &host,
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    ));
     let by_id = call.params.get("by-id").is_some_and(|v| v == "true");
     let pos = st.attachments.iter().position(|a| {
         a.collection == coll

@@ -344,17 +344,14 @@ pub(crate) async fn site_session(
         }
         Method::DELETE => {
             let mut st = lock(&alm.st);
-            let (qs, _) = match session_of(
+            let (qs, _) = or_answer!(session_of(
                 &alm,
                 &mut st,
                 &headers,
                 raw.as_deref(),
                 &Method::DELETE,
                 &url,
-            ) {
-                Ok(x) => x,
-                Err(r) => return r,
-            };
+            ));
             st.sessions.remove(&qs);
             st.locks.retain(|_, holder| *holder != qs);
             st.checked_out.retain(|_, holder| *holder != qs);

@@ -20,7 +20,7 @@ pub(crate) async fn versions(
 ) -> Response {
     let host = host_of(&headers);
     let mut st = lock(&alm.st);
-    let call = match begin(
+    let call = or_answer!(begin(
         &alm,
         &mut st,
         &domain,
@@ -29,10 +29,7 @@ pub(crate) async fn versions(
         raw.as_deref(),
         &method,
         &host,
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    ));
     if !alm.config.version_control || coll == "defects" {
         return qc_error(
             call.fmt,
@@ -91,7 +88,7 @@ pub(crate) async fn audits(
 ) -> Response {
     let host = host_of(&headers);
     let mut st = lock(&alm.st);
-    let call = match begin(
+    let call = or_answer!(begin(
         &alm,
         &mut st,
         &domain,
@@ -100,10 +97,7 @@ pub(crate) async fn audits(
         raw.as_deref(),
         &method,
         &host,
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    ));
     let kind = data::entity_type(&coll).map_or("", |t| t.0);
     let list: Vec<&Audit> = st
         .audits

@@ -469,7 +469,7 @@ pub(crate) async fn collection(
 ) -> Response {
     let host = host_of(&headers);
     let mut st = lock(&alm.st);
-    let call = match begin(
+    let call = or_answer!(begin(
         &alm,
         &mut st,
         &domain,
@@ -478,19 +478,13 @@ pub(crate) async fn collection(
         raw.as_deref(),
         &method,
         &host,
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    ));
     // The project-level attachments collection: every entity's attachments, read only here.
     let attachments = coll == "attachments" && method == Method::GET;
     let (kind, specs) = if attachments {
         ("attachment", data::ATTACHMENT_FIELDS)
     } else {
-        match known_collection(call.fmt, &coll) {
-            Ok(t) => t,
-            Err(r) => return r,
-        }
+        or_answer!(known_collection(call.fmt, &coll))
     };
     if method == Method::POST {
         let fields = match parse_entity(&headers, &body) {
@@ -665,7 +659,7 @@ pub(crate) async fn entity(
 ) -> Response {
     let host = host_of(&headers);
     let mut st = lock(&alm.st);
-    let call = match begin(
+    let call = or_answer!(begin(
         &alm,
         &mut st,
         &domain,
@@ -674,14 +668,8 @@ pub(crate) async fn entity(
         raw.as_deref(),
         &method,
         &host,
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let (kind, _) = match known_collection(call.fmt, &coll) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    ));
+    let (kind, _) = or_answer!(known_collection(call.fmt, &coll));
     if st.entities.get(&coll).and_then(|m| m.get(&id)).is_none() {
         return not_found(call.fmt, kind, id);
     }
@@ -741,7 +729,7 @@ pub(crate) async fn entity_lock(
 ) -> Response {
     let host = host_of(&headers);
     let mut st = lock(&alm.st);
-    let call = match begin(
+    let call = or_answer!(begin(
         &alm,
         &mut st,
         &domain,
@@ -750,14 +738,8 @@ pub(crate) async fn entity_lock(
         raw.as_deref(),
         &method,
         &host,
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let (kind, _) = match known_collection(call.fmt, &coll) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    ));
+    let (kind, _) = or_answer!(known_collection(call.fmt, &coll));
     if st.entities.get(&coll).and_then(|m| m.get(&id)).is_none() {
         return not_found(call.fmt, kind, id);
     }

@@ -47,7 +47,7 @@ pub(crate) async fn customization_fields(
 ) -> Response {
     let host = host_of(&headers);
     let mut st = lock(&alm.st);
-    let call = match begin(
+    let call = or_answer!(begin(
         &alm,
         &mut st,
         &domain,
@@ -56,10 +56,7 @@ pub(crate) async fn customization_fields(
         raw.as_deref(),
         &method,
         &host,
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    ));
     let Some((_, specs)) = data::collection_of(&entity).and_then(data::entity_type) else {
         return qc_error(
             call.fmt,
@@ -123,7 +120,7 @@ pub(crate) async fn used_lists(
 ) -> Response {
     let host = host_of(&headers);
     let mut st = lock(&alm.st);
-    let call = match begin(
+    let call = or_answer!(begin(
         &alm,
         &mut st,
         &domain,
@@ -132,10 +129,7 @@ pub(crate) async fn used_lists(
         raw.as_deref(),
         &method,
         &host,
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    ));
     let lists: Vec<_> = data::LISTS
         .iter()
         .filter(|(n, id, ..)| {
@@ -173,7 +167,7 @@ pub(crate) async fn users(
 ) -> Response {
     let host = host_of(&headers);
     let mut st = lock(&alm.st);
-    let call = match begin(
+    let call = or_answer!(begin(
         &alm,
         &mut st,
         &domain,
@@ -182,10 +176,7 @@ pub(crate) async fn users(
         raw.as_deref(),
         &method,
         &host,
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    ));
     let list: Vec<Value> = alm.config.users.iter().map(|(n, _, full)| json!({"Name": n, "FullName": full, "email": format!("{n}@example.com")})).collect();
     match call.fmt {
         Fmt::Json => typed(
@@ -300,7 +291,7 @@ pub(crate) async fn customization_entities(
 ) -> Response {
     let host = host_of(&headers);
     let mut st = lock(&alm.st);
-    let call = match begin(
+    let call = or_answer!(begin(
         &alm,
         &mut st,
         &domain,
@@ -309,10 +300,7 @@ pub(crate) async fn customization_entities(
         raw.as_deref(),
         &method,
         &host,
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    ));
     let names = ["defect", "requirement", "test"];
     match call.fmt {
         Fmt::Json => typed(

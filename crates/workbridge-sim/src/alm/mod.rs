@@ -42,6 +42,7 @@ use axum::routing::{any, get, post};
 use chrono::TimeDelta;
 
 use crate::SimOptions;
+use crate::common::or_answer;
 use crate::common::{self, Control, MiddlewareState, Running, SimClock, SimControl};
 
 pub(crate) use crate::common::lock;

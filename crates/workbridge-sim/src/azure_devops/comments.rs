@@ -57,10 +57,7 @@ pub(crate) async fn list_comments(
 ) -> Response {
     let (org, project) = org_project(&path);
     let ctx = pre!(ado, org, project.as_deref(), raw, headers, Method::GET);
-    let (id, wi) = match find_item(&ado, &path) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (id, wi) = or_answer!(find_item(&ado, &path));
     if revision_comments(&ado, &ctx.v) {
         // The revision-based, read-only comments of TFS 2018 and Azure DevOps Server 2019.0.
         if let Some(r) = preview_required(&ctx.v) {
@@ -145,10 +142,7 @@ pub(crate) async fn add_comment(
     if let Some(r) = comments_available(&ado, &ctx.v) {
         return r;
     }
-    let (id, wi) = match find_item(&ado, &path) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (id, wi) = or_answer!(find_item(&ado, &path));
     let Some(text) = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("text").and_then(Value::as_str).map(ToOwned::to_owned))
@@ -220,10 +214,7 @@ pub(crate) async fn get_comment(
         if let Some(r) = preview_required(&ctx.v) {
             return r;
         }
-        let (id, wi) = match find_item(&ado, &path) {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
+        let (id, wi) = or_answer!(find_item(&ado, &path));
         let rev = comment_id(&path).unwrap_or(0);
         return match wi.comments.iter().find(|c| c.rev == rev) {
             Some(c) => ok(
@@ -236,10 +227,7 @@ pub(crate) async fn get_comment(
     if let Some(r) = comments_available(&ado, &ctx.v) {
         return r;
     }
-    let (id, wi) = match find_item(&ado, &path) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (id, wi) = or_answer!(find_item(&ado, &path));
     let cid = comment_id(&path).unwrap_or(0);
     match wi.comments.iter().find(|c| c.id == cid && !c.deleted) {
         Some(c) => ok(&ctx.v, &render_comment(&ado, id, c, &ctx.v)),
@@ -265,10 +253,7 @@ pub(crate) async fn update_comment(
     else {
         return bad_request("The comment text is required.");
     };
-    let (id, _) = match find_item(&ado, &path) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (id, _) = or_answer!(find_item(&ado, &path));
     let cid = comment_id(&path).unwrap_or(0);
     let now = ado.now();
     let mut st = lock(&ado.store);
@@ -297,10 +282,7 @@ pub(crate) async fn delete_comment(
     if let Some(r) = comments_available(&ado, &ctx.v) {
         return r;
     }
-    let (id, _) = match find_item(&ado, &path) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (id, _) = or_answer!(find_item(&ado, &path));
     let cid = comment_id(&path).unwrap_or(0);
     let mut st = lock(&ado.store);
     let Some(w) = st.items.get_mut(&id) else {

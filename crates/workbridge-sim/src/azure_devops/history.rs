@@ -18,10 +18,7 @@ pub(crate) async fn updates(
 ) -> Response {
     let (org, project) = org_project(&path);
     let ctx = pre!(ado, org, project.as_deref(), raw, headers, Method::GET);
-    let (id, wi) = match find_item(&ado, &path) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (id, wi) = or_answer!(find_item(&ado, &path));
     let base = ado.collection_url();
     let one = path.iter().find(|(k, _)| k == "n").map(|(_, v)| v.clone());
     // Update ids are positions in the whole list, whatever `$skip` says.
@@ -72,10 +69,7 @@ pub(crate) async fn revisions(
 ) -> Response {
     let (org, project) = org_project(&path);
     let ctx = pre!(ado, org, project.as_deref(), raw, headers, Method::GET);
-    let (id, wi) = match find_item(&ado, &path) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (id, wi) = or_answer!(find_item(&ado, &path));
     let base = ado.collection_url();
     let one = path.iter().find(|(k, _)| k == "n").map(|(_, v)| v.clone());
     let entries = if one.is_some() {

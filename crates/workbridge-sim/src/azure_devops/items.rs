@@ -432,10 +432,7 @@ pub(crate) fn create_inner(
             &format!("TF401326: Invalid work item type {name}."),
         );
     };
-    let ops = match patch_body(headers, body) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let ops = or_answer!(patch_body(headers, body));
     let flags = patch_flags(&ctx.p);
     let me = ado.config.me.clone();
     let mut st = lock(&ado.store);
@@ -470,10 +467,7 @@ pub(crate) async fn update_item(
     let Ok(id) = raw_id.parse::<u64>() else {
         return bad_request("The work item id is not valid.");
     };
-    let ops = match patch_body(&headers, &body) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let ops = or_answer!(patch_body(&headers, &body));
     let flags = patch_flags(&ctx.p);
     let me = ado.config.me.clone();
     let mut st = lock(&ado.store);

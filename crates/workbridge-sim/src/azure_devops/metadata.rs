@@ -295,10 +295,7 @@ pub(crate) async fn states(
     headers: HeaderMap,
 ) -> Response {
     let ctx = pre!(ado, org, Some(project.as_str()), raw, headers, Method::GET);
-    let t = match type_or_404(&ado, &wtype) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let t = or_answer!(type_or_404(&ado, &wtype));
     let value: Vec<Value> = t
         .states
         .iter()
@@ -339,10 +336,7 @@ pub(crate) async fn type_fields(
     headers: HeaderMap,
 ) -> Response {
     let ctx = pre!(ado, org, Some(project.as_str()), raw, headers, Method::GET);
-    let t = match type_or_404(&ado, &wtype) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let t = or_answer!(type_or_404(&ado, &wtype));
     let expand = ctx
         .p
         .get("$expand")

@@ -24,10 +24,14 @@
 /// The request prelude of a handler: api-version, project and caller, or the early answer.
 macro_rules! pre {
     ($ado:expr, $org:expr, $project:expr, $raw:expr, $headers:expr, $method:expr) => {
-        match prelude(&$ado, &$org, $project, $raw.as_deref(), &$headers, &$method) {
-            Ok(c) => c,
-            Err(r) => return r,
-        }
+        or_answer!(prelude(
+            &$ado,
+            &$org,
+            $project,
+            $raw.as_deref(),
+            &$headers,
+            &$method
+        ))
     };
 }
 
@@ -54,6 +58,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::SimOptions;
+use crate::common::or_answer;
 use crate::common::{self, Control, MiddlewareState, Running, SimClock, SimControl};
 
 pub(crate) use crate::common::lock;

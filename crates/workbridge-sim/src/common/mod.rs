@@ -15,6 +15,18 @@ pub(crate) use credential::Credential;
 pub use serve::{Certificate, Tls};
 pub(crate) use serve::{Running, serve};
 
+/// The value of a handler's step, or the answer the request ends with: what `?` is for a
+/// handler that returns a `Response` (its steps fail with the error answer).
+macro_rules! or_answer {
+    ($step:expr) => {
+        match $step {
+            Ok(v) => v,
+            Err(answer) => return answer,
+        }
+    };
+}
+pub(crate) use or_answer;
+
 /// A mutex's guard, a poisoned one included: a simulator keeps serving after a handler panicked.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

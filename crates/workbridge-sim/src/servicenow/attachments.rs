@@ -41,10 +41,7 @@ fn meta_json(sn: &Sn, row: &Row) -> Value {
 pub(crate) async fn list(State(sn): State<Arc<Sn>>, RawQuery(raw): RawQuery) -> Response {
     let p = params(raw.as_deref());
     let store = lock(&sn.store);
-    let (rows, total, _) = match select(&sn, &store, "sys_attachment", &p) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (rows, total, _) = or_answer!(select(&sn, &store, "sys_attachment", &p));
     let meta = store.meta("sys_attachment");
     let o = ReadOpts {
         display: super::items::Display::False,

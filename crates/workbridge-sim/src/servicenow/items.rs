@@ -331,10 +331,7 @@ pub(crate) async fn list(
     if !store.tables.contains_key(&table) {
         return invalid_table(&table);
     }
-    let (rows, total, limit) = match select(&sn, &store, &table, &p) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (rows, total, limit) = or_answer!(select(&sn, &store, &table, &p));
     let meta = store.meta(&table);
     let o = ReadOpts::from(&p);
     let result: Vec<Value> = rows

@@ -44,6 +44,7 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::SimOptions;
+use crate::common::or_answer;
 use crate::common::{self, Control, MiddlewareState, Running, SimClock, SimControl};
 
 pub(crate) use crate::common::lock;
