@@ -144,7 +144,7 @@ async fn run(n: usize) {
     measure("quiet").await;
     // The servers' clocks past the second of the last writes: nothing is live any more.
     for clock in [sn_sim.clock(), ado_sim.clock()] {
-        clock.advance(std::time::Duration::from_secs(2));
+        clock.advance(std::time::Duration::from_secs(3));
     }
     measure("quiet, a second later").await;
     measure("quiet").await;
