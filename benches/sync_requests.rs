@@ -87,7 +87,12 @@ async fn run(n: usize) {
     .expect("spec");
     let pair = SyncPair::new(sn.clone(), ado.clone(), spec, Arc::new(MemoryStore::new()))
         .expect("pair")
-        .with_options(SyncOptions::default().comments(false).attachments(false));
+        .with_options(
+            SyncOptions::default()
+                .page_size(200)
+                .comments(false)
+                .attachments(false),
+        );
 
     println!(
         "| round ({n} tickets) | ServiceNow requests | Azure DevOps requests | items written | time |"
@@ -144,7 +149,7 @@ async fn run(n: usize) {
     measure("quiet").await;
     // The servers' clocks past the second of the last writes: nothing is live any more.
     for clock in [sn_sim.clock(), ado_sim.clock()] {
-        clock.advance(std::time::Duration::from_secs(3));
+        clock.advance(std::time::Duration::from_secs(2));
     }
     measure("quiet, a second later").await;
     measure("quiet").await;

@@ -12,8 +12,8 @@
 //!   re-reads those timestamps (the re-check) before reporting its end.
 //! - Reading from `>=` the last timestamp again returns items already seen. The scan keeps the
 //!   `(id, version)` it returned at or after its restart point, and skips them. Once the server
-//!   is more than a second past the pass's last timestamp (its answer says what time it is),
-//!   the next pass starts after that timestamp: a quiet poll is one request however many rows share that second.
+//!   is past the pass's last timestamp (its answer says what time it is), the next pass starts
+//!   after that timestamp: a quiet poll is one request however many rows share that second.
 //!
 //! The state travels in the cursor's token (serde JSON), so a scan can stop and resume in
 //! another process.
@@ -156,14 +156,10 @@ impl KeysetScan {
             .into_iter()
             .flatten()
             .min();
-            // The pass read every row up to its last timestamp. Once the server is well past
-            // that timestamp no row can take it any more, so the next pass starts after it
-            // instead of reading that (perhaps crowded) second again in every quiet round.
-            // "Well past": a further second beyond the watermark's precision, for a write
-            // stamped before the server's time but committed after the read.
-            let settled = |t: DateTime<Utc>| {
-                server_now.is_some_and(|now| t < now - self.precision - TimeDelta::seconds(1))
-            };
+            // The pass read every row up to its last timestamp. Once the server is past that
+            // timestamp no row can take it any more, so the next pass starts after it instead
+            // of reading that (perhaps crowded) second again in every quiet round.
+            let settled = |t: DateTime<Utc>| server_now.is_some_and(|now| t < now - self.precision);
             self.st.from = match main_last {
                 Some(last) if floor.is_some() && settled(last) => Some(last + self.precision),
                 _ => floor,

@@ -15,10 +15,7 @@ impl SyncPair {
         let repo = &self.repos[side];
         let ty = &self.types[side];
         let mut cursor = self.store.cursor(&self.id, side).await?.unwrap_or_default();
-        let opts = match self.options.page_size {
-            Some(n) => ChangeOptions::default().page_size(n),
-            None => ChangeOptions::default(),
-        };
+        let opts = ChangeOptions::default().page_size(self.options.page_size);
         loop {
             round.report.calls[side] += 1;
             let page = repo.changes(ty, &cursor, &opts).await?;

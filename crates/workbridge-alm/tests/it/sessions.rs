@@ -594,7 +594,7 @@ async fn a_quiet_poll_after_a_crowded_second_is_one_request() {
     };
     let (cursor, found) = drain(Cursor::beginning()).await;
     assert_eq!(found.len(), 45);
-    clock.advance(std::time::Duration::from_secs(3));
+    clock.advance(std::time::Duration::from_secs(2));
     sim.control().reset_requests();
     let (cursor, found) = drain(cursor).await;
     assert!(found.is_empty(), "{found:?}");
