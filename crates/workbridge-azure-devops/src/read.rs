@@ -154,7 +154,7 @@ impl AzureDevOpsRepository {
                 i
             })
             .collect();
-        let items = scan.absorb(rows, ids.len() >= limit, as_of);
+        let items = scan.absorb_as_of(rows, ids.len() >= limit, as_of);
         Ok(ChangePage::new(items, scan.cursor()?, scan.has_more()))
     }
 

@@ -12,8 +12,16 @@
 //!   re-reads those timestamps (the re-check) before reporting its end.
 //! - Reading from `>=` the last timestamp again returns items already seen. The scan keeps the
 //!   `(id, version)` it returned at or after its restart point, and skips them. Once the server
-//!   is past the pass's last timestamp (its answer says what time it is), the next pass starts
-//!   after that timestamp: a quiet poll is one request however many rows share that second.
+//!   is known to have been past the pass's last timestamp when it read the rows, the next pass
+//!   starts after that timestamp: a quiet poll is one request however many rows share that
+//!   second.
+//!
+//! When did the server read the rows? An answer's `Date` is set when the answer is sent, which
+//! for a slow query is seconds after the rows were read, and a row written in between (stamped
+//! in the page's last second) would be skipped if that `Date` counted. What is certain is that
+//! the read came after every answer received before the request was sent: the scan judges a
+//! page by the time of the answers before it ([`KeysetScan::absorb`]), unless the server names
+//! the instant its query ran ([`KeysetScan::absorb_as_of`], Azure DevOps' WIQL `asOf`).
 //!
 //! The state travels in the cursor's token (serde JSON), so a scan can stop and resume in
 //! another process.
@@ -42,6 +50,9 @@ struct ScanState {
     main_last: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last: Option<(DateTime<Utc>, ItemId)>,
+    /// The latest time an answer of this scan was dated: the next read comes after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    answered: Option<DateTime<Utc>>,
 }
 
 /// What the next page must select, in the adapter's query language.
@@ -107,9 +118,34 @@ impl KeysetScan {
     /// Takes the rows of the page, in the server's order (all of them, even those skipped),
     /// and returns the items not returned before at their version. `full` says whether the
     /// server had more rows than the page held (for most APIs: as many rows as asked for);
-    /// `server_now` is the server's time when it answered, if known (unknown counts as "still
-    /// in the last row's timestamp").
+    /// `answered` is the server's time on its answer (its `Date`), if known. The page is judged
+    /// by the time of the answers before it, which the server's read certainly came after (see
+    /// the [module docs](self)); unknown counts as "still in the last row's timestamp".
     pub fn absorb(
+        &mut self,
+        rows: Vec<WorkItem>,
+        full: bool,
+        answered: Option<DateTime<Utc>>,
+    ) -> Vec<WorkItem> {
+        let read_after = self.st.answered;
+        self.st.answered = self.st.answered.max(answered);
+        self.take(rows, full, read_after)
+    }
+
+    /// As [`KeysetScan::absorb`], for a server that names the instant its query read the rows
+    /// (`as_of`): the page is judged by that instant.
+    pub fn absorb_as_of(
+        &mut self,
+        rows: Vec<WorkItem>,
+        full: bool,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Vec<WorkItem> {
+        self.st.answered = self.st.answered.max(as_of);
+        self.take(rows, full, self.st.answered)
+    }
+
+    /// The page's rows, judged by `server_now`, a time the server's read was at or after.
+    fn take(
         &mut self,
         rows: Vec<WorkItem>,
         full: bool,
@@ -156,9 +192,10 @@ impl KeysetScan {
             .into_iter()
             .flatten()
             .min();
-            // The pass read every row up to its last timestamp. Once the server is past that
-            // timestamp no row can take it any more, so the next pass starts after it instead
-            // of reading that (perhaps crowded) second again in every quiet round.
+            // The pass read every row up to its last timestamp. If the server was past that
+            // timestamp when it read them, no row can take it any more, so the next pass starts
+            // after it instead of reading that (perhaps crowded) second again in every quiet
+            // round.
             let settled = |t: DateTime<Utc>| server_now.is_some_and(|now| t < now - self.precision);
             self.st.from = match main_last {
                 Some(last) if floor.is_some() && settled(last) => Some(last + self.precision),
@@ -209,5 +246,65 @@ impl KeysetScan {
             None => Cursor::beginning(),
         }
         .with_token(token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FieldMap, ItemType, Version};
+    use chrono::TimeZone;
+
+    fn at(s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, s).unwrap()
+    }
+
+    fn row(id: &str, s: u32) -> WorkItem {
+        WorkItem::new(
+            ItemId::new(id),
+            ItemType::new("t"),
+            Version::new("1"),
+            at(s),
+            FieldMap::new(),
+        )
+    }
+
+    /// One pass of a single page: the server's rows changed at or after the scan's lower
+    /// bound, answered at `date`.
+    fn pass(scan: &mut KeysetScan, table: &[WorkItem], date: u32) -> Vec<String> {
+        let q = scan.query();
+        let rows = table
+            .iter()
+            .filter(|r| q.lower.is_none_or(|l| r.changed_at >= l))
+            .cloned()
+            .collect();
+        let out = scan.absorb(rows, false, Some(at(date)));
+        assert!(!scan.has_more());
+        out.into_iter().map(|i| i.id.to_string()).collect()
+    }
+
+    #[test]
+    fn a_row_written_while_a_slow_query_ran_is_not_skipped() {
+        let mut scan = KeysetScan::resume(&Cursor::beginning(), TimeDelta::seconds(1)).unwrap();
+        let mut table = vec![row("a", 5)];
+        // The server read the table within second 5 and answered at second 7; meanwhile "b"
+        // was written, stamped second 5.
+        assert_eq!(pass(&mut scan, &table, 7), ["a"]);
+        table.push(row("b", 5));
+        assert_eq!(pass(&mut scan, &table, 8), ["b"]);
+        // Read after an answer dated second 8: second 5 is settled, the next pass starts after it.
+        assert!(pass(&mut scan, &table, 9).is_empty());
+        assert_eq!(scan.query().lower, Some(at(6)));
+    }
+
+    #[test]
+    fn a_query_instant_the_server_names_settles_at_once() {
+        let mut scan = KeysetScan::resume(&Cursor::beginning(), TimeDelta::seconds(1)).unwrap();
+        let out = scan.absorb_as_of(vec![row("a", 5)], false, Some(at(7)));
+        assert_eq!(out.len(), 1);
+        assert_eq!(scan.query().lower, Some(at(6)));
+        // And the time travels in the cursor.
+        let again = KeysetScan::resume(&scan.cursor().unwrap(), TimeDelta::seconds(1)).unwrap();
+        assert_eq!(again.st.answered, Some(at(7)));
     }
 }

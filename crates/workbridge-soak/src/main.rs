@@ -5,9 +5,9 @@
 //!
 //! ```text
 //! workbridge-soak run [--seconds 60] [--seed 1] [--kill-percent 4] [--postgres CONN --workers N]
-//!                     [--wire [--delay-sn-writes]]
+//!                     [--wire [--delay-sn-writes]] [--page-size N]
 //! workbridge-soak worker --sn URL --ado URL --alm URL (--db PATH | --postgres CONN)
-//!                        [--holder NAME] [--lease-ms N] [--until-quiet]
+//!                        [--holder NAME] [--lease-ms N] [--page-size N] [--until-quiet]
 //! ```
 //!
 //! `run` starts the ServiceNow, Azure DevOps and HP ALM simulators in this process with faults
@@ -288,6 +288,9 @@ async fn run(args: &[String]) -> Setup<i32> {
         let mut extra = vec!["--holder".to_owned(), format!("worker-{i}")];
         if postgres.is_some() {
             extra.extend(["--lease-ms".to_owned(), "300".to_owned()]);
+        }
+        if let Some(n) = flag(args, "--page-size") {
+            extra.extend(["--page-size".to_owned(), n]);
         }
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         spawn_worker(&exe, &through, &store_args, &log, &extra)

@@ -599,9 +599,11 @@ async fn a_quiet_poll_after_a_crowded_second_is_one_request() {
     let (cursor, found) = drain(cursor).await;
     assert!(found.is_empty(), "{found:?}");
     // The pass after the second ended reads it once more (the first ended inside it): five
-    // pages of ten and the last — not twice, as when the same-second pages had no time.
+    // pages of ten and the last, and, as its first page cannot know it was read after that
+    // second (only the answers before it say when the read came), the re-check of that page's
+    // second: twice, not in every round.
     assert!(
-        sim.control().total_requests() <= 6,
+        sim.control().total_requests() <= 12,
         "{:?}",
         sim.control().requests()
     );
