@@ -355,7 +355,11 @@ pub(crate) fn apply(
             "TF401349: The path {path} is not supported."
         )));
     }
-    let now_raw = ado.now();
+    // Stored to the millisecond, as answered: two revisions within one millisecond would
+    // otherwise share a ChangedDate, which the service never lets happen ("dates must be
+    // increasing with each revision").
+    let now_raw = chrono::DurationRound::duration_trunc(ado.now(), TimeDelta::milliseconds(1))
+        .unwrap_or_else(|_| ado.now());
     let prev = existing.as_ref().map(|w| w.changed_at);
     let now = match prev {
         Some(p) if now_raw <= p => p + TimeDelta::milliseconds(1),

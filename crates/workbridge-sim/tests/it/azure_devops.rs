@@ -376,3 +376,41 @@ async fn throttling_answers_tf400733_with_retry_after() {
     let v: Value = r.json().await.unwrap();
     assert!(v["message"].as_str().unwrap().starts_with("TF400733"));
 }
+
+#[tokio::test]
+async fn each_revision_has_a_later_changed_date_even_within_a_millisecond() {
+    use chrono::TimeZone;
+    let sim = sim().await;
+    let base = sim.collection_url();
+    let clock = sim.clock();
+    let t0 = chrono::Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+    clock.freeze(t0 + chrono::TimeDelta::microseconds(200));
+    let edit = |title: &'static str| {
+        c().patch(format!("{base}/_apis/wit/workitems/1?api-version=7.1"))
+            .header("Content-Type", "application/json-patch+json")
+            .body(
+                json!([{"op": "add", "path": "/fields/System.Title", "value": title}]).to_string(),
+            )
+    };
+    assert_eq!(send(edit("one")).await.0, 200);
+    // 600 µs later: the same millisecond as answered.
+    clock.advance(std::time::Duration::from_micros(600));
+    assert_eq!(send(edit("two")).await.0, 200);
+    let (_, v) = send(c().get(format!(
+        "{base}/_apis/wit/workitems/1/updates?api-version=7.1"
+    )))
+    .await;
+    let dates: Vec<chrono::DateTime<chrono::Utc>> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            u["fields"]["System.ChangedDate"]["newValue"]
+                .as_str()
+                .unwrap_or_else(|| panic!("an update without its ChangedDate: {u}"))
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(dates.windows(2).all(|w| w[0] < w[1]), "{dates:?}");
+}
