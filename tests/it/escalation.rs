@@ -235,9 +235,26 @@ async fn an_initial_sync_creates_bugs_in_batches() {
     .unwrap()
     .with_options(SyncOptions::default().page_size(200));
     sims.ado.control().reset_requests();
+    sims.sn.control().reset_requests();
     let r = pair.run_once().await;
     assert!(r.is_complete(), "{r}");
     assert_eq!(r.created.right, 120);
+    // Each new Bug's state flows back to its ticket: the page's 120 conditional updates go
+    // out together — one read of the versions and Batch API requests of the adapter's
+    // write_batch — instead of a read and a PATCH per ticket (240 requests).
+    let sn = sims.sn.control();
+    assert_eq!(
+        sn.requests_to("PATCH /api/now/table/{table}/{sys_id}"),
+        0,
+        "{:?}",
+        sn.requests()
+    );
+    assert_eq!(
+        sn.requests_to("POST /api/now/v1/batch"),
+        120u64.div_ceil(sys.sn.capabilities().max_batch_write as u64),
+        "{:?}",
+        sn.requests()
+    );
     // Per page of new tickets: a correlation lookup (WIQL per 50 keys) and one $batch of
     // creates, instead of a lookup and a create per Bug (240 requests).
     let requests = sims.ado.control().total_requests();

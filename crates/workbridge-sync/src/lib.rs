@@ -155,6 +155,8 @@ enum Outcome {
     Echo,
     Ignored,
     Done,
+    /// A merge planned, to be applied (with the rest of its page's).
+    Merge(Box<merge::MergeJob>),
 }
 
 fn direction_from(side: Side) -> Direction {
@@ -477,6 +479,7 @@ impl SyncPair {
 
     async fn reconcile_inner(&self, round: &mut Round) -> Result<()> {
         let links = self.store.links(&self.id).await?;
+        let mut batch = merge::Batch::default();
         for chunk in links.chunks(self.options.page_size.max(1)) {
             let mut items = PerSide::<Vec<Option<WorkItem>>>::default();
             for side in [Side::Left, Side::Right] {
@@ -514,8 +517,11 @@ impl SyncPair {
                             .map(|()| Outcome::Done)
                     }
                 };
-                self.settle(Side::Left, &link.left, result, round).await?;
+                batch
+                    .take(self, Side::Left, &link.left, result, round)
+                    .await?;
             }
+            self.run_merges(&mut batch, round).await?;
         }
         Ok(())
     }
@@ -637,6 +643,15 @@ fn item_conflict(e: &Error) -> bool {
             e.operation(),
             Some("update" | "add_comment" | "upload" | "write_many")
         )
+}
+
+/// Whether an error concerns every item, not the one it came with — an outage, credentials
+/// problems, a lost lease: the round stops (nothing more is sent), rather than parking them all.
+/// A write conflict that outlasted the retries (another client holds the item's lock)
+/// concerns its item.
+fn stops_the_round(e: &Error) -> bool {
+    (e.is_temporary() && !item_conflict(e))
+        || matches!(e.kind(), ErrorKind::Unauthenticated | ErrorKind::Config)
 }
 
 /// A `get_many` answer of the wrong length would make items look deleted: refuse it.

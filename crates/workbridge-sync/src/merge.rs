@@ -3,15 +3,73 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// A linked pair's merge, planned and ready to be applied: alone, or with the other merges of
+/// its page, whose writes to one side go out together through `write_many`.
+pub(crate) struct MergeJob {
+    pub(crate) link: Link,
+    pub(crate) left: WorkItem,
+    pub(crate) right: WorkItem,
+    pub(crate) plan: SyncPlan,
+    /// Re-reads and re-plans after a version conflict so far.
+    pub(crate) attempt: u32,
+    /// The side whose item was created a moment ago (no comments or attachments to list).
+    pub(crate) fresh: Option<Side>,
+}
+
+impl MergeJob {
+    fn item(&self, side: Side) -> &WorkItem {
+        match side {
+            Side::Left => &self.left,
+            Side::Right => &self.right,
+        }
+    }
+
+    fn item_mut(&mut self, side: Side) -> &mut WorkItem {
+        match side {
+            Side::Left => &mut self.left,
+            Side::Right => &mut self.right,
+        }
+    }
+}
+
+/// Merges waiting to be applied together, each with the item whose outcome it is.
+#[derive(Default)]
+pub(crate) struct Batch {
+    owners: Vec<(Side, ItemId)>,
+    jobs: Vec<MergeJob>,
+}
+
+impl Batch {
+    /// Takes an item's outcome: a merge waits for the batch, anything else is booked now.
+    pub(crate) async fn take(
+        &mut self,
+        pair: &SyncPair,
+        side: Side,
+        id: &ItemId,
+        result: Result<Outcome>,
+        round: &mut Round,
+    ) -> Result<()> {
+        match result {
+            Ok(Outcome::Merge(job)) => {
+                self.owners.push((side, id.clone()));
+                self.jobs.push(*job);
+                Ok(())
+            }
+            other => pair.settle(side, id, other, round).await,
+        }
+    }
+}
+
 impl SyncPair {
-    /// The three-way merge of a linked pair, applied with `if_version`; on a version conflict
-    /// both items are read again and the merge planned again (bounded).
+    /// The three-way merge of a linked pair, planned: [`Outcome::Merge`], for [`SyncPair::run_merges`]
+    /// (or [`SyncPair::settle`]) to apply with `if_version`. An item that left the scope is
+    /// retired at once.
     pub(crate) async fn merge(
         &self,
-        mut link: Link,
+        link: Link,
         from: Side,
-        mut left: WorkItem,
-        mut right: WorkItem,
+        left: WorkItem,
+        right: WorkItem,
         round: &mut Round,
     ) -> Result<Outcome> {
         let source = match from {
@@ -30,87 +88,130 @@ impl SyncPair {
                 .twinless(&link, from, &source, "left the sync scope", round)
                 .await;
         }
-        let wf = self.workflows().await?;
-        let mut attempt = 0;
-        let (mut errors, mut conflicts);
-        loop {
-            // A write whose outcome the link does not know — of an earlier round, or of this
-            // merge when its answer was a conflict after the fact: did it land?
-            if let Some(pw) = link.pending.take() {
-                let written = match pw.side {
-                    Side::Left => &left,
-                    Side::Right => &right,
-                };
-                let landed = self.landed(&pw, written, round).await?;
-                tracing::debug!(pair = %self.id, side = %pw.side, item = %written.id, landed = ?landed.as_ref().map(|l| if l.all { "all" } else { "first steps" }), "a write without a known outcome");
-                match landed {
-                    Some(l) if l.all => learn_landed(&mut link, &pw, &l.values),
-                    Some(l) => learn_steps_landed(&mut link, &pw, &l.values),
-                    None => {}
-                }
-            }
-            let p = plan(
-                &self.mapping(),
-                PlanInput {
-                    left: &left,
-                    right: &right,
-                    left_baseline: &link.left_baseline,
-                    right_baseline: &link.right_baseline,
-                    left_workflow: wf.left.as_ref(),
-                    right_workflow: wf.right.as_ref(),
-                },
-            );
-            tracing::debug!(
-                pair = %self.id, left = %link.left, right = %link.right,
-                left_version = %left.version, right_version = %right.version,
-                to_left = ?p.left.updates(), to_right = ?p.right.updates(),
-                keep_left = ?p.left.keep_baseline, keep_right = ?p.right.keep_baseline,
-                errors = p.errors.len(), "merge planned"
-            );
-            errors = p.errors.clone();
-            conflicts = p.conflicts.clone();
-            match self
-                .apply(&p, &mut left, &mut right, &mut link, round)
-                .await
-            {
-                Ok(()) => {
-                    for (side, w) in [(Side::Left, &p.left), (Side::Right, &p.right)] {
-                        let item = if side == Side::Left { &left } else { &right };
-                        let mut base = item.fields.clone();
-                        for f in &w.keep_baseline {
-                            copy_field(&mut base, link.baseline(side), f);
-                        }
-                        link.set(side, item.version.clone(), base);
-                    }
-                    break;
-                }
-                Err(e)
-                    if e.kind() == ErrorKind::Conflict
-                        && e.operation() != Some(LEASE)
-                        && attempt < self.options.conflict_retries =>
-                {
-                    attempt += 1;
-                    tracing::debug!(pair = %self.id, attempt, "version conflict: reading both items again");
-                    left = self.read_one(Side::Left, &link.left).await?;
-                    right = self.read_one(Side::Right, &link.right).await?;
-                    round.report.calls.left += 1;
-                    round.report.calls.right += 1;
-                }
-                Err(e) => {
-                    // What landed, and the write whose outcome is unknown, go to the store; the
-                    // next round's merge starts from them.
-                    self.renew_lease().await?;
-                    self.store.save_link(&self.id, &link).await?;
-                    return Err(e);
-                }
-            }
-        }
-        round.report.conflicts.extend(conflicts);
         let fresh = round
             .fresh
             .take()
             .filter(|(side, id)| link.id(*side) == id)
             .map(|(side, _)| side);
+        let mut job = MergeJob {
+            link,
+            left,
+            right,
+            plan: SyncPlan::default(),
+            attempt: 0,
+            fresh,
+        };
+        self.plan_merge(&mut job, round).await?;
+        Ok(Outcome::Merge(Box::new(job)))
+    }
+
+    /// Plans a merge from the items as the job holds them, after learning whether a write whose
+    /// outcome the link does not know landed — of an earlier round, or of this merge when its
+    /// answer was a conflict after the fact.
+    pub(crate) async fn plan_merge(&self, job: &mut MergeJob, round: &mut Round) -> Result<()> {
+        let wf = self.workflows().await?;
+        if let Some(pw) = job.link.pending.take() {
+            let written = job.item(pw.side);
+            let landed = self.landed(&pw, written, round).await?;
+            tracing::debug!(pair = %self.id, side = %pw.side, item = %written.id, landed = ?landed.as_ref().map(|l| if l.all { "all" } else { "first steps" }), "a write without a known outcome");
+            match landed {
+                Some(l) if l.all => learn_landed(&mut job.link, &pw, &l.values),
+                Some(l) => learn_steps_landed(&mut job.link, &pw, &l.values),
+                None => {}
+            }
+        }
+        let (left, right, link) = (&job.left, &job.right, &job.link);
+        let p = plan(
+            &self.mapping(),
+            PlanInput {
+                left,
+                right,
+                left_baseline: &link.left_baseline,
+                right_baseline: &link.right_baseline,
+                left_workflow: wf.left.as_ref(),
+                right_workflow: wf.right.as_ref(),
+            },
+        );
+        tracing::debug!(
+            pair = %self.id, left = %link.left, right = %link.right,
+            left_version = %left.version, right_version = %right.version,
+            to_left = ?p.left.updates(), to_right = ?p.right.updates(),
+            keep_left = ?p.left.keep_baseline, keep_right = ?p.right.keep_baseline,
+            errors = p.errors.len(), "merge planned"
+        );
+        job.plan = p;
+        Ok(())
+    }
+
+    /// Applies the batch's merges — each side's writes together, as many per request as the
+    /// side takes — and books each item's outcome in order.
+    pub(crate) async fn run_merges(&self, batch: &mut Batch, round: &mut Round) -> Result<()> {
+        let owners = std::mem::take(&mut batch.owners);
+        let mut jobs = std::mem::take(&mut batch.jobs);
+        let applied = self.apply(&mut jobs, round).await;
+        for (((side, id), job), applied) in owners.into_iter().zip(jobs).zip(applied) {
+            let result = self.complete(job, applied, round).await;
+            self.settle(side, &id, result, round).await?;
+        }
+        Ok(())
+    }
+
+    /// A merge after its writes: a version conflict is re-read, re-planned and applied again
+    /// (bounded); then the link learns the result, comments and attachments are copied and the
+    /// link is stored.
+    pub(crate) async fn complete(
+        &self,
+        mut job: MergeJob,
+        mut applied: Result<()>,
+        round: &mut Round,
+    ) -> Result<Outcome> {
+        loop {
+            match applied {
+                Ok(()) => break,
+                Err(e)
+                    if e.kind() == ErrorKind::Conflict
+                        && e.operation() != Some(LEASE)
+                        && job.attempt < self.options.conflict_retries =>
+                {
+                    job.attempt += 1;
+                    tracing::debug!(pair = %self.id, attempt = job.attempt, "version conflict: reading both items again");
+                    job.left = self.read_one(Side::Left, &job.link.left).await?;
+                    job.right = self.read_one(Side::Right, &job.link.right).await?;
+                    round.report.calls.left += 1;
+                    round.report.calls.right += 1;
+                    self.plan_merge(&mut job, round).await?;
+                    applied = self
+                        .apply(std::slice::from_mut(&mut job), round)
+                        .await
+                        .pop()
+                        .unwrap_or(Ok(()));
+                }
+                Err(e) => {
+                    // What landed, and the write whose outcome is unknown, go to the store; the
+                    // next round's merge starts from them.
+                    self.renew_lease().await?;
+                    self.store.save_link(&self.id, &job.link).await?;
+                    return Err(e);
+                }
+            }
+        }
+        let MergeJob {
+            mut link,
+            left,
+            right,
+            plan: p,
+            fresh,
+            ..
+        } = job;
+        for (side, w) in [(Side::Left, &p.left), (Side::Right, &p.right)] {
+            let item = if side == Side::Left { &left } else { &right };
+            let mut base = item.fields.clone();
+            for f in &w.keep_baseline {
+                copy_field(&mut base, link.baseline(side), f);
+            }
+            link.set(side, item.version.clone(), base);
+        }
+        round.report.conflicts.extend(p.conflicts);
         // Comments and attachments before the link is stored: stored first, a copy that then
         // failed left both items at the versions the link knew, and the next round took them
         // for echoes and never copied it. Until this save the store holds the link as it was
@@ -124,7 +225,7 @@ impl SyncPair {
         }
         self.renew_lease().await?;
         self.store.save_link(&self.id, &link).await?;
-        if let Some(e) = errors.into_iter().next() {
+        if let Some(e) = p.errors.into_iter().next() {
             // The rest was applied; the item is parked with what could not be.
             return Err(e.with_temporary(false));
         }
@@ -218,68 +319,185 @@ impl SyncPair {
             }))
     }
 
-    /// Applies a plan's writes, left side first. Before a side is written the link is stored
-    /// with that write as pending (ADR 0012); once it landed the link learns it: that side's
-    /// written fields and the other side's fields they came from advance, so a failure writing
-    /// the other side leaves a link that neither takes our own writes for news nor misses what
-    /// changes on the other side meanwhile.
-    pub(crate) async fn apply(
-        &self,
-        p: &SyncPlan,
-        left: &mut WorkItem,
-        right: &mut WorkItem,
-        link: &mut Link,
-        round: &mut Round,
-    ) -> Result<()> {
+    /// Applies the plans' writes, left side first; each job's answer says whether all its
+    /// writes landed. Before a side is written each link is stored with that write as pending
+    /// (ADR 0012); once it landed the link learns it: that side's written fields and the other
+    /// side's fields they came from advance, so a failure writing the other side leaves a link
+    /// that neither takes our own writes for news nor misses what changes on the other side
+    /// meanwhile. The writes to one side go out step by step (a state walk's first step of every
+    /// job, then the second, ...), each step in requests of as many updates as the side takes:
+    /// a lone update as `update`, more through `write_many`, each with its own result.
+    pub(crate) async fn apply(&self, jobs: &mut [MergeJob], round: &mut Round) -> Vec<Result<()>> {
+        let mut state: Vec<Result<()>> = jobs.iter().map(|_| Ok(())).collect();
         for side in [Side::Left, Side::Right] {
-            let (item, other) = match side {
-                Side::Left => (&mut *left, &*right),
-                Side::Right => (&mut *right, &*left),
-            };
-            let updates = p.side(side).updates();
-            if updates.is_empty() {
-                round.report.unchanged[side] += 1;
+            let steps: Vec<Vec<FieldMap>> =
+                jobs.iter().map(|j| j.plan.side(side).updates()).collect();
+            let mut writing = Vec::new();
+            for (i, st) in state.iter().enumerate() {
+                if st.is_ok() {
+                    if steps[i].is_empty() {
+                        round.report.unchanged[side] += 1;
+                    } else {
+                        writing.push(i);
+                    }
+                }
+            }
+            if writing.is_empty() {
                 continue;
             }
-            let mut sent = FieldMap::new();
-            for u in &updates {
-                sent.merge(u);
-            }
-            let pending = PendingWrite {
-                side,
-                other_baseline: self.other_baseline_after(link, side, &sent, other),
-                fields: sent,
-                at: Some(item.version.clone()),
-                writes: u32::try_from(updates.len()).unwrap_or(u32::MAX),
-                steps: if updates.len() > 1 {
-                    updates.clone()
-                } else {
-                    Vec::new()
-                },
+            // One renewal covers the pending records and the first request; further requests
+            // renew again.
+            let mut deadline = match self.renew_lease().await {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    for &i in &writing {
+                        state[i] = Err(e.clone());
+                    }
+                    continue;
+                }
             };
-            link.pending = Some(pending.clone());
-            // One renewal covers the pending record and the first write; a transition's further
-            // steps renew again.
-            let mut deadline = Some(self.renew_lease().await?);
-            self.store.save_link(&self.id, link).await?;
-            for changes in updates {
-                round.report.calls[side] += 1;
-                let checked = UpdateOptions::default().if_version(item.version.clone());
-                let write =
-                    self.repos[side].update(&self.types[side], &item.id, &changes, &checked);
-                *item = match deadline.take() {
-                    Some(at) => workbridge_core::fence::within(at, write).await?,
-                    None => self.fenced(write).await?,
+            for &i in &writing {
+                let job = &mut jobs[i];
+                let mut sent = FieldMap::new();
+                for u in &steps[i] {
+                    sent.merge(u);
+                }
+                let pending = PendingWrite {
+                    side,
+                    other_baseline: self.other_baseline_after(
+                        &job.link,
+                        side,
+                        &sent,
+                        job.item(side.other()),
+                    ),
+                    fields: sent,
+                    at: Some(job.item(side).version.clone()),
+                    writes: u32::try_from(steps[i].len()).unwrap_or(u32::MAX),
+                    steps: if steps[i].len() > 1 {
+                        steps[i].clone()
+                    } else {
+                        Vec::new()
+                    },
                 };
+                job.link.pending = Some(pending);
+                if let Err(e) = self.store.save_link(&self.id, &job.link).await {
+                    state[i] = Err(e);
+                }
+            }
+            let per_request = self.repos[side].capabilities().max_batch_write.max(1);
+            let most = writing.iter().map(|&i| steps[i].len()).max().unwrap_or(0);
+            // An outage, or the lease gone: nothing more is sent to this side.
+            let mut halted: Option<Error> = None;
+            for k in 0..most {
+                let due: Vec<usize> = writing
+                    .iter()
+                    .copied()
+                    .filter(|&i| state[i].is_ok() && steps[i].len() > k)
+                    .collect();
+                for chunk in due.chunks(per_request) {
+                    if let Some(e) = &halted {
+                        for &i in chunk {
+                            state[i] = Err(e.clone());
+                        }
+                        continue;
+                    }
+                    let writes: Vec<Write> = chunk
+                        .iter()
+                        .map(|&i| {
+                            let item = jobs[i].item(side);
+                            Write::Update {
+                                item_type: self.types[side].clone(),
+                                id: item.id.clone(),
+                                changes: steps[i][k].clone(),
+                                options: UpdateOptions::default().if_version(item.version.clone()),
+                            }
+                        })
+                        .collect();
+                    round.report.calls[side] += 1;
+                    let answers = self.write_updates(side, &writes, deadline.take()).await;
+                    match answers {
+                        Ok(results) => {
+                            for (&i, r) in chunk.iter().zip(results) {
+                                match r {
+                                    Ok(item) => *jobs[i].item_mut(side) = item,
+                                    Err(e) => {
+                                        if stops_the_round(&e) {
+                                            halted = Some(e.clone());
+                                        }
+                                        state[i] = Err(e);
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            if stops_the_round(&e) {
+                                halted = Some(e.clone());
+                            }
+                            for &i in chunk {
+                                state[i] = Err(e.clone());
+                            }
+                        }
+                    }
+                }
             }
             // Landed: the link learns it (in memory; it is stored with the next pending write,
             // on failure, or at the end of the merge).
-            link.pending = None;
-            learn_landed(link, &pending, &item.fields);
-            link.set(side, item.version.clone(), link.baseline(side).clone());
-            round.report.updated[side] += 1;
+            for &i in &writing {
+                if state[i].is_ok() {
+                    let job = &mut jobs[i];
+                    if let Some(pending) = job.link.pending.take() {
+                        let fields = job.item(side).fields.clone();
+                        learn_landed(&mut job.link, &pending, &fields);
+                    }
+                    let version = job.item(side).version.clone();
+                    let base = job.link.baseline(side).clone();
+                    job.link.set(side, version, base);
+                    round.report.updated[side] += 1;
+                }
+            }
         }
-        Ok(())
+        state
+    }
+
+    /// One request's updates to `side`, fenced by the lease (at `deadline`, or after a renewal):
+    /// a lone one as `update`, more through `write_many`; one result per update.
+    async fn write_updates(
+        &self,
+        side: Side,
+        writes: &[Write],
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Vec<Result<WorkItem>>> {
+        let repo = &self.repos[side];
+        let send = async {
+            match writes {
+                [
+                    Write::Update {
+                        item_type,
+                        id,
+                        changes,
+                        options,
+                    },
+                ] => Ok(vec![repo.update(item_type, id, changes, options).await]),
+                _ => repo.write_many(writes).await,
+            }
+        };
+        let results = match deadline {
+            Some(at) => workbridge_core::fence::within(at, send).await?,
+            None => self.fenced(send).await?,
+        };
+        if results.len() == writes.len() {
+            Ok(results)
+        } else {
+            Err(Error::protocol(
+                "write_many",
+                format!(
+                    "{repo} answered {} results for {} updates",
+                    results.len(),
+                    writes.len()
+                ),
+            )
+            .with_temporary(true))
+        }
     }
 }
 

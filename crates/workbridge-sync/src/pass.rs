@@ -62,10 +62,14 @@ impl SyncPair {
                 HashMap::new()
             };
             let mut seen = HashSet::new();
+            // The page's merges, applied together: each side's writes in as few requests as
+            // it takes.
+            let mut batch = merge::Batch::default();
             for (item, mut link) in page.items.into_iter().zip(links) {
                 let id = item.id.clone();
                 if !seen.insert(id.clone()) {
-                    // Listed again in this page: what the first pass linked counts.
+                    // Listed again in this page: what the first listing did counts.
+                    self.run_merges(&mut batch, round).await?;
                     link = self.store.link(&self.id, side, &id).await?;
                 }
                 let twin = match &link {
@@ -110,8 +114,9 @@ impl SyncPair {
                         self.unlinked(side, item, prepared, round).await
                     }
                 };
-                self.settle(side, &id, result, round).await?;
+                batch.take(self, side, &id, result, round).await?;
             }
+            self.run_merges(&mut batch, round).await?;
             self.renew_lease().await?;
             self.store.save_cursor(&self.id, side, &page.next).await?;
             self.renew_lease().await?;
@@ -123,7 +128,8 @@ impl SyncPair {
         }
     }
 
-    /// Books an item's outcome: temporary errors stop the round, permanent ones park the item.
+    /// Books an item's outcome (a planned merge is applied first): temporary errors stop the
+    /// round, permanent ones park the item.
     pub(crate) async fn settle(
         &self,
         side: Side,
@@ -132,11 +138,20 @@ impl SyncPair {
         round: &mut Round,
     ) -> Result<()> {
         match result {
+            Ok(Outcome::Merge(mut job)) => {
+                let applied = self
+                    .apply(std::slice::from_mut(&mut *job), round)
+                    .await
+                    .pop()
+                    .unwrap_or(Ok(()));
+                let result = self.complete(*job, applied, round).await;
+                Box::pin(self.settle(side, id, result, round)).await
+            }
             Ok(o) => {
                 match o {
                     Outcome::Echo => round.report.echoes[side] += 1,
                     Outcome::Ignored => round.report.ignored[side] += 1,
-                    Outcome::Done => {}
+                    Outcome::Done | Outcome::Merge(_) => {}
                 }
                 if round.parked.remove(&(side, id.clone())) {
                     self.store.unpark(&self.id, side, id).await?;
@@ -147,12 +162,7 @@ impl SyncPair {
             // Outages, credentials problems and a lost lease concern every item: stop, do not
             // park them all. A write conflict that outlasted the retries (another client holds
             // the item's lock) concerns this item: it is parked and tried again next round.
-            Err(e)
-                if (e.is_temporary() && !item_conflict(&e))
-                    || matches!(e.kind(), ErrorKind::Unauthenticated | ErrorKind::Config) =>
-            {
-                Err(e)
-            }
+            Err(e) if stops_the_round(&e) => Err(e),
             Err(e) => {
                 tracing::warn!(pair = %self.id, %side, item = %id, error = %e, "item parked; the others go on");
                 let p = Parked {

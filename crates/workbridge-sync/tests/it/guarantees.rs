@@ -1651,3 +1651,133 @@ async fn after_the_grace_a_foreign_intent_no_longer_holds_the_create() {
     assert!(r.is_complete(), "{r}");
     assert_eq!(r.created.right, 1);
 }
+
+/// Ops edit the titles of `n` linked tickets: the round after writes them to the Bugs.
+async fn linked_tickets_edited(
+    clock: &ManualClock,
+    ops: &InMemoryRepository,
+    pair: &SyncPair,
+    n: usize,
+) -> Vec<ItemId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        clock.advance(std::time::Duration::from_secs(1));
+        let t = ops
+            .create(
+                &incident(),
+                &software(&format!("Ticket {i}")),
+                &CreateOptions::default(),
+            )
+            .await
+            .unwrap();
+        ids.push(t.id);
+    }
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    for (i, id) in ids.iter().enumerate() {
+        clock.advance(std::time::Duration::from_secs(1));
+        ops.update(
+            &incident(),
+            id,
+            &FieldMap::new().with("short_description", format!("Ticket {i}, edited")),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_page_of_updates_goes_out_in_one_write_many() {
+    let (clock, ops, dev_inner) = backends();
+    let dev = Arc::new(RecordingRepository::new(dev_inner.clone()));
+    let pair = pair_of(ops.clone(), dev.clone());
+    let ids = linked_tickets_edited(&clock, &ops, &pair, 5).await;
+    dev.clear();
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(r.updated.right, 5, "{r}");
+    assert_eq!(
+        (
+            dev.count(Operation::WriteMany),
+            dev.count(Operation::Update)
+        ),
+        (1, 0),
+        "{:?}",
+        dev.calls()
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let link = pair.link_of(Side::Left, id).await.unwrap().unwrap();
+        let b = dev_inner.get(&bug(), &link.right).await.unwrap();
+        assert_eq!(
+            text(&b, "System.Title").map(str::to_owned),
+            Some(format!("Ticket {i}, edited"))
+        );
+    }
+    assert_eq!(pair.run_once().await.writes(), 0);
+}
+
+#[tokio::test]
+async fn a_conflict_answering_a_batch_of_updates_is_read_again_and_replanned() {
+    let (clock, ops, dev_inner) = backends();
+    let dev = Arc::new(
+        FaultRepository::new(dev_inner.clone(), 5).with_rule(
+            // The first write_many makes the Bugs; the second carries the edits.
+            FaultRule::new(ErrorKind::Conflict)
+                .on([Operation::WriteMany])
+                .nth(2),
+        ),
+    );
+    let pair = pair_of(ops.clone(), dev.clone());
+    let ids = linked_tickets_edited(&clock, &ops, &pair, 4).await;
+    let r = pair.run_once().await;
+    assert_eq!(
+        dev.injected(),
+        1,
+        "the batch of edits was answered with a conflict"
+    );
+    assert!(r.is_complete() && r.parked.is_empty(), "{r}");
+    assert_eq!(r.updated.right, 4, "{r}");
+    for id in &ids {
+        let link = pair.link_of(Side::Left, id).await.unwrap().unwrap();
+        let b = dev_inner.get(&bug(), &link.right).await.unwrap();
+        assert!(text(&b, "System.Title").unwrap().ends_with(", edited"));
+    }
+    assert_eq!(pair.run_once().await.writes(), 0);
+}
+
+#[tokio::test]
+async fn a_lost_reply_to_a_batch_of_updates_writes_nothing_twice() {
+    let (clock, ops, dev_inner) = backends();
+    let dev = Arc::new(
+        FaultRepository::new(dev_inner.clone(), 5).with_rule(
+            FaultRule::new(ErrorKind::Unavailable)
+                .on([Operation::WriteMany])
+                .nth(2)
+                .reply_lost(),
+        ),
+    );
+    let pair = pair_of(ops.clone(), dev);
+    let ids = linked_tickets_edited(&clock, &ops, &pair, 4).await;
+    let revs = |ids: Vec<ItemId>| {
+        let (pair, dev) = (&pair, &dev_inner);
+        async move {
+            let mut out = Vec::new();
+            for id in &ids {
+                let link = pair.link_of(Side::Left, id).await.unwrap().unwrap();
+                out.push(dev.get(&bug(), &link.right).await.unwrap().version);
+            }
+            out
+        }
+    };
+    let first = pair.run_once().await;
+    assert!(first.stopped.is_some(), "{first}");
+    let landed = revs(ids.clone()).await;
+    // The next round learns from the pending records that the writes landed: it writes none
+    // of them again, and the ticket side takes nothing back.
+    let second = pair.run_once().await;
+    assert!(second.is_complete(), "{second}");
+    assert_eq!(second.writes(), 0, "{second}");
+    assert_eq!(revs(ids).await, landed);
+}
