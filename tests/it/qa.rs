@@ -330,3 +330,45 @@ async fn a_file_qa_attach_to_an_unchanged_defect_reaches_the_bug() {
     );
     assert_eq!(pair.run_once().await.writes(), 0);
 }
+
+/// Resolved Bugs reach QA in bulk: per page, one correlation lookup, one collection POST for
+/// all their defects, and for each step of their walk to Fixed one read of the versions and
+/// one collection PUT (before: a POST per defect, and a lock, read, PUT and unlock per step).
+#[tokio::test]
+async fn the_defects_of_many_resolved_bugs_are_created_in_bulk() {
+    let sims = sims().await;
+    let ado = sides(&sims, 0).ado;
+    let (alm_sim, alm, pair) = qa_pair(ado.clone(), true).await;
+    let mut bugs = Vec::new();
+    for i in 0..40 {
+        bugs.push(resolved_bug(&ado, &format!("Fix {i}")).await);
+    }
+    alm_sim.control().reset_requests();
+    let r = pair.run_once().await;
+    assert!(r.is_complete() && r.created.right == 40, "{r}");
+    let alm_requests = alm_sim.control();
+    assert_eq!(
+        alm_requests
+            .requests_to("POST /qcbin/rest/domains/{domain}/projects/{project}/{collection}"),
+        1,
+        "{:?}",
+        alm_requests.requests()
+    );
+    assert_eq!(
+        alm_requests
+            .requests_to("PUT /qcbin/rest/domains/{domain}/projects/{project}/{collection}"),
+        2,
+        "New → Open → Fixed: {:?}",
+        alm_requests.requests()
+    );
+    // With the login (2), the schema and the server's time (3): 12 for 40 defects.
+    assert!(
+        alm_requests.total_requests() <= 12,
+        "{:?}",
+        alm_requests.requests()
+    );
+    for b in &bugs {
+        assert_eq!(s(&defect_of(&alm, &b.id).await, "status"), "Fixed");
+    }
+    assert_eq!(pair.run_once().await.writes(), 0);
+}

@@ -80,6 +80,9 @@ pub struct AlmConfig {
     pub time_zone_offset_minutes: Option<i64>,
     /// Entities per page in `changes` (default 500, at most 2000).
     pub page_size: usize,
+    /// New entities per bulk create in `write_many` (default 2000, the server's default
+    /// `REST_API_MAX_BULK_SIZE`; set it to the site's value if that is lower).
+    pub bulk_size: usize,
     /// Collections under version control: updated with check-out / check-in instead of a lock.
     pub versioned: Vec<String>,
     /// The defect workflow enforced on `update` (default: New → Open → Fixed → Closed, with
@@ -122,6 +125,7 @@ impl fmt::Debug for AlmConfig {
             .field("correlation_field", &self.correlation_field)
             .field("time_zone_offset_minutes", &self.time_zone_offset_minutes)
             .field("page_size", &self.page_size)
+            .field("bulk_size", &self.bulk_size)
             .field("versioned", &self.versioned)
             .field("defect_workflow", &self.defect_workflow)
             .field("client", &self.client)
@@ -147,6 +151,7 @@ impl AlmConfig {
                 correlation_field: None,
                 time_zone_offset_minutes: None,
                 page_size: 500,
+                bulk_size: 2000,
                 versioned: Vec::new(),
                 defect_workflow: Some(default_defect_workflow()),
                 client: ClientOptions::default(),
@@ -251,6 +256,13 @@ impl AlmConfigBuilder {
     #[must_use]
     pub fn page_size(mut self, n: usize) -> Self {
         self.config.page_size = n.clamp(1, 2000);
+        self
+    }
+
+    /// New entities per bulk create (the site's `REST_API_MAX_BULK_SIZE`, when below 2000).
+    #[must_use]
+    pub fn bulk_size(mut self, n: usize) -> Self {
+        self.config.bulk_size = n.clamp(1, 2000);
         self
     }
 

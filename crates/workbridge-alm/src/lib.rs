@@ -73,7 +73,10 @@ use workbridge_core::{
 use workbridge_http::header::{ACCEPT, CONTENT_TYPE, HeaderName};
 use workbridge_http::{CookieSession, HttpClient, HttpResponse, Method};
 
-use wire::{Entity, Values, encode, parse_collection, parse_entity, xml_text};
+use wire::{
+    BulkEntry, Entity, Values, encode, encode_collection, parse_bulk_failure, parse_collection,
+    parse_entity, xml_text,
+};
 
 /// An ALM project as a [`Repository`]; item types are collections (`defects`,
 /// `requirements`, `tests`).
@@ -139,8 +142,9 @@ impl AlmRepository {
             .build()?;
         let mut capabilities = Capabilities::all();
         capabilities.internal_comments = false;
-        capabilities.batch_writes = false;
-        capabilities.max_batch_write = 1;
+        // Creates in bulk; updates one by one, each under its entity's lock.
+        capabilities.batch_writes = true;
+        capabilities.max_batch_write = config.bulk_size;
         capabilities.correlation = config.correlation_field.is_some();
         capabilities.max_page_size = 2000;
         capabilities.max_batch_read = 100;
@@ -180,6 +184,7 @@ workbridge_core::traced_repository!(AlmRepository {
     get_many => do_get_many,
     create => do_create,
     update => do_update,
+    write_many => do_write_many,
     find_by_correlation => do_find_by_correlation,
     find_many_by_correlation => do_find_many_by_correlation,
     comments => do_comments,

@@ -289,6 +289,115 @@ pub(crate) fn encode(format: Format, kind: &str, fields: &[(String, Values)]) ->
     }
 }
 
+/// Encodes entities to write in one bulk request: a collection, as a collection GET answers.
+pub(crate) fn encode_collection(
+    format: Format,
+    kind: &str,
+    entities: &[Vec<(String, Values)>],
+) -> Vec<u8> {
+    let each = entities.iter().map(|f| encode(format, kind, f));
+    match format {
+        Format::Json => {
+            let list: Vec<Value> = each
+                .map(|b| serde_json::from_slice(&b).unwrap_or(Value::Null))
+                .collect();
+            json!({"entities": list, "TotalResults": entities.len()})
+                .to_string()
+                .into_bytes()
+        }
+        Format::Xml => {
+            let mut s = format!("<Entities TotalResults=\"{}\">", entities.len()).into_bytes();
+            for b in each {
+                s.extend(b);
+            }
+            s.extend_from_slice(b"</Entities>");
+            s
+        }
+    }
+}
+
+/// One entity's result in a bulk write that failed in part or in whole (`BulkEntry`).
+#[derive(Debug)]
+pub(crate) enum BulkEntry {
+    /// Written: the entity as stored.
+    Written(Entity),
+    /// Not written: the entry's exception, as its own error body (JSON or XML).
+    Failed(Vec<u8>),
+}
+
+/// The entries of a `qccore.bulk-operation-failed` exception, in the order sent; `None` when
+/// the body is another exception. JSON `BulkOperationResponse.BulkEntries` may be a list or, as
+/// ALM's JSON collapses lists, `{"BulkEntry": …}` with one entry or a list.
+pub(crate) fn parse_bulk_failure(format: Format, body: &[u8]) -> Result<Option<Vec<BulkEntry>>> {
+    match format {
+        Format::Json => {
+            let Ok(v) = serde_json::from_slice::<Value>(body) else {
+                return Ok(None);
+            };
+            if v.get("Id").and_then(Value::as_str) != Some("qccore.bulk-operation-failed") {
+                return Ok(None);
+            }
+            let entries = &v["BulkOperationResponse"]["BulkEntries"];
+            let entries = match entries.get("BulkEntry").unwrap_or(entries) {
+                Value::Array(a) => a.clone(),
+                Value::Object(_) => vec![entries.get("BulkEntry").unwrap_or(entries).clone()],
+                _ => {
+                    return Err(Error::protocol(
+                        "BulkOperationResponse.BulkEntries",
+                        "a bulk failure without its entries",
+                    ));
+                }
+            };
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let ok = match e.get("Succeeded") {
+                        Some(Value::Bool(b)) => *b,
+                        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+                        _ => false,
+                    };
+                    if ok {
+                        json_entity(&e["Entity"], &format!("BulkEntries[{i}].Entity"))
+                            .map(BulkEntry::Written)
+                    } else {
+                        Ok(BulkEntry::Failed(e["Exception"].to_string().into_bytes()))
+                    }
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Some)
+        }
+        Format::Xml => {
+            let text = String::from_utf8_lossy(body);
+            if xml_text(&text, "Id").as_deref() != Some("qccore.bulk-operation-failed") {
+                return Ok(None);
+            }
+            let mut out = Vec::new();
+            for part in text.split("<BulkEntry").skip(1) {
+                let part = part.split("</BulkEntry>").next().unwrap_or(part);
+                let head = part.split('>').next().unwrap_or_default();
+                if head.contains("Succeeded=\"true\"") {
+                    let entity =
+                        xml_entities(part.split_once('>').map_or("", |(_, b)| b).as_bytes())?
+                            .0
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| {
+                                Error::protocol(
+                                    "BulkEntry.Entity",
+                                    "a written entry without its entity",
+                                )
+                            })?;
+                    out.push(BulkEntry::Written(entity));
+                } else {
+                    out.push(BulkEntry::Failed(part.as_bytes().to_vec()));
+                }
+            }
+            Ok(Some(out))
+        }
+    }
+}
+
 /// A simple XML element's text (`<TimeInMillis>…</TimeInMillis>`), tolerant of namespaces.
 pub(crate) fn xml_text(body: &str, tag: &str) -> Option<String> {
     let open = body.find(&format!("<{tag}"))?;

@@ -2,6 +2,11 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use workbridge_core::Write;
+use workbridge_http::StatusCode;
+
+/// An entity's fields, encoded to write.
+type Encoded = Vec<(String, Values)>;
 
 impl AlmRepository {
     /// Writes encoded fields to an entity (`PUT`) and parses the entity the server answers.
@@ -64,17 +69,19 @@ impl AlmRepository {
         }
     }
 
-    pub(crate) async fn do_create(
+    /// The encoded fields of a new entity: checked (a workflow's initial state) and with the
+    /// correlation key in its field.
+    async fn create_body(
         &self,
         t: &ItemType,
+        meta: &Meta,
         fields: &FieldMap,
         opts: &CreateOptions,
-    ) -> Result<WorkItem> {
-        let meta = self.meta(t).await?;
-        let offset = self.offset().await?;
-        let mut body = self.encode_fields(t, &meta, fields, offset)?;
+        offset: TimeDelta,
+    ) -> Result<Encoded> {
+        let mut body = self.encode_fields(t, meta, fields, offset)?;
         if let Some(k) = &opts.correlation {
-            let field = self.correlation_name(&meta).map_err(|e| {
+            let field = self.correlation_name(meta).map_err(|e| {
                 if e.kind() == ErrorKind::Unsupported {
                     Error::config(
                         "a correlation key was given but no correlation field is configured",
@@ -102,6 +109,18 @@ impl AlmRepository {
                 ),
             ));
         }
+        Ok(body)
+    }
+
+    pub(crate) async fn do_create(
+        &self,
+        t: &ItemType,
+        fields: &FieldMap,
+        opts: &CreateOptions,
+    ) -> Result<WorkItem> {
+        let meta = self.meta(t).await?;
+        let offset = self.offset().await?;
+        let body = self.create_body(t, &meta, fields, opts, offset).await?;
         let resp = self
             .call(
                 "create",
@@ -113,6 +132,236 @@ impl AlmRepository {
             .await?;
         let e = parse_entity(self.config.format, &resp.body)?;
         self.to_item(t, &meta, &e, offset, "")
+    }
+
+    /// Creates in bulk — one collection `POST` per type and up to `bulk_size` entities, each
+    /// with its own result (a partial success answers 409, a total failure 500, both with an
+    /// entry per entity); updates one by one, each under its entity's lock.
+    pub(crate) async fn do_write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
+        let mut out: Vec<Option<Result<WorkItem>>> = writes.iter().map(|_| None).collect();
+        let mut creates: BTreeMap<ItemType, Vec<(usize, Encoded)>> = BTreeMap::new();
+        let mut updates: BTreeMap<ItemType, Vec<usize>> = BTreeMap::new();
+        for (i, w) in writes.iter().enumerate() {
+            match w {
+                Write::Create {
+                    item_type,
+                    fields,
+                    options,
+                } => {
+                    let prepared = match self.meta(item_type).await {
+                        Ok(meta) => {
+                            let offset = self.offset().await?;
+                            self.create_body(item_type, &meta, fields, options, offset)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match prepared {
+                        Ok(body) => creates
+                            .entry(item_type.clone())
+                            .or_default()
+                            .push((i, body)),
+                        Err(e) => out[i] = Some(Err(e)),
+                    }
+                }
+                Write::Update { item_type, .. } if !self.versioned(item_type) => {
+                    updates.entry(item_type.clone()).or_default().push(i);
+                }
+                Write::Update {
+                    item_type,
+                    id,
+                    changes,
+                    options,
+                } => out[i] = Some(self.do_update(item_type, id, changes, options).await),
+                _ => out[i] = Some(Err(Error::unsupported("write_many", "unknown write"))),
+            }
+        }
+        for (t, list) in updates {
+            if let [i] = list[..] {
+                // One alone: under its lock, as `update` does.
+                if let Write::Update {
+                    item_type,
+                    id,
+                    changes,
+                    options,
+                } = &writes[i]
+                {
+                    out[i] = Some(self.do_update(item_type, id, changes, options).await);
+                }
+                continue;
+            }
+            for chunk in list.chunks(self.config.bulk_size.max(1)) {
+                let results = self.bulk_update(&t, writes, chunk).await?;
+                for (i, r) in chunk.iter().zip(results) {
+                    out[*i] = Some(r);
+                }
+            }
+        }
+        for (t, list) in creates {
+            for chunk in list.chunks(self.config.bulk_size.max(1)) {
+                let bodies: Vec<Encoded> = chunk.iter().map(|(_, b)| b.clone()).collect();
+                let results = self.bulk_create(&t, &bodies).await?;
+                for ((i, _), r) in chunk.iter().zip(results) {
+                    out[*i] = Some(r);
+                }
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(Error::new(ErrorKind::Unexpected, "write not processed")))
+                    .map_err(|e| e.with_operation("write_many").with_system(self))
+            })
+            .collect())
+    }
+
+    /// One bulk `POST` of new entities of `t`: a result per entity, in order.
+    async fn bulk_create(&self, t: &ItemType, bodies: &[Encoded]) -> Result<Vec<Result<WorkItem>>> {
+        let meta = self.meta(t).await?;
+        let offset = self.offset().await?;
+        let entries = self.bulk_request(Method::POST, t, bodies).await?;
+        Ok(entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                e.and_then(|e| self.to_item(t, &meta, &e, offset, &format!("entities[{i}]")))
+            })
+            .collect())
+    }
+
+    /// Updates of several entities of `t` in one bulk `PUT`. ALM has no conditional write and no
+    /// lock for many entities at once: as ServiceNow's (ADR 0011), the versions are read just
+    /// before (one collection read), checked, and the answer's `ver-stamp` tells whether another
+    /// update came between (grown by more than one: a conflict after the fact). An entity
+    /// another session holds locked fails on its own (`qccore.lock-failure`, a conflict).
+    async fn bulk_update(
+        &self,
+        t: &ItemType,
+        writes: &[Write],
+        chunk: &[usize],
+    ) -> Result<Vec<Result<WorkItem>>> {
+        let meta = self.meta(t).await?;
+        let offset = self.offset().await?;
+        let asked: Vec<(&ItemId, &FieldMap, &UpdateOptions)> = chunk
+            .iter()
+            .filter_map(|&i| match &writes[i] {
+                Write::Update {
+                    id,
+                    changes,
+                    options,
+                    ..
+                } => Some((id, changes, options)),
+                _ => None,
+            })
+            .collect();
+        let ids: Vec<ItemId> = asked.iter().map(|(id, ..)| (*id).clone()).collect();
+        let current = self.do_get_many(t, &ids, &GetOptions::default()).await?;
+        let mut out: Vec<Option<Result<WorkItem>>> = asked.iter().map(|_| None).collect();
+        let mut sent: Vec<(usize, Version)> = Vec::new();
+        let mut bodies: Vec<Encoded> = Vec::new();
+        for (k, ((id, changes, options), cur)) in asked.iter().zip(current).enumerate() {
+            let Some(cur) = cur else {
+                out[k] = Some(Err(Error::not_found(t, id)));
+                continue;
+            };
+            let checked = options.check_version(&cur, "ver-stamp").and_then(|()| {
+                self.workflow(t)
+                    .map_or(Ok(()), |wf| wf.check_update(&cur, changes))
+            });
+            match checked.and_then(|()| self.encode_fields(t, &meta, changes, offset)) {
+                Ok(mut body) => {
+                    body.push(("id".to_owned(), Some(vec![id.to_string()])));
+                    sent.push((k, cur.version));
+                    bodies.push(body);
+                }
+                Err(e) => out[k] = Some(Err(e)),
+            }
+        }
+        if !bodies.is_empty() {
+            let entries = self.bulk_request(Method::PUT, t, &bodies).await?;
+            for ((k, before), e) in sent.into_iter().zip(entries) {
+                let item = e
+                    .and_then(|e| self.to_item(t, &meta, &e, offset, &format!("entities[{k}]")))
+                    .and_then(|item| {
+                        workbridge_core::written_in_sequence("ver-stamp", &before, item)
+                    })
+                    .map_err(|e| e.with_item(t.clone(), ids[k].clone()));
+                out[k] = Some(item);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(Error::new(ErrorKind::Unexpected, "write not processed")))
+            })
+            .collect())
+    }
+
+    /// One bulk request (`POST` creates, `PUT` updates) of entities of `t`: each entity's
+    /// result, in the order sent.
+    async fn bulk_request(
+        &self,
+        method: Method,
+        t: &ItemType,
+        bodies: &[Encoded],
+    ) -> Result<Vec<Result<Entity>>> {
+        let format = self.config.format;
+        let media = format.media();
+        let resp = self
+            .client
+            .request(method, &self.coll_path(t))
+            .header(ACCEPT, media)
+            .body(
+                encode_collection(format, &entity_type(t.as_str()), bodies),
+                &format!("{media};type=collection"),
+            )
+            // A partial success is an answer, and so is a total failure that lists each
+            // entity's error; neither may be sent again.
+            .answers(&[StatusCode::CONFLICT, StatusCode::INTERNAL_SERVER_ERROR])
+            .operation("write_many")
+            .send()
+            .await?;
+        let entries: Vec<Result<Entity>> = if resp.status.is_success() {
+            let (entities, _) = parse_collection(format, &resp.body)?;
+            entities.into_iter().map(Ok).collect()
+        } else {
+            match parse_bulk_failure(format, &resp.body)? {
+                Some(entries) => entries
+                    .into_iter()
+                    .map(|e| match e {
+                        BulkEntry::Written(entity) => Ok(entity),
+                        BulkEntry::Failed(body) => Err(error::parse_error(
+                            StatusCode::BAD_REQUEST,
+                            &workbridge_http::header::HeaderMap::new(),
+                            &body,
+                        )),
+                    })
+                    .collect(),
+                // Another failure: which entities were written is unknown.
+                None => {
+                    return Err(error::parse_error(
+                        resp.status,
+                        &workbridge_http::header::HeaderMap::new(),
+                        &resp.body,
+                    )
+                    .with_maybe_applied(true)
+                    .with_operation("write_many"));
+                }
+            }
+        };
+        if entries.len() != bodies.len() {
+            return Err(Error::protocol(
+                "entities",
+                format!(
+                    "the bulk write of {} entities answered {} results",
+                    bodies.len(),
+                    entries.len()
+                ),
+            )
+            .with_maybe_applied(true)
+            .with_operation("write_many"));
+        }
+        Ok(entries)
     }
 
     pub(crate) async fn do_update(

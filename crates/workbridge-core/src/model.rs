@@ -974,6 +974,35 @@ impl UpdateOptions {
     }
 }
 
+/// For systems without a conditional write, whose version counts the item's updates one by one
+/// (ServiceNow `sys_mod_count`, ALM `ver-stamp`): the item a write answered, checked against the
+/// version read just before it. Grown by more than one, another update came between the check
+/// and the write, which was applied over it: a [`Conflict`](crate::ErrorKind::Conflict) after
+/// the fact, so that the caller reads again and re-plans instead of taking the other write's
+/// changes for its own (ADR 0011). Versions that are not counts pass.
+///
+/// # Errors
+/// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) naming the item, the counter and both
+/// counts.
+pub fn written_in_sequence(
+    counter: &str,
+    before: &Version,
+    after: WorkItem,
+) -> crate::Result<WorkItem> {
+    match (
+        before.as_str().parse::<u64>(),
+        after.version.as_str().parse::<u64>(),
+    ) {
+        (Ok(b), Ok(a)) if a > b + 1 => Err(crate::Error::conflict(format!(
+            "{} {} went from {counter} {b} to {a}: another update came between the version \
+             check and this write, which was applied over it; read it again",
+            after.item_type, after.id
+        ))
+        .with_item(after.item_type.clone(), after.id.clone())),
+        _ => Ok(after),
+    }
+}
+
 /// One write of [`Repository::write_many`](crate::Repository::write_many).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

@@ -320,6 +320,7 @@ impl HttpClient {
             headers: HeaderMap::new(),
             body: None,
             idempotent,
+            answers: &[],
         }
     }
 
@@ -473,7 +474,8 @@ impl HttpClient {
                         Ok(body)
                             if status.is_success()
                                 || status.is_redirection()
-                                || status.is_informational() =>
+                                || status.is_informational()
+                                || req.answers.contains(&status) =>
                         {
                             return Ok(HttpResponse {
                                 status,
@@ -620,6 +622,8 @@ pub struct RequestBuilder<'a> {
     headers: HeaderMap,
     body: Option<Bytes>,
     idempotent: bool,
+    /// Statuses that are answers to read, not errors (a bulk write's partial success).
+    answers: &'static [StatusCode],
 }
 
 impl fmt::Debug for RequestBuilder<'_> {
@@ -693,6 +697,14 @@ impl RequestBuilder<'_> {
     #[must_use]
     pub fn idempotent(mut self, idempotent: bool) -> Self {
         self.idempotent = idempotent;
+        self
+    }
+
+    /// Takes these statuses as answers, returned for the caller to read, not as errors to
+    /// classify and retry: a bulk write's `409` with a result per entity.
+    #[must_use]
+    pub fn answers(mut self, statuses: &'static [StatusCode]) -> Self {
+        self.answers = statuses;
         self
     }
 

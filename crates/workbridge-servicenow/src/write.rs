@@ -255,7 +255,7 @@ impl ServiceNowRepository {
             .await?;
         let item = self.one_item("update", table, &meta, resp).await?;
         match &checked {
-            Some(before) => written_in_sequence(table, id, before, item),
+            Some(before) => workbridge_core::written_in_sequence("sys_mod_count", before, item),
             None => Ok(item),
         }
     }
@@ -336,9 +336,11 @@ impl ServiceNowRepository {
                 let r = match (r, &writes[*i]) {
                     (Ok(item), Write::Update { item_type, id, .. }) => {
                         match versions.get(&(item_type.clone(), id.clone())) {
-                            Some(Some(before)) => {
-                                written_in_sequence(item_type, id, &before.version, item)
-                            }
+                            Some(Some(before)) => workbridge_core::written_in_sequence(
+                                "sys_mod_count",
+                                &before.version,
+                                item,
+                            ),
                             _ => Ok(item),
                         }
                     }
@@ -367,32 +369,5 @@ impl ServiceNowRepository {
             }
         }
         Ok(out)
-    }
-}
-
-/// Escapes a value for an encoded query (`^` is doubled).
-/// The Table API has no conditional write: `update` checks the version with a read just before
-/// the PATCH. The PATCH's answer tells whether another write came in between — `sys_mod_count`
-/// grows by one per update — and then the write has been applied over it: a [`Conflict`]
-/// (`ErrorKind::Conflict`) after the fact, so that the caller reads again and re-plans instead of
-/// taking the other write's changes for its own (ADR 0011).
-///
-/// [`Conflict`]: ErrorKind::Conflict
-pub(crate) fn written_in_sequence(
-    table: &ItemType,
-    id: &ItemId,
-    before: &workbridge_core::Version,
-    after: WorkItem,
-) -> Result<WorkItem> {
-    match (
-        before.as_str().parse::<u64>(),
-        after.version.as_str().parse::<u64>(),
-    ) {
-        (Ok(b), Ok(a)) if a > b + 1 => Err(Error::conflict(format!(
-            "{table} {id} went from sys_mod_count {b} to {a}: another update came between the \
-             version check and this write, which was applied over it; read it again"
-        ))
-        .with_item(table.clone(), id.clone())),
-        _ => Ok(after),
     }
 }

@@ -1,5 +1,6 @@
 //! The ALM adapter against the simulator (JSON and XML) and exact-request mocks.
 
+mod bulk;
 mod conformance;
 mod sessions;
 

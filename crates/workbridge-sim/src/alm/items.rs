@@ -205,6 +205,192 @@ pub(crate) fn parse_entity(
     Err(format!("unsupported Content-Type {ct}"))
 }
 
+/// The most entities one bulk request may carry (the site parameter `REST_API_MAX_BULK_SIZE`,
+/// 2,000 by default).
+pub(crate) const MAX_BULK_SIZE: usize = 2000;
+
+/// Whether the body is a collection of entities (`Content-Type: …;type=collection`): a bulk
+/// write.
+fn is_collection_body(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.replace(' ', "").contains(";type=collection"))
+}
+
+/// Reads a collection body (JSON `{"entities": [...]}` as a collection GET answers, or XML
+/// `<Entities><Entity>…</Entity>…</Entities>`) into each entity's fields.
+pub(crate) fn parse_entities(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<Vec<(String, Stored)>>, String> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mut one = HeaderMap::new();
+    if ct.contains("json") {
+        one.insert(
+            header::CONTENT_TYPE,
+            "application/json".parse().map_err(|_| "header")?,
+        );
+        let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let list = v
+            .get("entities")
+            .or_else(|| v.get("Entities"))
+            .and_then(Value::as_array)
+            .ok_or("the collection has no entities array")?;
+        return list
+            .iter()
+            .map(|e| parse_entity(&one, e.to_string().as_bytes()))
+            .collect();
+    }
+    if ct.contains("xml") {
+        one.insert(
+            header::CONTENT_TYPE,
+            "application/xml".parse().map_err(|_| "header")?,
+        );
+        let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("<Entity ").or_else(|| rest.find("<Entity>")) {
+            let tail = &rest[start..];
+            let end = tail
+                .find("</Entity>")
+                .ok_or("an Entity element without its end")?
+                + "</Entity>".len();
+            out.push(parse_entity(&one, &tail.as_bytes()[..end])?);
+            rest = &tail[end..];
+        }
+        return Ok(out);
+    }
+    Err(format!("unsupported Content-Type {ct}"))
+}
+
+/// A bulk create (`POST`) or update (`PUT`, each entity naming its `id`): every entity is
+/// written on its own, under the same rules as one at a time (a lock another session holds
+/// fails that entity); all written → 200 and the collection, some → 409, none → 500, both
+/// with a `BulkEntry` per entity, in the order sent.
+#[allow(clippy::too_many_arguments)]
+fn bulk_write(
+    alm: &Alm,
+    st: &mut State_,
+    call: &Call,
+    coll: &str,
+    kind: &str,
+    update: bool,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let entities = match parse_entities(headers, body) {
+        Ok(e) => e,
+        Err(m) => {
+            return qc_error(
+                call.fmt,
+                StatusCode::BAD_REQUEST,
+                "qccore.general-error",
+                &format!("Failed to read the entities: {m}"),
+            );
+        }
+    };
+    if entities.len() > MAX_BULK_SIZE {
+        return qc_error(
+            call.fmt,
+            StatusCode::BAD_REQUEST,
+            "qccore.general-error",
+            &format!(
+                "The bulk operation holds {} entities; REST_API_MAX_BULK_SIZE is {MAX_BULK_SIZE}",
+                entities.len()
+            ),
+        );
+    }
+    let results: Vec<Result<u64, QcErr>> = entities
+        .into_iter()
+        .map(|mut fields| {
+            let id = if update {
+                let pos = fields.iter().position(|(n, _)| n == "id");
+                let id = pos
+                    .map(|p| fields.remove(p).1)
+                    .and_then(|v| v.and_then(|v| v.first().and_then(|x| x.parse::<u64>().ok())))
+                    .ok_or((
+                        StatusCode::BAD_REQUEST,
+                        "qccore.general-error",
+                        "Failed to update entity: the entity has no id".to_owned(),
+                    ))?;
+                Some(id)
+            } else {
+                None
+            };
+            write_entity(alm, st, coll, id, fields, &call.user, Some(&call.session))
+        })
+        .collect();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let entity = |id: &u64| &st.entities[coll][id];
+    if ok == results.len() {
+        return match call.fmt {
+            Fmt::Json => typed(
+                StatusCode::OK,
+                json!({"entities": results.iter().flatten().map(|id| entity_json(kind, entity(id), None)).collect::<Vec<_>>(), "TotalResults": ok}).to_string(),
+                "application/json",
+            ),
+            _ => {
+                let mut s = format!("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?><Entities TotalResults=\"{ok}\">");
+                for id in results.iter().flatten() {
+                    s.push_str(&entity_xml(kind, entity(id), None));
+                }
+                s.push_str("</Entities>");
+                typed(StatusCode::OK, s, "application/xml")
+            }
+        };
+    }
+    let status = if ok == 0 {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::CONFLICT
+    };
+    let title = format!(
+        "{} of {} operations failed",
+        results.len() - ok,
+        results.len()
+    );
+    match call.fmt {
+        Fmt::Json => {
+            let entries: Vec<Value> = results
+                .iter()
+                .map(|r| match r {
+                    Ok(id) => json!({"Succeeded": true, "EntityId": id, "EntityType": kind, "Entity": entity_json(kind, entity(id), None)}),
+                    Err((_, eid, t)) => json!({"Succeeded": false, "EntityType": kind, "Exception": {"Id": eid, "Title": t}}),
+                })
+                .collect();
+            typed(
+                status,
+                json!({"Id": "qccore.bulk-operation-failed", "Title": title, "ExceptionProperties": null, "StackTrace": null, "BulkOperationResponse": {"BulkEntries": entries}}).to_string(),
+                "application/json",
+            )
+        }
+        _ => {
+            let mut s = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?><QCRestException><Id>qccore.bulk-operation-failed</Id><Title>{}</Title><BulkOperationResponse><BulkEntries>",
+                xml_escape(&title)
+            );
+            for r in &results {
+                match r {
+                    Ok(id) => s.push_str(&format!(
+                        "<BulkEntry Succeeded=\"true\" EntityId=\"{id}\" EntityType=\"{kind}\">{}</BulkEntry>",
+                        entity_xml(kind, entity(id), None)
+                    )),
+                    Err((_, eid, t)) => s.push_str(&format!(
+                        "<BulkEntry Succeeded=\"false\" EntityType=\"{kind}\"><Exception><Id>{eid}</Id><Title>{}</Title></Exception></BulkEntry>",
+                        xml_escape(t)
+                    )),
+                }
+            }
+            s.push_str("</BulkEntries></BulkOperationResponse></QCRestException>");
+            typed(status, s, "application/xml")
+        }
+    }
+}
+
 pub(crate) fn sanitize(html: &str) -> String {
     let mut out = html.to_owned();
     while let Some(start) = out.to_lowercase().find("<script") {
@@ -486,6 +672,13 @@ pub(crate) async fn collection(
     } else {
         or_answer!(known_collection(call.fmt, &coll))
     };
+    if (method == Method::POST || method == Method::PUT) && is_collection_body(&headers) {
+        let update = method == Method::PUT;
+        return bulk_write(&alm, &mut st, &call, &coll, kind, update, &headers, &body);
+    }
+    if method == Method::PUT {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
     if method == Method::POST {
         let fields = match parse_entity(&headers, &body) {
             Ok(f) => f,

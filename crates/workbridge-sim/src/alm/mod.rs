@@ -376,7 +376,7 @@ fn router(alm: Arc<Alm>) -> Router {
         .route(&format!("{p}/customization/users"), get(users))
         .route(
             &format!("{p}/{{collection}}"),
-            get(collection).post(collection),
+            get(collection).post(collection).put(collection),
         )
         .route(
             &format!("{p}/{{collection}}/{{id}}"),

@@ -1,0 +1,172 @@
+//! Bulk creates: one collection POST for many defects, each with its own result.
+
+use chrono::NaiveDate;
+use workbridge_alm::Format;
+use workbridge_core::{
+    Cursor, ErrorKind, FieldMap, FieldValue, ItemType, Person, Repository, RepositoryExt, Write,
+};
+
+const COLLECTION: &str = "POST /qcbin/rest/domains/{domain}/projects/{project}/{collection}";
+
+fn defect(name: &str) -> Write {
+    Write::create(
+        ItemType::from("defects"),
+        FieldMap::new()
+            .with("name", name)
+            .with("severity", "2-Medium")
+            .with("detected-by", Person::login("qa"))
+            .with("creation-time", day()),
+    )
+}
+
+fn day() -> FieldValue {
+    FieldValue::Date(NaiveDate::from_ymd_opt(2026, 6, 1).unwrap())
+}
+
+/// The names of every defect.
+async fn names(r: &workbridge_alm::AlmRepository) -> Vec<String> {
+    let page = r
+        .changes(
+            &ItemType::from("defects"),
+            &Cursor::beginning(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    page.items
+        .iter()
+        .filter_map(|i| i.field("name").and_then(|v| v.as_str()).map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn many_defects_are_created_in_one_request_in_json_and_xml() {
+    for format in [Format::Json, Format::Xml] {
+        let sim = crate::sim().await;
+        let r = crate::repo(&sim, format);
+        let writes: Vec<Write> = (0..150).map(|i| defect(&format!("Bulk {i}"))).collect();
+        // The schema first, so only the writes are counted.
+        r.schema(&ItemType::from("defects")).await.unwrap();
+        sim.control().reset_requests();
+        let results = r.write_many(&writes).await.unwrap();
+        assert_eq!(results.len(), 150);
+        for (i, res) in results.iter().enumerate() {
+            let item = res.as_ref().unwrap();
+            assert_eq!(
+                item.field("name").and_then(|v| v.as_str()),
+                Some(format!("Bulk {i}").as_str()),
+                "{format:?}: results in the order sent"
+            );
+        }
+        assert_eq!(
+            sim.control().requests_to(COLLECTION),
+            1,
+            "{format:?}: {:?}",
+            sim.control().requests()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_partial_failure_gives_each_entity_its_result() {
+    for format in [Format::Json, Format::Xml] {
+        let sim = crate::sim().await;
+        let r = crate::repo(&sim, format);
+        r.schema(&ItemType::from("defects")).await.unwrap();
+        let bad = Write::create(
+            ItemType::from("defects"),
+            // No severity: a required field missing, which the server refuses.
+            FieldMap::new()
+                .with("name", "Incomplete")
+                .with("detected-by", Person::login("qa"))
+                .with("creation-time", day()),
+        );
+        sim.control().reset_requests();
+        let results = r
+            .write_many(&[defect("First"), bad.clone(), defect("Third")])
+            .await
+            .unwrap();
+        assert!(
+            results[0].is_ok() && results[2].is_ok(),
+            "{format:?}: {results:?}"
+        );
+        let e = results[1].as_ref().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{format:?}: {e}");
+        assert!(e.to_string().contains("write_many"), "{e}");
+        // Every entity failing is an answer too (500 with each entity's error), not a request
+        // to send again.
+        let results = r.write_many(&[bad.clone(), bad]).await.unwrap();
+        assert!(
+            results.iter().all(Result::is_err),
+            "{format:?}: {results:?}"
+        );
+        assert_eq!(
+            sim.control().requests_to(COLLECTION),
+            2,
+            "{format:?}: {:?}",
+            sim.control().requests()
+        );
+        let names = names(&r).await;
+        assert!(names.iter().any(|n| n == "First") && names.iter().any(|n| n == "Third"));
+        assert!(!names.iter().any(|n| n == "Incomplete"), "{names:?}");
+    }
+}
+
+#[tokio::test]
+async fn updates_go_out_in_one_request_each_checked_against_its_version() {
+    for format in [Format::Json, Format::Xml] {
+        let sim = crate::sim().await;
+        let r = crate::repo(&sim, format);
+        let t = ItemType::from("defects");
+        let made: Vec<_> = r
+            .write_many(&(0..3).map(|i| defect(&format!("D{i}"))).collect::<Vec<_>>())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let update = |i: usize, version: &workbridge_core::Version| Write::Update {
+            item_type: t.clone(),
+            id: made[i].id.clone(),
+            changes: FieldMap::new().with("name", format!("D{i}, edited")),
+            options: workbridge_core::UpdateOptions::default().if_version(version.clone()),
+        };
+        let stale = workbridge_core::Version::new("0");
+        sim.control().reset_requests();
+        let results = r
+            .write_many(&[
+                update(0, &made[0].version),
+                update(1, &stale),
+                update(2, &made[2].version),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            results[0]
+                .as_ref()
+                .unwrap()
+                .field("name")
+                .and_then(|v| v.as_str()),
+            Some("D0, edited"),
+            "{format:?}"
+        );
+        assert_eq!(results[1].as_ref().unwrap_err().kind(), ErrorKind::Conflict);
+        assert!(results[2].is_ok(), "{format:?}: {results:?}");
+        assert_eq!(
+            sim.control()
+                .requests_to("PUT /qcbin/rest/domains/{domain}/projects/{project}/{collection}"),
+            1,
+            "{format:?}: {:?}",
+            sim.control().requests()
+        );
+        // No per-entity lock, read or write.
+        assert_eq!(
+            sim.control().total_requests(),
+            2,
+            "{:?}",
+            sim.control().requests()
+        );
+        let d1 = r.get(&t, &made[1].id).await.unwrap();
+        assert_eq!(d1.field("name").and_then(|v| v.as_str()), Some("D1"));
+    }
+}
