@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use workbridge::sync::{MemoryStore, Side, SqliteStore, SyncOptions, SyncPair};
+use workbridge::sync::{MemoryStore, Side, SqliteStore, SyncPair};
 use workbridge::{FieldMap, FieldValue, NewComment, Repository, RepositoryExt, Visibility, Write};
 
 use crate::common::{bug, incident, s, sides, sims, software_ticket, spec, temp_db};
@@ -232,8 +232,7 @@ async fn an_initial_sync_creates_bugs_in_batches() {
         spec("incident_escalation.toml"),
         Arc::new(MemoryStore::new()),
     )
-    .unwrap()
-    .with_options(SyncOptions::default().page_size(200));
+    .unwrap();
     sims.ado.control().reset_requests();
     sims.sn.control().reset_requests();
     let r = pair.run_once().await;
@@ -276,7 +275,7 @@ async fn an_initial_sync_creates_bugs_in_batches() {
     // costs one change read per side, however many items share that second (and on ServiceNow
     // the read of the attachment feed, for files attached to unchanged tickets).
     for clock in [sims.sn.clock(), sims.ado.clock()] {
-        clock.advance(std::time::Duration::from_secs(2));
+        clock.advance(std::time::Duration::from_secs(3));
     }
     assert_eq!(pair.run_once().await.writes(), 0);
     sims.sn.control().reset_requests();

@@ -355,15 +355,50 @@ impl SyncPair {
                     break;
                 }
             }
+            // An upload whose outcome is unknown (its answer lost, its process killed) is
+            // recorded as an intent under the attachment's qualified id: until it is found on
+            // the target, or the grace is over, it may still land (a request held on the way),
+            // and is not sent again.
+            let intent_id = ItemId::new(here.clone());
             let copy_id = if let Some(i) = adopted {
                 let t = claimable.swap_remove(i);
                 tracing::debug!(pair = %self.id, side = %side, item = %link.id(side), attachment = %a.id, copy = %t.id, "an earlier upload found on the other item, adopted");
                 t.id
             } else {
+                if let Some(i) = self.store.intent(&self.id, side, &intent_id).await? {
+                    let age = (Utc::now() - i.at).to_std().unwrap_or_default();
+                    if age < self.options.foreign_intent_grace {
+                        return Err(Error::new(
+                            ErrorKind::Conflict,
+                            format!(
+                                "{side} item {}: the upload of {} began {} s ago without a known outcome and may still land; it is taken again after {} s",
+                                link.id(side),
+                                a.file_name,
+                                age.as_secs(),
+                                self.options.foreign_intent_grace.as_secs()
+                            ),
+                        )
+                        .with_temporary(true));
+                    }
+                }
                 let content_type = a
                     .content_type
                     .clone()
                     .unwrap_or_else(|| "application/octet-stream".to_owned());
+                self.store
+                    .save_intents(
+                        &self.id,
+                        &[CreateIntent {
+                            side,
+                            source: intent_id.clone(),
+                            key: CorrelationKey::new(format!("upload:{dst}")),
+                            source_baseline: FieldMap::new(),
+                            sent: FieldMap::new(),
+                            at: Utc::now(),
+                            run: process_run().to_owned(),
+                        }],
+                    )
+                    .await?;
                 report.calls[other] += 1;
                 let copy = self
                     .fenced(self.repos[other].upload(
@@ -371,7 +406,16 @@ impl SyncPair {
                         link.id(other),
                         &NewAttachment::new(a.file_name.clone(), content_type, data),
                     ))
-                    .await?;
+                    .await;
+                let copy = match copy {
+                    Ok(c) => c,
+                    Err(e) => {
+                        if !e.maybe_applied() {
+                            self.store.clear_intent(&self.id, side, &intent_id).await?;
+                        }
+                        return Err(e);
+                    }
+                };
                 report.attachments_copied[other] += 1;
                 copy.id
             };
@@ -384,6 +428,7 @@ impl SyncPair {
                     &format!("{dst}|{copy_id}"),
                 )
                 .await?;
+            self.store.clear_intent(&self.id, side, &intent_id).await?;
         }
         Ok(())
     }

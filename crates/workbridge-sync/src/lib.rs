@@ -472,15 +472,30 @@ impl SyncPair {
                         .iter()
                         .any(|q| q.side == p.side && q.id == p.id)
             })
-            .take(self.options.page_size)
+            .take(self.batch())
             .collect();
         self.retry_parked(again, round).await
+    }
+
+    /// How many links a step over stored links takes at once (parked items retried, links
+    /// reconciled): the page size when set, else what both sides read in one request.
+    fn batch(&self) -> usize {
+        self.options
+            .page_size
+            .unwrap_or_else(|| {
+                self.repos
+                    .left
+                    .capabilities()
+                    .max_batch_read
+                    .min(self.repos.right.capabilities().max_batch_read)
+            })
+            .max(1)
     }
 
     async fn reconcile_inner(&self, round: &mut Round) -> Result<()> {
         let links = self.store.links(&self.id).await?;
         let mut batch = merge::Batch::default();
-        for chunk in links.chunks(self.options.page_size.max(1)) {
+        for chunk in links.chunks(self.batch()) {
             let mut items = PerSide::<Vec<Option<WorkItem>>>::default();
             for side in [Side::Left, Side::Right] {
                 let ids: Vec<ItemId> = chunk.iter().map(|l| l.id(side).clone()).collect();

@@ -7,8 +7,10 @@ use super::*;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SyncOptions {
-    /// Items per change page (default 100; the adapter caps it to its API's limit).
-    pub page_size: usize,
+    /// Items per change page. Unset (the default), each side reads pages of its adapter's own
+    /// size (ServiceNow 200, Azure DevOps 1,000, ALM 500), which the integrator sets in that
+    /// adapter's config; set, both sides use it, capped to each API's limit.
+    pub page_size: Option<usize>,
     /// How often a merge is re-read and re-planned after a version conflict (default 3).
     pub conflict_retries: u32,
     /// Whether comments are copied (default true, when both sides support them).
@@ -37,7 +39,7 @@ pub struct SyncOptions {
 impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
-            page_size: 100,
+            page_size: None,
             conflict_retries: 3,
             comments: true,
             attachments: true,
@@ -53,7 +55,7 @@ impl Default for SyncOptions {
 impl SyncOptions {
     /// Sets [`SyncOptions::page_size`].
     pub fn page_size(mut self, n: usize) -> Self {
-        self.page_size = n.max(1);
+        self.page_size = Some(n.max(1));
         self
     }
     /// Sets [`SyncOptions::conflict_retries`].

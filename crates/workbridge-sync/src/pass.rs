@@ -15,7 +15,10 @@ impl SyncPair {
         let repo = &self.repos[side];
         let ty = &self.types[side];
         let mut cursor = self.store.cursor(&self.id, side).await?.unwrap_or_default();
-        let opts = ChangeOptions::default().page_size(self.options.page_size);
+        let opts = match self.options.page_size {
+            Some(n) => ChangeOptions::default().page_size(n),
+            None => ChangeOptions::default(),
+        };
         loop {
             round.report.calls[side] += 1;
             let page = repo.changes(ty, &cursor, &opts).await?;

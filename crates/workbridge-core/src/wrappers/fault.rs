@@ -25,6 +25,7 @@ pub struct FaultRule {
     ops: Vec<Operation>,
     trigger: Trigger,
     reply_lost: bool,
+    in_flight: bool,
     retry_after: Option<Duration>,
     temporary: Option<bool>,
 }
@@ -37,6 +38,7 @@ impl FaultRule {
             ops: Vec::new(),
             trigger: Trigger::Always,
             reply_lost: false,
+            in_flight: false,
             retry_after: None,
             temporary: None,
         }
@@ -77,6 +79,15 @@ impl FaultRule {
         self
     }
 
+    /// Fails the call before the backend sees it, but as a call that may still take effect
+    /// ([`Error::maybe_applied`]): a request held on its way, which the client gave up on and
+    /// which may yet be delivered. The test delivers it, or not, itself.
+    #[must_use]
+    pub fn in_flight(mut self) -> Self {
+        self.in_flight = true;
+        self
+    }
+
     /// Sets the `retry_after` of the injected error.
     #[must_use]
     pub fn retry_after(mut self, wait: Duration) -> Self {
@@ -103,7 +114,7 @@ impl FaultRule {
         };
         let mut e = Error::new(self.kind, what)
             .with_operation(call.op.as_str())
-            .with_maybe_applied(self.reply_lost);
+            .with_maybe_applied(self.reply_lost || self.in_flight);
         if let Some(t) = &call.item_type {
             e = e.with_item_type(t.clone());
         }
