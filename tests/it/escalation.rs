@@ -275,7 +275,7 @@ async fn an_initial_sync_creates_bugs_in_batches() {
     // costs one change read per side, however many items share that second (and on ServiceNow
     // the read of the attachment feed, for files attached to unchanged tickets).
     for clock in [sims.sn.clock(), sims.ado.clock()] {
-        clock.advance(std::time::Duration::from_secs(3));
+        clock.advance(std::time::Duration::from_secs(2));
     }
     assert_eq!(pair.run_once().await.writes(), 0);
     sims.sn.control().reset_requests();

@@ -72,7 +72,9 @@ pub struct ServiceNowConfig {
     pub page_size: usize,
     /// Ids per `get_many` request (default 50, keeping URLs under 2 000 characters).
     pub read_batch: usize,
-    /// Requests per Batch API call in `write_many` (default 25).
+    /// Requests per Batch API call in `write_many` (default 100). The Batch API sets no count,
+    /// only sizes (5 MB per request in) and the transaction quota (30 s): what does not fit
+    /// comes back unserviced and is sent again.
     pub write_batch: usize,
     /// What `correlation_display` says on items this adapter creates (default `workbridge`).
     pub correlation_display: String,
@@ -170,7 +172,7 @@ impl ServiceNowConfig {
                 client: ClientOptions::default(),
                 page_size: 200,
                 read_batch: 50,
-                write_batch: 25,
+                write_batch: 100,
                 correlation_display: "workbridge".into(),
                 parents: BTreeMap::from([
                     ("incident".to_owned(), task.clone()),
