@@ -372,3 +372,71 @@ async fn the_defects_of_many_resolved_bugs_are_created_in_bulk() {
     }
     assert_eq!(pair.run_once().await.writes(), 0);
 }
+
+/// ALM keeps no history a write's outcome can be read from. The sync's write of a new fix
+/// (`Fixed`) lands with its answer lost; QA then verify it (`Closed`), and Dev touch the Bug
+/// after that. The defect holds neither what was sent nor what it held before: QA's verdict is
+/// newer than the write and must reach the Bug — taken for a write that never landed, the
+/// state changed on both sides, the Bug's later change won, and `Fixed` was written over QA's
+/// verdict (the soak with kills lost a verdict so).
+#[tokio::test]
+async fn a_verdict_given_after_a_landed_write_whose_answer_was_lost_reaches_the_bug() {
+    let sims = sims().await;
+    let ado = sides(&sims, 0).ado;
+    let (alm_sim, alm, pair) = qa_pair(ado.clone(), false).await;
+    let b = resolved_bug(&ado, "Invoices print blank").await;
+    assert!(pair.run_once().await.is_complete());
+    let d = defect_of(&alm, &b.id).await;
+    let set_status = |v: &'static str| {
+        let (alm, id) = (alm.clone(), d.id.clone());
+        async move {
+            alm.update(
+                &defect(),
+                &id,
+                &FieldMap::new().with("status", FieldValue::Choice(v.into())),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    // QA fail the fix; the Bug goes back to Dev, who resolve it again.
+    set_status("Reopen").await;
+    assert!(pair.run_once().await.is_complete());
+    assert_eq!(
+        s(&ado.get(&bug(), &b.id).await.unwrap(), "System.State"),
+        "Active"
+    );
+    move_bug(&ado, &b.id, "Resolved").await;
+    alm_sim.control().lose_next_reply_of("PUT", "/defects/");
+    let r = pair.run_once().await;
+    assert!(r.stopped.is_some(), "the reply was lost: {r}");
+    assert_eq!(
+        s(&alm.get(&defect(), &d.id).await.unwrap(), "status"),
+        "Fixed",
+        "it landed"
+    );
+    set_status("Closed").await;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    ado.update(
+        &bug(),
+        &b.id,
+        &FieldMap::new().with("System.Title", "Invoices print blank on A4"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(
+        s(&alm.get(&defect(), &d.id).await.unwrap(), "status"),
+        "Closed",
+        "{r}"
+    );
+    assert_eq!(
+        s(&ado.get(&bug(), &b.id).await.unwrap(), "System.State"),
+        "Closed",
+        "QA's verdict reached the Bug: {r}"
+    );
+    assert_eq!(pair.run_once().await.writes(), 0);
+}
