@@ -40,6 +40,12 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
+    /// Adds a planned merge, whose outcome is `side`'s item `id`'s.
+    pub(crate) fn push(&mut self, side: Side, id: &ItemId, job: MergeJob) {
+        self.owners.push((side, id.clone()));
+        self.jobs.push(job);
+    }
+
     /// Takes an item's outcome: a merge waits for the batch, anything else is booked now.
     pub(crate) async fn take(
         &mut self,
@@ -51,8 +57,7 @@ impl Batch {
     ) -> Result<()> {
         match result {
             Ok(Outcome::Merge(job)) => {
-                self.owners.push((side, id.clone()));
-                self.jobs.push(*job);
+                self.push(side, id, *job);
                 Ok(())
             }
             other => pair.settle(side, id, other, round).await,
@@ -459,8 +464,8 @@ impl SyncPair {
                     }
                 }
             }
-            // Landed: the link learns it (in memory; it is stored with the next pending write,
-            // on failure, or at the end of the merge).
+            // Landed: the link learns it.
+            let mut learnt = Vec::new();
             for &i in &writing {
                 if state[i].is_ok() {
                     let job = &mut jobs[i];
@@ -472,6 +477,23 @@ impl SyncPair {
                     let base = job.link.baseline(side).clone();
                     job.link.set(side, version, base);
                     round.report.updated[side] += 1;
+                    learnt.push(i);
+                }
+            }
+            // And the store learns it at once, not when the merge completes: the page's other
+            // merges, their comments and files come first, and a process killed meanwhile
+            // would leave these writes pending with their outcome to guess (a side without
+            // history cannot always tell). Stored without versions, so the next round still
+            // merges the pair (and copies its comments and files) rather than take it for an
+            // echo.
+            if !learnt.is_empty() && self.renew_lease().await.is_ok() {
+                for i in learnt {
+                    let mut known = jobs[i].link.clone();
+                    known.left_version = None;
+                    known.right_version = None;
+                    if let Err(e) = self.store.save_link(&self.id, &known).await {
+                        state[i] = Err(e);
+                    }
                 }
             }
         }

@@ -141,14 +141,10 @@ impl SyncPair {
         round: &mut Round,
     ) -> Result<()> {
         match result {
-            Ok(Outcome::Merge(mut job)) => {
-                let applied = self
-                    .apply(std::slice::from_mut(&mut *job), round)
-                    .await
-                    .pop()
-                    .unwrap_or(Ok(()));
-                let result = self.complete(*job, applied, round).await;
-                Box::pin(self.settle(side, id, result, round)).await
+            Ok(Outcome::Merge(job)) => {
+                let mut batch = merge::Batch::default();
+                batch.push(side, id, *job);
+                Box::pin(self.run_merges(&mut batch, round)).await
             }
             Ok(o) => {
                 match o {

@@ -1782,11 +1782,11 @@ async fn a_lost_reply_to_a_batch_of_updates_writes_nothing_twice() {
     assert_eq!(revs(ids).await, landed);
 }
 
-/// An upload held on its way: the client gave up, the request may still be delivered. The
-/// next rounds must not upload the file again while it may land — once it does, it is adopted;
-/// if it never does, the file is sent again once the grace is over.
-#[tokio::test]
-async fn an_upload_that_may_still_land_is_not_sent_twice() {
+/// A ticket with a file, and a pair whose first upload to Dev is held on its way: the client
+/// gives up, the request may still be delivered (the test delivers it, or not).
+async fn a_held_upload(
+    grace: std::time::Duration,
+) -> (Arc<InMemoryRepository>, SyncPair, ItemId, NewAttachment) {
     let (clock, ops, dev_inner) = backends();
     let dev = Arc::new(
         FaultRepository::new(dev_inner.clone(), 5).with_rule(
@@ -1796,9 +1796,8 @@ async fn an_upload_that_may_still_land_is_not_sent_twice() {
                 .in_flight(),
         ),
     );
-    let pair = pair_of(ops.clone(), dev).with_options(
-        SyncOptions::default().foreign_intent_grace(std::time::Duration::from_secs(3600)),
-    );
+    let pair =
+        pair_of(ops.clone(), dev).with_options(SyncOptions::default().foreign_intent_grace(grace));
     clock.advance(std::time::Duration::from_secs(1));
     let t = ops
         .create(&incident(), &software("Logs"), &CreateOptions::default())
@@ -1808,67 +1807,38 @@ async fn an_upload_that_may_still_land_is_not_sent_twice() {
     ops.upload(&incident(), &t.id, &file).await.unwrap();
     let first = pair.run_once().await;
     assert!(first.stopped.is_some(), "{first}");
-    let link = pair.link_of(Side::Left, &t.id).await.unwrap().unwrap();
+    (dev_inner, pair, t.id, file)
+}
+
+/// An upload held on its way must not be sent again while it may land: once it does, it is
+/// adopted.
+#[tokio::test]
+async fn an_upload_that_may_still_land_is_not_sent_twice() {
+    let (dev, pair, ticket, file) = a_held_upload(std::time::Duration::from_secs(3600)).await;
+    let link = pair.link_of(Side::Left, &ticket).await.unwrap().unwrap();
     // Not landed yet: the next round waits rather than upload it a second time.
     let waiting = pair.run_once().await;
     assert!(waiting.stopped.is_some(), "{waiting}");
     assert!(
-        dev_inner
-            .attachments(&bug(), &link.right)
+        dev.attachments(&bug(), &link.right)
             .await
             .unwrap()
             .is_empty()
     );
     // The held request is delivered: the copy is adopted, not made twice.
-    dev_inner.upload(&bug(), &link.right, &file).await.unwrap();
+    dev.upload(&bug(), &link.right, &file).await.unwrap();
     let done = pair.run_once().await;
     assert!(done.is_complete(), "{done}");
-    assert_eq!(
-        dev_inner
-            .attachments(&bug(), &link.right)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(dev.attachments(&bug(), &link.right).await.unwrap().len(), 1);
     assert_eq!(pair.run_once().await.writes(), 0);
 }
 
+/// One that never lands is sent again once the grace is over.
 #[tokio::test]
 async fn an_upload_that_never_landed_is_sent_again_after_the_grace() {
-    let (clock, ops, dev_inner) = backends();
-    let dev = Arc::new(
-        FaultRepository::new(dev_inner.clone(), 5).with_rule(
-            FaultRule::new(ErrorKind::Unavailable)
-                .on([Operation::Upload])
-                .nth(1)
-                .in_flight(),
-        ),
-    );
-    let pair = pair_of(ops.clone(), dev)
-        .with_options(SyncOptions::default().foreign_intent_grace(std::time::Duration::ZERO));
-    clock.advance(std::time::Duration::from_secs(1));
-    let t = ops
-        .create(&incident(), &software("Logs"), &CreateOptions::default())
-        .await
-        .unwrap();
-    ops.upload(
-        &incident(),
-        &t.id,
-        &NewAttachment::new("app.log", "text/plain", vec![b'x'; 100]),
-    )
-    .await
-    .unwrap();
-    assert!(pair.run_once().await.stopped.is_some());
+    let (dev, pair, ticket, _) = a_held_upload(std::time::Duration::ZERO).await;
     let again = pair.run_once().await;
     assert!(again.is_complete(), "{again}");
-    let link = pair.link_of(Side::Left, &t.id).await.unwrap().unwrap();
-    assert_eq!(
-        dev_inner
-            .attachments(&bug(), &link.right)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    let link = pair.link_of(Side::Left, &ticket).await.unwrap().unwrap();
+    assert_eq!(dev.attachments(&bug(), &link.right).await.unwrap().len(), 1);
 }
