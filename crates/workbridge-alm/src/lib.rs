@@ -11,6 +11,11 @@
 //!   the query grammar cannot OR across fields.
 //! - `update` locks the entity, checks `ver-stamp` against `if_version`, writes, and unlocks;
 //!   version-controlled collections use check-out / check-in.
+//! - `write_many` creates in bulk (one collection `POST` per type, up to
+//!   [`AlmConfig::bulk_size`]) and updates several entities in one collection `PUT`: their
+//!   versions read at once and checked, and a `ver-stamp` grown by more than one in the answer
+//!   a conflict after the fact (no lock holds many entities). A partial success (409) or a total
+//!   failure (500) gives each entity its own result and is not sent again.
 //! - Comments are the entries of the `dev-comments` memo, appended without touching the rest.
 //!
 //! ```
