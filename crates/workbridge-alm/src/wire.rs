@@ -248,42 +248,51 @@ fn xml_entities(body: &[u8]) -> Result<(Vec<Entity>, Option<usize>)> {
     Ok((out, total))
 }
 
+/// The fields to write, `name` first, then the others in order.
+fn ordered(fields: &[(String, Values)]) -> Vec<&(String, Values)> {
+    let mut out: Vec<&(String, Values)> = fields.iter().filter(|(n, _)| n == "name").collect();
+    out.extend(fields.iter().filter(|(n, _)| n != "name"));
+    out
+}
+
+fn entity_value(kind: &str, fields: &[(String, Values)]) -> Value {
+    let list: Vec<Value> = ordered(fields)
+        .iter()
+        .map(|(n, v)| {
+            let values: Vec<Value> = v.iter().flatten().map(|x| json!({"value": x})).collect();
+            json!({"Name": n, "values": values})
+        })
+        .collect();
+    json!({"Fields": list, "Type": kind})
+}
+
+fn entity_xml(kind: &str, fields: &[(String, Values)], s: &mut String) {
+    s.push_str(&format!("<Entity Type=\"{kind}\"><Fields>"));
+    for (n, v) in ordered(fields) {
+        match v {
+            None => s.push_str(&format!("<Field Name=\"{n}\"/>")),
+            Some(vals) => {
+                s.push_str(&format!("<Field Name=\"{n}\">"));
+                for x in vals {
+                    s.push_str(&format!(
+                        "<Value>{}</Value>",
+                        quick_xml::escape::escape(x.as_str())
+                    ));
+                }
+                s.push_str("</Field>");
+            }
+        }
+    }
+    s.push_str("</Fields></Entity>");
+}
+
 /// Encodes an entity to write (`name` first, then the others in order).
 pub(crate) fn encode(format: Format, kind: &str, fields: &[(String, Values)]) -> Vec<u8> {
-    let mut ordered: Vec<&(String, Values)> = fields.iter().filter(|(n, _)| n == "name").collect();
-    ordered.extend(fields.iter().filter(|(n, _)| n != "name"));
     match format {
-        Format::Json => {
-            let list: Vec<Value> = ordered
-                .iter()
-                .map(|(n, v)| {
-                    let values: Vec<Value> =
-                        v.iter().flatten().map(|x| json!({"value": x})).collect();
-                    json!({"Name": n, "values": values})
-                })
-                .collect();
-            json!({"Fields": list, "Type": kind})
-                .to_string()
-                .into_bytes()
-        }
+        Format::Json => entity_value(kind, fields).to_string().into_bytes(),
         Format::Xml => {
-            let mut s = format!("<Entity Type=\"{kind}\"><Fields>");
-            for (n, v) in ordered {
-                match v {
-                    None => s.push_str(&format!("<Field Name=\"{n}\"/>")),
-                    Some(vals) => {
-                        s.push_str(&format!("<Field Name=\"{n}\">"));
-                        for x in vals {
-                            s.push_str(&format!(
-                                "<Value>{}</Value>",
-                                quick_xml::escape::escape(x.as_str())
-                            ));
-                        }
-                        s.push_str("</Field>");
-                    }
-                }
-            }
-            s.push_str("</Fields></Entity>");
+            let mut s = String::new();
+            entity_xml(kind, fields, &mut s);
             s.into_bytes()
         }
     }
@@ -295,23 +304,20 @@ pub(crate) fn encode_collection(
     kind: &str,
     entities: &[Vec<(String, Values)>],
 ) -> Vec<u8> {
-    let each = entities.iter().map(|f| encode(format, kind, f));
     match format {
         Format::Json => {
-            let list: Vec<Value> = each
-                .map(|b| serde_json::from_slice(&b).unwrap_or(Value::Null))
-                .collect();
+            let list: Vec<Value> = entities.iter().map(|f| entity_value(kind, f)).collect();
             json!({"entities": list, "TotalResults": entities.len()})
                 .to_string()
                 .into_bytes()
         }
         Format::Xml => {
-            let mut s = format!("<Entities TotalResults=\"{}\">", entities.len()).into_bytes();
-            for b in each {
-                s.extend(b);
+            let mut s = format!("<Entities TotalResults=\"{}\">", entities.len());
+            for f in entities {
+                entity_xml(kind, f, &mut s);
             }
-            s.extend_from_slice(b"</Entities>");
-            s
+            s.push_str("</Entities>");
+            s.into_bytes()
         }
     }
 }
@@ -340,7 +346,7 @@ pub(crate) fn parse_bulk_failure(format: Format, body: &[u8]) -> Result<Option<V
             let entries = &v["BulkOperationResponse"]["BulkEntries"];
             let entries = match entries.get("BulkEntry").unwrap_or(entries) {
                 Value::Array(a) => a.clone(),
-                Value::Object(_) => vec![entries.get("BulkEntry").unwrap_or(entries).clone()],
+                one @ Value::Object(_) => vec![one.clone()],
                 _ => {
                     return Err(Error::protocol(
                         "BulkOperationResponse.BulkEntries",

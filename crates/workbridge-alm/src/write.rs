@@ -8,6 +8,14 @@ use workbridge_http::StatusCode;
 /// An entity's fields, encoded to write.
 type Encoded = Vec<(String, Values)>;
 
+/// Each write's result, once every one has been given its own.
+fn processed(results: Vec<Option<Result<WorkItem>>>) -> Vec<Result<WorkItem>> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(Error::new(ErrorKind::Unexpected, "write not processed"))))
+        .collect()
+}
+
 impl AlmRepository {
     /// Writes encoded fields to an entity (`PUT`) and parses the entity the server answers.
     pub(crate) async fn put_entity(
@@ -206,12 +214,9 @@ impl AlmRepository {
                 }
             }
         }
-        Ok(out
+        Ok(processed(out)
             .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| Err(Error::new(ErrorKind::Unexpected, "write not processed")))
-                    .map_err(|e| e.with_operation("write_many").with_system(self))
-            })
+            .map(|r| r.map_err(|e| e.with_operation("write_many").with_system(self)))
             .collect())
     }
 
@@ -289,12 +294,7 @@ impl AlmRepository {
                 out[k] = Some(item);
             }
         }
-        Ok(out
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| Err(Error::new(ErrorKind::Unexpected, "write not processed")))
-            })
-            .collect())
+        Ok(processed(out))
     }
 
     /// One bulk request (`POST` creates, `PUT` updates) of entities of `t`: each entity's

@@ -93,116 +93,125 @@ pub(crate) fn parse_entity(
         .unwrap_or_default();
     if ct.contains("json") {
         let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-        let v = v.get("entity").cloned().unwrap_or(v);
-        let fields = v
-            .get("Fields")
-            .and_then(Value::as_array)
-            .ok_or("the entity has no Fields")?;
-        return fields
-            .iter()
-            .map(|f| {
-                let name = f
-                    .get("Name")
-                    .and_then(Value::as_str)
-                    .ok_or("a field without Name")?
-                    .to_owned();
-                let values: Vec<String> = f
-                    .get("values")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .map(|x| {
-                                x.get("value")
-                                    .map(|v| {
-                                        v.as_str().map_or_else(|| v.to_string(), ToOwned::to_owned)
-                                    })
-                                    .unwrap_or_default()
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                Ok((
-                    name,
-                    if values.is_empty() {
-                        None
-                    } else {
-                        Some(values)
-                    },
-                ))
-            })
-            .collect();
+        return json_fields(v.get("entity").unwrap_or(&v));
     }
     if ct.contains("xml") {
-        use quick_xml::events::Event;
         let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
-        let mut reader = quick_xml::Reader::from_str(text);
-        let mut out: Vec<(String, Stored)> = Vec::new();
-        let mut current: Option<(String, Vec<String>)> = None;
-        let mut in_value = false;
-        let mut value = String::new();
-        loop {
-            match reader.read_event().map_err(|e| e.to_string())? {
-                Event::Start(e) | Event::Empty(e) if e.name().0 == "Field" => {
-                    let name = e
-                        .try_get_attribute("Name")
-                        .map_err(|x| x.to_string())?
-                        .and_then(|a| {
-                            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                                .ok()
-                                .map(|v| v.into_owned())
-                        })
-                        .ok_or("a Field without Name")?;
-                    if let Some((n, v)) = current.take() {
-                        out.push((n, if v.is_empty() { None } else { Some(v) }));
-                    }
-                    current = Some((name, Vec::new()));
-                }
-                Event::Start(e) if e.name().0 == "Value" => {
-                    in_value = true;
-                    value.clear();
-                }
-                Event::Empty(e) if e.name().0 == "Value" => {
-                    if let Some((_, v)) = current.as_mut() {
-                        v.push(String::new());
-                    }
-                }
-                Event::Text(t) if in_value => {
-                    value.push_str(&t.into_inner());
-                }
-                Event::GeneralRef(r) if in_value => {
-                    match r.resolve_char_ref().map_err(|e| e.to_string())? {
-                        Some(c) => value.push(c),
-                        None => match r.into_inner().as_ref() {
-                            "lt" => value.push('<'),
-                            "gt" => value.push('>'),
-                            "amp" => value.push('&'),
-                            "quot" => value.push('"'),
-                            "apos" => value.push('\''),
-                            other => value.push_str(&format!("&{other};")),
-                        },
-                    }
-                }
-                Event::End(e) if e.name().0 == "Value" => {
-                    in_value = false;
-                    if let Some((_, v)) = current.as_mut() {
-                        v.push(std::mem::take(&mut value));
-                    }
-                }
-                Event::End(e) if e.name().0 == "Field" => {
-                    if let Some((n, v)) = current.take() {
-                        out.push((n, if v.is_empty() { None } else { Some(v) }));
-                    }
-                }
-                Event::Eof => break,
-                _ => {}
-            }
-        }
-        if let Some((n, v)) = current.take() {
-            out.push((n, if v.is_empty() { None } else { Some(v) }));
-        }
-        return Ok(out);
+        return xml_fields(text);
     }
     Err(format!("unsupported Content-Type {ct}"))
+}
+
+/// A JSON entity's (field, values) pairs.
+fn json_fields(v: &Value) -> Result<Vec<(String, Stored)>, String> {
+    let fields = v
+        .get("Fields")
+        .and_then(Value::as_array)
+        .ok_or("the entity has no Fields")?;
+    fields
+        .iter()
+        .map(|f| {
+            let name = f
+                .get("Name")
+                .and_then(Value::as_str)
+                .ok_or("a field without Name")?
+                .to_owned();
+            let values: Vec<String> = f
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|x| {
+                            x.get("value")
+                                .map(|v| {
+                                    v.as_str().map_or_else(|| v.to_string(), ToOwned::to_owned)
+                                })
+                                .unwrap_or_default()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok((
+                name,
+                if values.is_empty() {
+                    None
+                } else {
+                    Some(values)
+                },
+            ))
+        })
+        .collect()
+}
+
+/// An XML entity's (field, values) pairs: every `Field` in `text`.
+fn xml_fields(text: &str) -> Result<Vec<(String, Stored)>, String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut out: Vec<(String, Stored)> = Vec::new();
+    let mut current: Option<(String, Vec<String>)> = None;
+    let mut in_value = false;
+    let mut value = String::new();
+    loop {
+        match reader.read_event().map_err(|e| e.to_string())? {
+            Event::Start(e) | Event::Empty(e) if e.name().0 == "Field" => {
+                let name = e
+                    .try_get_attribute("Name")
+                    .map_err(|x| x.to_string())?
+                    .and_then(|a| {
+                        a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .ok()
+                            .map(|v| v.into_owned())
+                    })
+                    .ok_or("a Field without Name")?;
+                if let Some((n, v)) = current.take() {
+                    out.push((n, if v.is_empty() { None } else { Some(v) }));
+                }
+                current = Some((name, Vec::new()));
+            }
+            Event::Start(e) if e.name().0 == "Value" => {
+                in_value = true;
+                value.clear();
+            }
+            Event::Empty(e) if e.name().0 == "Value" => {
+                if let Some((_, v)) = current.as_mut() {
+                    v.push(String::new());
+                }
+            }
+            Event::Text(t) if in_value => {
+                value.push_str(&t.into_inner());
+            }
+            Event::GeneralRef(r) if in_value => {
+                match r.resolve_char_ref().map_err(|e| e.to_string())? {
+                    Some(c) => value.push(c),
+                    None => match r.into_inner().as_ref() {
+                        "lt" => value.push('<'),
+                        "gt" => value.push('>'),
+                        "amp" => value.push('&'),
+                        "quot" => value.push('"'),
+                        "apos" => value.push('\''),
+                        other => value.push_str(&format!("&{other};")),
+                    },
+                }
+            }
+            Event::End(e) if e.name().0 == "Value" => {
+                in_value = false;
+                if let Some((_, v)) = current.as_mut() {
+                    v.push(std::mem::take(&mut value));
+                }
+            }
+            Event::End(e) if e.name().0 == "Field" => {
+                if let Some((n, v)) = current.take() {
+                    out.push((n, if v.is_empty() { None } else { Some(v) }));
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if let Some((n, v)) = current.take() {
+        out.push((n, if v.is_empty() { None } else { Some(v) }));
+    }
+    Ok(out)
 }
 
 /// The most entities one bulk request may carry (the site parameter `REST_API_MAX_BULK_SIZE`,
@@ -228,28 +237,16 @@ pub(crate) fn parse_entities(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let mut one = HeaderMap::new();
     if ct.contains("json") {
-        one.insert(
-            header::CONTENT_TYPE,
-            "application/json".parse().map_err(|_| "header")?,
-        );
         let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
         let list = v
             .get("entities")
             .or_else(|| v.get("Entities"))
             .and_then(Value::as_array)
             .ok_or("the collection has no entities array")?;
-        return list
-            .iter()
-            .map(|e| parse_entity(&one, e.to_string().as_bytes()))
-            .collect();
+        return list.iter().map(json_fields).collect();
     }
     if ct.contains("xml") {
-        one.insert(
-            header::CONTENT_TYPE,
-            "application/xml".parse().map_err(|_| "header")?,
-        );
         let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         let mut rest = text;
@@ -259,7 +256,7 @@ pub(crate) fn parse_entities(
                 .find("</Entity>")
                 .ok_or("an Entity element without its end")?
                 + "</Entity>".len();
-            out.push(parse_entity(&one, &tail.as_bytes()[..end])?);
+            out.push(xml_fields(&tail[..end])?);
             rest = &tail[end..];
         }
         return Ok(out);
