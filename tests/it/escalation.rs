@@ -254,6 +254,16 @@ async fn an_initial_sync_creates_bugs_in_batches() {
         "{:?}",
         sn.requests()
     );
+    // The tickets' comments and attachments are listed for the page at once (journal and
+    // Attachment API queries per 100 tickets), not per ticket with an existence check after
+    // each empty list (480 requests).
+    assert_eq!(
+        sn.requests_to("GET /api/now/table/{table}/{sys_id}"),
+        0,
+        "{:?}",
+        sn.requests()
+    );
+    assert!(sn.total_requests() <= 12, "{:?}", sn.requests());
     // Per page of new tickets: a correlation lookup (WIQL per 50 keys) and one $batch of
     // creates, instead of a lookup and a create per Bug (240 requests).
     let requests = sims.ado.control().total_requests();

@@ -187,26 +187,71 @@ impl AzureDevOpsRepository {
             )
             .await
             .map_err(|e| e.with_item(t.clone(), id.clone()))?;
-        let mut out = Vec::new();
-        for r in v.relations.iter().flatten() {
-            if r.rel != "AttachedFile" {
-                continue;
+        Ok(attached_files(t, id, &v))
+    }
+
+    /// The attachments of many items: their relations, 200 items per request.
+    pub(crate) async fn do_attachments_many(
+        &self,
+        t: &ItemType,
+        ids: &[ItemId],
+    ) -> Result<Vec<Vec<AttachmentMeta>>> {
+        let numbers: Vec<u64> = ids.iter().filter_map(|i| i.as_str().parse().ok()).collect();
+        let items: HashMap<u64, WorkItemJson> = self
+            .read_json("attachments_many", &numbers, None, None, Some("relations"))
+            .await?
+            .into_iter()
+            .map(|v| (v.id, v))
+            .collect();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                id.as_str()
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|n| items.get(&n))
+                    .map(|v| attached_files(t, id, v))
+                    .unwrap_or_default()
+            })
+            .collect())
+    }
+
+    /// The comments of many items: where the server counts them (`System.CommentCount`, with
+    /// the comments API), the counts of 200 items per request, then the comments of the items
+    /// that have any; before it, item by item.
+    pub(crate) async fn do_comments_many(
+        &self,
+        t: &ItemType,
+        ids: &[ItemId],
+    ) -> Result<Vec<Vec<Comment>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        if self.config.server.comments_api().is_none() {
+            for id in ids {
+                out.push(self.do_comments(t, id).await?);
             }
-            let aid = r
-                .url
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .split('?')
-                .next()
-                .unwrap_or_default();
-            let a = &r.attributes;
-            let name = a.get("name").and_then(Value::as_str).unwrap_or(aid);
-            let mut m = AttachmentMeta::new(aid, t.clone(), id.clone(), name);
-            m.size = a.get("resourceSize").and_then(Value::as_u64);
-            m.created_at = a.get("resourceCreatedDate").and_then(date_time);
-            m.url = url::Url::parse(&r.url).ok();
-            out.push(m);
+            return Ok(out);
+        }
+        let numbers: Vec<u64> = ids.iter().filter_map(|i| i.as_str().parse().ok()).collect();
+        let fields = ["System.Id", "System.CommentCount"].map(String::from);
+        let counts: HashMap<u64, Option<u64>> = self
+            .read_json("comments_many", &numbers, Some(&fields), None, None)
+            .await?
+            .into_iter()
+            .map(|v| {
+                (
+                    v.id,
+                    v.fields.get("System.CommentCount").and_then(Value::as_u64),
+                )
+            })
+            .collect();
+        for id in ids {
+            let count = id.as_str().parse::<u64>().ok().and_then(|n| counts.get(&n));
+            out.push(match count {
+                // Gone since it was read, or known to have none.
+                None | Some(Some(0)) => Vec::new(),
+                // Some, or a server that did not say.
+                Some(_) => self.do_comments(t, id).await?,
+            });
         }
         Ok(out)
     }
@@ -268,4 +313,30 @@ impl AzureDevOpsRepository {
                 )
             })
     }
+}
+
+/// The files attached to an item: its `AttachedFile` relations.
+fn attached_files(t: &ItemType, id: &ItemId, v: &WorkItemJson) -> Vec<AttachmentMeta> {
+    let mut out = Vec::new();
+    for r in v.relations.iter().flatten() {
+        if r.rel != "AttachedFile" {
+            continue;
+        }
+        let aid = r
+            .url
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .split('?')
+            .next()
+            .unwrap_or_default();
+        let a = &r.attributes;
+        let name = a.get("name").and_then(Value::as_str).unwrap_or(aid);
+        let mut m = AttachmentMeta::new(aid, t.clone(), id.clone(), name);
+        m.size = a.get("resourceSize").and_then(Value::as_u64);
+        m.created_at = a.get("resourceCreatedDate").and_then(date_time);
+        m.url = url::Url::parse(&r.url).ok();
+        out.push(m);
+    }
+    out
 }

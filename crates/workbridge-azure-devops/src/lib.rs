@@ -163,6 +163,8 @@ workbridge_core::traced_repository!(AzureDevOpsRepository {
     comments => do_comments,
     add_comment => do_add_comment,
     attachments => do_attachments,
+    comments_many => do_comments_many,
+    attachments_many => do_attachments_many,
     download => do_download,
     upload => do_upload,
     write_many => do_write_many,

@@ -13,6 +13,31 @@ impl AzureDevOpsRepository {
         as_of: Option<&str>,
     ) -> Result<HashMap<u64, WorkItem>> {
         let mut out = HashMap::new();
+        for (i, v) in self
+            .read_json("get_many", ids, fields, as_of, None)
+            .await?
+            .iter()
+            .enumerate()
+        {
+            let item = self.item_from(meta, v, &format!("value[{i}]"))?;
+            let id: u64 = item.id.as_str().parse().unwrap_or_default();
+            out.insert(id, item);
+        }
+        Ok(out)
+    }
+
+    /// Items by id as the API answers them, 200 per request (`workitemsbatch`, or the list of
+    /// `workitems?ids=` before it): some fields, or all with `$expand` (the API takes one or the
+    /// other); missing ids left out.
+    pub(crate) async fn read_json(
+        &self,
+        op: &'static str,
+        ids: &[u64],
+        fields: Option<&[String]>,
+        as_of: Option<&str>,
+        expand: Option<&'static str>,
+    ) -> Result<Vec<WorkItemJson>> {
+        let mut out = Vec::new();
         for chunk in ids.chunks(BATCH) {
             let body = if self.config.server.has_batch_read() {
                 let req = BatchRead {
@@ -20,9 +45,10 @@ impl AzureDevOpsRepository {
                     error_policy: "omit",
                     fields,
                     as_of,
+                    expand,
                 };
                 self.call_json::<List<Option<WorkItemJson>>>(
-                    "get_many",
+                    op,
                     Method::POST,
                     &self.project_path("workitemsbatch"),
                     &[],
@@ -50,8 +76,11 @@ impl AzureDevOpsRepository {
                 if let Some(t) = as_of {
                     q.push(("asOf", t.to_owned()));
                 }
+                if let Some(e) = expand {
+                    q.push(("$expand", e.to_owned()));
+                }
                 self.call_json::<List<Option<WorkItemJson>>>(
-                    "get_many",
+                    op,
                     Method::GET,
                     &self.project_path("workitems"),
                     &q,
@@ -59,14 +88,8 @@ impl AzureDevOpsRepository {
                 )
                 .await?
             };
-            for (i, v) in body.value.iter().enumerate() {
-                let Some(v) = v else {
-                    continue; // a missing id (errorPolicy omit)
-                };
-                let item = self.item_from(meta, v, &format!("value[{i}]"))?;
-                let id: u64 = item.id.as_str().parse().unwrap_or_default();
-                out.insert(id, item);
-            }
+            // A missing id is a `null` entry (errorPolicy omit).
+            out.extend(body.value.into_iter().flatten());
         }
         Ok(out)
     }

@@ -54,6 +54,9 @@ pub(crate) struct BatchRead<'a> {
     /// The time to read them as of.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) as_of: Option<&'a str>,
+    /// `relations` and the like, with every field (not with `fields`).
+    #[serde(rename = "$expand", skip_serializing_if = "Option::is_none")]
+    pub(crate) expand: Option<&'static str>,
 }
 
 /// A work item as the API answers it.

@@ -49,11 +49,15 @@ pub enum Operation {
     RevisionAfter,
     /// [`Repository::attachments_since`].
     AttachmentsSince,
+    /// [`Repository::comments_many`].
+    CommentsMany,
+    /// [`Repository::attachments_many`].
+    AttachmentsMany,
 }
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Operation; 15] = [
+    pub const ALL: [Operation; 17] = [
         Operation::Schema,
         Operation::Changes,
         Operation::GetMany,
@@ -69,6 +73,8 @@ impl Operation {
         Operation::WriteMany,
         Operation::RevisionAfter,
         Operation::AttachmentsSince,
+        Operation::CommentsMany,
+        Operation::AttachmentsMany,
     ];
 
     /// The method name (`create`, `get_many`, ...).
@@ -89,6 +95,8 @@ impl Operation {
             Operation::WriteMany => "write_many",
             Operation::RevisionAfter => "revision_after",
             Operation::AttachmentsSince => "attachments_since",
+            Operation::CommentsMany => "comments_many",
+            Operation::AttachmentsMany => "attachments_many",
         }
     }
 
@@ -319,6 +327,45 @@ pub trait Repository: Debug + Display + Send + Sync + 'static {
         ))
     }
 
+    /// The comments of many items, each list oldest first, in the order of `ids`: what a sync
+    /// lists for a page of items at once.
+    ///
+    /// # Behavior
+    /// One list per id, in order, each as [`Repository::comments`] gives it. The caller has just
+    /// read the items: an item that is gone may answer an empty list rather than
+    /// [`ErrorKind::NotFound`]. The default lists them one by one; adapters whose API can list
+    /// the comments of many items in one request do so.
+    async fn comments_many(
+        &self,
+        item_type: &ItemType,
+        ids: &[ItemId],
+    ) -> Result<Vec<Vec<Comment>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.comments(item_type, id).await?);
+        }
+        Ok(out)
+    }
+
+    /// The attachments of many items, in the order of `ids`: what a sync lists for a page of
+    /// items at once.
+    ///
+    /// # Behavior
+    /// One list per id, in order, each as [`Repository::attachments`] gives it. The caller has
+    /// just read the items: an item that is gone may answer an empty list rather than
+    /// [`ErrorKind::NotFound`]. The default lists them one by one.
+    async fn attachments_many(
+        &self,
+        item_type: &ItemType,
+        ids: &[ItemId],
+    ) -> Result<Vec<Vec<AttachmentMeta>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.attachments(item_type, id).await?);
+        }
+        Ok(out)
+    }
+
     /// Attachments added to items of `item_type` at or after `since`, oldest first, at most
     /// `limit`: on a system where attaching a file leaves the item itself unchanged (ServiceNow,
     /// ALM), [`Repository::changes`] never shows it, and this does (ADR 0016).
@@ -393,6 +440,12 @@ macro_rules! forward_repository {
             }
             async fn attachments_since(&self, t: &ItemType, since: DateTime<Utc>, limit: usize) -> Result<Vec<AttachmentMeta>> {
                 (**self).attachments_since(t, since, limit).await
+            }
+            async fn comments_many(&self, t: &ItemType, ids: &[ItemId]) -> Result<Vec<Vec<Comment>>> {
+                (**self).comments_many(t, ids).await
+            }
+            async fn attachments_many(&self, t: &ItemType, ids: &[ItemId]) -> Result<Vec<Vec<AttachmentMeta>>> {
+                (**self).attachments_many(t, ids).await
             }
         }
     )*};

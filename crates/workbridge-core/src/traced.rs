@@ -279,6 +279,28 @@ macro_rules! __traced_repository {
             }
         ]; $($rest)*);
     };
+    (@munch $ty:ty; [$($acc:tt)*]; comments_many => $f:ident, $($rest:tt)*) => {
+        $crate::__traced_repository!(@munch $ty; [$($acc)*
+            async fn comments_many(
+                &self,
+                t: &$crate::ItemType,
+                ids: &[$crate::ItemId],
+            ) -> $crate::Result<Vec<Vec<$crate::Comment>>> {
+                $crate::traced($crate::Operation::CommentsMany, self, Some(t), None, self.$f(t, ids)).await
+            }
+        ]; $($rest)*);
+    };
+    (@munch $ty:ty; [$($acc:tt)*]; attachments_many => $f:ident, $($rest:tt)*) => {
+        $crate::__traced_repository!(@munch $ty; [$($acc)*
+            async fn attachments_many(
+                &self,
+                t: &$crate::ItemType,
+                ids: &[$crate::ItemId],
+            ) -> $crate::Result<Vec<Vec<$crate::AttachmentMeta>>> {
+                $crate::traced($crate::Operation::AttachmentsMany, self, Some(t), None, self.$f(t, ids)).await
+            }
+        ]; $($rest)*);
+    };
     (@munch $ty:ty; [$($acc:tt)*]; download => $f:ident, $($rest:tt)*) => {
         $crate::__traced_repository!(@munch $ty; [$($acc)*
             async fn download(&self, a: &$crate::AttachmentMeta) -> $crate::Result<$crate::Bytes> {

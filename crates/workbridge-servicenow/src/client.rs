@@ -33,6 +33,20 @@ impl ServiceNowRepository {
         fields: Option<&[String]>,
         display_all: bool,
     ) -> Result<(Vec<Record>, workbridge_http::HttpResponse)> {
+        self.list_at(op, table, query, (limit, 0), fields, display_all)
+            .await
+    }
+
+    /// A page of a table's rows: `(limit, offset)`.
+    pub(crate) async fn list_at(
+        &self,
+        op: &'static str,
+        table: &str,
+        query: &str,
+        (limit, offset): (usize, usize),
+        fields: Option<&[String]>,
+        display_all: bool,
+    ) -> Result<(Vec<Record>, workbridge_http::HttpResponse)> {
         let mut params = vec![
             ("sysparm_query", query.to_owned()),
             ("sysparm_limit", limit.to_string()),
@@ -40,6 +54,9 @@ impl ServiceNowRepository {
             ("sysparm_suppress_pagination_header", "true".to_owned()),
             ("sysparm_no_count", "true".to_owned()),
         ];
+        if offset > 0 {
+            params.push(("sysparm_offset", offset.to_string()));
+        }
         if display_all {
             params.push(("sysparm_display_value", "all".to_owned()));
         }

@@ -70,7 +70,9 @@ pub struct ServiceNowConfig {
     pub client: ClientOptions,
     /// Rows per `changes` page when the caller does not say (default 200).
     pub page_size: usize,
-    /// Ids per `get_many` request (default 50, keeping URLs under 2 000 characters).
+    /// Ids per `get_many`, `comments_many` and `attachments_many` request (default 100: one
+    /// read per Batch API request of `write_batch` updates; 32-character `sys_id`s keep the
+    /// request line under 4,000 characters).
     pub read_batch: usize,
     /// Requests per Batch API call in `write_many` (default 100). The Batch API sets no count,
     /// only sizes (5 MB per request in) and the transaction quota (30 s): what does not fit
@@ -171,7 +173,7 @@ impl ServiceNowConfig {
                 auth: None,
                 client: ClientOptions::default(),
                 page_size: 200,
-                read_batch: 50,
+                read_batch: 100,
                 write_batch: 100,
                 correlation_display: "workbridge".into(),
                 parents: BTreeMap::from([

@@ -5,34 +5,50 @@ use super::*;
 
 impl ServiceNowRepository {
     pub(crate) async fn journal(&self, id: &ItemId, elements: &str) -> Result<Vec<Comment>> {
-        let (rows, _) = self
-            .list(
-                "comments",
-                "sys_journal_field",
-                &format!(
-                    "element_id={}^elementIN{elements}^ORDERBYsys_created_on",
-                    q(id.as_str())
-                ),
-                10_000,
-                Some(
-                    &[
-                        "sys_id",
-                        "element",
-                        "value",
-                        "sys_created_on",
-                        "sys_created_by",
-                    ]
-                    .map(String::from),
-                ),
-                false,
-            )
-            .await?;
-        rows.iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let path = format!("result[{i}]");
+        let query = format!(
+            "element_id={}^elementIN{elements}^ORDERBYsys_created_on",
+            q(id.as_str())
+        );
+        Ok(self
+            .journal_rows("comments", &query)
+            .await?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect())
+    }
+
+    /// The journal entries a query selects, oldest first, each with its record's `sys_id`;
+    /// page after page while pages come back full.
+    async fn journal_rows(&self, op: &'static str, query: &str) -> Result<Vec<(String, Comment)>> {
+        const PAGE: usize = 10_000;
+        let fields = [
+            "sys_id",
+            "element",
+            "element_id",
+            "value",
+            "sys_created_on",
+            "sys_created_by",
+        ]
+        .map(String::from);
+        let mut out = Vec::new();
+        loop {
+            let (rows, _) = self
+                .list_at(
+                    op,
+                    "sys_journal_field",
+                    query,
+                    (PAGE, out.len()),
+                    Some(&fields),
+                    false,
+                )
+                .await?;
+            let full = rows.len() >= PAGE;
+            let base = out.len();
+            for (i, r) in rows.iter().enumerate() {
+                let path = format!("result[{}]", base + i);
                 let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default();
-                let at = parse_time(s("sys_created_on"), &format!("{path}.sys_created_on"))?;
+                let at = parse_time(s("sys_created_on"), &format!("{path}.sys_created_on"))
+                    .map_err(|e| e.with_operation(op).with_system(self))?;
                 let visibility = match s("element") {
                     "work_notes" => Visibility::Internal,
                     _ => Visibility::Public,
@@ -49,10 +65,79 @@ impl ServiceNowRepository {
                 c.author = Some(s("sys_created_by"))
                     .filter(|a| !a.is_empty())
                     .map(Person::login);
-                Ok(c)
-            })
-            .collect::<Result<Vec<_>>>()
-            .map_err(|e| e.with_operation("comments").with_system(self))
+                out.push((s("element_id").to_owned(), c));
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The comments of many records: one journal query per `read_batch` records.
+    pub(crate) async fn do_comments_many(
+        &self,
+        _table: &ItemType,
+        ids: &[ItemId],
+    ) -> Result<Vec<Vec<Comment>>> {
+        let mut by_record: HashMap<String, Vec<Comment>> = HashMap::new();
+        for chunk in ids.chunks(self.config.read_batch) {
+            let list: Vec<String> = chunk.iter().map(|i| q(i.as_str())).collect();
+            let query = format!(
+                "element_idIN{}^elementINcomments,work_notes^ORDERBYsys_created_on",
+                list.join(",")
+            );
+            for (record, c) in self.journal_rows("comments_many", &query).await? {
+                by_record.entry(record).or_default().push(c);
+            }
+        }
+        Ok(ids
+            .iter()
+            .map(|id| by_record.get(id.as_str()).cloned().unwrap_or_default())
+            .collect())
+    }
+
+    /// The attachments of many records: one Attachment API query per `read_batch` records.
+    pub(crate) async fn do_attachments_many(
+        &self,
+        table: &ItemType,
+        ids: &[ItemId],
+    ) -> Result<Vec<Vec<AttachmentMeta>>> {
+        const PAGE: usize = 10_000;
+        let mut by_record: HashMap<ItemId, Vec<AttachmentMeta>> = HashMap::new();
+        for chunk in ids.chunks(self.config.read_batch) {
+            let list: Vec<String> = chunk.iter().map(|i| q(i.as_str())).collect();
+            let query = format!(
+                "table_name={}^table_sys_idIN{}^ORDERBYsys_created_on^ORDERBYsys_id",
+                q(table.as_str()),
+                list.join(",")
+            );
+            let mut offset = 0;
+            loop {
+                let (body, _) = self
+                    .get_json::<ResultList>(
+                        "attachments_many",
+                        "api/now/attachment",
+                        &[
+                            ("sysparm_query", query.clone()),
+                            ("sysparm_limit", PAGE.to_string()),
+                            ("sysparm_offset", offset.to_string()),
+                        ],
+                    )
+                    .await?;
+                for (i, r) in body.result.iter().enumerate() {
+                    let m = self.attachment_meta(r, &format!("result[{}]", offset + i))?;
+                    by_record.entry(m.item_id.clone()).or_default().push(m);
+                }
+                if body.result.len() < PAGE {
+                    break;
+                }
+                offset += body.result.len();
+            }
+        }
+        Ok(ids
+            .iter()
+            .map(|id| by_record.remove(id).unwrap_or_default())
+            .collect())
     }
 
     pub(crate) fn attachment_meta(&self, r: &Record, path: &str) -> Result<AttachmentMeta> {

@@ -204,6 +204,8 @@ workbridge_core::traced_repository!(ServiceNowRepository {
     add_comment => do_add_comment,
     attachments => do_attachments,
     attachments_since => do_attachments_since,
+    comments_many => do_comments_many,
+    attachments_many => do_attachments_many,
     download => do_download,
     upload => do_upload,
     write_many => do_write_many,

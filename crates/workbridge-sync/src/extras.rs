@@ -2,8 +2,88 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::merge::MergeJob;
+
+/// Comments and attachments listed for a page's merges at once (`comments_many`,
+/// `attachments_many`), each list taken by its item's copy; an item not here is listed alone.
+#[derive(Default)]
+pub(crate) struct Listed {
+    comments: HashMap<(Side, ItemId), Vec<workbridge_core::Comment>>,
+    attachments: HashMap<(Side, ItemId), Vec<workbridge_core::AttachmentMeta>>,
+}
 
 impl SyncPair {
+    /// Whether `side`'s comments are copied to the other side.
+    fn copies_comments(&self, side: Side) -> bool {
+        let other = side.other();
+        let (sc, dc) = (
+            self.repos[side].capabilities(),
+            self.repos[other].capabilities(),
+        );
+        let mapping = self.mapping();
+        let routing = mapping.comments();
+        let visibility = match other {
+            Side::Left => routing.to_left,
+            Side::Right => routing.to_right,
+        };
+        // Never downgrade a private routing to public.
+        self.options.comments
+            && sc.comments
+            && dc.comments
+            && (visibility != Visibility::Internal || dc.internal_comments)
+    }
+
+    /// Whether `side`'s attachments are copied to the other side.
+    fn copies_attachments(&self, side: Side) -> bool {
+        self.options.attachments
+            && self.repos[side].capabilities().attachments
+            && self.repos[side.other()].capabilities().attachments
+    }
+
+    /// Lists the comments and attachments of the merged items on each side together: one
+    /// `comments_many` and one `attachments_many` per side for the page, where each item
+    /// would cost its own listings. A listing that fails leaves its items to be listed
+    /// alone, by their copies, which then meet the error themselves.
+    pub(crate) async fn list_extras(&self, jobs: &[MergeJob], round: &mut Round) {
+        round.listed = Listed::default();
+        for side in [Side::Left, Side::Right] {
+            let mut ids: Vec<ItemId> = Vec::new();
+            for j in jobs.iter().filter(|j| j.fresh != Some(side)) {
+                if !ids.contains(j.link.id(side)) {
+                    ids.push(j.link.id(side).clone());
+                }
+            }
+            if ids.is_empty() {
+                continue;
+            }
+            let (repo, t) = (&self.repos[side], &self.types[side]);
+            if self.copies_comments(side) {
+                round.report.calls[side] += 1;
+                match repo.comments_many(t, &ids).await {
+                    Ok(lists) => round
+                        .listed
+                        .comments
+                        .extend(ids.iter().cloned().map(|id| (side, id)).zip(lists)),
+                    Err(e) => {
+                        tracing::debug!(pair = %self.id, side = %side, error = %e, "comments of the page not listed together; each item's are listed alone");
+                    }
+                }
+            }
+            if self.copies_attachments(side) {
+                round.report.calls[side] += 1;
+                match repo.attachments_many(t, &ids).await {
+                    Ok(lists) => round
+                        .listed
+                        .attachments
+                        .extend(ids.iter().cloned().map(|id| (side, id)).zip(lists)),
+                    Err(e) => {
+                        tracing::debug!(pair = %self.id, side = %side, error = %e, "attachments of the page not listed together; each item's are listed alone");
+                    }
+                }
+            }
+        }
+    }
+
     /// Files attached on `side` since the last round, where attaching one leaves the item
     /// unchanged (ServiceNow, ALM: `changes` does not show it), copied for each linked item
     /// (ADR 0016). The feed's position is stored like a cursor, under `{pair}/attachments`,
@@ -44,9 +124,12 @@ impl SyncPair {
             }
         }
         for id in items {
-            // An unlinked item's files are copied when it is linked: its first merge.
+            // An unlinked item's files are copied when it is linked: its first merge. A linked
+            // item's files older than the feed's start were copied by its merges; its new ones
+            // are in the feed, which need not be asked again.
             if let Some(link) = self.store.link(&self.id, side, id).await? {
-                self.copy_attachments(&link, side, &mut round.report)
+                let files = list.iter().filter(|a| a.item_id == *id).cloned().collect();
+                self.copy_attachments(&link, side, Some(files), &mut round.report)
                     .await?;
             }
         }
@@ -78,19 +161,22 @@ impl SyncPair {
         &self,
         link: &Link,
         fresh: Option<Side>,
-        report: &mut SyncReport,
+        round: &mut Round,
     ) -> Result<()> {
         for side in [Side::Left, Side::Right]
             .into_iter()
             .filter(|s| Some(*s) != fresh)
         {
-            let (src, dst) = (&self.repos[side], &self.repos[side.other()]);
-            let (sc, dc) = (src.capabilities(), dst.capabilities());
-            if self.options.comments && sc.comments && dc.comments {
-                self.copy_comments(link, side, report).await?;
+            let key = (side, link.id(side).clone());
+            if self.copies_comments(side) {
+                let listed = round.listed.comments.remove(&key);
+                self.copy_comments(link, side, listed, &mut round.report)
+                    .await?;
             }
-            if self.options.attachments && sc.attachments && dc.attachments {
-                self.copy_attachments(link, side, report).await?;
+            if self.copies_attachments(side) {
+                let listed = round.listed.attachments.remove(&key);
+                self.copy_attachments(link, side, listed, &mut round.report)
+                    .await?;
             }
         }
         Ok(())
@@ -101,10 +187,13 @@ impl SyncPair {
         format!("{}|{}|{}", self.repos[side], self.types[side], id)
     }
 
+    /// Copies `side`'s new comments to the other item: those `listed` for the page, or listed
+    /// here.
     pub(crate) async fn copy_comments(
         &self,
         link: &Link,
         side: Side,
+        listed: Option<Vec<workbridge_core::Comment>>,
         report: &mut SyncReport,
     ) -> Result<()> {
         let other = side.other();
@@ -114,14 +203,15 @@ impl SyncPair {
             Side::Left => routing.to_left,
             Side::Right => routing.to_right,
         };
-        if visibility == Visibility::Internal && !self.repos[other].capabilities().internal_comments
-        {
-            return Ok(()); // never downgrade a private routing to public
-        }
-        report.calls[side] += 1;
-        let comments = self.repos[side]
-            .comments(&self.types[side], link.id(side))
-            .await?;
+        let comments = match listed {
+            Some(l) => l,
+            None => {
+                report.calls[side] += 1;
+                self.repos[side]
+                    .comments(&self.types[side], link.id(side))
+                    .await?
+            }
+        };
         // Across every pair sharing the store, a comment reaches an item once: not back where
         // it was first written, and not again by another path (three systems, three pairs).
         let target = self.item_key(other, link.id(other));
@@ -267,17 +357,25 @@ impl SyncPair {
         Ok(out)
     }
 
+    /// Copies `side`'s new attachments to the other item: those `listed` for the page, or
+    /// listed here.
     pub(crate) async fn copy_attachments(
         &self,
         link: &Link,
         side: Side,
+        listed: Option<Vec<workbridge_core::AttachmentMeta>>,
         report: &mut SyncReport,
     ) -> Result<()> {
         let other = side.other();
-        report.calls[side] += 1;
-        let list = self.repos[side]
-            .attachments(&self.types[side], link.id(side))
-            .await?;
+        let list = match listed {
+            Some(l) => l,
+            None => {
+                report.calls[side] += 1;
+                self.repos[side]
+                    .attachments(&self.types[side], link.id(side))
+                    .await?
+            }
+        };
         let cap = self.repos[other]
             .capabilities()
             .max_attachment_size

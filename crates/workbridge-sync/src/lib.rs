@@ -345,6 +345,7 @@ impl SyncPair {
         let mut round = Round {
             report: SyncReport::default(),
             parked: HashSet::new(),
+            listed: extras::Listed::default(),
             fresh: None,
         };
         // A new job: its lease is taken afresh.
@@ -685,6 +686,8 @@ fn check_len(repo: &dyn Repository, asked: usize, got: usize) -> Result<()> {
 struct Round {
     report: SyncReport,
     parked: HashSet<(Side, ItemId)>,
+    /// Comments and attachments listed for a page's merges at once.
+    listed: extras::Listed,
     /// A twin created a moment ago, which has no comments or attachments of its own to list.
     fresh: Option<(Side, ItemId)>,
 }

@@ -156,6 +156,7 @@ impl SyncPair {
         let owners = std::mem::take(&mut batch.owners);
         let mut jobs = std::mem::take(&mut batch.jobs);
         let applied = self.apply(&mut jobs, round).await;
+        self.list_extras(&jobs, round).await;
         for (((side, id), job), applied) in owners.into_iter().zip(jobs).zip(applied) {
             let result = self.complete(job, applied, round).await;
             self.settle(side, &id, result, round).await?;
@@ -223,7 +224,7 @@ impl SyncPair {
         // failed left both items at the versions the link knew, and the next round took them
         // for echoes and never copied it. Until this save the store holds the link as it was
         // before (older versions) or with a pending write: neither is an echo.
-        if let Err(e) = self.copy_extras(&link, fresh, &mut round.report).await {
+        if let Err(e) = self.copy_extras(&link, fresh, round).await {
             link.left_version = None;
             link.right_version = None;
             self.renew_lease().await?;

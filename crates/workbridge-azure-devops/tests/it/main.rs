@@ -1,6 +1,7 @@
 //! The Azure DevOps adapter against the simulator and exact-request mocks.
 
 mod conformance;
+mod listings;
 mod openapi;
 mod recorded;
 mod scan;

@@ -207,6 +207,34 @@ macro_rules! wrapped_repository {
                 self.around(c, Box::pin(self.inner.attachments_since(t, since, limit)))
                     .await
             }
+            async fn comments_many(
+                &self,
+                t: &$crate::ItemType,
+                ids: &[$crate::ItemId],
+            ) -> $crate::Result<Vec<Vec<$crate::Comment>>> {
+                let c = $crate::wrappers::call(
+                    $crate::Operation::CommentsMany,
+                    Some(t),
+                    None,
+                    ids.len(),
+                );
+                self.around(c, Box::pin(self.inner.comments_many(t, ids)))
+                    .await
+            }
+            async fn attachments_many(
+                &self,
+                t: &$crate::ItemType,
+                ids: &[$crate::ItemId],
+            ) -> $crate::Result<Vec<Vec<$crate::AttachmentMeta>>> {
+                let c = $crate::wrappers::call(
+                    $crate::Operation::AttachmentsMany,
+                    Some(t),
+                    None,
+                    ids.len(),
+                );
+                self.around(c, Box::pin(self.inner.attachments_many(t, ids)))
+                    .await
+            }
         }
     };
 }

@@ -1,6 +1,7 @@
 //! The ServiceNow adapter against the simulator and against exact-request mocks.
 
 mod conformance;
+mod listings;
 mod paging;
 mod wire;
 

@@ -230,30 +230,6 @@ pub(crate) fn select(
     let Some(t) = store.tables.get(table) else {
         return Err(invalid_table(table));
     };
-    let mut rows: Vec<&Row> = t
-        .rows()
-        .filter(|r| {
-            q.groups.iter().all(Vec::is_empty)
-                || q.matches(&|f| field_value(store, &meta, r, f), &|f| numeric(&meta, f))
-        })
-        .collect();
-    if !q.order.is_empty() {
-        rows.sort_by(|a, b| {
-            for (f, desc) in &q.order {
-                let o = compare(
-                    &field_value(store, &meta, a, f),
-                    &field_value(store, &meta, b, f),
-                    numeric(&meta, f),
-                );
-                let o = if *desc { o.reverse() } else { o };
-                if o != std::cmp::Ordering::Equal {
-                    return o;
-                }
-            }
-            std::cmp::Ordering::Equal
-        });
-    }
-    let total = rows.len();
     let offset: i64 = param(p, "sysparm_offset")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
@@ -269,6 +245,69 @@ pub(crate) fn select(
         .filter(|n| *n > 0)
         .unwrap_or(sn.config.default_limit);
     let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+    let get = |r: &Row, f: &str| field_value(store, &meta, r, f);
+    let keep = |r: &Row| {
+        q.groups.iter().all(Vec::is_empty) || q.matches(&|f| get(r, f), &|f| numeric(&meta, f))
+    };
+    let order = |keys: &[(String, bool)], a: &Row, b: &Row| {
+        for (f, desc) in keys {
+            let o = compare(&get(a, f), &get(b, f), numeric(&meta, f));
+            let o = if *desc { o.reverse() } else { o };
+            if o != std::cmp::Ordering::Equal {
+                return o;
+            }
+        }
+        std::cmp::Ordering::Equal
+    };
+    // Without a count (`sysparm_no_count` and no pagination header) a page needs only its rows.
+    let counted = !(flag(p, "sysparm_no_count") && flag(p, "sysparm_suppress_pagination_header"));
+    let first = q
+        .order
+        .first()
+        .filter(|(f, desc)| !desc && !numeric(&meta, f) && store::INDEXED.contains(&f.as_str()));
+    let (rows, total) = if let Some((field, values)) = q.equalities() {
+        let mut rows: Vec<&Row> = t
+            .with_values(field, &values)
+            .into_iter()
+            .filter(|r| keep(r))
+            .collect();
+        rows.sort_by(|a, b| order(&q.order, a, b));
+        let total = rows.len();
+        (rows, total)
+    } else if let Some((field, _)) = first
+        && let Some(ordered) = t.ordered_by(field, q.lower_bound(field))
+    {
+        // Rows in the index's order: each run of one value sorted by the other keys, up to the
+        // page's end (or, when counted, to the end).
+        let (upper, want) = (q.upper_bound(field), offset.saturating_add(limit));
+        let mut rows: Vec<&Row> = Vec::new();
+        let (mut current, mut run) = (None, 0);
+        for (v, r) in ordered {
+            if upper.is_some_and(|u| v > u) {
+                break;
+            }
+            if current != Some(v) {
+                rows[run..].sort_by(|a, b| order(&q.order[1..], a, b));
+                if !counted && rows.len() >= want {
+                    break;
+                }
+                (current, run) = (Some(v), rows.len());
+            }
+            if keep(r) {
+                rows.push(r);
+            }
+        }
+        rows[run..].sort_by(|a, b| order(&q.order[1..], a, b));
+        let total = rows.len();
+        (rows, total)
+    } else {
+        let mut rows: Vec<&Row> = t.rows().filter(|r| keep(r)).collect();
+        if !q.order.is_empty() {
+            rows.sort_by(|a, b| order(&q.order, a, b));
+        }
+        let total = rows.len();
+        (rows, total)
+    };
     let page = rows.into_iter().skip(offset).take(limit).cloned().collect();
     Ok((page, total, limit))
 }
@@ -596,9 +635,7 @@ pub(crate) fn write(
     let t = store.tables.entry(table.to_owned()).or_default();
     match existing {
         Some(id) => {
-            if let Some(r) = t.get_mut(id) {
-                *r = row.clone();
-            }
+            t.replace(id, row.clone());
         }
         None => t.insert(row.clone()),
     }

@@ -185,6 +185,69 @@ impl Query {
         dropped
     }
 
+    /// The conditions of one clause on its own, in every group (an OR of groups, each an AND).
+    fn sole_conditions(&self) -> Option<Vec<Vec<&Cond>>> {
+        if self.groups.is_empty() || self.groups.iter().any(Vec::is_empty) {
+            return None;
+        }
+        Some(
+            self.groups
+                .iter()
+                .map(|g| g.iter().filter(|c| c.len() == 1).map(|c| &c[0]).collect())
+                .collect(),
+        )
+    }
+
+    /// An indexed field every row that matches must hold one of the values of: each group
+    /// names it with `=` or `IN` (the same field in all).
+    pub(crate) fn equalities(&self) -> Option<(&str, Vec<&str>)> {
+        let groups = self.sole_conditions()?;
+        super::store::INDEXED.iter().find_map(|f| {
+            let mut values = Vec::new();
+            for g in &groups {
+                let c = g
+                    .iter()
+                    .find(|c| c.field == *f && matches!(c.op, Op::Eq | Op::In))?;
+                match c.op {
+                    Op::In => values.extend(c.value.split(',')),
+                    _ => values.push(c.value.as_str()),
+                }
+            }
+            Some((*f, values))
+        })
+    }
+
+    /// The least value of `field` a matching row can hold, when every group bounds it from
+    /// below (`=`, `>`, `>=`); text order.
+    pub(crate) fn lower_bound(&self, field: &str) -> Option<&str> {
+        self.bound(field, &[Op::Eq, Op::Gt, Op::Ge], std::cmp::min)
+    }
+
+    /// The greatest value of `field` a matching row can hold, when every group bounds it from
+    /// above (`=`, `<`, `<=`); text order.
+    pub(crate) fn upper_bound(&self, field: &str) -> Option<&str> {
+        self.bound(field, &[Op::Eq, Op::Lt, Op::Le], std::cmp::max)
+    }
+
+    fn bound<'a>(
+        &'a self,
+        field: &str,
+        ops: &[Op],
+        pick: fn(&'a str, &'a str) -> &'a str,
+    ) -> Option<&'a str> {
+        let groups = self.sole_conditions()?;
+        let mut out: Option<&str> = None;
+        for g in groups {
+            let here = g
+                .iter()
+                .filter(|c| c.field == field && ops.contains(&c.op))
+                .map(|c| c.value.as_str())
+                .reduce(|a, b| if pick(a, b) == a { b } else { a })?;
+            out = Some(out.map_or(here, |o| pick(o, here)));
+        }
+        out
+    }
+
     /// Whether a record matches: `get` reads a field (dot-walked names included), `numeric`
     /// says whether a field compares as a number.
     pub(crate) fn matches(

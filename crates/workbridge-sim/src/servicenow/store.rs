@@ -1,7 +1,7 @@
 //! The simulator's state: tables of string-valued rows as ServiceNow stores them, users,
 //! tokens, and the configuration the builder set.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -19,38 +19,112 @@ pub(crate) fn fmt_time(t: DateTime<Utc>) -> String {
     t.format(SN_TIME).to_string()
 }
 
-/// A table: rows in insertion order, with an index by `sys_id`.
+/// The fields a table indexes, as a server indexes its change cursor, ids and correlation keys:
+/// a query with an equality on one of them, or ordered by one, reads only the rows it needs.
+pub(crate) const INDEXED: [&str; 6] = [
+    "sys_id",
+    "sys_updated_on",
+    "sys_created_on",
+    "correlation_id",
+    "element_id",
+    "table_sys_id",
+];
+
+/// A table: rows in insertion order, with an index by `sys_id` and an ordered index of each
+/// [`INDEXED`] field (value, then insertion order).
 #[derive(Debug, Default)]
 pub(crate) struct Table {
     rows: BTreeMap<u64, Row>,
     by_id: HashMap<String, u64>,
+    index: HashMap<&'static str, BTreeSet<(String, u64)>>,
     next: u64,
 }
 
 impl Table {
+    fn index_row(&mut self, k: u64, row: &Row, add: bool) {
+        for f in INDEXED {
+            let entry = (row.get(f).cloned().unwrap_or_default(), k);
+            let set = self.index.entry(f).or_default();
+            if add {
+                set.insert(entry);
+            } else {
+                set.remove(&entry);
+            }
+        }
+    }
+
     pub(crate) fn insert(&mut self, row: Row) {
         let id = row.get("sys_id").cloned().unwrap_or_default();
         self.next += 1;
-        self.by_id.insert(id, self.next);
-        self.rows.insert(self.next, row);
+        let k = self.next;
+        if let Some(old) = self.by_id.insert(id, k)
+            && let Some(r) = self.rows.remove(&old)
+        {
+            self.index_row(old, &r, false);
+        }
+        self.index_row(k, &row, true);
+        self.rows.insert(k, row);
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<&Row> {
         self.by_id.get(id).and_then(|k| self.rows.get(k))
     }
 
-    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut Row> {
-        let k = *self.by_id.get(id)?;
-        self.rows.get_mut(&k)
+    /// Replaces the row with this `sys_id`, keeping its place; whether there was one.
+    pub(crate) fn replace(&mut self, id: &str, row: Row) -> bool {
+        let Some(&k) = self.by_id.get(id) else {
+            return false;
+        };
+        if let Some(old) = self.rows.remove(&k) {
+            self.index_row(k, &old, false);
+        }
+        self.index_row(k, &row, true);
+        self.rows.insert(k, row);
+        true
     }
 
     pub(crate) fn remove(&mut self, id: &str) -> Option<Row> {
         let k = self.by_id.remove(id)?;
-        self.rows.remove(&k)
+        let row = self.rows.remove(&k)?;
+        self.index_row(k, &row, false);
+        Some(row)
     }
 
     pub(crate) fn rows(&self) -> impl Iterator<Item = &Row> {
         self.rows.values()
+    }
+
+    /// The rows whose indexed `field` equals one of `values`, in insertion order.
+    pub(crate) fn with_values<'a>(&'a self, field: &str, values: &[&str]) -> Vec<&'a Row> {
+        let Some(set) = self.index.get(field) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<u64> = values
+            .iter()
+            .flat_map(|v| {
+                set.range(((*v).to_owned(), 0)..)
+                    .take_while(move |(x, _)| x == v)
+                    .map(|(_, k)| *k)
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.iter().filter_map(|k| self.rows.get(k)).collect()
+    }
+
+    /// The rows in the order of the indexed `field`'s value (ties in insertion order), from
+    /// `from` on, with that value; `None` when the field is not indexed.
+    pub(crate) fn ordered_by<'a>(
+        &'a self,
+        field: &str,
+        from: Option<&str>,
+    ) -> Option<impl Iterator<Item = (&'a str, &'a Row)>> {
+        let set = self.index.get(field)?;
+        let start = (from.unwrap_or_default().to_owned(), 0);
+        Some(
+            set.range(start..)
+                .filter_map(|(v, k)| self.rows.get(k).map(|r| (v.as_str(), r))),
+        )
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -1,0 +1,59 @@
+//! Comments and attachments of many records, listed together.
+
+use workbridge_core::{ItemId, ItemType, NewAttachment, NewComment, Repository};
+
+/// 150 incidents, some with comments and work notes, some with files: `comments_many` and
+/// `attachments_many` give each its own, in order, in one request per 100 records (each
+/// record alone would cost a listing, and an existence check after an empty one).
+#[tokio::test]
+async fn the_comments_and_attachments_of_many_records_are_listed_together() {
+    let sim = crate::sim().await;
+    let repo = crate::repo(&sim);
+    let t = ItemType::from("incident");
+    let ids: Vec<ItemId> = (0..150)
+        .map(|i| ItemId::from(sim.insert("incident", &[("short_description", &format!("t{i}"))])))
+        .collect();
+    for (i, id) in ids.iter().enumerate().step_by(7) {
+        repo.add_comment(&t, id, &NewComment::public(format!("first on {i}")))
+            .await
+            .unwrap();
+        repo.add_comment(&t, id, &NewComment::internal(format!("note on {i}")))
+            .await
+            .unwrap();
+    }
+    for (i, id) in ids.iter().enumerate().step_by(11) {
+        repo.upload(
+            &t,
+            id,
+            &NewAttachment::new(format!("f{i}.txt"), "text/plain", "x"),
+        )
+        .await
+        .unwrap();
+    }
+    let c = sim.control();
+    c.reset_requests();
+    let comments = repo.comments_many(&t, &ids).await.unwrap();
+    let files = repo.attachments_many(&t, &ids).await.unwrap();
+    assert_eq!(c.total_requests(), 4, "{:?}", c.requests());
+    assert_eq!((comments.len(), files.len()), (150, 150));
+    for (i, id) in ids.iter().enumerate() {
+        // Each record's lists are what it alone answers.
+        assert_eq!(
+            comments[i],
+            repo.comments(&t, id).await.unwrap(),
+            "record {i}"
+        );
+        assert_eq!(
+            files[i],
+            repo.attachments(&t, id).await.unwrap(),
+            "record {i}"
+        );
+        let bodies: Vec<&str> = comments[i].iter().map(|c| c.body.as_str()).collect();
+        if i % 7 == 0 {
+            assert_eq!(bodies, [format!("first on {i}"), format!("note on {i}")]);
+        } else {
+            assert!(bodies.is_empty());
+        }
+        assert_eq!(files[i].len(), usize::from(i % 11 == 0), "record {i}");
+    }
+}
