@@ -137,6 +137,7 @@ async fn sim(args: &[String]) {
         let sim = AzureDevOpsSim::builder()
             .pat("TOKEN")
             .custom_field("Custom.ServiceNowTicket", "ServiceNow Ticket")
+            .custom_field("Custom.SyncKey", "Sync Key")
             .spawn()
             .await
             .expect("Azure DevOps simulator");
@@ -150,6 +151,7 @@ async fn sim(args: &[String]) {
         let line = line.unwrap_or_default();
         let answer = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["count"] => control.total_requests().to_string(),
+            ["routes"] => format!("{:?}", control.requests()),
             ["reset"] => {
                 control.reset_requests();
                 "ok".into()
@@ -188,6 +190,8 @@ async fn sync(args: &[String]) {
         AzureDevOpsRepository::new(
             AzureDevOpsConfig::builder(&args[1], "Fabrikam")
                 .pat("TOKEN")
+                // A field of its own for the correlation key, as a deployment of scale has.
+                .correlation_field("Custom.SyncKey")
                 .client_options(loopback)
                 .build(),
         )
@@ -216,6 +220,8 @@ async fn sync(args: &[String]) {
             }
             "stats" => {
                 let Some(p) = pair.take() else { break };
+                // The peak of the rounds: counting the links reads them all.
+                let rss = peak_rss_kib();
                 let links = p.links().await.map_or(0, |l| l.len());
                 // The store closed: its log is folded into the database file.
                 drop(p);
@@ -224,7 +230,7 @@ async fn sync(args: &[String]) {
                     .filter_map(|s| std::fs::metadata(format!("{}{s}", state.display())).ok())
                     .map(|m| m.len())
                     .sum();
-                format!("{} {bytes} {links}", peak_rss_kib())
+                format!("{rss} {bytes} {links}")
             }
             _ => "?".into(),
         };
@@ -301,7 +307,24 @@ fn measure(n: usize, latency_ms: u64) -> Measured {
     let mut sync = Proc::start(&["--sync", &sn_url, &ado_url, &state.display().to_string()]);
     assert_eq!(sync.line(), "ready");
     sims.take();
-    let backfill = round(&mut sync, &mut sims);
+    let routes = std::env::var_os("WORKBRIDGE_SCALE_ROUTES").is_some();
+    let backfill = if routes {
+        let answer = sync.ask("round");
+        eprintln!(
+            "backfill of {n} ({answer}): ServiceNow {}",
+            sims.sn.ask("routes")
+        );
+        eprintln!("backfill of {n}: Azure DevOps {}", sims.ado.ask("routes"));
+        let (sn, ado) = sims.take();
+        let secs = answer
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0);
+        Round { sn, ado, secs }
+    } else {
+        round(&mut sync, &mut sims)
+    };
     // The next round reads what the backfill wrote last; the idle poll is the one after.
     round(&mut sync, &mut sims);
     std::thread::sleep(Duration::from_millis(1100));

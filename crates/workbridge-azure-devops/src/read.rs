@@ -334,4 +334,19 @@ impl AzureDevOpsRepository {
             .map(|k| found.get(k.as_str()).cloned())
             .collect())
     }
+
+    /// Whether any item of the type carries a correlation key in the correlation field: one
+    /// WIQL query for one id. With tags as keys (no field), it cannot tell, and says so.
+    pub(crate) async fn do_holds_correlated(&self, t: &ItemType) -> Result<bool> {
+        let Some(f) = &self.config.correlation_field else {
+            return Ok(true);
+        };
+        let meta = self.type_meta(t).await?;
+        let query = format!(
+            "SELECT [System.Id] FROM WorkItems WHERE {} AND [{f}] <> ''",
+            self.type_clause(&meta)
+        );
+        let (ids, _) = self.wiql("holds_correlated", &query, 1).await?;
+        Ok(!ids.is_empty())
+    }
 }

@@ -696,6 +696,15 @@ impl Repository for InMemoryRepository {
         }))
     }
 
+    async fn holds_correlated(&self, t: &ItemType) -> Result<bool> {
+        self.check_type(t).map_err(self.err("holds_correlated"))?;
+        let st = self.lock();
+        Ok(st
+            .types
+            .get(t)
+            .is_some_and(|ts| ts.correlation.values().any(|id| ts.items.contains_key(id))))
+    }
+
     async fn revision_after(
         &self,
         t: &ItemType,

@@ -53,11 +53,13 @@ pub enum Operation {
     CommentsMany,
     /// [`Repository::attachments_many`].
     AttachmentsMany,
+    /// [`Repository::holds_correlated`].
+    HoldsCorrelated,
 }
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Operation; 17] = [
+    pub const ALL: [Operation; 18] = [
         Operation::Schema,
         Operation::Changes,
         Operation::GetMany,
@@ -75,6 +77,7 @@ impl Operation {
         Operation::AttachmentsSince,
         Operation::CommentsMany,
         Operation::AttachmentsMany,
+        Operation::HoldsCorrelated,
     ];
 
     /// The method name (`create`, `get_many`, ...).
@@ -97,6 +100,7 @@ impl Operation {
             Operation::AttachmentsSince => "attachments_since",
             Operation::CommentsMany => "comments_many",
             Operation::AttachmentsMany => "attachments_many",
+            Operation::HoldsCorrelated => "holds_correlated",
         }
     }
 
@@ -366,6 +370,18 @@ pub trait Repository: Debug + Display + Send + Sync + 'static {
         Ok(out)
     }
 
+    /// Whether any item of `item_type` carries a correlation key: a sync about to create the
+    /// twins of a backlog asks once, and looks the twins up only if some may exist (a store
+    /// lost or started afresh beside twins made before).
+    ///
+    /// # Behavior
+    /// `false` only when no item carries one; an adapter that cannot tell answers `true`, as
+    /// the default does where [`Capabilities::correlation`] holds.
+    async fn holds_correlated(&self, item_type: &ItemType) -> Result<bool> {
+        let _ = item_type;
+        Ok(self.capabilities().correlation)
+    }
+
     /// Attachments added to items of `item_type` at or after `since`, oldest first, at most
     /// `limit`: on a system where attaching a file leaves the item itself unchanged (ServiceNow,
     /// ALM), [`Repository::changes`] never shows it, and this does (ADR 0016).
@@ -443,6 +459,9 @@ macro_rules! forward_repository {
             }
             async fn comments_many(&self, t: &ItemType, ids: &[ItemId]) -> Result<Vec<Vec<Comment>>> {
                 (**self).comments_many(t, ids).await
+            }
+            async fn holds_correlated(&self, t: &ItemType) -> Result<bool> {
+                (**self).holds_correlated(t).await
             }
             async fn attachments_many(&self, t: &ItemType, ids: &[ItemId]) -> Result<Vec<Vec<AttachmentMeta>>> {
                 (**self).attachments_many(t, ids).await

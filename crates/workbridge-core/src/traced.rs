@@ -301,6 +301,13 @@ macro_rules! __traced_repository {
             }
         ]; $($rest)*);
     };
+    (@munch $ty:ty; [$($acc:tt)*]; holds_correlated => $f:ident, $($rest:tt)*) => {
+        $crate::__traced_repository!(@munch $ty; [$($acc)*
+            async fn holds_correlated(&self, t: &$crate::ItemType) -> $crate::Result<bool> {
+                $crate::traced($crate::Operation::HoldsCorrelated, self, Some(t), None, self.$f(t)).await
+            }
+        ]; $($rest)*);
+    };
     (@munch $ty:ty; [$($acc:tt)*]; download => $f:ident, $($rest:tt)*) => {
         $crate::__traced_repository!(@munch $ty; [$($acc)*
             async fn download(&self, a: &$crate::AttachmentMeta) -> $crate::Result<$crate::Bytes> {

@@ -200,6 +200,7 @@ workbridge_core::traced_repository!(ServiceNowRepository {
     update => do_update,
     find_by_correlation => do_find_by_correlation,
     find_many_by_correlation => do_find_many_by_correlation,
+    holds_correlated => do_holds_correlated,
     comments => do_comments,
     add_comment => do_add_comment,
     attachments => do_attachments,

@@ -256,4 +256,19 @@ impl ServiceNowRepository {
             .map(|k| found.get(k.as_str()).cloned())
             .collect())
     }
+
+    /// Whether any record of the table carries a `correlation_id`: one row asked for.
+    pub(crate) async fn do_holds_correlated(&self, table: &ItemType) -> Result<bool> {
+        let (rows, _) = self
+            .list(
+                "holds_correlated",
+                table.as_str(),
+                "correlation_idISNOTEMPTY",
+                1,
+                Some(&["sys_id".to_owned()]),
+                false,
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
 }

@@ -71,7 +71,7 @@ use workbridge_core::{
 };
 use workbridge_mapping::{Direction, Flow, Mapping};
 
-pub use options::SyncOptions;
+pub use options::{SyncOptions, TwinLookup};
 pub use plan::{FieldConflict, PlanInput, SideWrites, SyncPlan, plan, same};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
@@ -346,6 +346,8 @@ impl SyncPair {
             report: SyncReport::default(),
             parked: HashSet::new(),
             listed: extras::Listed::default(),
+            first: PerSide::default(),
+            correlated: PerSide::default(),
             fresh: None,
         };
         // A new job: its lease is taken afresh.
@@ -688,6 +690,10 @@ struct Round {
     parked: HashSet<(Side, ItemId)>,
     /// Comments and attachments listed for a page's merges at once.
     listed: extras::Listed,
+    /// Per side: whether its pass began without a cursor (its first round), and then whether
+    /// the other side holds items with correlation keys (asked once).
+    first: PerSide<bool>,
+    correlated: PerSide<Option<bool>>,
     /// A twin created a moment ago, which has no comments or attachments of its own to list.
     fresh: Option<(Side, ItemId)>,
 }

@@ -34,6 +34,25 @@ pub struct SyncOptions {
     /// (default 5 minutes: more than a request's time budget with its retries). A worker that
     /// died or stalled mid-create can then not cause a duplicate.
     pub foreign_intent_grace: Duration,
+    /// When an item without a link is looked up on the other side by its correlation key
+    /// before its twin is created (default [`TwinLookup::WhenUnknown`]).
+    pub twin_lookup: TwinLookup,
+}
+
+/// When the sync looks for an existing twin (by correlation key) before creating one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TwinLookup {
+    /// Where a twin may exist unknown to the store: an item whose create has no known outcome
+    /// (its intent recorded, its answer lost or its process killed), and, in a side's first
+    /// round (no cursor stored), every item, unless the target answers that none of its items
+    /// carries a correlation key ([`workbridge_core::Repository::holds_correlated`], one
+    /// request). A store that is current knows every twin it made; one restored from an
+    /// older backup does not: use [`TwinLookup::Always`] until it has caught up.
+    #[default]
+    WhenUnknown,
+    /// Before every create: one lookup per page of new items.
+    Always,
 }
 
 impl Default for SyncOptions {
@@ -48,6 +67,7 @@ impl Default for SyncOptions {
             retire_out_of_scope: true,
             lease_ttl: Duration::from_secs(600),
             foreign_intent_grace: Duration::from_secs(300),
+            twin_lookup: TwinLookup::WhenUnknown,
         }
     }
 }
@@ -91,6 +111,11 @@ impl SyncOptions {
     /// Sets [`SyncOptions::retire_out_of_scope`].
     pub fn retire_out_of_scope(mut self, on: bool) -> Self {
         self.retire_out_of_scope = on;
+        self
+    }
+    /// Sets [`SyncOptions::twin_lookup`].
+    pub fn twin_lookup(mut self, when: TwinLookup) -> Self {
+        self.twin_lookup = when;
         self
     }
     /// Sets [`SyncOptions::twinless_comment`].

@@ -3,6 +3,10 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// The token of a side's twin-lookup record while its first round, which found twins made
+/// before, has not caught up.
+const CATCHING_UP: &str = "catching-up";
+
 /// What a page's batched lookup and create did for one unlinked item.
 pub(crate) enum Ready {
     Found(WorkItem),
@@ -14,7 +18,14 @@ impl SyncPair {
     pub(crate) async fn pass(&self, side: Side, round: &mut Round) -> Result<()> {
         let repo = &self.repos[side];
         let ty = &self.types[side];
-        let mut cursor = self.store.cursor(&self.id, side).await?.unwrap_or_default();
+        let stored = self.store.cursor(&self.id, side).await?;
+        round.first[side] = stored.is_none();
+        round.correlated[side] = None;
+        if stored.is_some() && self.catching_up(side).await? {
+            // A first round that found twins made before, stopped before it caught up.
+            round.correlated[side] = Some(true);
+        }
+        let mut cursor = stored.unwrap_or_default();
         let opts = match self.options.page_size {
             Some(n) => ChangeOptions::default().page_size(n),
             None => ChangeOptions::default(),
@@ -126,6 +137,11 @@ impl SyncPair {
             round.report.cursors[side] = Some(page.next.clone());
             cursor = page.next;
             if !page.has_more {
+                if round.correlated[side] == Some(true) {
+                    self.store
+                        .save_cursor(&self.lookup_key(), side, &Cursor::beginning())
+                        .await?;
+                }
                 return Ok(());
             }
         }
@@ -249,16 +265,24 @@ impl SyncPair {
         let d = direction_from(side);
         let mut ready = HashMap::new();
         let keys: Vec<CorrelationKey> = items.iter().map(|i| self.key_for(side, &i.id)).collect();
-        let found = if self.repos[other].capabilities().correlation {
+        let mut found = vec![None; keys.len()];
+        let mut unknown = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            if self.twin_may_exist(side, &item.id, round).await? {
+                unknown.push(i);
+            }
+        }
+        if !unknown.is_empty() {
+            let asked: Vec<CorrelationKey> = unknown.iter().map(|i| keys[*i].clone()).collect();
             round.report.calls[other] += 1;
-            let found = self.repos[other]
-                .find_many_by_correlation(&self.types[other], &keys)
+            let answers = self.repos[other]
+                .find_many_by_correlation(&self.types[other], &asked)
                 .await?;
-            check_len(&*self.repos[other], keys.len(), found.len())?;
-            found
-        } else {
-            vec![None; keys.len()]
-        };
+            check_len(&*self.repos[other], asked.len(), answers.len())?;
+            for (i, twin) in unknown.into_iter().zip(answers) {
+                found[i] = twin;
+            }
+        }
         let mut writes = Vec::new();
         let mut owners = Vec::new();
         let mut intents = Vec::new();
@@ -331,8 +355,8 @@ impl SyncPair {
             Some(Ready::Found(t)) => (Some(t), None),
             Some(Ready::Created(r)) => (None, Some(r)),
             None => {
-                round.report.calls[other] += 1;
-                let found = if self.repos[other].capabilities().correlation {
+                let found = if self.twin_may_exist(side, &item.id, round).await? {
+                    round.report.calls[other] += 1;
                     self.repos[other]
                         .find_by_correlation(&self.types[other], &key)
                         .await?
@@ -453,6 +477,65 @@ impl SyncPair {
             base.remove(sf.as_str());
         }
         base
+    }
+
+    /// Whether `side`'s unlinked item may have a twin the store does not know of, so that it
+    /// is looked up by its correlation key before one is created ([`TwinLookup`]).
+    pub(crate) async fn twin_may_exist(
+        &self,
+        side: Side,
+        item: &ItemId,
+        round: &mut Round,
+    ) -> Result<bool> {
+        let other = side.other();
+        if !self.repos[other].capabilities().correlation {
+            return Ok(false);
+        }
+        if self.options.twin_lookup == TwinLookup::Always
+            || self.uncertain_lock().contains(&(side, item.clone()))
+            || self.store.intent(&self.id, side, item).await?.is_some()
+        {
+            return Ok(true);
+        }
+        if let Some(held) = round.correlated[side] {
+            return Ok(held);
+        }
+        if !round.first[side] {
+            return Ok(false);
+        }
+        round.report.calls[other] += 1;
+        let held = self.repos[other]
+            .holds_correlated(&self.types[other])
+            .await?;
+        tracing::debug!(pair = %self.id, side = %side, held, "first round: whether the other side holds correlated items");
+        if held {
+            // Every item is looked up until this side's scan has caught up, in this round or,
+            // if it stops, in the next ones.
+            self.store
+                .save_cursor(
+                    &self.lookup_key(),
+                    side,
+                    &Cursor::beginning().with_token(CATCHING_UP),
+                )
+                .await?;
+        }
+        round.correlated[side] = Some(held);
+        Ok(held)
+    }
+
+    /// Where the store keeps, per side, whether a first round that found twins made before
+    /// has caught up.
+    fn lookup_key(&self) -> String {
+        format!("{}/twin-lookup", self.id)
+    }
+
+    /// Whether `side`'s first round found twins made before and has not caught up yet.
+    async fn catching_up(&self, side: Side) -> Result<bool> {
+        Ok(self
+            .store
+            .cursor(&self.lookup_key(), side)
+            .await?
+            .is_some_and(|c| c.token() == Some(CATCHING_UP)))
     }
 
     /// The intent recorded before creating the twin of `item` with `sent`.

@@ -1,7 +1,9 @@
-//! Comments and attachments of many work items, listed together.
+//! Comments and attachments of many work items, listed together; whether any carries a key.
 
 use workbridge_azure_devops::ServerVersion as Server;
-use workbridge_core::{FieldMap, ItemId, ItemType, NewAttachment, NewComment, Repository, Write};
+use workbridge_core::{
+    CreateOptions, FieldMap, ItemId, ItemType, NewAttachment, NewComment, Repository, Write,
+};
 use workbridge_sim::azure_devops::ServerVersion;
 
 /// 250 Bugs, some with comments, some with files: `attachments_many` reads the relations of
@@ -80,4 +82,31 @@ async fn the_comments_and_attachments_of_many_bugs_are_listed_together() {
             }
         }
     }
+}
+
+/// With a correlation field, one WIQL query for one id tells whether any Bug carries a key;
+/// with keys in tags (no prefix query), the adapter cannot tell and says so.
+#[tokio::test]
+async fn whether_any_bug_carries_a_key_is_one_query() {
+    let sim = crate::sim(ServerVersion::Services).await;
+    let t = ItemType::from("Bug");
+    let keyed = crate::repo(&sim, Server::Services, true);
+    let c = sim.control();
+    keyed.schema(&t).await.unwrap();
+    c.reset_requests();
+    assert!(!keyed.holds_correlated(&t).await.unwrap());
+    assert_eq!(c.total_requests(), 1, "{:?}", c.requests());
+    keyed
+        .create(
+            &t,
+            &FieldMap::new().with("System.Title", "keyed"),
+            &CreateOptions::default().correlation("servicenow:incident:1"),
+        )
+        .await
+        .unwrap();
+    assert!(keyed.holds_correlated(&t).await.unwrap());
+    let tagged = crate::repo(&sim, Server::Services, false);
+    c.reset_requests();
+    assert!(tagged.holds_correlated(&t).await.unwrap());
+    assert_eq!(c.total_requests(), 0);
 }

@@ -221,6 +221,12 @@ macro_rules! wrapped_repository {
                 self.around(c, Box::pin(self.inner.comments_many(t, ids)))
                     .await
             }
+            async fn holds_correlated(&self, t: &$crate::ItemType) -> $crate::Result<bool> {
+                let c =
+                    $crate::wrappers::call($crate::Operation::HoldsCorrelated, Some(t), None, 1);
+                self.around(c, Box::pin(self.inner.holds_correlated(t)))
+                    .await
+            }
             async fn attachments_many(
                 &self,
                 t: &$crate::ItemType,

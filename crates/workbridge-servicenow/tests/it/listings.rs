@@ -57,3 +57,24 @@ async fn the_comments_and_attachments_of_many_records_are_listed_together() {
         assert_eq!(files[i].len(), usize::from(i % 11 == 0), "record {i}");
     }
 }
+
+/// Whether any record carries a `correlation_id`: one request for one row.
+#[tokio::test]
+async fn whether_any_record_carries_a_key_is_one_request() {
+    let sim = crate::sim().await;
+    let repo = crate::repo(&sim);
+    let t = ItemType::from("incident");
+    repo.schema(&t).await.unwrap();
+    let c = sim.control();
+    c.reset_requests();
+    assert!(!repo.holds_correlated(&t).await.unwrap());
+    assert_eq!(c.total_requests(), 1, "{:?}", c.requests());
+    repo.create(
+        &t,
+        &workbridge_core::FieldMap::new().with("short_description", "keyed"),
+        &workbridge_core::CreateOptions::default().correlation("azure-devops:Bug:7"),
+    )
+    .await
+    .unwrap();
+    assert!(repo.holds_correlated(&t).await.unwrap());
+}

@@ -7,7 +7,7 @@ use workbridge_core::{
     TransitionGraph, Visibility, WorkItem,
 };
 use workbridge_mapping::Mapping;
-use workbridge_sync::{MemoryStore, Side, StateStore, SyncOptions, SyncPair};
+use workbridge_sync::{MemoryStore, Side, StateStore, SyncOptions, SyncPair, TwinLookup};
 
 const SPEC: &str = r#"
 left = "incident"
@@ -1841,4 +1841,110 @@ async fn an_upload_that_never_landed_is_sent_again_after_the_grace() {
     assert!(again.is_complete(), "{again}");
     let link = pair.link_of(Side::Left, &ticket).await.unwrap().unwrap();
     assert_eq!(dev.attachments(&bug(), &link.right).await.unwrap().len(), 1);
+}
+
+/// A backlog synced with a store started afresh, while its twins were made before (by a store
+/// since lost): each is found by its key and linked, none created twice — also when the first
+/// round stops after its first page and the next one goes on from its cursor.
+#[tokio::test]
+async fn a_store_started_afresh_beside_twins_made_before_links_them() {
+    let (clock, ops, dev_inner) = backends();
+    clock.advance(std::time::Duration::from_secs(1));
+    let mut tickets = Vec::new();
+    for i in 0..6 {
+        clock.advance(std::time::Duration::from_secs(1));
+        let t = ops
+            .create(
+                &incident(),
+                &software(&format!("Backlog {i}")),
+                &CreateOptions::default(),
+            )
+            .await
+            .unwrap();
+        tickets.push(t.id);
+    }
+    let before = pair_of(ops.clone(), dev_inner.clone());
+    assert_eq!(before.run_once().await.created.right, 6);
+    // The store is lost: a new one, and a round that stops after its first page.
+    let dev = Arc::new(RecordingRepository::new(dev_inner.clone()));
+    let ops_faulty = Arc::new(
+        FaultRepository::new(ops.clone(), 3).with_rule(
+            FaultRule::new(ErrorKind::Unavailable)
+                .on([Operation::Changes])
+                .nth(2),
+        ),
+    );
+    let pair = pair_of(ops_faulty, dev.clone()).with_options(
+        SyncOptions::default()
+            .page_size(2)
+            .comments(false)
+            .attachments(false),
+    );
+    let first = pair.run_once().await;
+    assert!(first.stopped.is_some(), "{first}");
+    assert_eq!(
+        (first.created.right, first.relinked.right),
+        (0, 2),
+        "{first}"
+    );
+    let second = pair.run_once().await;
+    assert!(second.is_complete(), "{second}");
+    assert_eq!(
+        (second.created.right, second.relinked.right),
+        (0, 4),
+        "{second}"
+    );
+    assert_eq!(dev_inner.len(&bug()), 6, "no duplicate");
+    for t in &tickets {
+        assert!(pair.link_of(Side::Left, t).await.unwrap().is_some());
+    }
+    // Caught up: a new ticket is new, and is not looked up.
+    dev.clear();
+    clock.advance(std::time::Duration::from_secs(1));
+    ops.create(&incident(), &software("New"), &CreateOptions::default())
+        .await
+        .unwrap();
+    let r = pair.run_once().await;
+    assert_eq!(r.created.right, 1, "{r}");
+    assert_eq!(dev.count(Operation::FindManyByCorrelation), 0);
+    assert_eq!(dev.count(Operation::FindByCorrelation), 0);
+}
+
+/// A backfill beside a target holding no correlated items asks that once and looks up no
+/// twin (a create whose reply is lost is looked up: `a_lost_create_reply_never_duplicates`).
+#[tokio::test]
+async fn a_backfill_looks_up_twins_only_where_one_may_exist() {
+    let (clock, ops, dev_inner) = backends();
+    for i in 0..5 {
+        clock.advance(std::time::Duration::from_secs(1));
+        ops.create(
+            &incident(),
+            &software(&format!("Backlog {i}")),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let dev = Arc::new(RecordingRepository::new(dev_inner.clone()));
+    let pair = pair_of(ops.clone(), dev.clone());
+    let r = pair.run_once().await;
+    assert_eq!(r.created.right, 5, "{r}");
+    assert_eq!(dev.count(Operation::HoldsCorrelated), 1);
+    assert_eq!(dev.count(Operation::FindManyByCorrelation), 0);
+    assert_eq!(dev.count(Operation::FindByCorrelation), 0);
+    // With lookups before every create, the same backfill looks the page up.
+    let (clock, ops, dev_inner) = backends();
+    clock.advance(std::time::Duration::from_secs(1));
+    ops.create(&incident(), &software("Backlog"), &CreateOptions::default())
+        .await
+        .unwrap();
+    let dev = Arc::new(RecordingRepository::new(dev_inner));
+    let pair = pair_of(ops, dev.clone())
+        .with_options(SyncOptions::default().twin_lookup(TwinLookup::Always));
+    assert_eq!(pair.run_once().await.created.right, 1);
+    assert_eq!(dev.count(Operation::HoldsCorrelated), 0);
+    assert_eq!(
+        dev.count(Operation::FindManyByCorrelation) + dev.count(Operation::FindByCorrelation),
+        1
+    );
 }
