@@ -10,6 +10,9 @@
 //!   WORKBRIDGE_SCALE_SCRIPT_UP_TO=10000 cargo bench --bench sync_scale --features servicenow,azure-devops,sqlite
 //! ```
 //!
+//! Each size is measured with comments and attachments off (the rows the minimum is for) and
+//! on (the defaults; `WORKBRIDGE_SCALE_EXTRAS=0` leaves these out).
+//!
 //! Requests are counted by the simulators. The batched minimum of a backfill of N tickets is
 //! what the APIs allow at best: on ServiceNow one read per 10,000 rows (the Table API's page
 //! maximum) and one Batch API request per 100 write-backs; on Azure DevOps one `$batch` per 200
@@ -202,7 +205,11 @@ async fn sync(args: &[String]) {
     let mut pair = Some(
         SyncPair::new(sn, ado, Mapping::from_path(SPEC).expect("spec"), store)
             .expect("pair")
-            .with_options(SyncOptions::default()),
+            .with_options(
+                SyncOptions::default()
+                    .comments(args[3] == "extras")
+                    .attachments(args[3] == "extras"),
+            ),
     );
     println!("ready");
     let stdin = std::io::stdin();
@@ -298,13 +305,20 @@ struct Measured {
     links: u64,
 }
 
-fn measure(n: usize, latency_ms: u64) -> Measured {
+/// A backfill of `n` tickets and the rounds after it; `extras`: comments and attachments on.
+fn measure(n: usize, latency_ms: u64, extras: bool) -> Measured {
     let (mut sims, sn_url, ado_url) = Sims::start(n, latency_ms);
     let dir = std::env::temp_dir().join(format!("workbridge-scale-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     let state = dir.join("state.sqlite");
     let _ = std::fs::remove_file(&state);
-    let mut sync = Proc::start(&["--sync", &sn_url, &ado_url, &state.display().to_string()]);
+    let mut sync = Proc::start(&[
+        "--sync",
+        &sn_url,
+        &ado_url,
+        &state.display().to_string(),
+        if extras { "extras" } else { "fields" },
+    ]);
     assert_eq!(sync.line(), "ready");
     sims.take();
     let routes = std::env::var_os("WORKBRIDGE_SCALE_ROUTES").is_some();
@@ -391,8 +405,9 @@ fn orchestrate() {
         .collect();
     let latency_ms: u64 = env_or("WORKBRIDGE_SCALE_LATENCY_MS", 50);
     let script_up_to: usize = env_or("WORKBRIDGE_SCALE_SCRIPT_UP_TO", 1000);
+    let extras = env_or("WORKBRIDGE_SCALE_EXTRAS", 1) != 0;
     let concurrency = 1.0;
-    let fixed = measure(0, latency_ms).backfill;
+    let fixed = measure(0, latency_ms, false).backfill;
     println!(
         "latency {latency_ms} ms; fixed reads of an empty backfill: ServiceNow {} / Azure DevOps {}",
         fixed.sn, fixed.ado
@@ -402,7 +417,7 @@ fn orchestrate() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
-        let m = measure(n, latency_ms);
+        let m = measure(n, latency_ms, false);
         let min_sn = fixed.sn + n.div_ceil(10_000) as u64 + n.div_ceil(100) as u64;
         let min_ado = fixed.ado + 2 * n.div_ceil(200) as u64;
         let lat = latency_ms as f64 / 1000.0;
@@ -432,6 +447,18 @@ fn orchestrate() {
         );
         row("idle poll", &m.idle, Some((1, 1)), "");
         row("one ticket edited", &m.one_edit, None, "");
+        if extras {
+            let e = measure(n, latency_ms, true);
+            let per_link = e.state_bytes.checked_div(e.links).unwrap_or(0);
+            row(
+                "backfill, comments and attachments on",
+                &e.backfill,
+                None,
+                &format!("{:.1} MiB | {per_link} B", e.rss_kib as f64 / 1024.0),
+            );
+            row("idle poll, the same", &e.idle, Some((1, 1)), "");
+            row("one ticket edited, the same", &e.one_edit, None, "");
+        }
         if n <= script_up_to {
             match script(n, latency_ms) {
                 Ok(r) => {

@@ -451,6 +451,58 @@ impl fmt::Display for MappingErrors {
 impl std::error::Error for MappingErrors {}
 
 impl Mapping {
+    /// The fields of each side, `(left, right)`, that the spec reads or writes: its rules'
+    /// fields and the fields their templates name, the state fields, the fields the state
+    /// rule supplies and names, and the scope's fields. A change anywhere else is no change to
+    /// the sync, so a pair's baselines need hold only these.
+    pub fn fields(&self) -> (BTreeSet<FieldName>, BTreeSet<FieldName>) {
+        let (mut left, mut right) = (BTreeSet::new(), BTreeSet::new());
+        for r in &self.rules {
+            left.extend(r.left.clone());
+            right.extend(r.right.clone());
+            if let Source::Template(t) = &r.source {
+                if r.flow.allows(Direction::LeftToRight) {
+                    left.extend(template_fields(t));
+                }
+                if r.flow.allows(Direction::RightToLeft) {
+                    right.extend(template_fields(t));
+                }
+            }
+        }
+        if let Some(s) = &self.state {
+            left.insert(s.left.clone());
+            right.insert(s.right.clone());
+            // What a state supplies on one side, with templates over the other's fields.
+            let supplied = |supply: &BTreeMap<String, FieldMap>| {
+                let (mut own, mut other) = (Vec::new(), Vec::new());
+                for (name, value) in supply.values().flat_map(FieldMap::iter) {
+                    own.push(name.clone());
+                    if let FieldValue::Text(t) = value {
+                        other.extend(template_fields(t));
+                    }
+                }
+                (own, other)
+            };
+            let (own, other) = supplied(&s.supply_left);
+            left.extend(own);
+            right.extend(other);
+            let (own, other) = supplied(&s.supply_right);
+            right.extend(own);
+            left.extend(other);
+        }
+        for (out, scope) in [
+            (&mut left, &self.scope_left),
+            (&mut right, &self.scope_right),
+        ] {
+            if let Some(f) = scope {
+                let mut names = Vec::new();
+                f.fields(&mut names);
+                out.extend(names);
+            }
+        }
+        (left, right)
+    }
+
     /// The left item type the spec names.
     pub fn left_type(&self) -> Option<&str> {
         self.left_type.as_deref()
@@ -500,4 +552,18 @@ impl Mapping {
             .find(|r| r.flow.allows(d) && r.target(d).is_some_and(|t| t.as_str() == target))
             .map_or(ConflictPolicy::Newest, |r| r.conflict)
     }
+}
+
+/// The fields a template names (`{number}: {short_description}` names two).
+fn template_fields(t: &str) -> Vec<FieldName> {
+    let mut out = Vec::new();
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push(FieldName::from(&rest[open + 1..open + close]));
+        rest = &rest[open + close + 1..];
+    }
+    out
 }

@@ -68,7 +68,8 @@ pub struct ServiceNowConfig {
     pub auth: Option<ServiceNowAuth>,
     /// HTTP options (timeouts, proxy, retries, limits).
     pub client: ClientOptions,
-    /// Rows per `changes` page when the caller does not say (default 200).
+    /// Rows per `changes` page when the caller does not say (default 500: pages of whole
+    /// records, which a sync reads, stay a few megabytes).
     pub page_size: usize,
     /// Ids per `get_many`, `comments_many` and `attachments_many` request (default 100: one
     /// read per Batch API request of `write_batch` updates; 32-character `sys_id`s keep the
@@ -172,7 +173,7 @@ impl ServiceNowConfig {
                 instance: instance.into(),
                 auth: None,
                 client: ClientOptions::default(),
-                page_size: 200,
+                page_size: 500,
                 read_batch: 100,
                 write_batch: 100,
                 correlation_display: "workbridge".into(),

@@ -217,7 +217,7 @@ impl SyncPair {
             for f in &w.keep_baseline {
                 copy_field(&mut base, link.baseline(side), f);
             }
-            link.set(side, item.version.clone(), base);
+            link.set(side, item.version.clone(), self.compact(side, base));
         }
         round.report.conflicts.extend(p.conflicts);
         // Comments and attachments before the link is stored: stored first, a copy that then
@@ -238,6 +238,23 @@ impl SyncPair {
             return Err(e.with_temporary(false));
         }
         Ok(Outcome::Done)
+    }
+
+    /// `fields` kept to those the spec reads or writes on `side` ([`Mapping::fields`]), all a
+    /// baseline is compared on: a link stores a few fields per side, not whole items. Kept
+    /// whole when none of them is there (an empty baseline means a pair without one).
+    pub(crate) fn compact(&self, side: Side, fields: FieldMap) -> FieldMap {
+        let mapping = self.mapping();
+        let (left, right) = mapping.fields();
+        let keep = match side {
+            Side::Left => left,
+            Side::Right => right,
+        };
+        let mut out = FieldMap::new();
+        for (name, value) in fields.iter().filter(|(n, _)| keep.contains(*n)) {
+            out.insert(name.clone(), value.clone());
+        }
+        if out.is_empty() { fields } else { out }
     }
 
     /// The other side's baseline once `done`'s writes of `p` landed: the fields those writes were
@@ -475,7 +492,7 @@ impl SyncPair {
                         learn_landed(&mut job.link, &pending, &fields);
                     }
                     let version = job.item(side).version.clone();
-                    let base = job.link.baseline(side).clone();
+                    let base = self.compact(side, job.link.baseline(side).clone());
                     job.link.set(side, version, base);
                     round.report.updated[side] += 1;
                     learnt.push(i);

@@ -8,7 +8,7 @@ use super::*;
 #[non_exhaustive]
 pub struct SyncOptions {
     /// Items per change page. Unset (the default), each side reads pages of its adapter's own
-    /// size (ServiceNow 200, Azure DevOps 1,000, ALM 500), which the integrator sets in that
+    /// size (ServiceNow 500, Azure DevOps 1,000, ALM 500), which the integrator sets in that
     /// adapter's config; set, both sides use it, capped to each API's limit.
     pub page_size: Option<usize>,
     /// How often a merge is re-read and re-planned after a version conflict (default 3).

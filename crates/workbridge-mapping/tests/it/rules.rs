@@ -497,3 +497,45 @@ right = "Title"
         prop_assert_eq!(got.trim(), original.trim());
     }
 }
+
+/// The fields a spec reads or writes on each side: rules, templates, state, what the state
+/// supplies and names, the scope — what a pair's baselines keep.
+#[test]
+fn the_fields_a_spec_reads_or_writes_on_each_side() {
+    let m = workbridge_mapping::Mapping::from_path(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/mappings/incident_escalation.toml"
+    ))
+    .unwrap();
+    let (left, right) = m.fields();
+    let names = |s: &std::collections::BTreeSet<workbridge_core::FieldName>| {
+        s.iter().map(|f| f.as_str().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&left),
+        [
+            "category",
+            "close_code",
+            "close_notes",
+            "description",
+            "number",
+            "priority",
+            "short_description",
+            "state",
+            "u_dev_status",
+            "u_escalate_to_dev"
+        ]
+    );
+    assert_eq!(
+        names(&right),
+        [
+            "Custom.ServiceNowTicket",
+            "Microsoft.VSTS.Common.Priority",
+            "Microsoft.VSTS.Common.Severity",
+            "Microsoft.VSTS.TCM.ReproSteps",
+            "System.Id",
+            "System.State",
+            "System.Title"
+        ]
+    );
+}

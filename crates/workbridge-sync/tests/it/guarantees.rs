@@ -1948,3 +1948,57 @@ async fn a_backfill_looks_up_twins_only_where_one_may_exist() {
         1
     );
 }
+
+/// A link keeps, per side, only the fields the spec reads or writes: a ticket's other fields
+/// are not in its baseline, an edit to one of them is no change, and an edit to a mapped one
+/// still flows.
+#[tokio::test]
+async fn a_link_keeps_only_the_fields_the_spec_reads_or_writes() {
+    let (clock, ops, dev) = backends();
+    let store = Arc::new(MemoryStore::new());
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(SPEC).unwrap(),
+        store.clone(),
+    )
+    .unwrap();
+    clock.advance(std::time::Duration::from_secs(1));
+    let t = ops
+        .create(
+            &incident(),
+            &software("Compact").with("u_notes_for_ops", "long text no rule reads"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pair.run_once().await.created.right, 1);
+    let link = pair.link_of(Side::Left, &t.id).await.unwrap().unwrap();
+    assert!(link.baseline(Side::Left).get("u_notes_for_ops").is_none());
+    assert!(link.baseline(Side::Left).get("short_description").is_some());
+    assert!(link.baseline(Side::Right).get("System.Title").is_some());
+    clock.advance(std::time::Duration::from_secs(1));
+    ops.update(
+        &incident(),
+        &t.id,
+        &FieldMap::new().with("u_notes_for_ops", "edited"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let r = pair.run_once().await;
+    assert_eq!(r.writes(), 0, "{r}");
+    clock.advance(std::time::Duration::from_secs(1));
+    ops.update(
+        &incident(),
+        &t.id,
+        &FieldMap::new().with("short_description", "Compact, renamed"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let r = pair.run_once().await;
+    assert_eq!(r.updated.right, 1, "{r}");
+    let twin = dev.get(&bug(), &link.right).await.unwrap();
+    assert_eq!(text(&twin, "System.Title"), Some("Compact, renamed"));
+}
