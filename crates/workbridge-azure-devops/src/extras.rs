@@ -196,7 +196,7 @@ impl AzureDevOpsRepository {
         t: &ItemType,
         ids: &[ItemId],
     ) -> Result<Vec<Vec<AttachmentMeta>>> {
-        let numbers: Vec<u64> = ids.iter().filter_map(|i| i.as_str().parse().ok()).collect();
+        let numbers: Vec<u64> = ids.iter().filter_map(number).collect();
         let items: HashMap<u64, WorkItemJson> = self
             .read_json("attachments_many", &numbers, None, None, Some("relations"))
             .await?
@@ -206,9 +206,7 @@ impl AzureDevOpsRepository {
         Ok(ids
             .iter()
             .map(|id| {
-                id.as_str()
-                    .parse::<u64>()
-                    .ok()
+                number(id)
                     .and_then(|n| items.get(&n))
                     .map(|v| attached_files(t, id, v))
                     .unwrap_or_default()
@@ -231,7 +229,7 @@ impl AzureDevOpsRepository {
             }
             return Ok(out);
         }
-        let numbers: Vec<u64> = ids.iter().filter_map(|i| i.as_str().parse().ok()).collect();
+        let numbers: Vec<u64> = ids.iter().filter_map(number).collect();
         let fields = ["System.Id", "System.CommentCount"].map(String::from);
         let counts: HashMap<u64, Option<u64>> = self
             .read_json("comments_many", &numbers, Some(&fields), None, None)
@@ -245,7 +243,7 @@ impl AzureDevOpsRepository {
             })
             .collect();
         for id in ids {
-            let count = id.as_str().parse::<u64>().ok().and_then(|n| counts.get(&n));
+            let count = number(id).and_then(|n| counts.get(&n));
             out.push(match count {
                 // Gone since it was read, or known to have none.
                 None | Some(Some(0)) => Vec::new(),
@@ -339,4 +337,9 @@ fn attached_files(t: &ItemType, id: &ItemId, v: &WorkItemJson) -> Vec<Attachment
         out.push(m);
     }
     out
+}
+
+/// A work item's number, from its id.
+fn number(id: &ItemId) -> Option<u64> {
+    id.as_str().parse().ok()
 }

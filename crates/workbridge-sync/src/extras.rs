@@ -47,12 +47,13 @@ impl SyncPair {
     pub(crate) async fn list_extras(&self, jobs: &[MergeJob], round: &mut Round) {
         round.listed = Listed::default();
         for side in [Side::Left, Side::Right] {
-            let mut ids: Vec<ItemId> = Vec::new();
-            for j in jobs.iter().filter(|j| j.fresh != Some(side)) {
-                if !ids.contains(j.link.id(side)) {
-                    ids.push(j.link.id(side).clone());
-                }
-            }
+            let mut seen = HashSet::new();
+            let ids: Vec<ItemId> = jobs
+                .iter()
+                .filter(|j| j.fresh != Some(side))
+                .map(|j| j.link.id(side).clone())
+                .filter(|id| seen.insert(id.clone()))
+                .collect();
             if ids.is_empty() {
                 continue;
             }
