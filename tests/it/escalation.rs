@@ -390,3 +390,60 @@ async fn ticket_and_bug_states_move_together_both_ways() {
     let t = sys.sn.get(&incident(), &ticket.id).await.unwrap();
     assert_eq!(s(&t, "state"), "7");
 }
+
+/// A page's write-backs, in several requests, go out together: as many at once as
+/// `SyncOptions::concurrency`, not one after the other (wall time is requests × latency ÷ the
+/// bound, not requests × latency).
+#[tokio::test]
+async fn a_pages_write_requests_go_out_together_within_the_bound() {
+    let sims = sims().await;
+    let sys = sides(&sims, 3);
+    let writes: Vec<Write> = (0..60)
+        .map(|i| {
+            Write::create(
+                incident(),
+                FieldMap::new()
+                    .with("short_description", format!("Defect {i}"))
+                    .with("category", FieldValue::Choice("software".into())),
+            )
+        })
+        .collect();
+    for r in sys.sn.write_many(&writes).await.unwrap() {
+        r.unwrap();
+    }
+    let sn = Arc::new(
+        workbridge_servicenow::ServiceNowRepository::new(
+            workbridge_servicenow::ServiceNowConfig::builder(sims.sn.url())
+                .basic("admin", "admin")
+                .write_batch(10)
+                .client_options(workbridge_http::ClientOptions::default().allow_http(true))
+                .build(),
+        )
+        .unwrap(),
+    );
+    let pair = SyncPair::new(
+        sn,
+        sys.ado.clone(),
+        spec("incident_escalation.toml"),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap()
+    .with_options(
+        workbridge::sync::SyncOptions::default()
+            .concurrency(3)
+            .comments(false)
+            .attachments(false),
+    );
+    let c = sims.sn.control();
+    c.set_faults(workbridge_sim::Faults::none().latency(std::time::Duration::from_millis(20)));
+    c.reset_requests();
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(
+        c.requests_to("POST /api/now/v1/batch"),
+        6,
+        "{:?}",
+        c.requests()
+    );
+    assert_eq!(c.most_in_flight(), 3);
+}

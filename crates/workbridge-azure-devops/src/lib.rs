@@ -46,6 +46,8 @@ pub use config::{AzureDevOpsAuth, AzureDevOpsConfig, AzureDevOpsConfigBuilder, S
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+
+use futures::StreamExt as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -77,6 +79,14 @@ pub struct AzureDevOpsRepository {
     types: RwLock<HashMap<String, Arc<TypeMeta>>>,
     field_types: RwLock<Option<Arc<FieldTypes>>>,
     capabilities: Capabilities,
+}
+
+impl AzureDevOpsRepository {
+    /// How many of one call's requests go out together: the client's bound
+    /// (`ClientOptions::max_concurrency`), which holds across calls.
+    fn concurrency(&self) -> usize {
+        self.config.client.max_concurrency.max(1)
+    }
 }
 
 impl fmt::Debug for AzureDevOpsRepository {

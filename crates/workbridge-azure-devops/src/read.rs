@@ -37,59 +37,67 @@ impl AzureDevOpsRepository {
         as_of: Option<&str>,
         expand: Option<&'static str>,
     ) -> Result<Vec<WorkItemJson>> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(BATCH) {
-            let body = if self.config.server.has_batch_read() {
-                let req = BatchRead {
-                    ids: chunk,
-                    error_policy: "omit",
-                    fields,
-                    as_of,
-                    expand,
+        // The chunks' reads in flight together, as many as the client allows.
+        let reads: Vec<_> = ids
+            .chunks(BATCH)
+            .map(|chunk| async move {
+                let body = if self.config.server.has_batch_read() {
+                    let req = BatchRead {
+                        ids: chunk,
+                        error_policy: "omit",
+                        fields,
+                        as_of,
+                        expand,
+                    };
+                    self.call_json::<List<Option<WorkItemJson>>>(
+                        op,
+                        Method::POST,
+                        &self.project_path("workitemsbatch"),
+                        &[],
+                        Some((
+                            serde_json::to_vec(&req).unwrap_or_default(),
+                            "application/json",
+                        )),
+                    )
+                    .await?
+                } else {
+                    let mut q = vec![
+                        (
+                            "ids",
+                            chunk
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(","),
+                        ),
+                        ("errorPolicy", "omit".to_owned()),
+                    ];
+                    if let Some(f) = fields {
+                        q.push(("fields", f.join(",")));
+                    }
+                    if let Some(t) = as_of {
+                        q.push(("asOf", t.to_owned()));
+                    }
+                    if let Some(e) = expand {
+                        q.push(("$expand", e.to_owned()));
+                    }
+                    self.call_json::<List<Option<WorkItemJson>>>(
+                        op,
+                        Method::GET,
+                        &self.project_path("workitems"),
+                        &q,
+                        None,
+                    )
+                    .await?
                 };
-                self.call_json::<List<Option<WorkItemJson>>>(
-                    op,
-                    Method::POST,
-                    &self.project_path("workitemsbatch"),
-                    &[],
-                    Some((
-                        serde_json::to_vec(&req).unwrap_or_default(),
-                        "application/json",
-                    )),
-                )
-                .await?
-            } else {
-                let mut q = vec![
-                    (
-                        "ids",
-                        chunk
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(","),
-                    ),
-                    ("errorPolicy", "omit".to_owned()),
-                ];
-                if let Some(f) = fields {
-                    q.push(("fields", f.join(",")));
-                }
-                if let Some(t) = as_of {
-                    q.push(("asOf", t.to_owned()));
-                }
-                if let Some(e) = expand {
-                    q.push(("$expand", e.to_owned()));
-                }
-                self.call_json::<List<Option<WorkItemJson>>>(
-                    op,
-                    Method::GET,
-                    &self.project_path("workitems"),
-                    &q,
-                    None,
-                )
-                .await?
-            };
-            // A missing id is a `null` entry (errorPolicy omit).
-            out.extend(body.value.into_iter().flatten());
+                // A missing id is a `null` entry (errorPolicy omit).
+                Ok::<_, Error>(body.value.into_iter().flatten().collect::<Vec<_>>())
+            })
+            .collect();
+        let mut out = Vec::new();
+        let mut reads = futures::stream::iter(reads).buffered(self.concurrency());
+        while let Some(items) = reads.next().await {
+            out.extend(items?);
         }
         Ok(out)
     }

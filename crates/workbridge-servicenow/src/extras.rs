@@ -79,14 +79,19 @@ impl ServiceNowRepository {
         _table: &ItemType,
         ids: &[ItemId],
     ) -> Result<Vec<Vec<Comment>>> {
-        let mut by_record: HashMap<String, Vec<Comment>> = HashMap::new();
-        for chunk in ids.chunks(self.config.read_batch) {
+        let queries = ids.chunks(self.config.read_batch).map(|chunk| {
             let list: Vec<String> = chunk.iter().map(|i| q(i.as_str())).collect();
             let query = format!(
                 "element_idIN{}^elementINcomments,work_notes^ORDERBYsys_created_on",
                 list.join(",")
             );
-            for (record, c) in self.journal_rows("comments_many", &query).await? {
+            async move { self.journal_rows("comments_many", &query).await }
+        });
+        let mut by_record: HashMap<String, Vec<Comment>> = HashMap::new();
+        let mut lists =
+            futures::stream::iter(queries.collect::<Vec<_>>()).buffered(self.concurrency());
+        while let Some(rows) = lists.next().await {
+            for (record, c) in rows? {
                 by_record.entry(record).or_default().push(c);
             }
         }
@@ -103,35 +108,42 @@ impl ServiceNowRepository {
         ids: &[ItemId],
     ) -> Result<Vec<Vec<AttachmentMeta>>> {
         const PAGE: usize = 10_000;
-        let mut by_record: HashMap<ItemId, Vec<AttachmentMeta>> = HashMap::new();
-        for chunk in ids.chunks(self.config.read_batch) {
+        let queries = ids.chunks(self.config.read_batch).map(|chunk| {
             let list: Vec<String> = chunk.iter().map(|i| q(i.as_str())).collect();
             let query = format!(
                 "table_name={}^table_sys_idIN{}^ORDERBYsys_created_on^ORDERBYsys_id",
                 q(table.as_str()),
                 list.join(",")
             );
-            let mut offset = 0;
-            loop {
-                let (body, _) = self
-                    .get_json::<ResultList>(
-                        "attachments_many",
-                        "api/now/attachment",
-                        &[
-                            ("sysparm_query", query.clone()),
-                            ("sysparm_limit", PAGE.to_string()),
-                            ("sysparm_offset", offset.to_string()),
-                        ],
-                    )
-                    .await?;
-                for (i, r) in body.result.iter().enumerate() {
-                    let m = self.attachment_meta(r, &format!("result[{}]", offset + i))?;
-                    by_record.entry(m.item_id.clone()).or_default().push(m);
+            async move {
+                let mut out = Vec::new();
+                loop {
+                    let (body, _) = self
+                        .get_json::<ResultList>(
+                            "attachments_many",
+                            "api/now/attachment",
+                            &[
+                                ("sysparm_query", query.clone()),
+                                ("sysparm_limit", PAGE.to_string()),
+                                ("sysparm_offset", out.len().to_string()),
+                            ],
+                        )
+                        .await?;
+                    for (i, r) in body.result.iter().enumerate() {
+                        out.push(self.attachment_meta(r, &format!("result[{}]", out.len() + i))?);
+                    }
+                    if body.result.len() < PAGE {
+                        return Ok::<_, Error>(out);
+                    }
                 }
-                if body.result.len() < PAGE {
-                    break;
-                }
-                offset += body.result.len();
+            }
+        });
+        let mut by_record: HashMap<ItemId, Vec<AttachmentMeta>> = HashMap::new();
+        let mut lists =
+            futures::stream::iter(queries.collect::<Vec<_>>()).buffered(self.concurrency());
+        while let Some(files) = lists.next().await {
+            for m in files? {
+                by_record.entry(m.item_id.clone()).or_default().push(m);
             }
         }
         Ok(ids

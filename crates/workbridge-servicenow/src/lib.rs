@@ -62,6 +62,8 @@ pub use config::{
 use {client::*, meta::*, wire::*};
 
 use std::collections::{BTreeMap, HashMap};
+
+use futures::StreamExt as _;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -95,6 +97,14 @@ pub struct ServiceNowRepository {
     meta: RwLock<HashMap<String, Arc<TableMeta>>>,
     users: Mutex<Users>,
     capabilities: Capabilities,
+}
+
+impl ServiceNowRepository {
+    /// How many of one call's requests go out together: the client's bound
+    /// (`ClientOptions::max_concurrency`), which holds across calls.
+    fn concurrency(&self) -> usize {
+        self.config.client.max_concurrency.max(1)
+    }
 }
 
 impl fmt::Debug for ServiceNowRepository {

@@ -135,38 +135,47 @@ impl ServiceNowRepository {
         let mut unique: Vec<&ItemId> = ids.iter().collect();
         unique.sort();
         unique.dedup();
-        let mut found: HashMap<ItemId, WorkItem> = HashMap::new();
-        for chunk in unique.chunks(self.config.read_batch) {
-            let list = chunk
-                .iter()
-                .map(|i| q(i.as_str()))
-                .collect::<Vec<_>>()
-                .join(",");
-            let (rows, _) = self
-                .list(
-                    "get_many",
-                    table.as_str(),
-                    &format!("sys_idIN{list}"),
-                    chunk.len(),
-                    projection.as_deref(),
-                    true,
-                )
-                .await?;
-            let mut items = rows
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    self.record_to_item(
-                        table,
-                        &meta,
-                        r,
-                        &format!("result[{i}]"),
-                        projection.is_some(),
+        // The chunks' reads in flight together, as many as the client allows.
+        let reads = unique.chunks(self.config.read_batch).map(|chunk| {
+            let (meta, projection) = (&meta, &projection);
+            async move {
+                let list = chunk
+                    .iter()
+                    .map(|i| q(i.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let (rows, _) = self
+                    .list(
+                        "get_many",
+                        table.as_str(),
+                        &format!("sys_idIN{list}"),
+                        chunk.len(),
+                        projection.as_deref(),
+                        true,
                     )
-                })
-                .collect::<Result<Vec<_>>>()?;
-            self.resolve_persons(&mut items).await?;
-            found.extend(items.into_iter().map(|i| (i.id.clone(), i)));
+                    .await?;
+                let mut items = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        self.record_to_item(
+                            table,
+                            meta,
+                            r,
+                            &format!("result[{i}]"),
+                            projection.is_some(),
+                        )
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                self.resolve_persons(&mut items).await?;
+                Ok::<_, Error>(items)
+            }
+        });
+        let mut found: HashMap<ItemId, WorkItem> = HashMap::new();
+        let mut reads =
+            futures::stream::iter(reads.collect::<Vec<_>>()).buffered(self.concurrency());
+        while let Some(items) = reads.next().await {
+            found.extend(items?.into_iter().map(|i| (i.id.clone(), i)));
         }
         Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
     }

@@ -436,27 +436,45 @@ impl SyncPair {
                     .copied()
                     .filter(|&i| state[i].is_ok() && steps[i].len() > k)
                     .collect();
-                for chunk in due.chunks(per_request) {
-                    if let Some(e) = &halted {
-                        for &i in chunk {
-                            state[i] = Err(e.clone());
-                        }
-                        continue;
+                if let Some(e) = &halted {
+                    for &i in &due {
+                        state[i] = Err(e.clone());
                     }
-                    let writes: Vec<Write> = chunk
-                        .iter()
-                        .map(|&i| {
-                            let item = jobs[i].item(side);
-                            Write::Update {
-                                item_type: self.types[side].clone(),
-                                id: item.id.clone(),
-                                changes: steps[i][k].clone(),
-                                options: UpdateOptions::default().if_version(item.version.clone()),
-                            }
-                        })
-                        .collect();
-                    round.report.calls[side] += 1;
-                    let answers = self.write_updates(side, &writes, deadline.take()).await;
+                    continue;
+                }
+                let chunks: Vec<&[usize]> = due.chunks(per_request).collect();
+                let requests: Vec<Vec<Write>> = chunks
+                    .iter()
+                    .map(|chunk| {
+                        chunk
+                            .iter()
+                            .map(|&i| {
+                                let item = jobs[i].item(side);
+                                Write::Update {
+                                    item_type: self.types[side].clone(),
+                                    id: item.id.clone(),
+                                    changes: steps[i][k].clone(),
+                                    options: UpdateOptions::default()
+                                        .if_version(item.version.clone()),
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
+                round.report.calls[side] += requests.len();
+                // The step's requests in flight together (`SyncOptions::concurrency`); each
+                // answer is then taken in order.
+                let first = deadline.take();
+                let sends: Vec<_> = requests
+                    .iter()
+                    .enumerate()
+                    .map(|(n, writes)| self.write_updates(side, writes, first.filter(|_| n == 0)))
+                    .collect();
+                let answers: Vec<_> = futures::stream::iter(sends)
+                    .buffered(self.options.concurrency.max(1))
+                    .collect()
+                    .await;
+                for (chunk, answers) in chunks.into_iter().zip(answers) {
                     match answers {
                         Ok(results) => {
                             for (&i, r) in chunk.iter().zip(results) {

@@ -37,6 +37,11 @@ pub struct SyncOptions {
     /// When an item without a link is looked up on the other side by its correlation key
     /// before its twin is created (default [`TwinLookup::WhenUnknown`]).
     pub twin_lookup: TwinLookup,
+    /// How many requests of one kind the kernel sends to a side at once — a page's chunks of
+    /// creates, or of one step of its updates (default 4). Each adapter's client bounds its
+    /// requests in flight too (`ClientOptions::max_concurrency`, default 8), and the adapters
+    /// read a call's chunks (ids, comments, attachments) that many at a time.
+    pub concurrency: usize,
 }
 
 /// When the sync looks for an existing twin (by correlation key) before creating one.
@@ -68,6 +73,7 @@ impl Default for SyncOptions {
             lease_ttl: Duration::from_secs(600),
             foreign_intent_grace: Duration::from_secs(300),
             twin_lookup: TwinLookup::WhenUnknown,
+            concurrency: 4,
         }
     }
 }
@@ -116,6 +122,11 @@ impl SyncOptions {
     /// Sets [`SyncOptions::twin_lookup`].
     pub fn twin_lookup(mut self, when: TwinLookup) -> Self {
         self.twin_lookup = when;
+        self
+    }
+    /// Sets [`SyncOptions::concurrency`] (at least one).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
         self
     }
     /// Sets [`SyncOptions::twinless_comment`].

@@ -310,28 +310,52 @@ impl SyncPair {
         self.store.save_intents(&self.id, &intents).await?;
         // As many as the target takes in one request: one `write_many`, one request.
         let n = self.repos[other].capabilities().max_batch_write.max(1);
-        for (chunk, ids) in writes.chunks(n).zip(owners.chunks(n)) {
-            round.report.calls[other] += 1;
-            // Still ours? A worker that outlived its lease stops before writing (ADR 0010).
-            let results = self.fenced(self.repos[other].write_many(chunk)).await;
+        // As many as the target takes in one request, and `SyncOptions::concurrency` requests
+        // in flight; each answer is then taken in order.
+        let sends: Vec<_> = writes
+            .chunks(n)
+            .map(|chunk| {
+                // Still ours? A worker that outlived its lease stops before writing (ADR 0010).
+                self.fenced(self.repos[other].write_many(chunk))
+            })
+            .collect();
+        round.report.calls[other] += sends.len();
+        let answers: Vec<_> = futures::stream::iter(sends)
+            .buffered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        let mut failed = None;
+        for ((chunk, ids), results) in writes.chunks(n).zip(owners.chunks(n)).zip(answers) {
             self.note_creates(side, ids, &results);
-            let results = results?;
-            if results.len() != chunk.len() {
-                return Err(Error::protocol(
-                    "write_many",
-                    format!(
-                        "{} answered {} results for {} creates",
-                        self.repos[other],
-                        results.len(),
-                        chunk.len()
-                    ),
-                )
-                .with_temporary(true));
-            }
+            let results = match results {
+                Ok(r) if r.len() == chunk.len() => r,
+                Ok(r) => {
+                    failed.get_or_insert(
+                        Error::protocol(
+                            "write_many",
+                            format!(
+                                "{} answered {} results for {} creates",
+                                self.repos[other],
+                                r.len(),
+                                chunk.len()
+                            ),
+                        )
+                        .with_temporary(true),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    continue;
+                }
+            };
             for (id, r) in ids.iter().zip(results) {
                 self.note_creates(side, std::slice::from_ref(id), &r);
                 ready.insert(id.clone(), Ready::Created(r));
             }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         Ok(ready)
     }

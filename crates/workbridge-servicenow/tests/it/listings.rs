@@ -78,3 +78,34 @@ async fn whether_any_record_carries_a_key_is_one_request() {
     .unwrap();
     assert!(repo.holds_correlated(&t).await.unwrap());
 }
+
+/// A call's chunks go out together, as many at once as the client allows and no more.
+#[tokio::test]
+async fn a_calls_chunks_are_read_together_within_the_clients_bound() {
+    let sim = crate::sim().await;
+    let t = ItemType::from("incident");
+    let ids: Vec<ItemId> = (0..350)
+        .map(|i| ItemId::from(sim.insert("incident", &[("short_description", &format!("t{i}"))])))
+        .collect();
+    let c = sim.control();
+    c.set_faults(workbridge_sim::Faults::none().latency(std::time::Duration::from_millis(30)));
+    for (bound, most) in [(1, 1), (3, 3)] {
+        let repo = workbridge_servicenow::ServiceNowRepository::new(
+            workbridge_servicenow::ServiceNowConfig::builder(sim.url())
+                .basic("admin", "admin")
+                .client_options(crate::options().max_concurrency(bound))
+                .build(),
+        )
+        .unwrap();
+        repo.schema(&t).await.unwrap();
+        c.reset_requests();
+        let items = repo
+            .get_many(&t, &ids, &workbridge_core::GetOptions::default())
+            .await
+            .unwrap();
+        assert!(items.iter().all(Option::is_some));
+        // Four chunks of 100 ids (and the callers' names, as a chunk needs them).
+        assert!(c.total_requests() >= 4, "{:?}", c.requests());
+        assert_eq!(c.most_in_flight(), most, "client bound {bound}");
+    }
+}

@@ -110,6 +110,27 @@ pub(crate) struct Control {
     pub(crate) counts: Mutex<BTreeMap<String, u64>>,
     /// Exchanges kept while recording (`None`: not recording).
     pub(crate) exchanges: Mutex<Option<Vec<Exchange>>>,
+    /// Requests being served now, and the most served at once since the counts were reset.
+    pub(crate) in_flight: Mutex<(usize, usize)>,
+}
+
+/// A request being served, counted in [`Control::in_flight`] until it is dropped.
+struct Serving<'a>(&'a Control);
+
+impl<'a> Serving<'a> {
+    fn new(c: &'a Control) -> Self {
+        let mut f = lock(&c.in_flight);
+        f.0 += 1;
+        f.1 = f.1.max(f.0);
+        Serving(c)
+    }
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        let mut f = lock(&self.0.in_flight);
+        f.0 = f.0.saturating_sub(1);
+    }
 }
 
 /// One request and its answer, as the simulator saw them (kept while
@@ -146,6 +167,7 @@ impl Control {
             queued: Mutex::new(Vec::new()),
             counts: Mutex::new(BTreeMap::new()),
             exchanges: Mutex::new(None),
+            in_flight: Mutex::new((0, 0)),
         }
     }
 
@@ -218,9 +240,17 @@ impl SimControl {
         lock(&self.0.counts).values().sum()
     }
 
-    /// Forgets the counts.
+    /// Forgets the counts (and the most requests served at once).
     pub fn reset_requests(&self) {
         lock(&self.0.counts).clear();
+        let mut f = lock(&self.0.in_flight);
+        f.1 = f.0;
+    }
+
+    /// The most requests served at once since the counts were reset: how far a client
+    /// overlaps its requests.
+    pub fn most_in_flight(&self) -> usize {
+        lock(&self.0.in_flight).1
     }
 
     /// Replaces the faults.
@@ -302,6 +332,7 @@ pub(crate) async fn control_layer(
         .map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
     let key = format!("{} {route}", req.method());
     *lock(&st.control.counts).entry(key).or_default() += 1;
+    let _serving = Serving::new(&st.control);
 
     let (latency, injected) = st.control.decide(req.method().as_str(), req.uri().path());
     if !latency.is_zero() {
