@@ -499,7 +499,7 @@ pub(crate) async fn delete_item(
         return bad_request("The work item id is not valid.");
     };
     let mut st = lock(&ado.store);
-    let Some(wi) = st.items.remove(&id) else {
+    let Some(wi) = st.remove(id) else {
         return item_not_found(id);
     };
     let base = ado.collection_url();

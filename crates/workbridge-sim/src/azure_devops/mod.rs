@@ -421,7 +421,7 @@ impl AzureDevOpsSim {
 
     /// Deletes a work item directly.
     pub fn delete(&self, id: u64) -> bool {
-        lock(&self.ado.store).items.remove(&id).is_some()
+        lock(&self.ado.store).remove(id).is_some()
     }
 
     /// A field of a work item, as stored.

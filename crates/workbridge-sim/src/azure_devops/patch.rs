@@ -626,6 +626,6 @@ pub(crate) fn apply(
         added,
         removed,
     });
-    st.items.insert(id, wi);
+    st.put(wi);
     Ok(id)
 }

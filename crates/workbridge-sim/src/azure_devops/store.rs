@@ -1,7 +1,7 @@
 //! The simulator's state: work items with their revisions, updates and comments, identities,
 //! and the configuration the builder set.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
@@ -75,9 +75,29 @@ pub(crate) struct Wi {
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     pub(crate) items: BTreeMap<u64, Wi>,
+    /// The items by `(changed_at, id)`: the change scan's index, as a server keeps one.
+    pub(crate) by_changed: BTreeSet<(DateTime<Utc>, u64)>,
     pub(crate) next_id: u64,
     pub(crate) next_comment: u64,
     pub(crate) attachments: HashMap<String, (String, Bytes)>,
+}
+
+impl Store {
+    /// Removes an item, and its place in the index.
+    pub(crate) fn remove(&mut self, id: u64) -> Option<Wi> {
+        let wi = self.items.remove(&id)?;
+        self.by_changed.remove(&(wi.changed_at, id));
+        Some(wi)
+    }
+
+    /// Stores an item, moving its place in the index.
+    pub(crate) fn put(&mut self, wi: Wi) {
+        if let Some(old) = self.items.get(&wi.id) {
+            self.by_changed.remove(&(old.changed_at, wi.id));
+        }
+        self.by_changed.insert((wi.changed_at, wi.id));
+        self.items.insert(wi.id, wi);
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -689,7 +689,29 @@ pub(crate) async fn wiql(
         }
     };
     let mut hits: Vec<&Wi> = Vec::new();
-    for wi in st.items.values() {
+    // With a lower bound on ChangedDate (the change scan's), only the items from it on, by the
+    // index; in its order (ChangedDate, then Id) a `$top` page ends at its last hit.
+    let bound = q
+        .filter
+        .as_ref()
+        .and_then(|e| changed_from(e, time_precision));
+    let in_index_order = q.order.len() == 2
+        && q.order[0].0.eq_ignore_ascii_case("System.ChangedDate")
+        && q.order[1].0.eq_ignore_ascii_case("System.Id")
+        && !q.order[0].1
+        && !q.order[1].1;
+    let candidates: Box<dyn Iterator<Item = &Wi>> = match bound {
+        Some(t) => Box::new(
+            st.by_changed
+                .range((t, 0)..)
+                .filter_map(|(_, id)| st.items.get(id)),
+        ),
+        None => Box::new(st.items.values()),
+    };
+    for wi in candidates {
+        if in_index_order && bound.is_some() && top.is_some_and(|n| hits.len() >= n) {
+            break;
+        }
         let keep = match &q.filter {
             None => true,
             Some(e) => match e.eval(&|f| get_val(wi, f), &ectx) {
@@ -760,12 +782,38 @@ pub(crate) async fn wiql(
         "queryType": "flat",
         "queryResultType": "workItem",
         // A real server's clock is never behind a ChangedDate it wrote; a frozen test clock can be.
-        "asOf": fmt_date(st.items.values().map(|w| w.changed_at).max().map_or(now, |m| m.max(now))),
+        "asOf": fmt_date(st.by_changed.last().map_or(now, |(m, _)| (*m).max(now))),
         "columns": q.fields.iter().map(|f| col(f)).collect::<Vec<_>>(),
         "sortColumns": q.order.iter().map(|(f, d)| json!({"field": col(f), "descending": d})).collect::<Vec<_>>(),
         "workItems": hits.iter().map(|w| json!({"id": w.id, "url": format!("{base}/_apis/wit/workItems/{}", w.id)})).collect::<Vec<_>>(),
     });
     ok(&ctx.v, &body)
+}
+
+/// The least ChangedDate an item must have to match: a `[System.ChangedDate] >= / > 'T'`
+/// among the top-level ANDed conditions (a day earlier without time precision, which compares
+/// dates).
+fn changed_from(e: &Expr, time_precision: bool) -> Option<DateTime<Utc>> {
+    match e {
+        Expr::And(a, b) => match (
+            changed_from(a, time_precision),
+            changed_from(b, time_precision),
+        ) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        },
+        Expr::Cmp(f, op, Lit::Str(s))
+            if f.eq_ignore_ascii_case("System.ChangedDate") && matches!(*op, ">=" | ">") =>
+        {
+            let (t, _) = parse_time_literal(s)?;
+            Some(if time_precision {
+                t
+            } else {
+                t - TimeDelta::days(1)
+            })
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -414,3 +414,83 @@ async fn each_revision_has_a_later_changed_date_even_within_a_millisecond() {
         .collect();
     assert!(dates.windows(2).all(|w| w[0] < w[1]), "{dates:?}");
 }
+
+/// The change scan's query, answered through the ChangedDate index (a lower bound, `$top`),
+/// gives what the same question answered by a full scan gives: the items from the bound on,
+/// in (ChangedDate, Id) order, the first `$top` of them.
+#[tokio::test]
+async fn the_change_scan_by_the_index_answers_as_a_full_scan_would() {
+    let sim = sim().await;
+    let base = sim.collection_url();
+    sim.clock().freeze_now();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        if i % 8 == 0 {
+            sim.clock().advance(std::time::Duration::from_secs(1));
+        }
+        ids.push(sim.create("Bug", &[("System.Title", &format!("b{i}"))]));
+    }
+    sim.clock().advance(std::time::Duration::from_secs(1));
+    for id in ids.iter().step_by(7) {
+        assert!(sim.update(*id, &[("System.Title", "moved")]));
+    }
+    let wiql = |text: String, top: Option<usize>| {
+        let url = format!(
+            "{base}/Fabrikam/_apis/wit/wiql?api-version=7.1&timePrecision=true{}",
+            top.map(|n| format!("&$top={n}")).unwrap_or_default()
+        );
+        async move {
+            let (s, v) = send(c().post(url).json(&json!({ "query": text }))).await;
+            assert_eq!(s, 200, "{v}");
+            v["workItems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w["id"].as_u64().unwrap())
+                .collect::<Vec<u64>>()
+        }
+    };
+    let order = "ORDER BY [System.ChangedDate] ASC, [System.Id] ASC";
+    // No bound on ChangedDate: every item is looked at.
+    let all = wiql(
+        format!("SELECT [System.Id] FROM WorkItems WHERE [System.Id] > 0 {order}"),
+        None,
+    )
+    .await;
+    let list = all.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let (_, v) = send(c().get(format!(
+        "{base}/Fabrikam/_apis/wit/workitems?ids={list}&fields=System.ChangedDate&api-version=7.1"
+    )))
+    .await;
+    let dates: Vec<String> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            w["fields"]["System.ChangedDate"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(dates.len(), all.len());
+    for from in dates.iter().step_by(5) {
+        for top in [1, 6, 100] {
+            let got = wiql(
+                format!(
+                    "SELECT [System.Id] FROM WorkItems WHERE [System.ChangedDate] >= '{from}' {order}"
+                ),
+                Some(top),
+            )
+            .await;
+            let want: Vec<u64> = all
+                .iter()
+                .zip(&dates)
+                .filter(|(_, d)| d.as_str() >= from.as_str())
+                .map(|(i, _)| *i)
+                .take(top)
+                .collect();
+            assert_eq!(got, want, "from {from}, top {top}");
+        }
+    }
+}
