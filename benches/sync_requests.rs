@@ -6,7 +6,9 @@
 //! cargo bench --bench sync_requests --features servicenow,azure-devops
 //! WORKBRIDGE_BENCH_TICKETS=1000 cargo bench --bench sync_requests --features servicenow,azure-devops
 //! ```
-#![allow(clippy::print_stdout)]
+//!
+//! `WORKBRIDGE_BENCH_ROUTES=1` prints each round's requests by route.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -108,6 +110,9 @@ async fn run(n: usize) {
             let r = pair.run_once().await;
             let took = t.elapsed();
             assert!(r.is_complete() && r.parked.is_empty(), "{r}");
+            if std::env::var_os("WORKBRIDGE_BENCH_ROUTES").is_some() {
+                eprintln!("{label}: {:?} / {:?}", sn_c.requests(), ado_c.requests());
+            }
             println!(
                 "| {label} | {} | {} | {} | {:.2} s |",
                 sn_c.total_requests(),
