@@ -5,10 +5,16 @@
 //! (`benches/handwritten_sync.py`, Python with `requests`) against fresh simulators.
 //!
 //! ```text
-//! cargo bench --bench sync_scale --features servicenow,azure-devops,sqlite
+//! cargo bench --bench sync_scale --features servicenow,azure-devops,alm,sqlite
 //! WORKBRIDGE_SCALE_SIZES=1000,10000,100000 WORKBRIDGE_SCALE_LATENCY_MS=50 \
-//!   WORKBRIDGE_SCALE_SCRIPT_UP_TO=10000 cargo bench --bench sync_scale --features servicenow,azure-devops,sqlite
+//!   WORKBRIDGE_SCALE_SCRIPT_UP_TO=10000 WORKBRIDGE_SCALE_QA_SIZES=1000,10000 \
+//!   cargo bench --bench sync_scale --features servicenow,azure-devops,alm,sqlite
 //! ```
+//!
+//! Then the QA pair (`WORKBRIDGE_SCALE_QA_SIZES`, default 1000; `WORKBRIDGE_SCALE_QA=0` leaves it
+//! out): resolved Azure DevOps Bugs become HP ALM defects (`qa_verification.toml`), each walked
+//! New → Open → Fixed; its minimum is one `workitemsbatch` per 200 Bugs, and on ALM one bulk POST
+//! and two bulk PUTs per 2,000 defects, plus the fixed reads (login, schema, server time).
 //!
 //! Each size is measured with comments and attachments off (the rows the minimum is for) and
 //! on (the defaults; `WORKBRIDGE_SCALE_EXTRAS=0` leaves these out).
@@ -37,6 +43,10 @@ use workbridge_sim::servicenow::ServiceNowSim;
 const SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/docs/mappings/incident_escalation.toml"
+);
+const QA_SPEC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/docs/mappings/qa_verification.toml"
 );
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
@@ -105,14 +115,22 @@ impl Drop for Proc {
     }
 }
 
-/// `--sim servicenow|azure-devops TICKETS LATENCY_MS`: a simulator holding the tickets, then
+/// `--sim servicenow|azure-devops|alm ITEMS LATENCY_MS`: a simulator holding the items (tickets
+/// on ServiceNow, resolved Bugs on Azure DevOps), then
 /// serving with the latency; answers `count` (requests since the last `reset`), `reset` and
 /// `edit I` (Ops edit ticket I, as in the UI) on standard input.
 async fn sim(args: &[String]) {
     let n: usize = args[1].parse().expect("tickets");
     let latency = Duration::from_millis(args[2].parse().expect("latency"));
     // The simulators live until the process ends.
-    let (control, url, sn, _ado) = if args[0] == "servicenow" {
+    let (control, url, sn, _keep): (_, _, _, Option<Box<dyn std::any::Any>>) = if args[0] == "alm" {
+        let sim = workbridge_sim::alm::AlmSim::builder()
+            .user("qa", "qa")
+            .spawn()
+            .await
+            .expect("ALM simulator");
+        (sim.control(), sim.url(), None, Some(Box::new(sim)))
+    } else if args[0] == "servicenow" {
         let sim = ServiceNowSim::builder()
             .user("admin", "admin", &["admin"])
             .spawn()
@@ -144,7 +162,18 @@ async fn sim(args: &[String]) {
             .spawn()
             .await
             .expect("Azure DevOps simulator");
-        (sim.control(), sim.collection_url(), None, Some(sim))
+        // Resolved Bugs, for QA.
+        for i in 0..n {
+            let id = sim.create("Bug", &[("System.Title", &format!("Fix {i}"))]);
+            sim.update(id, &[("System.State", "Active")]);
+            sim.update(id, &[("System.State", "Resolved")]);
+        }
+        (
+            sim.control(),
+            sim.collection_url(),
+            None,
+            Some(Box::new(sim)),
+        )
     };
     control.set_faults(Faults::none().latency(latency));
     control.reset_requests();
@@ -179,6 +208,9 @@ async fn sim(args: &[String]) {
 /// `--sync SN_URL ADO_URL STATE`: the sync, answering `round` (one `run_once`: seconds,
 /// writes) and `stats` (peak RSS in KiB, state bytes, links).
 async fn sync(args: &[String]) {
+    if args[3] == "qa" {
+        return serve_sync(qa_pair(args), &args[2]).await;
+    }
     let loopback = ClientOptions::default().allow_http(true);
     let sn = Arc::new(
         ServiceNowRepository::new(
@@ -202,15 +234,49 @@ async fn sync(args: &[String]) {
     );
     let state = std::path::PathBuf::from(&args[2]);
     let store = Arc::new(SqliteStore::open(&state).expect("state"));
-    let mut pair = Some(
-        SyncPair::new(sn, ado, Mapping::from_path(SPEC).expect("spec"), store)
-            .expect("pair")
-            .with_options(
-                SyncOptions::default()
-                    .comments(args[3] == "extras")
-                    .attachments(args[3] == "extras"),
-            ),
+    let pair = SyncPair::new(sn, ado, Mapping::from_path(SPEC).expect("spec"), store)
+        .expect("pair")
+        .with_options(
+            SyncOptions::default()
+                .comments(args[3] == "extras")
+                .attachments(args[3] == "extras"),
+        );
+    serve_sync(pair, &args[2]).await;
+}
+
+/// The QA pair: resolved Bugs of Azure DevOps (`args[0]`) become ALM defects (`args[1]`).
+fn qa_pair(args: &[String]) -> SyncPair {
+    let loopback = ClientOptions::default().allow_http(true);
+    let ado = Arc::new(
+        AzureDevOpsRepository::new(
+            AzureDevOpsConfig::builder(&args[0], "Fabrikam")
+                .pat("TOKEN")
+                .client_options(loopback.clone())
+                .build(),
+        )
+        .expect("adapter"),
     );
+    let alm = Arc::new(
+        workbridge_alm::AlmRepository::new(
+            workbridge_alm::AlmConfig::builder(&args[1], "DEFAULT", "Demo")
+                .password("qa", "qa")
+                .correlation_field("Sync Key")
+                .client_options(loopback)
+                .build(),
+        )
+        .expect("adapter"),
+    );
+    let store = Arc::new(SqliteStore::open(&args[2]).expect("state"));
+    SyncPair::new(ado, alm, Mapping::from_path(QA_SPEC).expect("spec"), store)
+        .expect("pair")
+        .with_options(SyncOptions::default().comments(false).attachments(false))
+}
+
+/// Answers `round` (one `run_once`: seconds, writes) and `stats` (peak RSS in KiB, state
+/// bytes, links) on standard input.
+async fn serve_sync(pair: SyncPair, state: &str) {
+    let state = std::path::PathBuf::from(state);
+    let mut pair = Some(pair);
     println!("ready");
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
@@ -263,24 +329,35 @@ struct Round {
     secs: f64,
 }
 
+/// The two simulators of a pair: its left and right systems.
 struct Sims {
-    sn: Proc,
-    ado: Proc,
+    left: Proc,
+    right: Proc,
 }
 
 impl Sims {
     fn start(n: usize, latency_ms: u64) -> (Self, String, String) {
         let (n, l) = (n.to_string(), latency_ms.to_string());
-        let mut sn = Proc::start(&["--sim", "servicenow", &n, &l]);
-        let mut ado = Proc::start(&["--sim", "azure-devops", "0", &l]);
-        let (sn_url, ado_url) = (sn.line(), ado.line());
-        (Self { sn, ado }, sn_url, ado_url)
+        Self::of(("servicenow", &n), ("azure-devops", "0"), &l)
+    }
+
+    /// Azure DevOps holding `n` resolved Bugs, and an empty ALM project.
+    fn start_qa(n: usize, latency_ms: u64) -> (Self, String, String) {
+        let (n, l) = (n.to_string(), latency_ms.to_string());
+        Self::of(("azure-devops", &n), ("alm", "0"), &l)
+    }
+
+    fn of(left: (&str, &str), right: (&str, &str), latency: &str) -> (Self, String, String) {
+        let mut l = Proc::start(&["--sim", left.0, left.1, latency]);
+        let mut r = Proc::start(&["--sim", right.0, right.1, latency]);
+        let (lu, ru) = (l.line(), r.line());
+        (Self { left: l, right: r }, lu, ru)
     }
 
     fn take(&mut self) -> (u64, u64) {
-        let counts = (self.sn.count(), self.ado.count());
-        self.sn.ask("reset");
-        self.ado.ask("reset");
+        let counts = (self.left.count(), self.right.count());
+        self.left.ask("reset");
+        self.right.ask("reset");
         counts
     }
 }
@@ -305,9 +382,14 @@ struct Measured {
     links: u64,
 }
 
-/// A backfill of `n` tickets and the rounds after it; `extras`: comments and attachments on.
-fn measure(n: usize, latency_ms: u64, extras: bool) -> Measured {
-    let (mut sims, sn_url, ado_url) = Sims::start(n, latency_ms);
+/// A backfill of `n` items and the rounds after it: `fields` (tickets to Bugs, comments and
+/// attachments off), `extras` (on), `qa` (resolved Bugs to ALM defects).
+fn measure(n: usize, latency_ms: u64, mode: &str) -> Measured {
+    let (mut sims, sn_url, ado_url) = if mode == "qa" {
+        Sims::start_qa(n, latency_ms)
+    } else {
+        Sims::start(n, latency_ms)
+    };
     let dir = std::env::temp_dir().join(format!("workbridge-scale-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     let state = dir.join("state.sqlite");
@@ -317,7 +399,7 @@ fn measure(n: usize, latency_ms: u64, extras: bool) -> Measured {
         &sn_url,
         &ado_url,
         &state.display().to_string(),
-        if extras { "extras" } else { "fields" },
+        mode,
     ]);
     assert_eq!(sync.line(), "ready");
     sims.take();
@@ -326,9 +408,9 @@ fn measure(n: usize, latency_ms: u64, extras: bool) -> Measured {
         let answer = sync.ask("round");
         eprintln!(
             "backfill of {n} ({answer}): ServiceNow {}",
-            sims.sn.ask("routes")
+            sims.left.ask("routes")
         );
-        eprintln!("backfill of {n}: Azure DevOps {}", sims.ado.ask("routes"));
+        eprintln!("backfill of {n}: Azure DevOps {}", sims.right.ask("routes"));
         let (sn, ado) = sims.take();
         let secs = answer
             .split_whitespace()
@@ -344,8 +426,8 @@ fn measure(n: usize, latency_ms: u64, extras: bool) -> Measured {
     std::thread::sleep(Duration::from_millis(1100));
     round(&mut sync, &mut sims);
     let idle = round(&mut sync, &mut sims);
-    if n > 0 {
-        sims.sn.ask(&format!("edit {}", n / 2));
+    if n > 0 && mode != "qa" {
+        sims.left.ask(&format!("edit {}", n / 2));
     }
     sims.take();
     let one_edit = round(&mut sync, &mut sims);
@@ -406,8 +488,13 @@ fn orchestrate() {
     let latency_ms: u64 = env_or("WORKBRIDGE_SCALE_LATENCY_MS", 50);
     let script_up_to: usize = env_or("WORKBRIDGE_SCALE_SCRIPT_UP_TO", 1000);
     let extras = env_or("WORKBRIDGE_SCALE_EXTRAS", 1) != 0;
+    let qa_sizes: Vec<usize> = std::env::var("WORKBRIDGE_SCALE_QA_SIZES")
+        .unwrap_or_else(|_| "1000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     let concurrency = 1.0;
-    let fixed = measure(0, latency_ms, false).backfill;
+    let fixed = measure(0, latency_ms, "fields").backfill;
     println!(
         "latency {latency_ms} ms; fixed reads of an empty backfill: ServiceNow {} / Azure DevOps {}",
         fixed.sn, fixed.ado
@@ -416,8 +503,8 @@ fn orchestrate() {
         "| tickets | round | requests SN / ADO | minimum SN / ADO | ratio | wall time | ÷ requests × latency | peak RSS | state per link |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for n in sizes {
-        let m = measure(n, latency_ms, false);
+    for &n in &sizes {
+        let m = measure(n, latency_ms, "fields");
         let min_sn = fixed.sn + n.div_ceil(10_000) as u64 + n.div_ceil(100) as u64;
         let min_ado = fixed.ado + 2 * n.div_ceil(200) as u64;
         let lat = latency_ms as f64 / 1000.0;
@@ -448,7 +535,7 @@ fn orchestrate() {
         row("idle poll", &m.idle, Some((1, 1)), "");
         row("one ticket edited", &m.one_edit, None, "");
         if extras {
-            let e = measure(n, latency_ms, true);
+            let e = measure(n, latency_ms, "extras");
             let per_link = e.state_bytes.checked_div(e.links).unwrap_or(0);
             row(
                 "backfill, comments and attachments on",
@@ -479,6 +566,62 @@ fn orchestrate() {
                 }
                 Err(why) => println!("| {n} | hand-written script | not run: {why} |"),
             }
+        }
+    }
+    if env_or("WORKBRIDGE_SCALE_QA", 1) == 0 {
+        return;
+    }
+    // The QA pair: resolved Bugs become ALM defects, each walked New → Open → Fixed.
+    let fixed = measure(0, latency_ms, "qa").backfill;
+    println!();
+    println!(
+        "Azure DevOps → ALM; fixed reads of an empty backfill: Azure DevOps {} / ALM {}",
+        fixed.sn, fixed.ado
+    );
+    println!(
+        "| Bugs | round | requests ADO / ALM | minimum ADO / ALM | ratio | wall time | ÷ requests × latency | peak RSS | state per link |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let lat = latency_ms as f64 / 1000.0;
+    for n in qa_sizes {
+        let m = measure(n, latency_ms, "qa");
+        // Azure DevOps: one `workitemsbatch` per 200 Bugs; ALM: one bulk POST per 2,000 defects
+        // and one bulk PUT per 2,000 for each of the walk's two steps.
+        let min = (
+            fixed.sn + n.div_ceil(200) as u64,
+            fixed.ado + 3 * n.div_ceil(2000) as u64,
+        );
+        for (label, r, min) in [
+            ("backfill", &m.backfill, Some(min)),
+            ("idle poll", &m.idle, Some((1, 1))),
+        ] {
+            let total = (r.sn + r.ado) as f64;
+            let (min_s, ratio) = min.map_or(("".into(), "".into()), |(a, b)| {
+                (
+                    format!("{a} / {b}"),
+                    format!("{:.2}", total / (a + b) as f64),
+                )
+            });
+            let extra = if label == "backfill" {
+                format!(
+                    "{:.1} MiB | {} B",
+                    m.rss_kib as f64 / 1024.0,
+                    m.state_bytes.checked_div(m.links).unwrap_or(0)
+                )
+            } else {
+                " |".into()
+            };
+            println!(
+                "| {n} | {label} | {} / {} | {min_s} | {ratio} | {:.1} s | {:.2} | {extra} |",
+                r.sn,
+                r.ado,
+                r.secs,
+                if total > 0.0 {
+                    r.secs / (total * lat)
+                } else {
+                    0.0
+                },
+            );
         }
     }
 }
