@@ -213,19 +213,7 @@ async fn incident_escalation_end_to_end() {
 async fn an_initial_sync_creates_bugs_in_batches() {
     let sims = sims().await;
     let sys = sides(&sims, 3);
-    let writes: Vec<Write> = (0..120)
-        .map(|i| {
-            Write::create(
-                incident(),
-                FieldMap::new()
-                    .with("short_description", format!("Defect {i}"))
-                    .with("category", FieldValue::Choice("software".into())),
-            )
-        })
-        .collect();
-    for r in sys.sn.write_many(&writes).await.unwrap() {
-        r.unwrap();
-    }
+    escalated_tickets(&*sys.sn, 120).await;
     let pair = SyncPair::new(
         sys.sn.clone(),
         sys.ado.clone(),
@@ -398,19 +386,7 @@ async fn ticket_and_bug_states_move_together_both_ways() {
 async fn a_pages_write_requests_go_out_together_within_the_bound() {
     let sims = sims().await;
     let sys = sides(&sims, 3);
-    let writes: Vec<Write> = (0..60)
-        .map(|i| {
-            Write::create(
-                incident(),
-                FieldMap::new()
-                    .with("short_description", format!("Defect {i}"))
-                    .with("category", FieldValue::Choice("software".into())),
-            )
-        })
-        .collect();
-    for r in sys.sn.write_many(&writes).await.unwrap() {
-        r.unwrap();
-    }
+    escalated_tickets(&*sys.sn, 60).await;
     let sn = Arc::new(
         workbridge_servicenow::ServiceNowRepository::new(
             workbridge_servicenow::ServiceNowConfig::builder(sims.sn.url())
@@ -446,4 +422,21 @@ async fn a_pages_write_requests_go_out_together_within_the_bound() {
         c.requests()
     );
     assert_eq!(c.most_in_flight(), 3);
+}
+
+/// `n` tickets of category `software`, written in one `write_many`.
+async fn escalated_tickets(sn: &dyn Repository, n: usize) {
+    let writes: Vec<Write> = (0..n)
+        .map(|i| {
+            Write::create(
+                incident(),
+                FieldMap::new()
+                    .with("short_description", format!("Defect {i}"))
+                    .with("category", FieldValue::Choice("software".into())),
+            )
+        })
+        .collect();
+    for r in sn.write_many(&writes).await.unwrap() {
+        r.unwrap();
+    }
 }
