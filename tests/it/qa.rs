@@ -444,3 +444,95 @@ async fn verdict_after_a_landed_write(verdict: &'static str, bug_state: &str) {
 async fn a_verdict_given_after_a_landed_write_whose_answer_was_lost_reaches_the_bug() {
     verdict_after_a_landed_write("Closed", "Closed").await;
 }
+
+/// The sync's write of Dev's new repro steps to the defect is held on the wire past the
+/// client's timeout and lands later. Taken at once for a write that never landed, it was sent
+/// again, Dev's next edit reached the defect, and then the held write landed over it: the old
+/// steps, now newer on the defect, flowed back to the Bug and Dev's edit was lost everywhere
+/// (the soak lost a description and three QA verdicts so, behind one held bulk PUT). A write
+/// whose outcome is unknown holds its item until it shows on the item or its grace is over.
+#[tokio::test]
+async fn a_write_held_past_its_timeout_is_not_sent_again_before_it_lands() {
+    let sims = sims().await;
+    let ado = sides(&sims, 0).ado;
+    let alm_sim = AlmSim::builder().user("qa", "qa").spawn().await.unwrap();
+    let alm = Arc::new(
+        AlmRepository::new(
+            AlmConfig::builder(alm_sim.url(), "DEFAULT", "Demo")
+                .password("qa", "qa")
+                .correlation_field("Sync Key")
+                .client_options(
+                    ClientOptions::default()
+                        .allow_http(true)
+                        .timeout(Some(std::time::Duration::from_millis(700)))
+                        .retry(workbridge_http::RetryConfig::disabled()),
+                )
+                .build(),
+        )
+        .unwrap(),
+    );
+    let pair = SyncPair::new(
+        ado.clone(),
+        alm.clone(),
+        spec("qa_verification.toml"),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap()
+    .with_options(SyncOptions::default().comments(false).attachments(false));
+    let b = resolved_bug(&ado, "Invoices print blank").await;
+    assert!(pair.run_once().await.is_complete());
+    let d = defect_of(&alm, &b.id).await;
+    let repro = |text: &str| {
+        FieldMap::new().with(
+            "Microsoft.VSTS.TCM.ReproSteps",
+            FieldValue::Html(text.into()),
+        )
+    };
+    ado.update(&bug(), &b.id, &repro("Print on A4."), &Default::default())
+        .await
+        .unwrap();
+    // The defect's PUT is served 1.5 s after it was sent; the client gives up at 0.7 s.
+    alm_sim
+        .control()
+        .delay_next_of("PUT", "/defects/", std::time::Duration::from_millis(1500));
+    let held = std::time::Instant::now();
+    let r = pair.run_once().await;
+    assert!(
+        r.writes() == 0 || !r.is_complete(),
+        "the write timed out: {r}"
+    );
+    // Before it lands: another round, and Dev's next edit.
+    let r = pair.run_once().await;
+    assert_eq!(r.updated.right, 0, "not sent again while it may land: {r}");
+    ado.update(
+        &bug(),
+        &b.id,
+        &repro("Print on A4 and Letter."),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    pair.run_once().await;
+    assert!(
+        held.elapsed() < std::time::Duration::from_millis(1400),
+        "the rounds outran the held write"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1700).saturating_sub(held.elapsed())).await;
+    for _ in 0..3 {
+        pair.run_once().await;
+    }
+    let now = ado.get(&bug(), &b.id).await.unwrap();
+    assert_eq!(
+        s(&now, "Microsoft.VSTS.TCM.ReproSteps"),
+        "Print on A4 and Letter.",
+        "Dev's last edit stands on the Bug"
+    );
+    let d = alm.get(&defect(), &d.id).await.unwrap();
+    assert!(
+        s(&d, "description").contains("Print on A4 and Letter."),
+        "and reached the defect: {:?}",
+        s(&d, "description")
+    );
+    let r = pair.run_once().await;
+    assert!(r.is_complete() && r.writes() == 0, "{r}");
+}

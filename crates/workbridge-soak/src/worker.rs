@@ -41,7 +41,7 @@ pub(crate) async fn worker(args: &[String]) -> Setup<i32> {
         .unwrap_or(600_000);
     // A killed worker's create may land for as long as a request's budget: 6 s here.
     let mut options = SyncOptions::default()
-        .foreign_intent_grace(Duration::from_secs(8))
+        .in_flight_grace(Duration::from_secs(8))
         .lease_ttl(Duration::from_millis(lease));
     if let Some(n) = flag(args, "--page-size").and_then(|s| s.parse().ok()) {
         options = options.page_size(n);

@@ -274,6 +274,10 @@ impl SyncPair {
                 continue;
             }
             let text = comment_text(&new.body, new.format);
+            // A copy whose outcome is unknown is recorded as an intent: until it shows on the
+            // target (and is adopted) or the grace is over, it may still land — a request held
+            // on its way — and is not sent again.
+            let intent_id = ItemId::new(format!("comment:{here}"));
             if let Some(pos) = claimable.iter().position(|u| u.text == text) {
                 let id = claimable.swap_remove(pos).id;
                 let there = format!("{target}|{id}");
@@ -284,13 +288,24 @@ impl SyncPair {
                 self.store
                     .record_comment_origin(&there, &target, &origin)
                     .await?;
+                self.store.clear_intent(&self.id, side, &intent_id).await?;
                 origins.push(origin);
                 continue;
             }
+            let what = format!("the copy of comment {}", c.id);
+            self.intend_copy(
+                link,
+                side,
+                &intent_id,
+                ("add_comment", &what),
+                format!("comment:{target}"),
+            )
+            .await?;
             report.calls[other] += 1;
             let copy = self
                 .fenced(self.repos[other].add_comment(&self.types[other], link.id(other), &new))
-                .await?;
+                .await;
+            let copy = self.copy_sent(side, &intent_id, copy).await?;
             let there = format!("{target}|{}", copy.id);
             self.store
                 .record_copy(&self.id, Copied::Comment, side, &here, &there)
@@ -298,6 +313,7 @@ impl SyncPair {
             self.store
                 .record_comment_origin(&there, &target, &origin)
                 .await?;
+            self.store.clear_intent(&self.id, side, &intent_id).await?;
             tracing::debug!(pair = %self.id, side = %side, item = %link.id(side), comment = %c.id, copy = %copy.id, %origin, "comment copied");
             origins.push(origin);
             report.comments_copied[other] += 1;
@@ -464,40 +480,19 @@ impl SyncPair {
                 tracing::debug!(pair = %self.id, side = %side, item = %link.id(side), attachment = %a.id, copy = %t.id, "an earlier upload found on the other item, adopted");
                 t.id
             } else {
-                if let Some(i) = self.store.intent(&self.id, side, &intent_id).await? {
-                    let age = (Utc::now() - i.at).to_std().unwrap_or_default();
-                    if age < self.options.foreign_intent_grace {
-                        return Err(Error::new(
-                            ErrorKind::Conflict,
-                            format!(
-                                "{side} item {}: the upload of {} began {} s ago without a known outcome and may still land; it is taken again after {} s",
-                                link.id(side),
-                                a.file_name,
-                                age.as_secs(),
-                                self.options.foreign_intent_grace.as_secs()
-                            ),
-                        )
-                        .with_temporary(true));
-                    }
-                }
+                let what = format!("the upload of {}", a.file_name);
+                self.intend_copy(
+                    link,
+                    side,
+                    &intent_id,
+                    ("upload", &what),
+                    format!("upload:{dst}"),
+                )
+                .await?;
                 let content_type = a
                     .content_type
                     .clone()
                     .unwrap_or_else(|| "application/octet-stream".to_owned());
-                self.store
-                    .save_intents(
-                        &self.id,
-                        &[CreateIntent {
-                            side,
-                            source: intent_id.clone(),
-                            key: CorrelationKey::new(format!("upload:{dst}")),
-                            source_baseline: FieldMap::new(),
-                            sent: FieldMap::new(),
-                            at: Utc::now(),
-                            run: process_run().to_owned(),
-                        }],
-                    )
-                    .await?;
                 report.calls[other] += 1;
                 let copy = self
                     .fenced(self.repos[other].upload(
@@ -506,15 +501,7 @@ impl SyncPair {
                         &NewAttachment::new(a.file_name.clone(), content_type, data),
                     ))
                     .await;
-                let copy = match copy {
-                    Ok(c) => c,
-                    Err(e) => {
-                        if !e.maybe_applied() {
-                            self.store.clear_intent(&self.id, side, &intent_id).await?;
-                        }
-                        return Err(e);
-                    }
-                };
+                let copy = self.copy_sent(side, &intent_id, copy).await?;
                 report.attachments_copied[other] += 1;
                 copy.id
             };
@@ -530,6 +517,65 @@ impl SyncPair {
             self.store.clear_intent(&self.id, side, &intent_id).await?;
         }
         Ok(())
+    }
+}
+
+impl SyncPair {
+    /// Records the intent to copy `what` from `side`'s item (`intent_id`) before it is sent —
+    /// or refuses while an earlier send of it, without a known outcome, began within
+    /// [`SyncOptions::in_flight_grace`] and so may still land: a temporary conflict, the item
+    /// is taken again later (by then the copy is found on the target and adopted, or the grace
+    /// is over and it is sent again).
+    async fn intend_copy(
+        &self,
+        link: &Link,
+        side: Side,
+        intent_id: &ItemId,
+        (op, what): (&'static str, &str),
+        key: String,
+    ) -> Result<()> {
+        if let Some(i) = self.store.intent(&self.id, side, intent_id).await? {
+            let age = (Utc::now() - i.at).to_std().unwrap_or_default();
+            if age < self.options.in_flight_grace {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{side} item {}: {what} began {} ago without a known outcome and may still land; it is taken again after {}",
+                        link.id(side),
+                        seconds(age),
+                        seconds(self.options.in_flight_grace)
+                    ),
+                )
+                .with_operation(op)
+                .with_item(self.types[side].clone(), link.id(side).clone())
+                .with_temporary(true));
+            }
+        }
+        self.store
+            .save_intents(
+                &self.id,
+                &[CreateIntent {
+                    side,
+                    source: intent_id.clone(),
+                    key: CorrelationKey::new(key),
+                    source_baseline: FieldMap::new(),
+                    sent: FieldMap::new(),
+                    at: Utc::now(),
+                    run: process_run().to_owned(),
+                }],
+            )
+            .await
+    }
+
+    /// A copy's answer: a failure that says it did not land clears its intent; one that may
+    /// have landed (a timeout, a lost reply) keeps it for [`SyncPair::intend_copy`].
+    async fn copy_sent<T>(&self, side: Side, intent_id: &ItemId, sent: Result<T>) -> Result<T> {
+        if let Err(e) = &sent
+            && !e.maybe_applied()
+        {
+            self.store.clear_intent(&self.id, side, intent_id).await?;
+        }
+        sent
     }
 }
 

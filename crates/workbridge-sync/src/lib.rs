@@ -660,8 +660,17 @@ fn item_conflict(e: &Error) -> bool {
     e.kind() == ErrorKind::Conflict
         && matches!(
             e.operation(),
-            Some("update" | "add_comment" | "upload" | "write_many")
+            Some("create" | "update" | "add_comment" | "upload" | "write_many")
         )
+}
+
+/// A duration as a person reads it in a message: "0.3 s", "12 s".
+fn seconds(d: Duration) -> String {
+    if d < Duration::from_secs(10) {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        format!("{} s", d.as_secs())
+    }
 }
 
 /// Whether an error concerns every item, not the one it came with — an outage, credentials

@@ -124,7 +124,12 @@ impl SyncPair {
             match landed {
                 Some(l) if l.all => learn_landed(&mut job.link, &pw, &l.values),
                 Some(l) => learn_steps_landed(&mut job.link, &pw, &l.values),
-                None => {}
+                None => {
+                    if let Some(e) = self.may_still_land(&pw, &written.id) {
+                        job.link.pending = Some(pw);
+                        return Err(e);
+                    }
+                }
             }
         }
         let (left, right, link) = (&job.left, &job.right, &job.link);
@@ -288,6 +293,32 @@ impl SyncPair {
         base
     }
 
+    /// A write the item does not show yet that may still land (ADR 0019): sent within
+    /// [`SyncOptions::in_flight_grace`] without a definite answer. Sending it again — from
+    /// fresher reads — and then having the first land late would write older values over
+    /// newer ones; the item waits, parked (temporary), until it shows the write or the grace
+    /// is over, and then is planned as if the write never landed.
+    fn may_still_land(&self, pw: &PendingWrite, id: &ItemId) -> Option<Error> {
+        let age = (Utc::now() - pw.sent?).to_std().unwrap_or_default();
+        if age >= self.options.in_flight_grace {
+            return None;
+        }
+        Some(
+            Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "the write to {} item {id} sent {} ago without a known outcome may still land; it is not sent again until the item shows it or {} have passed",
+                    pw.side,
+                    seconds(age),
+                    seconds(self.options.in_flight_grace)
+                ),
+            )
+            .with_operation("update")
+            .with_item(self.types[pw.side].clone(), id.clone())
+            .with_temporary(true),
+        )
+    }
+
     /// Whether a write whose outcome the link does not know landed, and the values it left
     /// (ADR 0012, 0014). The item holding the values sent says it did. Otherwise, if the item
     /// changed since the version the write was made against and its side keeps a history, the
@@ -420,6 +451,7 @@ impl SyncPair {
                     } else {
                         Vec::new()
                     },
+                    sent: Some(Utc::now()),
                 };
                 job.link.pending = Some(pending);
                 if let Err(e) = self.store.save_link(&self.id, &job.link).await {
@@ -430,6 +462,9 @@ impl SyncPair {
             let most = writing.iter().map(|&i| steps[i].len()).max().unwrap_or(0);
             // An outage, or the lease gone: nothing more is sent to this side.
             let mut halted: Option<Error> = None;
+            // Whether a job's failed request may still land (its answer unknown); one that
+            // failed with a definite answer, or was never sent, did not.
+            let mut in_flight = vec![false; jobs.len()];
             for k in 0..most {
                 let due: Vec<usize> = writing
                     .iter()
@@ -484,6 +519,7 @@ impl SyncPair {
                                         if stops_the_round(&e) {
                                             halted = Some(e.clone());
                                         }
+                                        in_flight[i] = e.maybe_applied();
                                         state[i] = Err(e);
                                     }
                                 }
@@ -494,9 +530,30 @@ impl SyncPair {
                                 halted = Some(e.clone());
                             }
                             for &i in chunk {
+                                in_flight[i] = e.maybe_applied();
                                 state[i] = Err(e.clone());
                             }
                         }
+                    }
+                }
+            }
+            // A failure with a definite answer, or a write never sent, did not land and cannot
+            // land later: the store learns it at once (the round may stop before these merges
+            // complete), so the next round plans them again without waiting.
+            let mut answered = Vec::new();
+            for &i in &writing {
+                if state[i].is_err()
+                    && !in_flight[i]
+                    && let Some(p) = jobs[i].link.pending.as_mut()
+                    && p.sent.take().is_some()
+                {
+                    answered.push(i);
+                }
+            }
+            if !answered.is_empty() && self.renew_lease().await.is_ok() {
+                for i in answered {
+                    if let Err(e) = self.store.save_link(&self.id, &jobs[i].link).await {
+                        state[i] = Err(e);
                     }
                 }
             }

@@ -29,11 +29,14 @@ pub struct SyncOptions {
     /// after every page, so it only needs to outlast one page's work. A dead worker's lease
     /// expires after this long.
     pub lease_ttl: Duration,
-    /// How long a create another process recorded (its intent) may still land, so no twin is
-    /// created for that item meanwhile unless the correlation lookup finds the one it made
-    /// (default 5 minutes: more than a request's time budget with its retries). A worker that
-    /// died or stalled mid-create can then not cause a duplicate.
-    pub foreign_intent_grace: Duration,
+    /// How long a write whose outcome is unknown may still land (default 5 minutes: more than a
+    /// request's time budget with its retries) — one that timed out, whose answer was cut off,
+    /// or whose process died before it learnt the answer, and which a proxy or a busy server
+    /// may still apply. Meanwhile no twin is created for a create's item unless the correlation
+    /// lookup finds the one it made (no duplicate), and an update is not sent again unless its
+    /// item shows it landed (a late write landing over a newer one would lose the newer): the
+    /// item is parked, temporarily, and tried each round.
+    pub in_flight_grace: Duration,
     /// When an item without a link is looked up on the other side by its correlation key
     /// before its twin is created (default [`TwinLookup::WhenUnknown`]).
     pub twin_lookup: TwinLookup,
@@ -71,7 +74,7 @@ impl Default for SyncOptions {
             twinless_comment: true,
             retire_out_of_scope: true,
             lease_ttl: Duration::from_secs(600),
-            foreign_intent_grace: Duration::from_secs(300),
+            in_flight_grace: Duration::from_secs(300),
             twin_lookup: TwinLookup::WhenUnknown,
             concurrency: 4,
         }
@@ -109,9 +112,9 @@ impl SyncOptions {
         self.lease_ttl = ttl;
         self
     }
-    /// Sets [`SyncOptions::foreign_intent_grace`].
-    pub fn foreign_intent_grace(mut self, d: Duration) -> Self {
-        self.foreign_intent_grace = d;
+    /// Sets [`SyncOptions::in_flight_grace`].
+    pub fn in_flight_grace(mut self, d: Duration) -> Self {
+        self.in_flight_grace = d;
         self
     }
     /// Sets [`SyncOptions::retire_out_of_scope`].

@@ -611,7 +611,7 @@ impl SyncPair {
             return Ok(());
         }
         let age = (Utc::now() - i.at).to_std().unwrap_or_default();
-        if age >= self.options.foreign_intent_grace {
+        if age >= self.options.in_flight_grace {
             return Ok(());
         }
         let who = if own {
@@ -622,11 +622,13 @@ impl SyncPair {
         Err(Error::new(
             ErrorKind::Conflict,
             format!(
-                "{side} item {item}: {who} began creating its twin {} s ago and that create may still land; it is taken again after {} s",
-                age.as_secs(),
-                self.options.foreign_intent_grace.as_secs()
+                "{side} item {item}: {who} began creating its twin {} ago and that create may still land; it is taken again after {}",
+                seconds(age),
+                seconds(self.options.in_flight_grace)
             ),
         )
+        .with_operation("create")
+        .with_item(self.types[side].clone(), item.clone())
         .with_temporary(true))
     }
 

@@ -93,6 +93,13 @@ pub struct PendingWrite {
     /// there. Empty for a write of one update.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<FieldMap>,
+    /// When the write was handed to the side, while it may be in flight: recorded before it is
+    /// sent, and cleared when a definite answer says it did not land (or it was never sent). A
+    /// write that timed out, lost its answer or outlived its process may still land — a proxy
+    /// or a busy server applies it late — so until the item shows it landed, or
+    /// `SyncOptions::in_flight_grace` is over, it is not sent again (ADR 0019).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<DateTime<Utc>>,
 }
 
 fn one_write() -> u32 {

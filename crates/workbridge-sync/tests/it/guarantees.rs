@@ -1558,9 +1558,7 @@ async fn no_twin_is_created_while_another_process_create_may_still_land() {
             store.clone(),
         )
         .unwrap()
-        .with_options(
-            SyncOptions::default().foreign_intent_grace(std::time::Duration::from_secs(grace)),
-        )
+        .with_options(SyncOptions::default().in_flight_grace(std::time::Duration::from_secs(grace)))
     };
     let pair = make(300);
     clock.advance(std::time::Duration::from_secs(1));
@@ -1590,13 +1588,13 @@ async fn no_twin_is_created_while_another_process_create_may_still_land() {
         .await
         .unwrap();
     let r = pair.run_once().await;
-    let e = r.stopped.as_ref().expect("deferred");
-    assert!(e.is_temporary() && e.kind() == ErrorKind::Conflict, "{e}");
-    assert_eq!(dev.len(&bug()), 0, "nothing created meanwhile");
+    // The ticket waits, parked (it is tried again each round); the round goes on.
+    assert!(r.stopped.is_none(), "{r}");
     assert!(
-        r.cursors.left.is_none(),
-        "the cursor stays before the ticket"
+        matches!(&r.parked[..], [p] if p.id == t.id && p.temporary && p.error.contains("may still land")),
+        "deferred: {r}"
     );
+    assert_eq!(dev.len(&bug()), 0, "nothing created meanwhile");
     // The other worker's create lands: this one links it instead of creating a second.
     dev.create(
         &bug(),
@@ -1622,7 +1620,7 @@ async fn after_the_grace_a_foreign_intent_no_longer_holds_the_create() {
         store.clone(),
     )
     .unwrap()
-    .with_options(SyncOptions::default().foreign_intent_grace(std::time::Duration::ZERO));
+    .with_options(SyncOptions::default().in_flight_grace(std::time::Duration::ZERO));
     clock.advance(std::time::Duration::from_secs(1));
     let t = ops
         .create(
@@ -1782,6 +1780,93 @@ async fn a_lost_reply_to_a_batch_of_updates_writes_nothing_twice() {
     assert_eq!(revs(ids).await, landed);
 }
 
+/// A page of updates to the Bugs whose request fails, with `held` as one that may still land
+/// (a timeout, a lost answer) or as one refused outright; `grace` for writes in flight. The
+/// four tickets' ids, and the Bugs' backend.
+async fn a_failed_batch_of_updates(
+    held: bool,
+    grace: std::time::Duration,
+) -> (SyncPair, Arc<InMemoryRepository>, Vec<ItemId>) {
+    let (clock, ops, dev_inner) = backends();
+    let mut rule = FaultRule::new(ErrorKind::Unavailable)
+        .on([Operation::WriteMany])
+        .nth(2);
+    if held {
+        rule = rule.in_flight();
+    }
+    let dev = Arc::new(FaultRepository::new(dev_inner.clone(), 5).with_rule(rule));
+    let pair =
+        pair_of(ops.clone(), dev).with_options(SyncOptions::default().in_flight_grace(grace));
+    let ids = linked_tickets_edited(&clock, &ops, &pair, 4).await;
+    let first = pair.run_once().await;
+    assert!(first.stopped.is_some(), "{first}");
+    (pair, dev_inner, ids)
+}
+
+/// The Bugs' titles as the backend holds them.
+async fn titles(pair: &SyncPair, dev: &InMemoryRepository, ids: &[ItemId]) -> Vec<String> {
+    let mut out = Vec::new();
+    for id in ids {
+        let link = pair.link_of(Side::Left, id).await.unwrap().unwrap();
+        let b = dev.get(&bug(), &link.right).await.unwrap();
+        out.push(text(&b, "System.Title").unwrap_or_default().to_owned());
+    }
+    out
+}
+
+/// Updates held on their way may still land: not sent again — a late first send would land
+/// over whatever the second brought, newer edits among it — until the items show them or the
+/// grace is over; then they are sent again.
+#[tokio::test]
+async fn updates_that_may_still_land_are_not_sent_again_within_the_grace() {
+    let grace = std::time::Duration::from_millis(300);
+    let (pair, dev, ids) = a_failed_batch_of_updates(true, grace).await;
+    let waiting = pair.run_once().await;
+    assert_eq!(waiting.updated.right, 0, "{waiting}");
+    assert_eq!(waiting.parked.len(), 4, "each waits, parked: {waiting}");
+    assert!(
+        waiting
+            .parked
+            .iter()
+            .all(|p| p.temporary && p.error.contains("may still land")),
+        "{waiting}"
+    );
+    assert!(
+        titles(&pair, &dev, &ids)
+            .await
+            .iter()
+            .all(|t| !t.ends_with("edited"))
+    );
+    tokio::time::sleep(grace + std::time::Duration::from_millis(50)).await;
+    let after = pair.run_once().await;
+    assert_eq!(after.updated.right, 4, "{after}");
+    assert!(
+        titles(&pair, &dev, &ids)
+            .await
+            .iter()
+            .all(|t| t.ends_with("edited")),
+        "{after}"
+    );
+    assert_eq!(pair.run_once().await.writes(), 0);
+}
+
+/// Updates refused with a definite answer did not land: they are sent again at once.
+#[tokio::test]
+async fn updates_refused_outright_are_sent_again_at_once() {
+    let (pair, dev, ids) =
+        a_failed_batch_of_updates(false, std::time::Duration::from_secs(3600)).await;
+    let again = pair.run_once().await;
+    assert!(again.is_complete(), "{again}");
+    assert_eq!(again.updated.right, 4, "{again}");
+    assert!(
+        titles(&pair, &dev, &ids)
+            .await
+            .iter()
+            .all(|t| t.ends_with("edited")),
+        "{again}"
+    );
+}
+
 /// A ticket with a file, and a pair whose first upload to Dev is held on its way: the client
 /// gives up, the request may still be delivered (the test delivers it, or not).
 async fn a_held_upload(
@@ -1797,7 +1882,7 @@ async fn a_held_upload(
         ),
     );
     let pair =
-        pair_of(ops.clone(), dev).with_options(SyncOptions::default().foreign_intent_grace(grace));
+        pair_of(ops.clone(), dev).with_options(SyncOptions::default().in_flight_grace(grace));
     clock.advance(std::time::Duration::from_secs(1));
     let t = ops
         .create(&incident(), &software("Logs"), &CreateOptions::default())
@@ -1816,9 +1901,18 @@ async fn a_held_upload(
 async fn an_upload_that_may_still_land_is_not_sent_twice() {
     let (dev, pair, ticket, file) = a_held_upload(std::time::Duration::from_secs(3600)).await;
     let link = pair.link_of(Side::Left, &ticket).await.unwrap().unwrap();
-    // Not landed yet: the next round waits rather than upload it a second time.
+    // Not landed yet: the next round waits rather than upload it a second time — the item
+    // parked, the round going on.
     let waiting = pair.run_once().await;
-    assert!(waiting.stopped.is_some(), "{waiting}");
+    assert!(waiting.stopped.is_none(), "{waiting}");
+    assert!(
+        !waiting.parked.is_empty()
+            && waiting
+                .parked
+                .iter()
+                .all(|p| p.temporary && p.error.contains("may still land")),
+        "{waiting}"
+    );
     assert!(
         dev.attachments(&bug(), &link.right)
             .await
@@ -1841,6 +1935,76 @@ async fn an_upload_that_never_landed_is_sent_again_after_the_grace() {
     assert!(again.is_complete(), "{again}");
     let link = pair.link_of(Side::Left, &ticket).await.unwrap().unwrap();
     assert_eq!(dev.attachments(&bug(), &link.right).await.unwrap().len(), 1);
+}
+
+/// A ticket with a public note, and a pair whose first copy of a comment to the Bug is held on
+/// its way (it fails as one that may still land); after the first round.
+async fn a_held_comment_copy(
+    grace: std::time::Duration,
+) -> (
+    Arc<InMemoryRepository>,
+    Arc<InMemoryRepository>,
+    SyncPair,
+    ItemId,
+    NewComment,
+) {
+    let (clock, ops, dev_inner) = backends();
+    let dev = Arc::new(
+        FaultRepository::new(dev_inner.clone(), 5).with_rule(
+            FaultRule::new(ErrorKind::Unavailable)
+                .on([Operation::AddComment])
+                .nth(1)
+                .in_flight(),
+        ),
+    );
+    let pair =
+        pair_of(ops.clone(), dev).with_options(SyncOptions::default().in_flight_grace(grace));
+    clock.advance(std::time::Duration::from_secs(1));
+    let t = ops
+        .create(&incident(), &software("Printer"), &CreateOptions::default())
+        .await
+        .unwrap();
+    let note = NewComment::public("Checked on the second printer");
+    ops.add_comment(&incident(), &t.id, &note).await.unwrap();
+    let first = pair.run_once().await;
+    assert!(
+        first.stopped.is_some() || !first.parked.is_empty(),
+        "{first}"
+    );
+    (ops, dev_inner, pair, t.id, note)
+}
+
+/// A comment copy held on its way must not be sent again while it may land: once it does, it
+/// is adopted. Sent again, and the held one delivered after, the note stood twice on the Bug —
+/// and from there on the other pairs' items (the soak's wire proxy held one).
+#[tokio::test]
+async fn a_comment_copy_that_may_still_land_is_not_sent_twice() {
+    let (ops, dev, pair, ticket, note) =
+        a_held_comment_copy(std::time::Duration::from_secs(3600)).await;
+    let link = pair.link_of(Side::Left, &ticket).await.unwrap().unwrap();
+    let waiting = pair.run_once().await;
+    assert!(
+        dev.comments(&bug(), &link.right).await.unwrap().is_empty(),
+        "not sent again while it may land: {waiting}"
+    );
+    // The held request is delivered: the copy is adopted, not made twice.
+    dev.add_comment(&bug(), &link.right, &note).await.unwrap();
+    let done = pair.run_once().await;
+    assert!(done.is_complete(), "{done}");
+    assert_eq!(dev.comments(&bug(), &link.right).await.unwrap().len(), 1);
+    assert_eq!(ops.comments(&incident(), &ticket).await.unwrap().len(), 1);
+    assert_eq!(pair.run_once().await.writes(), 0);
+}
+
+/// One that never lands is sent again once the grace is over.
+#[tokio::test]
+async fn a_comment_copy_that_never_landed_is_sent_again_after_the_grace() {
+    let (_, dev, pair, ticket, _) = a_held_comment_copy(std::time::Duration::ZERO).await;
+    let again = pair.run_once().await;
+    assert!(again.is_complete(), "{again}");
+    let link = pair.link_of(Side::Left, &ticket).await.unwrap().unwrap();
+    assert_eq!(dev.comments(&bug(), &link.right).await.unwrap().len(), 1);
+    assert_eq!(pair.run_once().await.writes(), 0);
 }
 
 /// A backlog synced with a store started afresh, while its twins were made before (by a store
