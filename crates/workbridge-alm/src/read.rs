@@ -65,6 +65,9 @@ impl AlmRepository {
         let meta = self.meta(t).await?;
         let offset = self.offset().await?;
         let mut scan = KeysetScan::resume(since, TimeDelta::seconds(1))?;
+        // The server was at least this far when the page is requested (its own `Date` comes
+        // after its read).
+        scan.read_after(self.client.server_time_seen());
         let limit = opts
             .page_size
             .unwrap_or(self.config.page_size)

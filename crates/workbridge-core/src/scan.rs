@@ -132,6 +132,16 @@ impl KeysetScan {
         self.take(rows, full, read_after)
     }
 
+    /// Tells the scan a time the server had reached before the next page was requested: the
+    /// `Date` of any answer received before the request was sent (for an HTTP client,
+    /// `HttpClient::server_time_seen` just before sending). Without it the first page of a
+    /// pass has no earlier answer to be judged by, and its last second counts as one the
+    /// server may still be in — so the pass keeps every row it reads from there on, to skip
+    /// them when it re-reads that second and all after it.
+    pub fn read_after(&mut self, t: Option<DateTime<Utc>>) {
+        self.st.answered = self.st.answered.max(t);
+    }
+
     /// As [`KeysetScan::absorb`], for a server that names the instant its query read the rows
     /// (`as_of`): the page is judged by that instant.
     pub fn absorb_as_of(

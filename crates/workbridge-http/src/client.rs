@@ -161,6 +161,7 @@ impl HttpClientBuilder {
             not_before: Mutex::new(None),
             rng: Mutex::new(StdRng::from_os_rng()),
             sent: AtomicU64::new(0),
+            server_date_ms: std::sync::atomic::AtomicI64::new(0),
             base,
             options: self.options,
             auth: self.auth,
@@ -187,6 +188,8 @@ pub struct HttpClient {
     not_before: Mutex<Option<Instant>>,
     rng: Mutex<StdRng>,
     sent: AtomicU64,
+    /// The latest `Date` an answer carried, in Unix milliseconds (0: none yet).
+    server_date_ms: std::sync::atomic::AtomicI64,
 }
 
 impl fmt::Debug for HttpClient {
@@ -281,6 +284,27 @@ impl HttpClient {
     /// The options.
     pub fn options(&self) -> &ClientOptions {
         &self.options
+    }
+
+    /// The latest server time an answer of this client carried (its `Date` header), if any.
+    /// A request sent after this call is read by the server at or after that time: a change
+    /// scan's first page can be judged by it (a page's own `Date` is set after its read).
+    pub fn server_time_seen(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self.server_date_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => chrono::DateTime::from_timestamp_millis(ms),
+        }
+    }
+
+    fn note_date(&self, headers: &reqwest::header::HeaderMap) {
+        if let Some(t) = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+        {
+            self.server_date_ms
+                .fetch_max(t.timestamp_millis(), Ordering::Relaxed);
+        }
     }
 
     /// How many requests were sent (attempts, retries included; token and login requests
@@ -456,6 +480,7 @@ impl HttpClient {
                     let request_id = crate::classify::request_id(&headers).unwrap_or_default();
                     tracing::debug!(system = %self.system, method = %req.method, url = %shown, %status, attempt, duration_ms, request_id = %request_id, "answered");
                     self.note_pressure(status, &headers);
+                    self.note_date(&headers);
                     match body {
                         Err(e) => {
                             let e = e.without_url();

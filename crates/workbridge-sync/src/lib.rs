@@ -263,6 +263,23 @@ impl SyncPair {
             .clone()
     }
 
+    /// The fields of `side` the spec reads or writes (labels resolved): what the kernel asks
+    /// each read of that side for, so that pages, twins and baselines carry nothing else.
+    pub(crate) fn reads(&self, side: Side) -> Vec<FieldName> {
+        let (left, right) = self.mapping().fields();
+        match side {
+            Side::Left => left,
+            Side::Right => right,
+        }
+        .into_iter()
+        .collect()
+    }
+
+    /// A read of `side`'s items as the kernel asks for it: the spec's fields only.
+    pub(crate) fn read_options(&self, side: Side) -> GetOptions {
+        GetOptions::default().fields(self.reads(side))
+    }
+
     /// The link of an item, by either side.
     ///
     /// # Errors
@@ -505,7 +522,7 @@ impl SyncPair {
                 let ids: Vec<ItemId> = chunk.iter().map(|l| l.id(side).clone()).collect();
                 round.report.calls[side] += 1;
                 items[side] = self.repos[side]
-                    .get_many(&self.types[side], &ids, &GetOptions::default())
+                    .get_many(&self.types[side], &ids, &self.read_options(side))
                     .await?;
                 check_len(&*self.repos[side], ids.len(), items[side].len())?;
             }
@@ -559,7 +576,7 @@ impl SyncPair {
                 .get_many(
                     &self.types[p.side],
                     std::slice::from_ref(&p.id),
-                    &GetOptions::default(),
+                    &self.read_options(p.side),
                 )
                 .await;
             let item = match got {
@@ -616,7 +633,7 @@ impl SyncPair {
             .get_many(
                 &self.types[side],
                 std::slice::from_ref(id),
-                &GetOptions::default(),
+                &self.read_options(side),
             )
             .await?;
         v.pop()

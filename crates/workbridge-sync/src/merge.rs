@@ -514,7 +514,11 @@ impl SyncPair {
                         Ok(results) => {
                             for (&i, r) in chunk.iter().zip(results) {
                                 match r {
-                                    Ok(item) => *jobs[i].item_mut(side) = item,
+                                    Ok(mut item) => {
+                                        item.fields =
+                                            self.compact(side, std::mem::take(&mut item.fields));
+                                        *jobs[i].item_mut(side) = item;
+                                    }
                                     Err(e) => {
                                         if stops_the_round(&e) {
                                             halted = Some(e.clone());

@@ -26,10 +26,10 @@ impl SyncPair {
             round.correlated[side] = Some(true);
         }
         let mut cursor = stored.unwrap_or_default();
-        let opts = match self.options.page_size {
-            Some(n) => ChangeOptions::default().page_size(n),
-            None => ChangeOptions::default(),
-        };
+        let mut opts = ChangeOptions::default().fields(self.reads(side));
+        if let Some(n) = self.options.page_size {
+            opts = opts.page_size(n);
+        }
         loop {
             round.report.calls[side] += 1;
             let page = repo.changes(ty, &cursor, &opts).await?;
@@ -53,7 +53,11 @@ impl SyncPair {
             if !twin_ids.is_empty() {
                 round.report.calls[side.other()] += 1;
                 let got = self.repos[side.other()]
-                    .get_many(&self.types[side.other()], &twin_ids, &GetOptions::default())
+                    .get_many(
+                        &self.types[side.other()],
+                        &twin_ids,
+                        &self.read_options(side.other()),
+                    )
                     .await?;
                 check_len(&*self.repos[side.other()], twin_ids.len(), got.len())?;
                 twins.extend(twin_ids.into_iter().zip(got));
@@ -98,7 +102,7 @@ impl SyncPair {
                                     .get_many(
                                         &self.types[side.other()],
                                         std::slice::from_ref(tid),
-                                        &GetOptions::default(),
+                                        &self.read_options(side.other()),
                                     )
                                     .await?
                                     .pop()
@@ -214,7 +218,7 @@ impl SyncPair {
                 .get_many(
                     &self.types[side.other()],
                     std::slice::from_ref(link.id(side.other())),
-                    &GetOptions::default(),
+                    &self.read_options(side.other()),
                 )
                 .await?
                 .pop()
@@ -351,6 +355,11 @@ impl SyncPair {
             };
             for (id, r) in ids.iter().zip(results) {
                 self.note_creates(side, std::slice::from_ref(id), &r);
+                // Only the fields the spec knows are kept of the answer (a whole item each).
+                let r = r.map(|mut created| {
+                    created.fields = self.compact(other, std::mem::take(&mut created.fields));
+                    created
+                });
                 ready.insert(id.clone(), Ready::Created(r));
             }
         }

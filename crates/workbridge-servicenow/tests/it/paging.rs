@@ -190,3 +190,52 @@ async fn a_quiet_poll_after_a_crowded_second_is_one_request() {
     let (_, found) = drain(cursor).await;
     assert_eq!(found, [ids[7].clone()]);
 }
+
+/// A first pass over a backlog of past seconds: each page is judged by the server's time
+/// known before it was requested, so the scan keeps only the ids of the second it is in —
+/// not every row of the pass, which its cursor (stored after every page) would carry — and
+/// it does not read the backlog a second time.
+#[tokio::test]
+async fn a_backlog_pass_keeps_its_cursor_small_and_reads_each_row_once() {
+    let sim = crate::sim().await;
+    let clock = sim.clock();
+    clock.freeze(Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap());
+    for i in 0..600 {
+        // Two records a second.
+        if i % 2 == 0 {
+            clock.advance(Duration::from_secs(1));
+        }
+        sim.insert("incident", &[("short_description", &format!("n{i}"))]);
+    }
+    // Served later: the backlog is in the past.
+    clock.advance(Duration::from_secs(3600));
+    let repo = crate::repo(&sim);
+    let t = ItemType::from("incident");
+    let opts = ChangeOptions::default().page_size(100);
+    sim.control().reset_requests();
+    let mut cursor = Cursor::beginning();
+    let mut found = 0;
+    let mut largest = 0;
+    for _ in 0..50 {
+        let page = repo.changes(&t, &cursor, &opts).await.unwrap();
+        found += page.items.len();
+        cursor = page.next;
+        largest = largest.max(cursor.token().map_or(0, str::len));
+        if !page.has_more {
+            break;
+        }
+    }
+    assert_eq!(found, 605, "the 600 and the 5 seeded");
+    assert!(
+        largest < 1_000,
+        "the cursor carried {largest} bytes: the ids of the whole pass"
+    );
+    let scans = sim
+        .control()
+        .requests()
+        .get("GET /api/now/table/{table}")
+        .copied()
+        .unwrap_or(0);
+    // Seven pages of at most 100 (the last one short), and the schema reads: no re-read.
+    assert!(scans <= 7 + 3, "{:?}", sim.control().requests());
+}
