@@ -53,6 +53,7 @@ pub mod plan;
 mod postgres;
 mod report;
 pub mod store;
+mod stored;
 mod twinless;
 
 use std::collections::{HashMap, HashSet};

@@ -45,6 +45,10 @@ impl fmt::Display for Side {
 
 /// A linked pair of items, with what each side looked like after the last sync (the baseline
 /// of the three-way merge).
+///
+/// Its serde form is what the stores write: field maps in a compact JSON form (plain text,
+/// integers, booleans and nulls bare, other kinds as `{"choice":"2"}`), read back in that form
+/// or in [`FieldValue`](workbridge_core::FieldValue)'s own tagged one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Link {
     /// The left item.
@@ -58,8 +62,10 @@ pub struct Link {
     /// The right item's version after the last sync.
     pub right_version: Option<Version>,
     /// The left item's mapped fields after the last sync.
+    #[serde(with = "crate::stored")]
     pub left_baseline: FieldMap,
     /// The right item's mapped fields after the last sync.
+    #[serde(with = "crate::stored")]
     pub right_baseline: FieldMap,
     /// A write sent (or about to be sent) to one side whose outcome the link does not know yet:
     /// recorded before it is sent, so that the next round can tell whether it landed.
@@ -76,9 +82,11 @@ pub struct PendingWrite {
     /// The side written.
     pub side: Side,
     /// The fields sent, with the values sent.
+    #[serde(with = "crate::stored")]
     pub fields: FieldMap,
     /// The other side's baseline once the write landed: the fields the write was mapped from
     /// take the values they were read with.
+    #[serde(with = "crate::stored")]
     pub other_baseline: FieldMap,
     /// The version the write was made against (its `if_version`). With the side's history
     /// (ADR 0014), the change `writes` after it tells whether the write landed though the item
@@ -168,8 +176,10 @@ pub struct CreateIntent {
     /// The correlation key the twin is created with.
     pub key: CorrelationKey,
     /// The source's baseline: its fields as mapped for the create.
+    #[serde(with = "crate::stored")]
     pub source_baseline: FieldMap,
     /// The fields sent for the twin.
+    #[serde(with = "crate::stored")]
     pub sent: FieldMap,
     /// When the create was about to be sent.
     pub at: DateTime<Utc>,
@@ -540,6 +550,15 @@ mod sqlite {
         "CREATE TABLE intents (pair TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, intent TEXT NOT NULL, PRIMARY KEY (pair, side, id));",
         "CREATE TABLE comment_origins (copy TEXT PRIMARY KEY, item TEXT NOT NULL, origin TEXT NOT NULL);
          CREATE INDEX comment_origins_by_item ON comment_origins (item);",
+        // A link row names its pair by number: the name is stored once, not in every row and
+        // in both indexes over them.
+        "CREATE TABLE pair_ids (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+         INSERT INTO pair_ids (name) SELECT DISTINCT pair FROM links;
+         CREATE TABLE links_numbered (pair INTEGER NOT NULL REFERENCES pair_ids (id), left_id TEXT NOT NULL, right_id TEXT NOT NULL, link TEXT NOT NULL, PRIMARY KEY (pair, left_id));
+         INSERT INTO links_numbered SELECT p.id, l.left_id, l.right_id, l.link FROM links l JOIN pair_ids p ON p.name = l.pair;
+         DROP TABLE links;
+         ALTER TABLE links_numbered RENAME TO links;
+         CREATE UNIQUE INDEX links_by_right ON links (pair, right_id);",
     ];
 
     /// State in a SQLite file (WAL mode, migrations, one transaction per step): the default
@@ -612,8 +631,12 @@ mod sqlite {
     impl StateStore for SqliteStore {
         async fn link(&self, pair: &str, side: Side, id: &ItemId) -> Result<Option<Link>> {
             let sql = match side {
-                Side::Left => "SELECT link FROM links WHERE pair = ?1 AND left_id = ?2",
-                Side::Right => "SELECT link FROM links WHERE pair = ?1 AND right_id = ?2",
+                Side::Left => {
+                    "SELECT link FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) AND left_id = ?2"
+                }
+                Side::Right => {
+                    "SELECT link FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) AND right_id = ?2"
+                }
             };
             let raw: Option<String> = self.with(|c| {
                 c.query_row(sql, params![pair, id.as_str()], |r| r.get(0))
@@ -626,11 +649,24 @@ mod sqlite {
             self.with(|c| {
                 let tx = c.transaction()?;
                 tx.execute(
-                    "DELETE FROM links WHERE pair = ?1 AND (left_id = ?2 OR right_id = ?3)",
-                    params![pair, link.left.as_str(), link.right.as_str()],
+                    "INSERT OR IGNORE INTO pair_ids (name) VALUES (?1)",
+                    params![pair],
                 )?;
+                // Two deletes, each by its index (an `OR` of the two scans the table).
+                for (sql, id) in [
+                    (
+                        "DELETE FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) AND left_id = ?2",
+                        &link.left,
+                    ),
+                    (
+                        "DELETE FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) AND right_id = ?2",
+                        &link.right,
+                    ),
+                ] {
+                    tx.execute(sql, params![pair, id.as_str()])?;
+                }
                 tx.execute(
-                    "INSERT INTO links (pair, left_id, right_id, link) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO links (pair, left_id, right_id, link) VALUES ((SELECT id FROM pair_ids WHERE name = ?1), ?2, ?3, ?4)",
                     params![pair, link.left.as_str(), link.right.as_str(), json],
                 )?;
                 tx.commit()
@@ -639,7 +675,7 @@ mod sqlite {
         async fn retire_link(&self, pair: &str, link: &Link) -> Result<()> {
             self.with(|c| {
                 c.execute(
-                    "DELETE FROM links WHERE pair = ?1 AND left_id = ?2",
+                    "DELETE FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) AND left_id = ?2",
                     params![pair, link.left.as_str()],
                 )
                 .map(|_| ())
@@ -648,7 +684,9 @@ mod sqlite {
         async fn links(&self, pair: &str) -> Result<Vec<Link>> {
             let rows: Vec<String> = self.with(|c| {
                 let mut st =
-                    c.prepare("SELECT link FROM links WHERE pair = ?1 ORDER BY left_id")?;
+                    c.prepare(
+                    "SELECT link FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) ORDER BY left_id",
+                )?;
                 st.query_map(params![pair], |r| r.get(0))?.collect()
             })?;
             rows.into_iter()

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use workbridge_core::{
-    CreateOptions, Cursor, FieldMap, InMemoryRepository, ItemId, ItemType, Repository,
+    CreateOptions, Cursor, FieldMap, FieldValue, InMemoryRepository, ItemId, ItemType, Repository,
 };
 use workbridge_mapping::Mapping;
 use workbridge_sync::{
@@ -325,4 +325,80 @@ fn a_store_from_a_newer_version_is_refused() {
     drop(conn);
     let e = SqliteStore::open(&path).unwrap_err();
     assert!(e.message().contains("newer"), "{e}");
+}
+
+/// A state file of the schema before pairs were numbered, its links in the tagged form: it is
+/// migrated when opened, its links are found by either side, and a link saved again is
+/// written in the compact form, its pair by number.
+#[tokio::test]
+async fn a_store_of_the_previous_schema_is_migrated_and_its_links_read() {
+    let path = temp_db("previous-schema");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE links (pair TEXT NOT NULL, left_id TEXT NOT NULL, right_id TEXT NOT NULL, link TEXT NOT NULL, PRIMARY KEY (pair, left_id));
+             CREATE UNIQUE INDEX links_by_right ON links (pair, right_id);
+             CREATE TABLE cursors (pair TEXT NOT NULL, side TEXT NOT NULL, cursor TEXT NOT NULL, PRIMARY KEY (pair, side));
+             CREATE TABLE parked (pair TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, parked TEXT NOT NULL, PRIMARY KEY (pair, side, id));
+             CREATE TABLE copied (pair TEXT NOT NULL, kind TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (pair, kind, side, id));
+             CREATE TABLE leases (pair TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL);
+             CREATE TABLE intents (pair TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, intent TEXT NOT NULL, PRIMARY KEY (pair, side, id));
+             CREATE TABLE comment_origins (copy TEXT PRIMARY KEY, item TEXT NOT NULL, origin TEXT NOT NULL);
+             CREATE INDEX comment_origins_by_item ON comment_origins (item);
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        for (pair, left, right) in [("ops↔dev", "INC1", "7"), ("ops↔qa", "INC1", "D9")] {
+            let link = format!(
+                r#"{{"left":"{left}","right":"{right}","key":"wb:{left}","left_version":"3","right_version":"2","left_baseline":{{"priority":{{"type":"choice","value":"2"}},"short_description":{{"type":"text","value":"Printer"}}}},"right_baseline":{{"System.Title":{{"type":"text","value":"Printer"}},"System.Id":{{"type":"int","value":7}}}}}}"#
+            );
+            conn.execute(
+                "INSERT INTO links VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![pair, left, right, link],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let by_left = store
+        .link("ops↔dev", Side::Left, &ItemId::from("INC1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_left.right, ItemId::from("7"));
+    assert_eq!(
+        by_left.left_baseline.get("priority"),
+        Some(&FieldValue::Choice("2".into()))
+    );
+    assert_eq!(
+        by_left.right_baseline.get("System.Id"),
+        Some(&FieldValue::Int(7))
+    );
+    let by_right = store
+        .link("ops↔qa", Side::Right, &ItemId::from("D9"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_right.left, ItemId::from("INC1"));
+    assert_eq!(store.links("ops↔dev").await.unwrap(), vec![by_left.clone()]);
+    store.save_link("ops↔dev", &by_left).await.unwrap();
+    assert_eq!(
+        store
+            .link("ops↔dev", Side::Right, &ItemId::from("7"))
+            .await
+            .unwrap(),
+        Some(by_left)
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let (pair, json): (i64, String) = conn
+        .query_row(
+            "SELECT pair, link FROM links WHERE left_id = 'INC1' AND right_id = '7'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(pair > 0);
+    assert!(json.contains(r#""short_description":"Printer""#), "{json}");
+    assert!(json.contains(r#""priority":{"choice":"2"}"#), "{json}");
 }
