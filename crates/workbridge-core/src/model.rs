@@ -916,6 +916,9 @@ impl GetOptions {
 pub struct CreateOptions {
     /// The correlation key to record in the new item, in the same request.
     pub correlation: Option<CorrelationKey>,
+    /// The fields the caller needs of the item the create answers (the backend adds its
+    /// own); `None`: all. A backend whose API cannot narrow its answer answers more.
+    pub answer_fields: Option<Vec<FieldName>>,
 }
 
 impl CreateOptions {
@@ -923,6 +926,13 @@ impl CreateOptions {
     #[must_use]
     pub fn correlation(mut self, key: impl Into<CorrelationKey>) -> Self {
         self.correlation = Some(key.into());
+        self
+    }
+
+    /// Sets [`CreateOptions::answer_fields`].
+    #[must_use]
+    pub fn answer_fields(mut self, fields: impl IntoIterator<Item = impl Into<FieldName>>) -> Self {
+        self.answer_fields = Some(fields.into_iter().map(Into::into).collect());
         self
     }
 }
@@ -945,6 +955,9 @@ pub struct UpdateOptions {
     /// Apply only if the item is still at this version, else fail with
     /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict).
     pub if_version: Option<Version>,
+    /// The fields the caller needs of the item the update answers (the backend adds its
+    /// own); `None`: all. A backend whose API cannot narrow its answer answers more.
+    pub answer_fields: Option<Vec<FieldName>>,
 }
 
 impl UpdateOptions {
@@ -952,6 +965,13 @@ impl UpdateOptions {
     #[must_use]
     pub fn if_version(mut self, v: impl Into<Version>) -> Self {
         self.if_version = Some(v.into());
+        self
+    }
+
+    /// Sets [`UpdateOptions::answer_fields`].
+    #[must_use]
+    pub fn answer_fields(mut self, fields: impl IntoIterator<Item = impl Into<FieldName>>) -> Self {
+        self.answer_fields = Some(fields.into_iter().map(Into::into).collect());
         self
     }
 

@@ -118,7 +118,11 @@ impl ServiceNowRepository {
         i: usize,
         versions: &HashMap<(ItemType, ItemId), Option<WorkItem>>,
     ) -> Result<(String, &'static str, String, Option<Value>, ItemType)> {
-        let params = "sysparm_display_value=all&sysparm_exclude_reference_link=true";
+        let mut params = "sysparm_display_value=all&sysparm_exclude_reference_link=true".to_owned();
+        if let Some(f) = Self::projection(answer_fields(w)) {
+            params.push_str("&sysparm_fields=");
+            params.push_str(&f.join(","));
+        }
         match w {
             Write::Create {
                 item_type,
@@ -217,12 +221,16 @@ impl ServiceNowRepository {
         let resp = self
             .client
             .post(&format!("api/now/table/{table}"))
-            .query(&Self::read_params(None))
+            .query(&Self::read_params(
+                Self::projection(opts.answer_fields.as_ref()).as_deref(),
+            ))
             .json(&body)
             .operation("create")
             .send()
             .await?;
-        self.one_item("create", table, &meta, resp).await
+        let mut item = self.one_item("create", table, &meta, resp).await?;
+        item.partial = opts.answer_fields.is_some();
+        Ok(item)
     }
 
     pub(crate) async fn do_update(
@@ -248,12 +256,15 @@ impl ServiceNowRepository {
         let resp = self
             .client
             .request(Method::PATCH, &format!("api/now/table/{table}/{id}"))
-            .query(&Self::read_params(None))
+            .query(&Self::read_params(
+                Self::projection(opts.answer_fields.as_ref()).as_deref(),
+            ))
             .json(&body)
             .operation("update")
             .send()
             .await?;
-        let item = self.one_item("update", table, &meta, resp).await?;
+        let mut item = self.one_item("update", table, &meta, resp).await?;
+        item.partial = opts.answer_fields.is_some();
         match &checked {
             Some(before) => workbridge_core::written_in_sequence("sys_mod_count", before, item),
             None => Ok(item),
@@ -323,7 +334,8 @@ impl ServiceNowRepository {
                                 )
                             })
                             .and_then(|one| {
-                                self.record_to_item(t, &meta, &one.result, "result", false)
+                                let projected = answer_fields(&writes[*i]).is_some();
+                                self.record_to_item(t, &meta, &one.result, "result", projected)
                             })
                     }
                     Some((status, body)) => Err(error::parse_error(
@@ -369,5 +381,14 @@ impl ServiceNowRepository {
             }
         }
         Ok(out)
+    }
+}
+
+/// The fields a write asks to be answered with, if it narrows its answer.
+fn answer_fields(w: &Write) -> Option<&Vec<FieldName>> {
+    match w {
+        Write::Create { options, .. } => options.answer_fields.as_ref(),
+        Write::Update { options, .. } => options.answer_fields.as_ref(),
+        _ => None,
     }
 }

@@ -478,6 +478,8 @@ impl SyncPair {
                     continue;
                 }
                 let chunks: Vec<&[usize]> = due.chunks(per_request).collect();
+                // Answered with the spec's fields only, where the API can narrow its answer.
+                let answer = self.reads(side);
                 let requests: Vec<Vec<Write>> = chunks
                     .iter()
                     .map(|chunk| {
@@ -490,7 +492,8 @@ impl SyncPair {
                                     id: item.id.clone(),
                                     changes: steps[i][k].clone(),
                                     options: UpdateOptions::default()
-                                        .if_version(item.version.clone()),
+                                        .if_version(item.version.clone())
+                                        .answer_fields(answer.iter().cloned()),
                                 }
                             })
                             .collect()

@@ -250,10 +250,12 @@ impl SyncPair {
     /// correlation support, the stored link is the only guard against a second create after a
     /// lost reply: see docs/sync.md.
     pub(crate) fn create_options(&self, other: Side, key: &CorrelationKey) -> CreateOptions {
+        // Answered with the spec's fields only, where the API can narrow its answer.
+        let options = CreateOptions::default().answer_fields(self.reads(other));
         if self.repos[other].capabilities().correlation {
-            CreateOptions::default().correlation(key.clone())
+            options.correlation(key.clone())
         } else {
-            CreateOptions::default()
+            options
         }
     }
 

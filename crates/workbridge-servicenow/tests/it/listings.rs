@@ -1,6 +1,9 @@
 //! Comments and attachments of many records, listed together.
 
-use workbridge_core::{ItemId, ItemType, NewAttachment, NewComment, Repository};
+use workbridge_core::{
+    CreateOptions, FieldMap, FieldValue, ItemId, ItemType, NewAttachment, NewComment, Repository,
+    UpdateOptions, Write,
+};
 
 /// 150 incidents, some with comments and work notes, some with files: `comments_many` and
 /// `attachments_many` give each its own, in order, in one request per 100 records (each
@@ -108,4 +111,88 @@ async fn a_calls_chunks_are_read_together_within_the_clients_bound() {
         assert!(c.total_requests() >= 4, "{:?}", c.requests());
         assert_eq!(c.most_in_flight(), most, "client bound {bound}");
     }
+}
+
+/// Writes asked to answer with some fields get only those (and the record's own: id, version,
+/// times) — through the Table API and inside Batch API requests — so that a page of writes
+/// does not bring whole records back.
+#[tokio::test]
+async fn writes_answer_with_the_fields_asked_for() {
+    let sim = crate::sim().await;
+    let repo = crate::repo(&sim);
+    let t = ItemType::from("incident");
+    let fields = ["short_description", "priority"];
+    let created = repo
+        .create(
+            &t,
+            &FieldMap::new().with("short_description", "Printer"),
+            &CreateOptions::default().answer_fields(fields),
+        )
+        .await
+        .unwrap();
+    assert!(created.partial);
+    assert_eq!(
+        created.fields.get("short_description"),
+        Some(&"Printer".into())
+    );
+    assert!(
+        created.fields.get("description").is_none(),
+        "{:?}",
+        created.fields
+    );
+    let updated = repo
+        .update(
+            &t,
+            &created.id,
+            &FieldMap::new().with("short_description", "Printer jams"),
+            &UpdateOptions::default()
+                .if_version(created.version.clone())
+                .answer_fields(fields),
+        )
+        .await
+        .unwrap();
+    assert!(updated.partial && updated.fields.get("description").is_none());
+    assert_eq!(updated.version.as_str(), "1");
+    let many = repo
+        .write_many(&[
+            Write::Update {
+                item_type: t.clone(),
+                id: created.id.clone(),
+                changes: FieldMap::new().with("priority", FieldValue::Choice("2".into())),
+                options: UpdateOptions::default()
+                    .if_version(updated.version.clone())
+                    .answer_fields(fields),
+            },
+            Write::Create {
+                item_type: t.clone(),
+                fields: FieldMap::new().with("short_description", "Scanner"),
+                options: CreateOptions::default().answer_fields(fields),
+            },
+        ])
+        .await
+        .unwrap();
+    for r in many {
+        let item = r.unwrap();
+        assert!(item.partial, "{item:?}");
+        assert!(
+            item.fields.get("description").is_none(),
+            "{:?}",
+            item.fields
+        );
+        assert!(
+            item.fields.get("short_description").is_some(),
+            "{:?}",
+            item.fields
+        );
+    }
+    // Asked for nothing in particular, a write answers the whole record.
+    let whole = repo
+        .create(
+            &t,
+            &FieldMap::new().with("short_description", "Whole"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(!whole.partial && whole.fields.get("description").is_some());
 }
