@@ -8,7 +8,7 @@ use workbridge::mapping::Mapping;
 use workbridge::{FieldMap, FieldValue, ItemId, ItemType, Repository, WorkItem};
 use workbridge_azure_devops::{AzureDevOpsConfig, AzureDevOpsRepository};
 use workbridge_http::{BackoffConfig, ClientOptions, RetryConfig};
-use workbridge_servicenow::{ServiceNowConfig, ServiceNowRepository};
+use workbridge_servicenow::{ServiceNowConfig, ServiceNowRepository, VersionCheck};
 use workbridge_sim::azure_devops::AzureDevOpsSim;
 use workbridge_sim::servicenow::ServiceNowSim;
 
@@ -54,6 +54,11 @@ pub(crate) struct Sides {
 
 /// Adapters on `sims`, retrying transient failures `retries` times with millisecond waits.
 pub(crate) fn sides(sims: &Sims, retries: u32) -> Sides {
+    sides_checked(sims, retries, VersionCheck::default())
+}
+
+/// As [`sides`], ServiceNow holding updates to their versions as `check` says.
+pub(crate) fn sides_checked(sims: &Sims, retries: u32, check: VersionCheck) -> Sides {
     let options = ClientOptions::default().allow_http(true).retry(
         RetryConfig::default().max_retries(retries).backoff(
             BackoffConfig::default()
@@ -67,6 +72,7 @@ pub(crate) fn sides(sims: &Sims, retries: u32) -> Sides {
                 ServiceNowConfig::builder(sims.sn.url())
                     .basic("admin", "admin")
                     .client_options(options.clone())
+                    .version_check(check)
                     .build(),
             )
             .unwrap(),

@@ -523,3 +523,60 @@ async fn the_kernel_reads_only_the_fields_the_spec_names() {
         "{reads:?}"
     );
 }
+
+/// The ServiceNow write-backs of a backfill (each new Bug's state onto its ticket) cost their
+/// Batch API requests alone when versions are checked on the answers
+/// (`VersionCheck::AfterWrite`); checked before (the default), one read of the versions per
+/// `read_batch` tickets comes first.
+#[tokio::test]
+async fn checked_after_the_write_the_write_backs_read_no_versions() {
+    use workbridge::servicenow::VersionCheck;
+    let mut batches = Vec::new();
+    for check in [VersionCheck::ReadBefore, VersionCheck::AfterWrite] {
+        let sims = sims().await;
+        let sys = crate::common::sides_checked(&sims, 3, check);
+        escalated_tickets(&*sys.sn, 120).await;
+        let pair = SyncPair::new(
+            sys.sn.clone(),
+            sys.ado.clone(),
+            spec("incident_escalation.toml"),
+            Arc::new(MemoryStore::new()),
+        )
+        .unwrap();
+        sims.sn.control().record_exchanges(true);
+        let r = pair.run_once().await;
+        assert!(r.is_complete() && r.created.right == 120, "{r}");
+        let by_id = sims
+            .sn
+            .control()
+            .exchanges()
+            .iter()
+            .filter(|e| {
+                e.method == "GET"
+                    && e.path.ends_with("/table/incident")
+                    && e.query.as_deref().is_some_and(|q| q.contains("sys_idIN"))
+            })
+            .count();
+        let requests = sims.sn.control().requests();
+        if check == VersionCheck::AfterWrite {
+            assert_eq!(by_id, 0, "{requests:?}");
+        } else {
+            assert!(by_id >= 2, "{requests:?}");
+        }
+        batches.push(requests.get("POST /api/now/v1/batch").copied());
+        let t = sys
+            .sn
+            .changes(&incident(), &Default::default(), &Default::default())
+            .await
+            .unwrap();
+        assert!(
+            t.items
+                .iter()
+                .filter(|i| s(i, "u_dev_status") == "New")
+                .count()
+                >= 120,
+            "{check:?}: the write-backs did not land"
+        );
+    }
+    assert_eq!(batches[0], batches[1], "the same writes either way");
+}

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use workbridge::servicenow::VersionCheck;
 use workbridge::sync::{
     Copied, CreateIntent, Link, Parked, Side, SqliteStore, StateStore, SyncOptions, SyncPair,
 };
 use workbridge::{FieldMap, ItemId, Repository, RepositoryExt};
 
 use crate::common::{
-    Sides, bug, incident, move_bug, s, sides, sims, software_ticket, spec, temp_db,
+    Sides, bug, incident, move_bug, s, sides, sides_checked, sims, software_ticket, spec, temp_db,
 };
 
 /// The escalation pair on a fresh SQLite store, and a software ticket it has linked to a Bug.
@@ -104,8 +105,19 @@ async fn a_worker_retrying_past_its_lease_does_not_overwrite_the_next_worker() {
 /// the Bug, instead of being taken into the baseline as if the sync had written it.
 #[tokio::test]
 async fn an_ops_edit_between_check_and_write_is_not_taken_for_the_syncs_own() {
+    ops_edit_between_read_and_write(VersionCheck::ReadBefore).await;
+}
+
+/// The same with the version checked on the write's answer alone (no read before it): the
+/// edit lands between the kernel's read of the ticket and its PATCH, and still flows.
+#[tokio::test]
+async fn checked_after_the_write_an_ops_edit_in_between_still_flows() {
+    ops_edit_between_read_and_write(VersionCheck::AfterWrite).await;
+}
+
+async fn ops_edit_between_read_and_write(check: VersionCheck) {
     let sims = sims().await;
-    let sys = sides(&sims, 3);
+    let sys = sides_checked(&sims, 3, check);
     let pair = SyncPair::new(
         sys.sn.clone(),
         sys.ado.clone(),

@@ -79,6 +79,9 @@ pub struct ServiceNowConfig {
     /// only sizes (5 MB per request in) and the transaction quota (30 s): what does not fit
     /// comes back unserviced and is sent again.
     pub write_batch: usize,
+    /// How `update` and `write_many` hold an update to `UpdateOptions::if_version`, the
+    /// Table API having no conditional write (default [`VersionCheck::ReadBefore`]).
+    pub version_check: VersionCheck,
     /// What `correlation_display` says on items this adapter creates (default `workbridge`).
     pub correlation_display: String,
     /// Parent tables whose dictionary and choices a table inherits (default: `task` for
@@ -87,6 +90,28 @@ pub struct ServiceNowConfig {
     /// Workflows enforced on `update`, by table (defaults for incident, problem and
     /// change_request; replace them to match the instance's own rules).
     pub workflows: BTreeMap<String, TransitionGraph>,
+}
+
+/// How an update is held to the version its caller read (`UpdateOptions::if_version`). The
+/// Table API writes unconditionally; what it does give is `sys_mod_count`, which every update
+/// grows by exactly one (ADR 0011, ADR 0020).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum VersionCheck {
+    /// Checked on the record the write answers: a count more than one above `if_version`
+    /// means another update came after the caller's read, and the write — applied over it —
+    /// answers `Conflict`, so the caller reads both sides again and the other update's
+    /// changes still flow (a sync kernel does). No read of its own: a page of updates costs its
+    /// Batch API requests only. What it cannot keep: an edit, between the caller's read and the
+    /// write, to a field the write sets (the write's value stands). The adapter then declares
+    /// no `optimistic_concurrency`: a stale `if_version` is answered after the fact.
+    AfterWrite,
+    /// Also read just before the write (one read per `read_batch` updates), refusing an update
+    /// whose record moved since the caller's read with `Conflict` before anything is written:
+    /// an edit to a field the write sets is kept unless it lands in the round trip between that
+    /// read and the write. The default: what `optimistic_concurrency` promises.
+    #[default]
+    ReadBefore,
 }
 
 /// The out-of-box incident state model: New 1, In Progress 2, On Hold 3, Resolved 6, Closed 7,
@@ -157,6 +182,7 @@ impl fmt::Debug for ServiceNowConfig {
             .field("page_size", &self.page_size)
             .field("read_batch", &self.read_batch)
             .field("write_batch", &self.write_batch)
+            .field("version_check", &self.version_check)
             .field("correlation_display", &self.correlation_display)
             .field("parents", &self.parents)
             .field("workflows", &self.workflows)
@@ -176,6 +202,7 @@ impl ServiceNowConfig {
                 page_size: 500,
                 read_batch: 100,
                 write_batch: 100,
+                version_check: VersionCheck::default(),
                 correlation_display: "workbridge".into(),
                 parents: BTreeMap::from([
                     ("incident".to_owned(), task.clone()),
@@ -289,6 +316,13 @@ impl ServiceNowConfigBuilder {
     #[must_use]
     pub fn write_batch(mut self, n: usize) -> Self {
         self.config.write_batch = n.clamp(1, 1000);
+        self
+    }
+
+    /// How updates are held to the caller's version ([`VersionCheck`]).
+    #[must_use]
+    pub fn version_check(mut self, check: VersionCheck) -> Self {
+        self.config.version_check = check;
         self
     }
 

@@ -53,8 +53,8 @@ mod wire;
 mod write;
 
 pub use config::{
-    ServiceNowAuth, ServiceNowConfig, ServiceNowConfigBuilder, default_change_workflow,
-    default_incident_workflow, default_problem_workflow,
+    ServiceNowAuth, ServiceNowConfig, ServiceNowConfigBuilder, VersionCheck,
+    default_change_workflow, default_incident_workflow, default_problem_workflow,
 };
 
 // The helpers every concern uses: calls and quoting, metadata and value conversion.
@@ -178,6 +178,8 @@ impl ServiceNowRepository {
         capabilities.max_batch_write = config.write_batch;
         capabilities.max_page_size = 10_000;
         capabilities.max_attachment_size = None;
+        // Checked after the write, a stale version is answered once the write was applied.
+        capabilities.optimistic_concurrency = config.version_check == VersionCheck::ReadBefore;
         // `sys_audit` rows are not documented to carry the update count they made.
         capabilities.history = false;
         Ok(ServiceNowRepository {

@@ -196,7 +196,7 @@ impl ServiceNowRepository {
         changes: &FieldMap,
         o: &UpdateOptions,
     ) -> bool {
-        o.if_version.is_some()
+        (o.if_version.is_some() && self.config.version_check == VersionCheck::ReadBefore)
             || self
                 .workflow(table)
                 .is_some_and(|wf| changes.contains(wf.state_field.as_str()))
@@ -265,7 +265,9 @@ impl ServiceNowRepository {
             .await?;
         let mut item = self.one_item("update", table, &meta, resp).await?;
         item.partial = opts.answer_fields.is_some();
-        match &checked {
+        // Grown by more than one since the version read (here, or by the caller): another
+        // update came in between (ADR 0011, ADR 0020).
+        match checked.as_ref().or(opts.if_version.as_ref()) {
             Some(before) => workbridge_core::written_in_sequence("sys_mod_count", before, item),
             None => Ok(item),
         }
@@ -346,14 +348,23 @@ impl ServiceNowRepository {
                     )),
                 };
                 let r = match (r, &writes[*i]) {
-                    (Ok(item), Write::Update { item_type, id, .. }) => {
-                        match versions.get(&(item_type.clone(), id.clone())) {
-                            Some(Some(before)) => workbridge_core::written_in_sequence(
-                                "sys_mod_count",
-                                &before.version,
-                                item,
-                            ),
-                            _ => Ok(item),
+                    (
+                        Ok(item),
+                        Write::Update {
+                            item_type,
+                            id,
+                            options,
+                            ..
+                        },
+                    ) => {
+                        let read = versions
+                            .get(&(item_type.clone(), id.clone()))
+                            .and_then(|v| v.as_ref().map(|i| &i.version));
+                        match read.or(options.if_version.as_ref()) {
+                            Some(before) => {
+                                workbridge_core::written_in_sequence("sys_mod_count", before, item)
+                            }
+                            None => Ok(item),
                         }
                     }
                     (r, _) => r,

@@ -729,3 +729,90 @@ async fn a_write_landing_over_a_concurrent_update_is_a_conflict() {
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert!(e.to_string().contains("sys_mod_count 4 to 6"), "{e}");
 }
+
+/// With `VersionCheck::AfterWrite` an update reads nothing before it writes: the version the
+/// caller read is checked on the answer. One above it is this write alone; more is another
+/// update in between, a conflict after the fact (the write applied). The adapter says so: it
+/// declares no optimistic concurrency.
+#[tokio::test]
+async fn checked_after_the_write_an_update_costs_its_write_alone() {
+    use base64::Engine as _;
+    let server = MockServer::start().await;
+    mock_metadata(&server).await;
+    // No read of the versions may be made.
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/incident"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/api/now/table/incident/a1"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"result": record("a1", "5")})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/now/v1/batch"))
+        .respond_with(move |req: &Request| {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            let b64 = |r: Value| {
+                base64::engine::general_purpose::STANDARD.encode(json!({ "result": r }).to_string())
+            };
+            ResponseTemplate::new(200).set_body_json(json!({
+                "batch_request_id": body["batch_request_id"],
+                "serviced_requests": [
+                    {"id": "w0", "status_code": 200, "status_text": "OK", "body": b64(record("a1", "5")), "headers": [], "execution_time": 3},
+                    {"id": "w1", "status_code": 200, "status_text": "OK", "body": b64(record("b2", "9")), "headers": [], "execution_time": 3}
+                ],
+                "unserviced_requests": []
+            }))
+        })
+        .expect(1)
+        .mount(&server)
+        .await;
+    let repo = ServiceNowRepository::new(
+        ServiceNowConfig::builder(server.uri())
+            .basic("admin", "admin")
+            .client_options(crate::options().retry(RetryConfig::disabled()))
+            .version_check(workbridge_servicenow::VersionCheck::AfterWrite)
+            .build(),
+    )
+    .unwrap();
+    assert!(!repo.capabilities().optimistic_concurrency);
+    let t = ItemType::from("incident");
+    let changes = FieldMap::new().with("short_description", "Mail down for EU");
+    let ok = repo
+        .update(
+            &t,
+            &"a1".into(),
+            &changes,
+            &UpdateOptions::default().if_version("4"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.version.as_str(), "5");
+    let results = repo
+        .write_many(&[
+            Write::Update {
+                item_type: t.clone(),
+                id: "a1".into(),
+                changes: changes.clone(),
+                options: UpdateOptions::default().if_version("4"),
+            },
+            Write::Update {
+                item_type: t.clone(),
+                id: "b2".into(),
+                changes,
+                options: UpdateOptions::default().if_version("7"),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results[0].as_ref().unwrap().version.as_str(), "5");
+    let e = results[1].as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("sys_mod_count 7 to 9"), "{e}");
+    assert_eq!(e.context().item_id.as_ref().map(|i| i.as_str()), Some("b2"));
+}
