@@ -17,7 +17,9 @@
 //! and two bulk PUTs per 2,000 defects, plus the fixed reads (login, schema, server time).
 //!
 //! Each size is measured with comments and attachments off (the rows the minimum is for) and
-//! on (the defaults; `WORKBRIDGE_SCALE_EXTRAS=0` leaves these out).
+//! on (the defaults; `WORKBRIDGE_SCALE_EXTRAS=0` leaves these out), and with ServiceNow's
+//! versions checked on the writes' answers instead of read before them
+//! (`VersionCheck::AfterWrite`; `WORKBRIDGE_SCALE_AFTER=0` leaves it out).
 //!
 //! Requests are counted by the simulators. The batched minimum of a backfill of N tickets is
 //! what the APIs allow at best: on ServiceNow one read per 10,000 rows (the Table API's page
@@ -35,7 +37,7 @@ use workbridge::mapping::Mapping;
 use workbridge::sync::{SqliteStore, SyncOptions, SyncPair};
 use workbridge_azure_devops::{AzureDevOpsConfig, AzureDevOpsRepository};
 use workbridge_http::ClientOptions;
-use workbridge_servicenow::{ServiceNowConfig, ServiceNowRepository};
+use workbridge_servicenow::{ServiceNowConfig, ServiceNowRepository, VersionCheck};
 use workbridge_sim::Faults;
 use workbridge_sim::azure_devops::AzureDevOpsSim;
 use workbridge_sim::servicenow::ServiceNowSim;
@@ -217,6 +219,11 @@ async fn sync(args: &[String]) {
             ServiceNowConfig::builder(&args[0])
                 .basic("admin", "admin")
                 .client_options(loopback.clone())
+                .version_check(if args[3] == "after" {
+                    VersionCheck::AfterWrite
+                } else {
+                    VersionCheck::ReadBefore
+                })
                 .build(),
         )
         .expect("adapter"),
@@ -488,6 +495,7 @@ fn orchestrate() {
     let latency_ms: u64 = env_or("WORKBRIDGE_SCALE_LATENCY_MS", 50);
     let script_up_to: usize = env_or("WORKBRIDGE_SCALE_SCRIPT_UP_TO", 1000);
     let extras = env_or("WORKBRIDGE_SCALE_EXTRAS", 1) != 0;
+    let after = env_or("WORKBRIDGE_SCALE_AFTER", 1) != 0;
     let qa_sizes: Vec<usize> = std::env::var("WORKBRIDGE_SCALE_QA_SIZES")
         .unwrap_or_else(|_| "1000".into())
         .split(',')
@@ -534,6 +542,17 @@ fn orchestrate() {
         );
         row("idle poll", &m.idle, Some((1, 1)), "");
         row("one ticket edited", &m.one_edit, None, "");
+        if after {
+            let a = measure(n, latency_ms, "after");
+            let per_link = a.state_bytes.checked_div(a.links).unwrap_or(0);
+            row(
+                "backfill, ServiceNow `VersionCheck::AfterWrite`",
+                &a.backfill,
+                Some((min_sn, min_ado)),
+                &format!("{:.1} MiB | {per_link} B", a.rss_kib as f64 / 1024.0),
+            );
+            row("one ticket edited, the same", &a.one_edit, None, "");
+        }
         if extras {
             let e = measure(n, latency_ms, "extras");
             let per_link = e.state_bytes.checked_div(e.links).unwrap_or(0);

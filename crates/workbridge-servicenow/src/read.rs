@@ -97,30 +97,26 @@ impl ServiceNowRepository {
         }
         query.push_str("ORDERBYsys_updated_on^ORDERBYsys_id");
         let projection = Self::projection(opts.fields.as_ref());
-        let (rows, resp) = self
-            .list(
+        let (parsed, resp) = self
+            .list_items(
                 "changes",
                 table.as_str(),
                 &query,
                 limit,
                 projection.as_deref(),
-                true,
+                |i, rec| {
+                    self.record_to_item(
+                        table,
+                        &meta,
+                        rec,
+                        &format!("result[{i}]"),
+                        projection.is_some(),
+                    )
+                },
             )
             .await?;
         let server_now = resp.date();
-        let parsed = rows
-            .iter()
-            .enumerate()
-            .map(|(i, rec)| {
-                self.record_to_item(
-                    table,
-                    &meta,
-                    rec,
-                    &format!("result[{i}]"),
-                    projection.is_some(),
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
+        drop(resp);
         let full = parsed.len() >= limit;
         let mut items = scan.absorb(parsed, full, server_now);
         self.resolve_persons(&mut items).await?;
@@ -147,29 +143,24 @@ impl ServiceNowRepository {
                     .map(|i| q(i.as_str()))
                     .collect::<Vec<_>>()
                     .join(",");
-                let (rows, _) = self
-                    .list(
+                let (mut items, _) = self
+                    .list_items(
                         "get_many",
                         table.as_str(),
                         &format!("sys_idIN{list}"),
                         chunk.len(),
                         projection.as_deref(),
-                        true,
+                        |i, r| {
+                            self.record_to_item(
+                                table,
+                                meta,
+                                r,
+                                &format!("result[{i}]"),
+                                projection.is_some(),
+                            )
+                        },
                     )
                     .await?;
-                let mut items = rows
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        self.record_to_item(
-                            table,
-                            meta,
-                            r,
-                            &format!("result[{i}]"),
-                            projection.is_some(),
-                        )
-                    })
-                    .collect::<Result<Vec<_>>>()?;
                 self.resolve_persons(&mut items).await?;
                 Ok::<_, Error>(items)
             }

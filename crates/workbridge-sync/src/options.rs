@@ -8,7 +8,7 @@ use super::*;
 #[non_exhaustive]
 pub struct SyncOptions {
     /// Items per change page. Unset (the default), each side reads pages of its adapter's own
-    /// size (ServiceNow 500, Azure DevOps 1,000, ALM 500), which the integrator sets in that
+    /// size (ServiceNow 2,000, Azure DevOps 1,000, ALM 500), which the integrator sets in that
     /// adapter's config; set, both sides use it, capped to each API's limit.
     pub page_size: Option<usize>,
     /// How often a merge is re-read and re-planned after a version conflict (default 3).
@@ -45,6 +45,11 @@ pub struct SyncOptions {
     /// requests in flight too (`ClientOptions::max_concurrency`, default 8), and the adapters
     /// read a call's chunks (ids, comments, attachments) that many at a time.
     pub concurrency: usize,
+    /// Items of a page worked on together (default 500): a page is read whole, then its items
+    /// are planned, written and stored this many at a time, so that a page of 10,000 (the
+    /// ServiceNow Table API's maximum) costs the memory of 500. Its cursor is stored once all
+    /// are done.
+    pub chunk_size: usize,
 }
 
 /// When the sync looks for an existing twin (by correlation key) before creating one.
@@ -77,6 +82,7 @@ impl Default for SyncOptions {
             in_flight_grace: Duration::from_secs(300),
             twin_lookup: TwinLookup::WhenUnknown,
             concurrency: 4,
+            chunk_size: 500,
         }
     }
 }
@@ -85,6 +91,11 @@ impl SyncOptions {
     /// Sets [`SyncOptions::page_size`].
     pub fn page_size(mut self, n: usize) -> Self {
         self.page_size = Some(n.max(1));
+        self
+    }
+    /// Sets [`SyncOptions::chunk_size`].
+    pub fn chunk_size(mut self, n: usize) -> Self {
+        self.chunk_size = n.max(1);
         self
     }
     /// Sets [`SyncOptions::conflict_retries`].

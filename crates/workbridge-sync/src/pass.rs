@@ -34,108 +34,15 @@ impl SyncPair {
             round.report.calls[side] += 1;
             let page = repo.changes(ty, &cursor, &opts).await?;
             round.report.read[side] += page.items.len();
-            // Links of the page, and their twins in one batched read.
-            let mut links = Vec::with_capacity(page.items.len());
-            for item in &page.items {
-                links.push(self.store.link(&self.id, side, &item.id).await?);
+            // Worked on `chunk_size` items at a time: a page read at the API's maximum costs
+            // the memory of a chunk, its cursor stored once every chunk is done.
+            let mut items = page.items;
+            while !items.is_empty() {
+                let rest = items.split_off(items.len().min(self.options.chunk_size.max(1)));
+                self.work(side, items, round).await?;
+                self.renew_lease().await?;
+                items = rest;
             }
-            let twin_ids: Vec<ItemId> = page
-                .items
-                .iter()
-                .zip(&links)
-                .filter_map(|(item, l)| {
-                    l.as_ref()
-                        .filter(|l| !l.is_echo(side, item))
-                        .map(|l| l.id(side.other()).clone())
-                })
-                .collect();
-            let mut twins: HashMap<ItemId, Option<WorkItem>> = HashMap::new();
-            if !twin_ids.is_empty() {
-                round.report.calls[side.other()] += 1;
-                let got = self.repos[side.other()]
-                    .get_many(
-                        &self.types[side.other()],
-                        &twin_ids,
-                        &self.read_options(side.other()),
-                    )
-                    .await?;
-                check_len(&*self.repos[side.other()], twin_ids.len(), got.len())?;
-                twins.extend(twin_ids.into_iter().zip(got));
-            }
-            // The page's new items: their twins looked up and created in batches (an item
-            // listed twice is prepared once).
-            let mut fresh: Vec<&WorkItem> = Vec::new();
-            let mut fresh_ids = HashSet::new();
-            for (item, link) in page.items.iter().zip(&links) {
-                if link.is_none()
-                    && self.wants_twin(side, item)
-                    && fresh_ids.insert(item.id.clone())
-                {
-                    fresh.push(item);
-                }
-            }
-            let mut ready = if fresh.len() > 1 {
-                self.prepare_twins(side, &fresh, round).await?
-            } else {
-                HashMap::new()
-            };
-            let mut seen = HashSet::new();
-            // The page's merges, applied together: each side's writes in as few requests as
-            // it takes.
-            let mut batch = merge::Batch::default();
-            for (item, mut link) in page.items.into_iter().zip(links) {
-                let id = item.id.clone();
-                if !seen.insert(id.clone()) {
-                    // Listed again in this page: what the first listing did counts.
-                    self.run_merges(&mut batch, round).await?;
-                    link = self.store.link(&self.id, side, &id).await?;
-                }
-                let twin = match &link {
-                    Some(l) if !l.is_echo(side, &item) => {
-                        let tid = l.id(side.other());
-                        // Prefetched for the page, once; read afresh if needed again.
-                        match twins.remove(tid) {
-                            Some(t) => t,
-                            None => {
-                                round.report.calls[side.other()] += 1;
-                                self.repos[side.other()]
-                                    .get_many(
-                                        &self.types[side.other()],
-                                        std::slice::from_ref(tid),
-                                        &self.read_options(side.other()),
-                                    )
-                                    .await?
-                                    .pop()
-                                    .flatten()
-                            }
-                        }
-                    }
-                    _ => None,
-                };
-                let result = match link {
-                    Some(link) if link.is_echo(side, &item) => Ok(Outcome::Echo),
-                    Some(link) => match twin {
-                        Some(t) => {
-                            let (l, r) = match side {
-                                Side::Left => (item, t),
-                                Side::Right => (t, item),
-                            };
-                            self.merge(link, side, l, r, round).await
-                        }
-                        None => {
-                            self.twinless(&link, side, &item, "was deleted", round)
-                                .await
-                        }
-                    },
-                    None => {
-                        let prepared = ready.remove(&id);
-                        self.unlinked(side, item, prepared, round).await
-                    }
-                };
-                batch.take(self, side, &id, result, round).await?;
-            }
-            self.run_merges(&mut batch, round).await?;
-            self.renew_lease().await?;
             self.store.save_cursor(&self.id, side, &page.next).await?;
             self.renew_lease().await?;
             round.report.cursors[side] = Some(page.next.clone());
@@ -149,6 +56,109 @@ impl SyncPair {
                 return Ok(());
             }
         }
+    }
+
+    /// A chunk of a page's items: their links and twins read, new ones' twins prepared, every
+    /// merge planned and applied together.
+    async fn work(&self, side: Side, items: Vec<WorkItem>, round: &mut Round) -> Result<()> {
+        // Links of the page, and their twins in one batched read.
+        let mut links = Vec::with_capacity(items.len());
+        for item in &items {
+            links.push(self.store.link(&self.id, side, &item.id).await?);
+        }
+        let twin_ids: Vec<ItemId> = items
+            .iter()
+            .zip(&links)
+            .filter_map(|(item, l)| {
+                l.as_ref()
+                    .filter(|l| !l.is_echo(side, item))
+                    .map(|l| l.id(side.other()).clone())
+            })
+            .collect();
+        let mut twins: HashMap<ItemId, Option<WorkItem>> = HashMap::new();
+        if !twin_ids.is_empty() {
+            round.report.calls[side.other()] += 1;
+            let got = self.repos[side.other()]
+                .get_many(
+                    &self.types[side.other()],
+                    &twin_ids,
+                    &self.read_options(side.other()),
+                )
+                .await?;
+            check_len(&*self.repos[side.other()], twin_ids.len(), got.len())?;
+            twins.extend(twin_ids.into_iter().zip(got));
+        }
+        // The page's new items: their twins looked up and created in batches (an item
+        // listed twice is prepared once).
+        let mut fresh: Vec<&WorkItem> = Vec::new();
+        let mut fresh_ids = HashSet::new();
+        for (item, link) in items.iter().zip(&links) {
+            if link.is_none() && self.wants_twin(side, item) && fresh_ids.insert(item.id.clone()) {
+                fresh.push(item);
+            }
+        }
+        let mut ready = if fresh.len() > 1 {
+            self.prepare_twins(side, &fresh, round).await?
+        } else {
+            HashMap::new()
+        };
+        let mut seen = HashSet::new();
+        // The page's merges, applied together: each side's writes in as few requests as
+        // it takes.
+        let mut batch = merge::Batch::default();
+        for (item, mut link) in items.into_iter().zip(links) {
+            let id = item.id.clone();
+            if !seen.insert(id.clone()) {
+                // Listed again in this page: what the first listing did counts.
+                self.run_merges(&mut batch, round).await?;
+                link = self.store.link(&self.id, side, &id).await?;
+            }
+            let twin = match &link {
+                Some(l) if !l.is_echo(side, &item) => {
+                    let tid = l.id(side.other());
+                    // Prefetched for the page, once; read afresh if needed again.
+                    match twins.remove(tid) {
+                        Some(t) => t,
+                        None => {
+                            round.report.calls[side.other()] += 1;
+                            self.repos[side.other()]
+                                .get_many(
+                                    &self.types[side.other()],
+                                    std::slice::from_ref(tid),
+                                    &self.read_options(side.other()),
+                                )
+                                .await?
+                                .pop()
+                                .flatten()
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let result = match link {
+                Some(link) if link.is_echo(side, &item) => Ok(Outcome::Echo),
+                Some(link) => match twin {
+                    Some(t) => {
+                        let (l, r) = match side {
+                            Side::Left => (item, t),
+                            Side::Right => (t, item),
+                        };
+                        self.merge(link, side, l, r, round).await
+                    }
+                    None => {
+                        self.twinless(&link, side, &item, "was deleted", round)
+                            .await
+                    }
+                },
+                None => {
+                    let prepared = ready.remove(&id);
+                    self.unlinked(side, item, prepared, round).await
+                }
+            };
+            batch.take(self, side, &id, result, round).await?;
+        }
+        self.run_merges(&mut batch, round).await?;
+        Ok(())
     }
 
     /// Books an item's outcome (a planned merge is applied first): temporary errors stop the

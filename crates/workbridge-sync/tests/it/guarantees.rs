@@ -2166,3 +2166,52 @@ async fn a_link_keeps_only_the_fields_the_spec_reads_or_writes() {
     let twin = dev.get(&bug(), &link.right).await.unwrap();
     assert_eq!(text(&twin, "System.Title"), Some("Compact, renamed"));
 }
+
+/// A page larger than `chunk_size` is read once and worked on a chunk at a time: every ticket
+/// gets its Bug, the creates go out one `write_many` per chunk, and the next round has nothing
+/// left to do.
+#[tokio::test]
+async fn a_page_is_worked_on_a_chunk_at_a_time() {
+    let (clock, ops_inner, dev_inner) = backends();
+    let ops = Arc::new(RecordingRepository::new(ops_inner.clone()));
+    let dev = Arc::new(RecordingRepository::new(dev_inner.clone()));
+    let pair = pair_of(ops.clone(), dev.clone()).with_options(
+        SyncOptions::default()
+            .page_size(100)
+            .chunk_size(7)
+            .comments(false)
+            .attachments(false),
+    );
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        clock.advance(std::time::Duration::from_secs(1));
+        let t = ops_inner
+            .create(
+                &incident(),
+                &software(&format!("Ticket {i}")),
+                &CreateOptions::default(),
+            )
+            .await
+            .unwrap();
+        ids.push(t.id);
+    }
+    ops.clear();
+    dev.clear();
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(r.created.right, 30, "{r}");
+    // One page read of the tickets (and the read that finds nothing after it).
+    assert!(ops.count(Operation::Changes) <= 3, "{:?}", ops.calls());
+    assert_eq!(
+        dev.count(Operation::WriteMany),
+        30usize.div_ceil(7),
+        "{:?}",
+        dev.calls()
+    );
+    for id in &ids {
+        assert!(pair.link_of(Side::Left, id).await.unwrap().is_some());
+    }
+    clock.advance(std::time::Duration::from_secs(2));
+    let again = pair.run_once().await;
+    assert!(again.is_complete() && again.writes() == 0, "{again}");
+}
