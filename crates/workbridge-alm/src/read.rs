@@ -2,6 +2,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use workbridge_core::FieldName;
 
 impl AlmRepository {
     pub(crate) async fn query(
@@ -28,6 +29,21 @@ impl AlmRepository {
         page_size: usize,
         start: usize,
     ) -> Result<(Vec<Entity>, usize, Option<DateTime<Utc>>)> {
+        self.query_fields(op, t, query, order, (page_size, start), None)
+            .await
+    }
+
+    /// As [`query_dated`](Self::query_dated), the entities carrying only `fields` (ALM's
+    /// `fields=`, with the ones every item needs: id, version, time), where given.
+    pub(crate) async fn query_fields(
+        &self,
+        op: &'static str,
+        t: &ItemType,
+        query: Option<String>,
+        order: &str,
+        (page_size, start): (usize, usize),
+        fields: Option<&[FieldName]>,
+    ) -> Result<(Vec<Entity>, usize, Option<DateTime<Utc>>)> {
         let mut q = vec![
             ("order-by", order.to_owned()),
             ("page-size", page_size.to_string()),
@@ -35,6 +51,9 @@ impl AlmRepository {
         ];
         if let Some(f) = query {
             q.push(("query", f));
+        }
+        if let Some(p) = projection(fields) {
+            q.push(("fields", p));
         }
         let resp = self
             .call(op, Method::GET, &self.coll_path(t), &q, None)
@@ -85,13 +104,13 @@ impl AlmRepository {
         if let Some((at, id)) = &sq.after {
             let n: u64 = id.as_str().parse().unwrap_or(0);
             let (tie, total, tie_date) = self
-                .query_dated(
+                .query_fields(
                     "changes",
                     t,
                     Some(format!("{{last-modified[\"{}\"];id[>{n}]}}", local(*at))),
                     "{id[ASC]}",
-                    limit,
-                    1,
+                    (limit, 1),
+                    opts.fields.as_deref(),
                 )
                 .await?;
             full = total > tie.len();
@@ -116,6 +135,9 @@ impl AlmRepository {
             ];
             if let Some(f) = filter {
                 q.push(("query", f));
+            }
+            if let Some(p) = projection(opts.fields.as_deref()) {
+                q.push(("fields", p));
             }
             let resp = self
                 .call("changes", Method::GET, &self.coll_path(t), &q, None)
@@ -166,8 +188,15 @@ impl AlmRepository {
                     .collect::<Vec<_>>()
                     .join(" OR ")
             );
-            let (rows, _) = self
-                .query("get_many", t, Some(filter), "{id[ASC]}", chunk.len(), 1)
+            let (rows, _, _) = self
+                .query_fields(
+                    "get_many",
+                    t,
+                    Some(filter),
+                    "{id[ASC]}",
+                    (chunk.len(), 1),
+                    opts.fields.as_deref(),
+                )
                 .await?;
             for (i, e) in rows.iter().enumerate() {
                 let mut item = self.to_item(t, &meta, e, offset, &format!("entities[{i}]"))?;
@@ -273,4 +302,16 @@ impl AlmRepository {
             .map(|k| found.get(k.as_str()).cloned())
             .collect())
     }
+}
+
+/// ALM's `fields=` for a projection: the fields asked for and those every item is made of.
+fn projection(fields: Option<&[FieldName]>) -> Option<String> {
+    fields.map(|f| {
+        ["id", "ver-stamp", "last-modified"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(f.iter().map(ToString::to_string))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
 }

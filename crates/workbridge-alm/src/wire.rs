@@ -103,19 +103,30 @@ pub(crate) fn parse_entity(format: Format, body: &[u8]) -> Result<Entity> {
 pub(crate) fn parse_collection(format: Format, body: &[u8]) -> Result<(Vec<Entity>, usize)> {
     match format {
         Format::Json => {
-            let v: Value = serde_json::from_slice(body)
+            // Entity by entity: a collection of 1,000 defects is never one tree of JSON values.
+            use serde_json::value::RawValue;
+            let c: std::collections::HashMap<String, &RawValue> = serde_json::from_slice(body)
                 .map_err(|e| Error::protocol("", format!("the collection is not JSON: {e}")))?;
-            let list = v.get("entities").and_then(Value::as_array).ok_or_else(|| {
-                Error::protocol("entities", "the collection has no entities array")
-            })?;
-            let total = v
+            let list: Vec<&RawValue> = c
+                .get("entities")
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                .ok_or_else(|| {
+                    Error::protocol("entities", "the collection has no entities array")
+                })?;
+            let total: u64 = c
                 .get("TotalResults")
-                .and_then(Value::as_u64)
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
                 .ok_or_else(|| Error::protocol("TotalResults", "missing"))?;
             let entities = list
                 .iter()
                 .enumerate()
-                .map(|(i, e)| json_entity(e, &format!("entities[{i}]")))
+                .map(|(i, raw)| {
+                    let path = format!("entities[{i}]");
+                    let v: Value = serde_json::from_str(raw.get()).map_err(|e| {
+                        Error::protocol(&path, format!("the entity is not JSON: {e}"))
+                    })?;
+                    json_entity(&v, &path)
+                })
                 .collect::<Result<Vec<_>>>()?;
             Ok((entities, usize::try_from(total).unwrap_or(usize::MAX)))
         }

@@ -170,3 +170,54 @@ async fn updates_go_out_in_one_request_each_checked_against_its_version() {
         assert_eq!(d1.field("name").and_then(|v| v.as_str()), Some("D1"));
     }
 }
+
+/// Reads asked for some fields ask ALM for them (`fields=`, with id, version and time), in the
+/// change scan and in `get_many`, and the items carry only those.
+#[tokio::test]
+async fn reads_ask_alm_for_the_fields_wanted() {
+    let sim = crate::sim().await;
+    let repo = crate::repo(&sim, Format::Json);
+    let t = ItemType::from("defects");
+    let made = repo
+        .write_many(&[defect("Printer"), defect("Scanner")])
+        .await
+        .unwrap();
+    let ids: Vec<_> = made.into_iter().map(|r| r.unwrap().id).collect();
+    sim.control().record_exchanges(true);
+    let page = repo
+        .changes(
+            &t,
+            &Cursor::beginning(),
+            &workbridge_core::ChangeOptions::default().fields(["name", "status"]),
+        )
+        .await
+        .unwrap();
+    let got = repo
+        .get_many(
+            &t,
+            &ids,
+            &workbridge_core::GetOptions::default().fields(["name"]),
+        )
+        .await
+        .unwrap();
+    for item in page.items.iter().chain(got.iter().flatten()) {
+        assert!(item.partial);
+        assert!(item.fields.get("severity").is_none(), "{:?}", item.fields);
+        assert!(item.fields.get("name").is_some(), "{:?}", item.fields);
+    }
+    let asked: Vec<String> = sim
+        .control()
+        .exchanges()
+        .into_iter()
+        .filter(|e| e.method == "GET" && e.path.ends_with("/defects"))
+        .map(|e| e.query.unwrap_or_default())
+        .collect();
+    assert!(!asked.is_empty());
+    for q in &asked {
+        assert!(
+            q.contains("fields=id%2Cver-stamp%2Clast-modified%2Cname")
+                || q.contains("fields=id,ver-stamp,last-modified,name"),
+            "{q}"
+        );
+    }
+}
