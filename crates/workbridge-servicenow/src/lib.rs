@@ -107,6 +107,10 @@ impl ServiceNowRepository {
     }
 }
 
+/// Batch API requests of writes one `write_many` call takes (the kernel hands it
+/// `write_batch` × this many at a time).
+const WRITE_CALL_BATCHES: usize = 10;
+
 impl fmt::Debug for ServiceNowRepository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServiceNowRepository")
@@ -175,7 +179,9 @@ impl ServiceNowRepository {
             .build()?;
         let mut capabilities = Capabilities::all();
         capabilities.max_batch_read = config.read_batch;
-        capabilities.max_batch_write = config.write_batch;
+        // A call's writes go out in Batch API requests of `write_batch`, together, after one
+        // read of their versions.
+        capabilities.max_batch_write = config.write_batch.saturating_mul(WRITE_CALL_BATCHES);
         capabilities.max_page_size = 10_000;
         capabilities.max_attachment_size = None;
         // Checked after the write, a stale version is answered once the write was applied.

@@ -3,6 +3,9 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// A Batch API sub-request: its id, method, URL and body.
+pub(crate) type SubRequest = (String, &'static str, String, Option<Value>);
+
 impl ServiceNowRepository {
     /// Checks and encodes the fields of a write.
     pub(crate) async fn body_of(
@@ -47,7 +50,7 @@ impl ServiceNowRepository {
     /// to three times. Returns id → (status, body).
     pub(crate) async fn batch(
         &self,
-        requests: Vec<(String, &'static str, String, Option<Value>)>,
+        requests: Vec<SubRequest>,
     ) -> Result<HashMap<String, (u16, Vec<u8>)>> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut pending = requests;
@@ -273,6 +276,76 @@ impl ServiceNowRepository {
         }
     }
 
+    /// The versions of many records in one Batch API request: its GET sub-requests read
+    /// `read_batch` ids each (`sys_idIN`), their `sys_id` and counts only.
+    async fn versions_in_one_batch(
+        &self,
+        table: &ItemType,
+        ids: &[ItemId],
+    ) -> Result<Vec<Option<WorkItem>>> {
+        let meta = self.table_meta(table).await?;
+        let fields = MEMBER_FIELDS.join(",");
+        let reads = ids
+            .chunks(self.config.read_batch)
+            .enumerate()
+            .map(|(n, chunk)| {
+                let list = chunk
+                    .iter()
+                    .map(|i| q(i.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                (
+                    format!("v{n}"),
+                    "GET",
+                    format!(
+                        "/api/now/table/{table}?sysparm_query=sys_idIN{list}&sysparm_limit={}&sysparm_fields={fields}&sysparm_display_value=all&sysparm_exclude_reference_link=true",
+                        chunk.len()
+                    ),
+                    None,
+                )
+            })
+            .collect::<Vec<_>>();
+        let n = reads.len();
+        let answers = self.batch(reads).await?;
+        let mut found: HashMap<String, WorkItem> = HashMap::new();
+        for k in 0..n {
+            let key = format!("v{k}");
+            let (status, body) = answers.get(&key).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    "the Batch API did not service a read of versions after 3 tries",
+                )
+                .with_operation("write_many")
+                .with_system(self)
+            })?;
+            if !(200..300).contains(status) {
+                return Err(error::parse_error(
+                    workbridge_http::StatusCode::from_u16(*status)
+                        .unwrap_or(workbridge_http::StatusCode::BAD_GATEWAY),
+                    &workbridge_http::header::HeaderMap::new(),
+                    body,
+                )
+                .with_operation("write_many")
+                .with_system(self));
+            }
+            let list: ResultList = serde_json::from_slice(body).map_err(|e| {
+                Error::protocol(
+                    format!("serviced_requests[{key}].body"),
+                    format!("the batched read is not a list of records: {e}"),
+                )
+                .with_operation("write_many")
+                .with_system(self)
+            })?;
+            for (i, rec) in list.result.iter().enumerate() {
+                let item = self
+                    .record_to_item(table, &meta, rec, &format!("result[{i}]"), true)
+                    .map_err(|e| e.with_operation("write_many").with_system(self))?;
+                found.insert(item.id.to_string(), item);
+            }
+        }
+        Ok(ids.iter().map(|id| found.remove(id.as_str())).collect())
+    }
+
     pub(crate) async fn do_write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
         // Current versions for updates that need a check, one read per table.
         let mut by_table: BTreeMap<ItemType, Vec<ItemId>> = BTreeMap::new();
@@ -293,7 +366,21 @@ impl ServiceNowRepository {
         }
         let mut versions: HashMap<(ItemType, ItemId), Option<WorkItem>> = HashMap::new();
         for (t, ids) in by_table {
-            let got = self.get_many(&t, &ids, &GetOptions::default()).await?;
+            let workflow = writes.iter().any(|w| {
+                matches!(w, Write::Update { item_type, changes, .. }
+                    if *item_type == t && self.workflow(&t).is_some_and(|wf| changes.contains(wf.state_field.as_str())))
+            });
+            let got = if workflow || ids.len() <= self.config.read_batch {
+                // Whole records where a transition is checked; one read otherwise.
+                let opts = if workflow {
+                    GetOptions::default()
+                } else {
+                    GetOptions::default().fields(Vec::<FieldName>::new())
+                };
+                self.get_many(&t, &ids, &opts).await?
+            } else {
+                self.versions_in_one_batch(&t, &ids).await?
+            };
             versions.extend(
                 ids.into_iter()
                     .zip(got)
@@ -311,15 +398,23 @@ impl ServiceNowRepository {
                 Err(e) => results.push(Some(Err(e.with_operation("write_many").with_system(self)))),
             }
         }
-        for chunk in requests.chunks(self.config.write_batch) {
-            let answers = self
-                .batch(
-                    chunk
-                        .iter()
-                        .map(|(id, m, u, b, _, _)| (id.clone(), *m, u.clone(), b.clone()))
-                        .collect(),
-                )
-                .await?;
+        // The call's Batch API requests in flight together, as many as the client allows.
+        let batches: Vec<Vec<SubRequest>> = requests
+            .chunks(self.config.write_batch)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|(id, m, u, b, _, _)| (id.clone(), *m, u.clone(), b.clone()))
+                    .collect()
+            })
+            .collect();
+        let sends: Vec<_> = batches.into_iter().map(|b| self.batch(b)).collect();
+        let answered: Vec<_> = futures::stream::iter(sends)
+            .buffered(self.concurrency())
+            .collect()
+            .await;
+        for (chunk, answers) in requests.chunks(self.config.write_batch).zip(answered) {
+            let answers = answers?;
             for (id, _, _, _, t, i) in chunk {
                 let r = match answers.get(id) {
                     None => Err(Error::new(

@@ -43,7 +43,8 @@ pub struct SyncOptions {
     /// How many requests of one kind the kernel sends to a side at once — a page's chunks of
     /// creates, or of one step of its updates (default 4). Each adapter's client bounds its
     /// requests in flight too (`ClientOptions::max_concurrency`, default 8), and the adapters
-    /// read a call's chunks (ids, comments, attachments) that many at a time.
+    /// read and write a call's chunks (ids, comments, attachments, ServiceNow's Batch API
+    /// requests) that many at a time.
     pub concurrency: usize,
     /// Items of a page worked on together (default 1,000: five `$batch`es of Azure DevOps
     /// creates, ten ServiceNow Batch API requests): a page is read whole, then its items are

@@ -2,7 +2,7 @@
 
 use workbridge_core::{
     CreateOptions, FieldMap, FieldValue, ItemId, ItemType, NewAttachment, NewComment, Repository,
-    UpdateOptions, Write,
+    RepositoryExt, UpdateOptions, Write,
 };
 
 /// 150 incidents, some with comments and work notes, some with files: `comments_many` and
@@ -195,4 +195,53 @@ async fn writes_answer_with_the_fields_asked_for() {
         .await
         .unwrap();
     assert!(!whole.partial && whole.fields.get("description").is_some());
+}
+
+/// 250 conditional updates in one `write_many`: their versions are read in one Batch API
+/// request (three GET sub-requests of 100 ids), then written in three Batch API requests of
+/// 100 — four requests, not three reads and three writes. A stale version is refused before
+/// anything is written to that record.
+#[tokio::test]
+async fn the_versions_of_many_updates_are_read_in_one_request() {
+    let sim = crate::sim().await;
+    let repo = crate::repo(&sim);
+    let t = ItemType::from("incident");
+    let ids: Vec<String> = (0..250)
+        .map(|i| sim.insert("incident", &[("short_description", &format!("t{i}"))]))
+        .collect();
+    let mut writes: Vec<Write> = ids
+        .iter()
+        .map(|id| Write::Update {
+            item_type: t.clone(),
+            id: id.as_str().into(),
+            changes: FieldMap::new().with("short_description", "Checked"),
+            options: UpdateOptions::default().if_version("0"),
+        })
+        .collect();
+    // The last one was read at a version the record has moved past.
+    sim.update("incident", &ids[249], &[("priority", "2")], "ops");
+    if let Some(Write::Update { options, .. }) = writes.last_mut() {
+        *options = UpdateOptions::default().if_version("0");
+    }
+    sim.control().reset_requests();
+    sim.control().record_exchanges(true);
+    let results = repo.write_many(&writes).await.unwrap();
+    assert_eq!(
+        sim.control().requests_to("POST /api/now/v1/batch"),
+        4,
+        "{:?}",
+        sim.control().requests()
+    );
+    assert!(
+        !sim.control()
+            .exchanges()
+            .iter()
+            .any(|e| e.method == "GET" && e.path.ends_with("/table/incident")),
+        "the versions were read one request per 100"
+    );
+    assert!(results[..249].iter().all(Result::is_ok));
+    let e = results[249].as_ref().unwrap_err();
+    assert_eq!(e.kind(), workbridge_core::ErrorKind::Conflict, "{e}");
+    let last = repo.get(&t, &ids[249].as_str().into()).await.unwrap();
+    assert_eq!(last.fields.get("short_description"), Some(&"t249".into()));
 }
