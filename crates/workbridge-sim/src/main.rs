@@ -2,75 +2,141 @@
 //!
 //! ```text
 //! cargo run -p workbridge-sim -- servicenow --port 8080 --user admin --password admin --seed-items 100
+//! cargo run -p workbridge-sim -- azure-devops --help
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::collections::HashMap;
+use std::path::PathBuf;
 
-const USAGE: &str = "usage: workbridge-sim servicenow [--user NAME] [--password PW] [--oauth-client ID:SECRET] [SHARED]
-       workbridge-sim azure-devops [--organization ORG] [--project P] [--pat TOKEN]
-       [--server-version tfs2015|tfs2017|tfs2018|server2019|server2020|server2022|services]
-       [--process agile|scrum|cmmi] [SHARED]
-       workbridge-sim alm [--domain D] [--project P] [--user NAME] [--password PW]
-       [--version V] [--tz-offset-minutes N] [SHARED]
-SHARED: [--port N] [--seed-items N] [--rng-seed N] [--latency-ms N] [--error-rate STATUS:RATIO]
-       [--tls] [--pem PATH]
---seed-items N holds N sample items at start (default 100); --rng-seed picks their values.
---tls serves HTTPS with a self-signed certificate made at start; its PEM is written to --pem
-(default: the temporary directory) and its path printed on the second line.";
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Flags that take no value.
-const SWITCHES: [&str; 1] = ["tls"];
-
-fn parse(args: &[String]) -> Result<(String, HashMap<String, String>), String> {
-    let mut it = args.iter();
-    let system = it.next().ok_or("name a simulator")?.clone();
-    let mut opts = HashMap::new();
-    while let Some(flag) = it.next() {
-        let key = flag
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected argument `{flag}`"))?;
-        if SWITCHES.contains(&key) {
-            opts.insert(key.to_owned(), String::new());
-            continue;
-        }
-        let value = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
-        opts.insert(key.to_owned(), value.clone());
-    }
-    Ok((system, opts))
+/// Runs a simulator of ServiceNow, Azure DevOps / TFS or HP ALM on 127.0.0.1 until Ctrl-C. It
+/// prints its URL on the first line (and, with --tls, its certificate's path on the second).
+#[derive(Debug, Parser)]
+#[command(name = "workbridge-sim", version)]
+struct Cli {
+    #[command(subcommand)]
+    system: System,
 }
 
-fn number<T: std::str::FromStr>(
-    opts: &HashMap<String, String>,
-    key: &str,
-    default: T,
-) -> Result<T, String> {
-    opts.get(key).map_or(Ok(default), |v| {
-        v.parse()
-            .map_err(|_| format!("--{key}: `{v}` is not a number"))
-    })
+#[derive(Debug, Subcommand)]
+enum System {
+    /// ServiceNow: Table, Attachment and Batch APIs, basic auth and OAuth.
+    Servicenow {
+        /// The user that signs in.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// Its password.
+        #[arg(long, default_value = "admin")]
+        password: String,
+        /// An OAuth client, as ID:SECRET.
+        #[arg(long, value_name = "ID:SECRET")]
+        oauth_client: Option<String>,
+        #[command(flatten)]
+        shared: Shared,
+    },
+    /// Azure DevOps Services or Server / TFS: work items, WIQL, batches, comments, attachments.
+    AzureDevops {
+        /// The organization (collection) name.
+        #[arg(long, default_value = "fabrikam")]
+        organization: String,
+        /// The project.
+        #[arg(long, default_value = "Fabrikam")]
+        project: String,
+        /// The personal access token it accepts.
+        #[arg(long, default_value = "TOKEN")]
+        pat: String,
+        /// The server it answers as: tfs2015, tfs2017, tfs2018, server2019, server2020,
+        /// server2022 or services.
+        #[arg(long, default_value = "services")]
+        server_version: String,
+        /// The project's process.
+        #[arg(long, value_enum, default_value_t = ProcessArg::Agile)]
+        process: ProcessArg,
+        #[command(flatten)]
+        shared: Shared,
+    },
+    /// HP ALM / Quality Center: sessions, entities, bulk writes, locks, attachments.
+    Alm {
+        /// The domain.
+        #[arg(long, default_value = "DEFAULT")]
+        domain: String,
+        /// The project.
+        #[arg(long, default_value = "Demo")]
+        project: String,
+        /// The user that signs in.
+        #[arg(long, default_value = "qa")]
+        user: String,
+        /// Its password.
+        #[arg(long, default_value = "qa")]
+        password: String,
+        /// The ALM version it answers as (12.60, 15, 16, …).
+        #[arg(long, default_value = "16")]
+        version: String,
+        /// The server's offset from UTC, in minutes (ALM times are the server's local time).
+        #[arg(long, default_value_t = -420, allow_hyphen_values = true)]
+        tz_offset_minutes: i64,
+        #[command(flatten)]
+        shared: Shared,
+    },
+}
+
+/// What every simulator takes.
+#[derive(Debug, Args)]
+struct Shared {
+    /// The port on 127.0.0.1 (0: any free one).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Sample items held at start.
+    #[arg(long, default_value_t = 100)]
+    seed_items: usize,
+    /// Picks the sample items' values.
+    #[arg(long, default_value_t = 1)]
+    rng_seed: u64,
+    /// Latency added to every answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Answers this share of requests with this status, as STATUS:RATIO (`503:0.1`).
+    #[arg(long, value_name = "STATUS:RATIO")]
+    error_rate: Option<String>,
+    /// Serves HTTPS with a self-signed certificate made at start.
+    #[arg(long)]
+    tls: bool,
+    /// Where --tls writes the certificate's PEM (default: the temporary directory).
+    #[arg(long, requires = "tls")]
+    pem: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProcessArg {
+    Agile,
+    Scrum,
+    Cmmi,
 }
 
 /// The options every simulator takes, from the shared flags.
-fn options(opts: &HashMap<String, String>) -> Result<workbridge_sim::SimOptions, String> {
-    let mut faults = workbridge_sim::Faults::none().latency(std::time::Duration::from_millis(
-        number(opts, "latency-ms", 0)?,
-    ));
-    if let Some(spec) = opts.get("error-rate") {
-        let (s, r) = spec
+fn options(s: &Shared) -> Result<workbridge_sim::SimOptions, String> {
+    let mut faults =
+        workbridge_sim::Faults::none().latency(std::time::Duration::from_millis(s.latency_ms));
+    if let Some(spec) = &s.error_rate {
+        let (status, ratio) = spec
             .split_once(':')
             .ok_or("--error-rate takes STATUS:RATIO")?;
         faults = faults.error_rate(
-            s.parse().map_err(|_| "bad status")?,
-            r.parse().map_err(|_| "bad ratio")?,
+            status
+                .parse()
+                .map_err(|_| format!("--error-rate: `{status}` is not a status"))?,
+            ratio
+                .parse()
+                .map_err(|_| format!("--error-rate: `{ratio}` is not a ratio"))?,
         );
     }
     let mut o = workbridge_sim::SimOptions::default();
-    o.port = number(opts, "port", 8080)?;
+    o.port = s.port;
     o.faults = faults;
-    o.seed_items = number(opts, "seed-items", 100)?;
-    o.rng_seed = number(opts, "rng-seed", 1)?;
-    o.tls = opts.contains_key("tls").then(|| match opts.get("pem") {
+    o.seed_items = s.seed_items;
+    o.rng_seed = s.rng_seed;
+    o.tls = s.tls.then(|| match &s.pem {
         Some(p) => workbridge_sim::Tls::pem_at(p),
         None => workbridge_sim::Tls::self_signed(),
     });
@@ -84,22 +150,27 @@ fn print_certificate(c: Option<&workbridge_sim::Certificate>) {
     }
 }
 
-async fn run(args: &[String]) -> Result<(), String> {
-    let (system, opts) = parse(args)?;
-    match system.as_str() {
-        "alm" => {
+async fn run(system: System) -> Result<(), String> {
+    match system {
+        System::Alm {
+            domain,
+            project,
+            user,
+            password,
+            version,
+            tz_offset_minutes,
+            shared,
+        } => {
             use workbridge_sim::alm::{AlmSim, AlmVersion};
-            let version = opts.get("version").map_or("16", String::as_str);
-            let v = AlmVersion::parse(version)
+            let v = AlmVersion::parse(&version)
                 .ok_or_else(|| format!("unknown --version `{version}`"))?;
-            let user = opts.get("user").map_or("qa", String::as_str);
             let sim = AlmSim::builder()
-                .options(options(&opts)?)
-                .domain(opts.get("domain").map_or("DEFAULT", String::as_str))
-                .project(opts.get("project").map_or("Demo", String::as_str))
-                .user(user, opts.get("password").map_or("qa", String::as_str))
+                .options(options(&shared)?)
+                .domain(&domain)
+                .project(&project)
+                .user(&user, &password)
                 .version(v)
-                .time_zone_offset_minutes(number(&opts, "tz-offset-minutes", -420)?)
+                .time_zone_offset_minutes(tz_offset_minutes)
                 .spawn()
                 .await
                 .map_err(|e| format!("cannot listen: {e}"))?;
@@ -110,24 +181,27 @@ async fn run(args: &[String]) -> Result<(), String> {
             sim.stop().await;
             Ok(())
         }
-        "azure-devops" => {
+        System::AzureDevops {
+            organization,
+            project,
+            pat,
+            server_version,
+            process,
+            shared,
+        } => {
             use workbridge_sim::azure_devops::{AzureDevOpsSim, Process, ServerVersion};
-            let version = opts
-                .get("server-version")
-                .map_or("services", String::as_str);
-            let server = ServerVersion::parse(version)
-                .ok_or_else(|| format!("unknown --server-version `{version}`"))?;
-            let process = match opts.get("process").map_or("agile", String::as_str) {
-                "agile" => Process::Agile,
-                "scrum" => Process::Scrum,
-                "cmmi" => Process::Cmmi,
-                other => return Err(format!("unknown --process `{other}`")),
+            let server = ServerVersion::parse(&server_version)
+                .ok_or_else(|| format!("unknown --server-version `{server_version}`"))?;
+            let process = match process {
+                ProcessArg::Agile => Process::Agile,
+                ProcessArg::Scrum => Process::Scrum,
+                ProcessArg::Cmmi => Process::Cmmi,
             };
             let sim = AzureDevOpsSim::builder()
-                .options(options(&opts)?)
-                .organization(opts.get("organization").map_or("fabrikam", String::as_str))
-                .project(opts.get("project").map_or("Fabrikam", String::as_str))
-                .pat(opts.get("pat").map_or("TOKEN", String::as_str))
+                .options(options(&shared)?)
+                .organization(&organization)
+                .project(&project)
+                .pat(&pat)
                 .server_version(server)
                 .process(process)
                 .spawn()
@@ -136,20 +210,23 @@ async fn run(args: &[String]) -> Result<(), String> {
             println!("{}", sim.collection_url());
             print_certificate(sim.certificate());
             println!(
-                "Azure DevOps simulator ({version}), project {}; Ctrl-C stops it",
+                "Azure DevOps simulator ({server_version}), project {}; Ctrl-C stops it",
                 sim.project()
             );
             tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
             sim.stop().await;
             Ok(())
         }
-        "servicenow" => {
-            let user = opts.get("user").map_or("admin", String::as_str);
-            let password = opts.get("password").map_or("admin", String::as_str);
+        System::Servicenow {
+            user,
+            password,
+            oauth_client,
+            shared,
+        } => {
             let mut b = workbridge_sim::servicenow::ServiceNowSim::builder()
-                .options(options(&opts)?)
-                .user(user, password, &["admin"]);
-            if let Some(c) = opts.get("oauth-client") {
+                .options(options(&shared)?)
+                .user(&user, &password, &["admin"]);
+            if let Some(c) = &oauth_client {
                 let (id, secret) = c.split_once(':').ok_or("--oauth-client takes ID:SECRET")?;
                 b = b.oauth_client(id, secret);
             }
@@ -161,15 +238,16 @@ async fn run(args: &[String]) -> Result<(), String> {
             sim.stop().await;
             Ok(())
         }
-        other => Err(format!("unknown simulator `{other}`")),
     }
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = run(&args).await {
-        eprintln!("workbridge-sim: {e}\n{USAGE}");
+    // Unknown flags, missing values and bad numbers are refused with the usage (exit 2);
+    // `--help` prints it (exit 0).
+    let cli = Cli::parse();
+    if let Err(e) = run(cli.system).await {
+        eprintln!("workbridge-sim: {e}");
         std::process::exit(2);
     }
 }

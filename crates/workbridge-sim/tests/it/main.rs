@@ -2,5 +2,6 @@
 
 mod alm;
 mod azure_devops;
+mod cli;
 mod fidelity;
 mod servicenow;
