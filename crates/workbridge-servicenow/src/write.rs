@@ -319,14 +319,9 @@ impl ServiceNowRepository {
                 .with_system(self)
             })?;
             if !(200..300).contains(status) {
-                return Err(error::parse_error(
-                    workbridge_http::StatusCode::from_u16(*status)
-                        .unwrap_or(workbridge_http::StatusCode::BAD_GATEWAY),
-                    &workbridge_http::header::HeaderMap::new(),
-                    body,
-                )
-                .with_operation("write_many")
-                .with_system(self));
+                return Err(sub_request_error(*status, body)
+                    .with_operation("write_many")
+                    .with_system(self));
             }
             let list: ResultList = serde_json::from_slice(body).map_err(|e| {
                 Error::protocol(
@@ -435,12 +430,7 @@ impl ServiceNowRepository {
                                 self.record_to_item(t, &meta, &one.result, "result", projected)
                             })
                     }
-                    Some((status, body)) => Err(error::parse_error(
-                        workbridge_http::StatusCode::from_u16(*status)
-                            .unwrap_or(workbridge_http::StatusCode::BAD_GATEWAY),
-                        &workbridge_http::header::HeaderMap::new(),
-                        body,
-                    )),
+                    Some((status, body)) => Err(sub_request_error(*status, body)),
                 };
                 let r = match (r, &writes[*i]) {
                     (
@@ -497,4 +487,14 @@ fn answer_fields(w: &Write) -> Option<&Vec<FieldName>> {
         Write::Update { options, .. } => options.answer_fields.as_ref(),
         _ => None,
     }
+}
+
+/// The error a Batch API sub-request answered, read as the Table API's own.
+fn sub_request_error(status: u16, body: &[u8]) -> Error {
+    error::parse_error(
+        workbridge_http::StatusCode::from_u16(status)
+            .unwrap_or(workbridge_http::StatusCode::BAD_GATEWAY),
+        &workbridge_http::header::HeaderMap::new(),
+        body,
+    )
 }

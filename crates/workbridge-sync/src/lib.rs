@@ -87,8 +87,8 @@ pub struct SyncPair {
     id: String,
     repos: PerSide<Arc<dyn Repository>>,
     types: PerSide<ItemType>,
-    /// The mapping, with labels resolved to names once the schemas are read.
-    mapping: std::sync::RwLock<Arc<Mapping>>,
+    /// The mapping, with labels resolved to names once the schemas are read, and its fields.
+    spec: std::sync::RwLock<Arc<Spec>>,
     store: Arc<dyn StateStore>,
     options: SyncOptions,
     workflows: AsyncMutex<Option<PerSide<Option<TransitionGraph>>>>,
@@ -214,7 +214,7 @@ impl SyncPair {
                 left: left_type,
                 right: right_type,
             },
-            mapping: std::sync::RwLock::new(Arc::new(mapping)),
+            spec: std::sync::RwLock::new(Arc::new(Spec::new(mapping))),
             store,
             options: SyncOptions::default(),
             workflows: AsyncMutex::new(None),
@@ -258,7 +258,12 @@ impl SyncPair {
     /// The mapping (after the first round, with the fields it names by label named as the
     /// schemas call them).
     pub fn mapping(&self) -> Arc<Mapping> {
-        self.mapping
+        self.spec().mapping.clone()
+    }
+
+    /// The mapping as resolved, with its fields.
+    pub(crate) fn spec(&self) -> Arc<Spec> {
+        self.spec
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -267,13 +272,7 @@ impl SyncPair {
     /// The fields of `side` the spec reads or writes (labels resolved): what the kernel asks
     /// each read of that side for, so that pages, twins and baselines carry nothing else.
     pub(crate) fn reads(&self, side: Side) -> Vec<FieldName> {
-        let (left, right) = self.mapping().fields();
-        match side {
-            Side::Left => left,
-            Side::Right => right,
-        }
-        .into_iter()
-        .collect()
+        self.spec().fields[side].iter().cloned().collect()
     }
 
     /// A read of `side`'s items as the kernel asks for it: the spec's fields only.
@@ -630,16 +629,22 @@ impl SyncPair {
     }
 
     async fn read_one(&self, side: Side, id: &ItemId) -> Result<WorkItem> {
-        let mut v = self.repos[side]
+        self.read_if_there(side, id)
+            .await?
+            .ok_or_else(|| Error::not_found(&self.types[side], id))
+    }
+
+    /// One item of `side` as the kernel reads it (the spec's fields), `None` when it is gone.
+    pub(crate) async fn read_if_there(&self, side: Side, id: &ItemId) -> Result<Option<WorkItem>> {
+        Ok(self.repos[side]
             .get_many(
                 &self.types[side],
                 std::slice::from_ref(id),
                 &self.read_options(side),
             )
-            .await?;
-        v.pop()
-            .flatten()
-            .ok_or_else(|| Error::not_found(&self.types[side], id))
+            .await?
+            .pop()
+            .flatten())
     }
 
     async fn workflows(&self) -> Result<PerSide<Option<TransitionGraph>>> {
@@ -661,11 +666,28 @@ impl SyncPair {
             .mapping()
             .resolve_labels(schemas.left.as_ref(), schemas.right.as_ref());
         *self
-            .mapping
+            .spec
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(resolved);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(Spec::new(resolved));
         *cached = Some(out.clone());
         Ok(out)
+    }
+}
+
+/// A pair's mapping and the fields of each side it reads or writes ([`Mapping::fields`]),
+/// worked out once per mapping rather than for every item.
+pub(crate) struct Spec {
+    mapping: Arc<Mapping>,
+    pub(crate) fields: PerSide<std::collections::BTreeSet<FieldName>>,
+}
+
+impl Spec {
+    fn new(mapping: Mapping) -> Self {
+        let (left, right) = mapping.fields();
+        Spec {
+            mapping: Arc::new(mapping),
+            fields: PerSide { left, right },
+        }
     }
 }
 

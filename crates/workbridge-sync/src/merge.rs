@@ -249,12 +249,8 @@ impl SyncPair {
     /// baseline is compared on: a link stores a few fields per side, not whole items. Kept
     /// whole when none of them is there (an empty baseline means a pair without one).
     pub(crate) fn compact(&self, side: Side, fields: FieldMap) -> FieldMap {
-        let mapping = self.mapping();
-        let (left, right) = mapping.fields();
-        let keep = match side {
-            Side::Left => left,
-            Side::Right => right,
-        };
+        let spec = self.spec();
+        let keep = &spec.fields[side];
         let mut out = FieldMap::new();
         for (name, value) in fields.iter().filter(|(n, _)| keep.contains(*n)) {
             out.insert(name.clone(), value.clone());

@@ -121,15 +121,7 @@ impl SyncPair {
                         Some(t) => t,
                         None => {
                             round.report.calls[side.other()] += 1;
-                            self.repos[side.other()]
-                                .get_many(
-                                    &self.types[side.other()],
-                                    std::slice::from_ref(tid),
-                                    &self.read_options(side.other()),
-                                )
-                                .await?
-                                .pop()
-                                .flatten()
+                            self.read_if_there(side.other(), tid).await?
                         }
                     }
                 }
@@ -137,19 +129,7 @@ impl SyncPair {
             };
             let result = match link {
                 Some(link) if link.is_echo(side, &item) => Ok(Outcome::Echo),
-                Some(link) => match twin {
-                    Some(t) => {
-                        let (l, r) = match side {
-                            Side::Left => (item, t),
-                            Side::Right => (t, item),
-                        };
-                        self.merge(link, side, l, r, round).await
-                    }
-                    None => {
-                        self.twinless(&link, side, &item, "was deleted", round)
-                            .await
-                    }
-                },
+                Some(link) => self.merge_with(link, side, item, twin, round).await,
                 None => {
                     let prepared = ready.remove(&id);
                     self.unlinked(side, item, prepared, round).await
@@ -159,6 +139,30 @@ impl SyncPair {
         }
         self.run_merges(&mut batch, round).await?;
         Ok(())
+    }
+
+    /// A linked item with its twin as read: merged, or reported twinless when the twin is gone.
+    async fn merge_with(
+        &self,
+        link: Link,
+        side: Side,
+        item: WorkItem,
+        twin: Option<WorkItem>,
+        round: &mut Round,
+    ) -> Result<Outcome> {
+        match twin {
+            Some(t) => {
+                let (l, r) = match side {
+                    Side::Left => (item, t),
+                    Side::Right => (t, item),
+                };
+                self.merge(link, side, l, r, round).await
+            }
+            None => {
+                self.twinless(&link, side, &item, "was deleted", round)
+                    .await
+            }
+        }
     }
 
     /// Books an item's outcome (a planned merge is applied first): temporary errors stop the
@@ -224,28 +228,10 @@ impl SyncPair {
     ) -> Result<Outcome> {
         if replay && let Some(link) = self.store.link(&self.id, side, &item.id).await? {
             round.report.calls[side.other()] += 1;
-            let twin = self.repos[side.other()]
-                .get_many(
-                    &self.types[side.other()],
-                    std::slice::from_ref(link.id(side.other())),
-                    &self.read_options(side.other()),
-                )
-                .await?
-                .pop()
-                .flatten();
-            return match twin {
-                Some(t) => {
-                    let (l, r) = match side {
-                        Side::Left => (item, t),
-                        Side::Right => (t, item),
-                    };
-                    self.merge(link, side, l, r, round).await
-                }
-                None => {
-                    self.twinless(&link, side, &item, "was deleted", round)
-                        .await
-                }
-            };
+            let twin = self
+                .read_if_there(side.other(), link.id(side.other()))
+                .await?;
+            return self.merge_with(link, side, item, twin, round).await;
         }
         self.unlinked(side, item, None, round).await
     }
