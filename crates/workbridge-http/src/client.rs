@@ -99,12 +99,18 @@ impl HttpClientBuilder {
         let _ = base.set_username("");
         let _ = base.set_password(None);
         let o = &self.options;
-        let allow_http = o.allow_http;
+        if o.plain_http(&base) == Some(crate::options::PlainHttp::Named) {
+            tracing::warn!(
+                url = %redact_url(&base),
+                "plain http allowed by name: credentials and data travel to this host unencrypted"
+            );
+        }
+        let redirects = o.clone();
         let mut b = reqwest::Client::builder()
             .user_agent(o.user_agent.clone())
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 let plain_remote = attempt.url().scheme() != "https"
-                    && !(allow_http && crate::options::is_loopback(attempt.url()));
+                    && redirects.plain_http(attempt.url()).is_none();
                 // Another origin never sees what this client sends: credentials, session and
                 // XSRF headers, a re-sent form body (307/308) with a client secret.
                 let other_origin = attempt
@@ -117,7 +123,7 @@ impl HttpClientBuilder {
                         "redirect to another origin ({to}) refused: credentials are never sent there"
                     ))
                 } else if plain_remote {
-                    attempt.error("redirect to a plain-http or non-loopback URL refused")
+                    attempt.error("redirect to a plain-http URL not allowed by the options refused")
                 } else if attempt.previous().len() >= 5 {
                     attempt.error("too many redirects")
                 } else {
@@ -139,6 +145,15 @@ impl HttpClientBuilder {
                 proxy = proxy.basic_auth(user, pw);
             }
             b = b.proxy(proxy);
+        }
+        if let Some(pem) = &o.client_identity {
+            use secrecy::ExposeSecret;
+            let id = reqwest::Identity::from_pem(pem.expose_secret()).map_err(|_| {
+                Error::config(
+                    "the client certificate is not valid PEM holding a certificate and its private key",
+                )
+            })?;
+            b = b.identity(id);
         }
         for pem in &o.root_certificates {
             let cert = reqwest::Certificate::from_pem(pem)

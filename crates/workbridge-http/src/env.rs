@@ -62,17 +62,45 @@ impl<F: Fn(&str) -> Option<String>> EnvVars<F> {
     }
 
     /// `options` with what the variables say of the connection: `ALLOW_HTTP` (plain HTTP to
-    /// loopback hosts).
+    /// loopback hosts), `ALLOW_HTTP_HOSTS` (other hosts plain HTTP may reach, unencrypted,
+    /// separated by commas), `CA_FILE` (a PEM file of extra trusted roots) and
+    /// `CLIENT_CERT_FILE` (a PEM file holding a client certificate and its private key).
     ///
     /// # Errors
     /// [`ErrorKind::Config`](workbridge_core::ErrorKind::Config) naming a variable whose value
-    /// is invalid.
+    /// is invalid or whose file cannot be read.
     pub fn client_options(&self, options: ClientOptions) -> Result<ClientOptions> {
-        Ok(if self.flag("ALLOW_HTTP")? {
-            options.allow_http(true)
-        } else {
-            options
-        })
+        let mut options = options;
+        if self.flag("ALLOW_HTTP")? {
+            options = options.allow_http(true);
+        }
+        if let Some(hosts) = self.get("ALLOW_HTTP_HOSTS") {
+            for h in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+                if h.contains(['/', ':']) && !h.starts_with('[') {
+                    return Err(Error::config(format!(
+                        "{} `{h}` is not a host name or address (no scheme, port or path)",
+                        self.name("ALLOW_HTTP_HOSTS")
+                    )));
+                }
+                options = options.allow_http_to(h);
+            }
+        }
+        let read = |var: &str| -> Result<Option<Vec<u8>>> {
+            self.get(var)
+                .map(|path| {
+                    std::fs::read(&path).map_err(|e| {
+                        Error::config(format!("{} `{path}` cannot be read: {e}", self.name(var)))
+                    })
+                })
+                .transpose()
+        };
+        if let Some(pem) = read("CA_FILE")? {
+            options = options.root_certificate(pem);
+        }
+        if let Some(pem) = read("CLIENT_CERT_FILE")? {
+            options = options.client_identity(pem);
+        }
+        Ok(options)
     }
 }
 
@@ -126,5 +154,41 @@ mod tests {
                 .client_options(ClientOptions::default())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn named_plain_http_hosts_and_tls_files_reach_the_client_options() {
+        let o = vars(&[("SYS_ALLOW_HTTP_HOSTS", "tfs, snsim ,")])
+            .client_options(ClientOptions::default())
+            .unwrap();
+        assert_eq!(o.insecure_http_hosts, ["tfs", "snsim"]);
+        let e = vars(&[("SYS_ALLOW_HTTP_HOSTS", "http://tfs:8080")])
+            .client_options(ClientOptions::default())
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("SYS_ALLOW_HTTP_HOSTS `http://tfs:8080`"),
+            "{e}"
+        );
+        let e = vars(&[("SYS_CA_FILE", "/nonexistent/ca.pem")])
+            .client_options(ClientOptions::default())
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("SYS_CA_FILE `/nonexistent/ca.pem`"),
+            "{e}"
+        );
+        let dir = std::env::temp_dir().join(format!("wb-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let path: &'static str = Box::leak(ca.display().to_string().into_boxed_str());
+        let pairs: &'static [(&'static str, &'static str)] = Box::leak(
+            vec![("SYS_CA_FILE", path), ("SYS_CLIENT_CERT_FILE", path)].into_boxed_slice(),
+        );
+        let o = vars(pairs)
+            .client_options(ClientOptions::default())
+            .unwrap();
+        assert_eq!(o.root_certificates.len(), 1);
+        assert!(o.client_identity.is_some());
     }
 }

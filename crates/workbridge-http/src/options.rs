@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{SecretSlice, SecretString};
 use url::{Host, Url};
 use workbridge_core::{Error, Result};
 
@@ -78,9 +78,17 @@ pub struct ClientOptions {
     pub proxy: Option<ProxyConfig>,
     /// Extra trusted root certificates, PEM encoded (for on-premises servers with a private CA).
     pub root_certificates: Vec<Vec<u8>>,
+    /// A client certificate and its private key, PEM encoded in one buffer: for servers that
+    /// ask the client to prove who it is (mutual TLS).
+    pub client_identity: Option<std::sync::Arc<SecretSlice<u8>>>,
     /// Allow plain `http://` to loopback hosts (127.0.0.0/8, ::1, localhost): for simulators.
-    /// Plain HTTP to any other host is always refused.
     pub allow_http: bool,
+    /// Other hosts that may be reached over plain `http://`, by name or address (compared
+    /// without case; no port): an on-premises server without TLS, a simulator in a container.
+    /// Credentials and data travel unencrypted to them, and every client built for one logs a
+    /// warning saying so. Plain HTTP to any host not named here (nor loopback with
+    /// `allow_http`) is refused.
+    pub insecure_http_hosts: Vec<String>,
     /// Most requests in flight at once per client.
     pub max_concurrency: usize,
     /// A client-side rate limit.
@@ -97,7 +105,9 @@ impl Default for ClientOptions {
             user_agent: concat!("workbridge/", env!("CARGO_PKG_VERSION")).to_owned(),
             proxy: None,
             root_certificates: Vec::new(),
+            client_identity: None,
             allow_http: false,
+            insecure_http_hosts: Vec::new(),
             max_concurrency: 8,
             rate_limit: None,
             retry: RetryConfig::default(),
@@ -113,7 +123,12 @@ impl fmt::Debug for ClientOptions {
             .field("user_agent", &self.user_agent)
             .field("proxy", &self.proxy)
             .field("root_certificates", &self.root_certificates.len())
+            .field(
+                "client_identity",
+                &self.client_identity.as_ref().map(|_| "REDACTED"),
+            )
             .field("allow_http", &self.allow_http)
+            .field("insecure_http_hosts", &self.insecure_http_hosts)
             .field("max_concurrency", &self.max_concurrency)
             .field("rate_limit", &self.rate_limit)
             .field("retry", &self.retry)
@@ -157,11 +172,51 @@ impl ClientOptions {
         self
     }
 
+    /// Presents a client certificate: `pem` holds the certificate (chain) and its private key.
+    #[must_use]
+    pub fn client_identity(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.client_identity = Some(std::sync::Arc::new(SecretSlice::from(pem.into())));
+        self
+    }
+
     /// Allows plain HTTP to loopback hosts.
     #[must_use]
     pub fn allow_http(mut self, allow: bool) -> Self {
         self.allow_http = allow;
         self
+    }
+
+    /// Allows plain HTTP to `host` (a name or an address, no port), unencrypted: see
+    /// [`insecure_http_hosts`](Self::insecure_http_hosts).
+    ///
+    /// ```
+    /// use workbridge_http::ClientOptions;
+    /// let o = ClientOptions::default().allow_http_to("tfs");
+    /// assert!(o.check_url(&"http://tfs:8080/tfs/DefaultCollection".parse().unwrap()).is_ok());
+    /// assert!(o.check_url(&"http://other:8080/".parse().unwrap()).is_err());
+    /// ```
+    #[must_use]
+    pub fn allow_http_to(mut self, host: impl Into<String>) -> Self {
+        self.insecure_http_hosts.push(host.into());
+        self
+    }
+
+    /// Whether plain HTTP to `url`'s host is allowed, and if so whether it leaves the machine
+    /// (a named host rather than loopback).
+    pub(crate) fn plain_http(&self, url: &Url) -> Option<PlainHttp> {
+        if self.allow_http && is_loopback(url) {
+            return Some(PlainHttp::Loopback);
+        }
+        let host = match url.host()? {
+            Host::Domain(d) => d.to_owned(),
+            Host::Ipv4(ip) => ip.to_string(),
+            Host::Ipv6(ip) => ip.to_string(),
+        };
+        self.insecure_http_hosts
+            .iter()
+            .map(|h| h.trim().trim_start_matches('[').trim_end_matches(']'))
+            .any(|h| h.eq_ignore_ascii_case(&host))
+            .then_some(PlainHttp::Named)
     }
 
     /// Sets the most requests in flight (at least one).
@@ -185,26 +240,21 @@ impl ClientOptions {
         self
     }
 
-    /// Checks that requests may go to `url`: HTTPS anywhere, plain HTTP only to loopback hosts
-    /// and only with `allow_http`.
+    /// Checks that requests may go to `url`: HTTPS anywhere; plain HTTP to loopback hosts with
+    /// `allow_http`, and to the hosts named in `insecure_http_hosts`.
     ///
     /// # Errors
     /// [`ErrorKind::Config`](workbridge_core::ErrorKind::Config) saying why.
     pub fn check_url(&self, url: &Url) -> Result<()> {
         match url.scheme() {
             "https" => Ok(()),
-            "http" if is_loopback(url) => {
-                if self.allow_http {
-                    Ok(())
-                } else {
-                    Err(Error::config(format!(
-                        "plain http to {} is refused: set ClientOptions::allow_http to use a local simulator",
-                        redact_url(url)
-                    )))
-                }
-            }
+            "http" if self.plain_http(url).is_some() => Ok(()),
+            "http" if is_loopback(url) => Err(Error::config(format!(
+                "plain http to {} is refused: set ClientOptions::allow_http (or the configuration's ALLOW_HTTP variable) to use a local simulator",
+                redact_url(url)
+            ))),
             "http" => Err(Error::config(format!(
-                "plain http to {} is refused: only https is allowed to hosts other than loopback",
+                "plain http to {} is refused: use https, or name the host in ClientOptions::allow_http_to (or the configuration's ALLOW_HTTP_HOSTS variable) to send credentials and data to it unencrypted",
                 redact_url(url)
             ))),
             other => Err(Error::config(format!(
@@ -213,6 +263,15 @@ impl ClientOptions {
             ))),
         }
     }
+}
+
+/// How plain HTTP to a host came to be allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlainHttp {
+    /// A loopback host, with `allow_http`.
+    Loopback,
+    /// A host named in `insecure_http_hosts`.
+    Named,
 }
 
 /// Whether the URL's host is a loopback address or `localhost`.
@@ -245,7 +304,7 @@ mod tests {
             .check_url(&Url::parse("http://acme.service-now.com/").unwrap())
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config);
-        assert!(e.to_string().contains("only https is allowed"), "{e}");
+        assert!(e.to_string().contains("allow_http_to"), "{e}");
         let e = ClientOptions::default()
             .check_url(&Url::parse("http://127.0.0.1:1/").unwrap())
             .unwrap_err();
@@ -254,5 +313,52 @@ mod tests {
             .check_url(&Url::parse("ftp://127.0.0.1/").unwrap())
             .unwrap_err();
         assert!(e.to_string().contains("ftp"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_to_named_hosts_only() {
+        let o = ClientOptions::default()
+            .allow_http_to("TFS")
+            .allow_http_to("10.0.0.7")
+            .allow_http_to("[fd00::1]");
+        for ok in [
+            "http://tfs:8080/tfs/DefaultCollection",
+            "http://tfs/",
+            "http://10.0.0.7:8080/qcbin/",
+            "http://[fd00::1]:80/",
+        ] {
+            o.check_url(&Url::parse(ok).unwrap()).unwrap();
+        }
+        for refused in [
+            "http://tfs.corp:8080/",
+            "http://10.0.0.8/",
+            "http://127.0.0.1:1/",
+        ] {
+            assert!(
+                o.check_url(&Url::parse(refused).unwrap()).is_err(),
+                "{refused}"
+            );
+        }
+        assert_eq!(
+            o.plain_http(&Url::parse("http://tfs/").unwrap()),
+            Some(PlainHttp::Named)
+        );
+        assert_eq!(
+            ClientOptions::default()
+                .allow_http(true)
+                .plain_http(&Url::parse("http://localhost:9/").unwrap()),
+            Some(PlainHttp::Loopback)
+        );
+    }
+
+    #[test]
+    fn a_client_identity_never_shows() {
+        let o =
+            ClientOptions::default().client_identity(b"-----BEGIN PRIVATE KEY-----secret".to_vec());
+        let d = format!("{o:?}");
+        assert!(
+            d.contains("client_identity: Some(\"REDACTED\")") && !d.contains("secret"),
+            "{d}"
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! both survive and nothing we wrote is written back), copies new comments and attachments
 //! once each, parks an item that fails for good and goes on with the rest, stops the round on
 //! a temporary failure, and commits each cursor only after everything before it is applied.
-//! When to run a round is the caller's choice: see `docs/sync.md` and the examples.
+//! When to run a round is the caller's choice: see [the sync guide](https://github.com/workbridge/workbridge/blob/main/docs/sync.md) and the examples.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {

@@ -388,6 +388,16 @@ impl SyncPair {
         Ok(None)
     }
 
+    /// Stores the links of the jobs `which` in one step; if the store fails, each of those
+    /// jobs fails with its error (the rest of the page goes on).
+    async fn save_or_fail(&self, links: &[Link], which: &[usize], state: &mut [Result<()>]) {
+        if let Err(e) = self.store.save_links(&self.id, links, &[]).await {
+            for &i in which {
+                state[i] = Err(e.clone());
+            }
+        }
+    }
+
     /// Applies the plans' writes, left side first; each job's answer says whether all its
     /// writes landed. Before a side is written each link is stored with that write as pending
     /// (ADR 0012); once it landed the link learns it: that side's written fields and the other
@@ -450,10 +460,9 @@ impl SyncPair {
                     sent: Some(Utc::now()),
                 };
                 job.link.pending = Some(pending);
-                if let Err(e) = self.store.save_link(&self.id, &job.link).await {
-                    state[i] = Err(e);
-                }
             }
+            let pending: Vec<Link> = writing.iter().map(|&i| jobs[i].link.clone()).collect();
+            self.save_or_fail(&pending, &writing, &mut state).await;
             let per_request = self.repos[side].capabilities().max_batch_write.max(1);
             let most = writing.iter().map(|&i| steps[i].len()).max().unwrap_or(0);
             // An outage, or the lease gone: nothing more is sent to this side.
@@ -554,11 +563,8 @@ impl SyncPair {
                 }
             }
             if !answered.is_empty() && self.renew_lease().await.is_ok() {
-                for i in answered {
-                    if let Err(e) = self.store.save_link(&self.id, &jobs[i].link).await {
-                        state[i] = Err(e);
-                    }
-                }
+                let links: Vec<Link> = answered.iter().map(|&i| jobs[i].link.clone()).collect();
+                self.save_or_fail(&links, &answered, &mut state).await;
             }
             // Landed: the link learns it.
             let mut learnt = Vec::new();
@@ -583,14 +589,16 @@ impl SyncPair {
             // merges the pair (and copies its comments and files) rather than take it for an
             // echo.
             if !learnt.is_empty() && self.renew_lease().await.is_ok() {
-                for i in learnt {
-                    let mut known = jobs[i].link.clone();
-                    known.left_version = None;
-                    known.right_version = None;
-                    if let Err(e) = self.store.save_link(&self.id, &known).await {
-                        state[i] = Err(e);
-                    }
-                }
+                let known: Vec<Link> = learnt
+                    .iter()
+                    .map(|&i| {
+                        let mut known = jobs[i].link.clone();
+                        known.left_version = None;
+                        known.right_version = None;
+                        known
+                    })
+                    .collect();
+                self.save_or_fail(&known, &learnt, &mut state).await;
             }
         }
         state

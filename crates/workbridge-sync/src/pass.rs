@@ -62,9 +62,18 @@ impl SyncPair {
     /// merge planned and applied together.
     async fn work(&self, side: Side, items: Vec<WorkItem>, round: &mut Round) -> Result<()> {
         // Links of the page, and their twins in one batched read.
-        let mut links = Vec::with_capacity(items.len());
-        for item in &items {
-            links.push(self.store.link(&self.id, side, &item.id).await?);
+        let ids: Vec<ItemId> = items.iter().map(|i| i.id.clone()).collect();
+        let links = self.store.links_of(&self.id, side, &ids).await?;
+        if links.len() != ids.len() {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "the state store returned {} links for {} items; the page is not merged",
+                    links.len(),
+                    ids.len()
+                ),
+            )
+            .with_operation("links_of"));
         }
         let twin_ids: Vec<ItemId> = items
             .iter()
@@ -491,8 +500,13 @@ impl SyncPair {
         // would then find neither and merge from empty baselines (two workers lost a title so).
         // Stopped here, the intent stays for the next worker.
         self.renew_lease().await?;
-        self.store.save_link(&self.id, &link).await?;
-        self.store.clear_intent(&self.id, side, &item.id).await?;
+        self.store
+            .save_links(
+                &self.id,
+                std::slice::from_ref(&link),
+                &[(side, item.id.clone())],
+            )
+            .await?;
         let (l, r) = match side {
             Side::Left => (item, twin),
             Side::Right => (twin, item),

@@ -1,5 +1,6 @@
 //! [`PostgresStore`]: state in PostgreSQL, shared by several workers, with a lease per pair.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -230,6 +231,30 @@ impl StateStore for PostgresStore {
             Side::Right => "SELECT link FROM workbridge_links WHERE pair = $1 AND right_id = $2",
         };
         decode(self.one_text(sql, &[&pair, &id.as_str()]).await?)
+    }
+    async fn links_of(&self, pair: &str, side: Side, ids: &[ItemId]) -> Result<Vec<Option<Link>>> {
+        // One query for the lot, by the side's index.
+        let sql = match side {
+            Side::Left => {
+                "SELECT left_id, link FROM workbridge_links WHERE pair = $1 AND left_id = ANY($2)"
+            }
+            Side::Right => {
+                "SELECT right_id, link FROM workbridge_links WHERE pair = $1 AND right_id = ANY($2)"
+            }
+        };
+        let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
+        let c = self.client().await?;
+        let rows = c
+            .query(sql, &[&pair, &wanted])
+            .await
+            .map_err(|e| pg_err(&e))?;
+        let found: HashMap<String, String> = rows
+            .into_iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect();
+        ids.iter()
+            .map(|id| decode(found.get(id.as_str()).cloned()))
+            .collect()
     }
     async fn save_link(&self, pair: &str, link: &Link) -> Result<()> {
         let json = encode(link)?;

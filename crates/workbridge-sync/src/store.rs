@@ -235,6 +235,28 @@ pub trait StateStore: fmt::Debug + Send + Sync {
     async fn link(&self, pair: &str, side: Side, id: &ItemId) -> Result<Option<Link>>;
     /// Creates or replaces a link.
     async fn save_link(&self, pair: &str, link: &Link) -> Result<()>;
+    /// The links of several items of one side, in the order asked. A store that can should
+    /// answer in one step; the default asks for each in turn.
+    async fn links_of(&self, pair: &str, side: Side, ids: &[ItemId]) -> Result<Vec<Option<Link>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.link(pair, side, id).await?);
+        }
+        Ok(out)
+    }
+    /// Creates or replaces several links, then forgets the create intents of `done` (sources
+    /// whose links are among them). A store that can should do it in one step; the default
+    /// stores each link in turn and then clears the intents, so a crash between two steps
+    /// leaves at worst an intent whose link is stored (which the kernel reads as linked).
+    async fn save_links(&self, pair: &str, links: &[Link], done: &[(Side, ItemId)]) -> Result<()> {
+        for link in links {
+            self.save_link(pair, link).await?;
+        }
+        for (side, id) in done {
+            self.clear_intent(pair, *side, id).await?;
+        }
+        Ok(())
+    }
     /// Removes a link.
     async fn retire_link(&self, pair: &str, link: &Link) -> Result<()>;
     /// Every link of a pair.
@@ -323,6 +345,8 @@ fn lease_until(ttl: std::time::Duration) -> DateTime<Utc> {
 #[derive(Debug, Default)]
 struct Mem {
     links: BTreeMap<(String, ItemId), Link>,
+    /// The left id of each right id's link.
+    rights: BTreeMap<(String, ItemId), ItemId>,
     cursors: BTreeMap<(String, Side), Cursor>,
     parked: BTreeMap<(String, Side, ItemId), Parked>,
     copied: BTreeSet<(String, Copied, Side, String)>,
@@ -353,25 +377,36 @@ impl MemoryStore {
 impl StateStore for MemoryStore {
     async fn link(&self, pair: &str, side: Side, id: &ItemId) -> Result<Option<Link>> {
         let m = self.lock();
+        let key = (pair.to_owned(), id.clone());
         Ok(match side {
-            Side::Left => m.links.get(&(pair.to_owned(), id.clone())).cloned(),
+            Side::Left => m.links.get(&key).cloned(),
             Side::Right => m
-                .links
-                .iter()
-                .find(|((p, _), l)| p == pair && &l.right == id)
-                .map(|(_, l)| l.clone()),
+                .rights
+                .get(&key)
+                .and_then(|l| m.links.get(&(pair.to_owned(), l.clone())))
+                .cloned(),
         })
     }
     async fn save_link(&self, pair: &str, link: &Link) -> Result<()> {
-        self.lock()
-            .links
-            .insert((pair.to_owned(), link.left.clone()), link.clone());
+        let mut m = self.lock();
+        // A link holding either id goes first, as in the other stores.
+        let by_left = (pair.to_owned(), link.left.clone());
+        if let Some(old) = m.links.remove(&by_left) {
+            m.rights.remove(&(pair.to_owned(), old.right));
+        }
+        let by_right = (pair.to_owned(), link.right.clone());
+        if let Some(old_left) = m.rights.remove(&by_right) {
+            m.links.remove(&(pair.to_owned(), old_left));
+        }
+        m.rights.insert(by_right, link.left.clone());
+        m.links.insert(by_left, link.clone());
         Ok(())
     }
     async fn retire_link(&self, pair: &str, link: &Link) -> Result<()> {
-        self.lock()
-            .links
-            .remove(&(pair.to_owned(), link.left.clone()));
+        let mut m = self.lock();
+        if let Some(old) = m.links.remove(&(pair.to_owned(), link.left.clone())) {
+            m.rights.remove(&(pair.to_owned(), old.right));
+        }
         Ok(())
     }
     async fn links(&self, pair: &str) -> Result<Vec<Link>> {
@@ -591,6 +626,8 @@ mod sqlite {
                 .map_err(db_err)?;
             conn.busy_timeout(std::time::Duration::from_secs(5))
                 .map_err(db_err)?;
+            // Every statement of the store stays prepared.
+            conn.set_prepared_statement_cache_capacity(64);
             let version: usize = conn
                 .pragma_query_value(None, "user_version", |r| r.get(0))
                 .map_err(db_err)?;
@@ -627,54 +664,115 @@ mod sqlite {
             .transpose()
     }
 
+    /// One statement, prepared once per connection.
+    fn exec(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        c.prepare_cached(sql)?.execute(p)
+    }
+
+    /// One row of one statement, prepared once per connection.
+    fn row<T>(
+        c: &Connection,
+        sql: &str,
+        p: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        c.prepare_cached(sql)?.query_row(p, f)
+    }
+
+    /// The stored link of an item, by either side, as JSON.
+    fn get_link(
+        c: &Connection,
+        pair: &str,
+        side: Side,
+        id: &ItemId,
+    ) -> rusqlite::Result<Option<String>> {
+        let sql = match side {
+            Side::Left => {
+                "SELECT link FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) AND left_id = ?2"
+            }
+            Side::Right => {
+                "SELECT link FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) AND right_id = ?2"
+            }
+        };
+        row(c, sql, params![pair, id.as_str()], |r| r.get(0)).optional()
+    }
+
     #[async_trait]
     impl StateStore for SqliteStore {
         async fn link(&self, pair: &str, side: Side, id: &ItemId) -> Result<Option<Link>> {
-            let sql = match side {
-                Side::Left => {
-                    "SELECT link FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) AND left_id = ?2"
-                }
-                Side::Right => {
-                    "SELECT link FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) AND right_id = ?2"
-                }
-            };
-            let raw: Option<String> = self.with(|c| {
-                c.query_row(sql, params![pair, id.as_str()], |r| r.get(0))
-                    .optional()
-            })?;
+            let raw = self.with(|c| get_link(c, pair, side, id))?;
             decode(raw)
         }
+        async fn links_of(
+            &self,
+            pair: &str,
+            side: Side,
+            ids: &[ItemId],
+        ) -> Result<Vec<Option<Link>>> {
+            let raw: Vec<Option<String>> = self.with(|c| {
+                let tx = c.transaction()?;
+                let rows = ids
+                    .iter()
+                    .map(|id| get_link(&tx, pair, side, id))
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                tx.commit()?;
+                Ok(rows)
+            })?;
+            raw.into_iter().map(decode).collect()
+        }
         async fn save_link(&self, pair: &str, link: &Link) -> Result<()> {
-            let json = serde_json::to_string(link).map_err(|e| json_err(&e))?;
+            self.save_links(pair, std::slice::from_ref(link), &[]).await
+        }
+        async fn save_links(
+            &self,
+            pair: &str,
+            links: &[Link],
+            done: &[(Side, ItemId)],
+        ) -> Result<()> {
+            let rows = links
+                .iter()
+                .map(|l| serde_json::to_string(l).map_err(|e| json_err(&e)))
+                .collect::<Result<Vec<_>>>()?;
             self.with(|c| {
                 let tx = c.transaction()?;
-                tx.execute(
+                exec(
+                    &tx,
                     "INSERT OR IGNORE INTO pair_ids (name) VALUES (?1)",
                     params![pair],
                 )?;
-                // Two deletes, each by its index (an `OR` of the two scans the table).
-                for (sql, id) in [
-                    (
-                        "DELETE FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) AND left_id = ?2",
-                        &link.left,
-                    ),
-                    (
-                        "DELETE FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) AND right_id = ?2",
-                        &link.right,
-                    ),
-                ] {
-                    tx.execute(sql, params![pair, id.as_str()])?;
+                for (link, json) in links.iter().zip(&rows) {
+                    // Two deletes, each by its index (an `OR` of the two scans the table).
+                    for (sql, id) in [
+                        (
+                            "DELETE FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) AND left_id = ?2",
+                            &link.left,
+                        ),
+                        (
+                            "DELETE FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) AND right_id = ?2",
+                            &link.right,
+                        ),
+                    ] {
+                        exec(&tx, sql, params![pair, id.as_str()])?;
+                    }
+                    exec(
+                        &tx,
+                        "INSERT INTO links (pair, left_id, right_id, link) VALUES ((SELECT id FROM pair_ids WHERE name = ?1), ?2, ?3, ?4)",
+                        params![pair, link.left.as_str(), link.right.as_str(), json],
+                    )?;
                 }
-                tx.execute(
-                    "INSERT INTO links (pair, left_id, right_id, link) VALUES ((SELECT id FROM pair_ids WHERE name = ?1), ?2, ?3, ?4)",
-                    params![pair, link.left.as_str(), link.right.as_str(), json],
-                )?;
+                for (side, id) in done {
+                    exec(
+                        &tx,
+                        "DELETE FROM intents WHERE pair = ?1 AND side = ?2 AND id = ?3",
+                        params![pair, side.as_str(), id.as_str()],
+                    )?;
+                }
                 tx.commit()
             })
         }
         async fn retire_link(&self, pair: &str, link: &Link) -> Result<()> {
             self.with(|c| {
-                c.execute(
+                exec(c,
                     "DELETE FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) AND left_id = ?2",
                     params![pair, link.left.as_str()],
                 )
@@ -684,7 +782,7 @@ mod sqlite {
         async fn links(&self, pair: &str) -> Result<Vec<Link>> {
             let rows: Vec<String> = self.with(|c| {
                 let mut st =
-                    c.prepare(
+                    c.prepare_cached(
                     "SELECT link FROM links WHERE pair = (SELECT id FROM pair_ids WHERE name = ?1) ORDER BY left_id",
                 )?;
                 st.query_map(params![pair], |r| r.get(0))?.collect()
@@ -695,7 +793,8 @@ mod sqlite {
         }
         async fn cursor(&self, pair: &str, side: Side) -> Result<Option<Cursor>> {
             let raw: Option<String> = self.with(|c| {
-                c.query_row(
+                row(
+                    c,
                     "SELECT cursor FROM cursors WHERE pair = ?1 AND side = ?2",
                     params![pair, side.as_str()],
                     |r| r.get(0),
@@ -707,7 +806,8 @@ mod sqlite {
         async fn save_cursor(&self, pair: &str, side: Side, cursor: &Cursor) -> Result<()> {
             let json = serde_json::to_string(cursor).map_err(|e| json_err(&e))?;
             self.with(|c| {
-                c.execute(
+                exec(
+                    c,
                     "INSERT OR REPLACE INTO cursors (pair, side, cursor) VALUES (?1, ?2, ?3)",
                     params![pair, side.as_str(), json],
                 )
@@ -716,7 +816,8 @@ mod sqlite {
         }
         async fn park(&self, pair: &str, parked: &Parked) -> Result<()> {
             let previous: Option<Parked> = decode(self.with(|c| {
-                c.query_row(
+                row(
+                    c,
                     "SELECT parked FROM parked WHERE pair = ?1 AND side = ?2 AND id = ?3",
                     params![pair, parked.side.as_str(), parked.id.as_str()],
                     |r| r.get(0),
@@ -728,11 +829,12 @@ mod sqlite {
                 ..parked.clone()
             };
             let json = serde_json::to_string(&p).map_err(|e| json_err(&e))?;
-            self.with(|c| c.execute("INSERT OR REPLACE INTO parked (pair, side, id, parked) VALUES (?1, ?2, ?3, ?4)", params![pair, p.side.as_str(), p.id.as_str(), json]).map(|_| ()))
+            self.with(|c| exec(c, "INSERT OR REPLACE INTO parked (pair, side, id, parked) VALUES (?1, ?2, ?3, ?4)", params![pair, p.side.as_str(), p.id.as_str(), json]).map(|_| ()))
         }
         async fn unpark(&self, pair: &str, side: Side, id: &ItemId) -> Result<()> {
             self.with(|c| {
-                c.execute(
+                exec(
+                    c,
                     "DELETE FROM parked WHERE pair = ?1 AND side = ?2 AND id = ?3",
                     params![pair, side.as_str(), id.as_str()],
                 )
@@ -741,8 +843,9 @@ mod sqlite {
         }
         async fn parked(&self, pair: &str) -> Result<Vec<Parked>> {
             let rows: Vec<String> = self.with(|c| {
-                let mut st =
-                    c.prepare("SELECT parked FROM parked WHERE pair = ?1 ORDER BY side, id")?;
+                let mut st = c.prepare_cached(
+                    "SELECT parked FROM parked WHERE pair = ?1 ORDER BY side, id",
+                )?;
                 st.query_map(params![pair], |r| r.get(0))?.collect()
             })?;
             rows.into_iter()
@@ -751,7 +854,8 @@ mod sqlite {
         }
         async fn copied(&self, pair: &str, kind: Copied, side: Side, id: &str) -> Result<bool> {
             self.with(|c| {
-                c.query_row(
+                row(
+                    c,
                     "SELECT 1 FROM copied WHERE pair = ?1 AND kind = ?2 AND side = ?3 AND id = ?4",
                     params![pair, kind.as_str(), side.as_str(), id],
                     |_| Ok(()),
@@ -770,11 +874,13 @@ mod sqlite {
         ) -> Result<()> {
             self.with(|c| {
                 let tx = c.transaction()?;
-                tx.execute(
+                exec(
+                    &tx,
                     "INSERT OR IGNORE INTO copied (pair, kind, side, id) VALUES (?1, ?2, ?3, ?4)",
                     params![pair, kind.as_str(), side.as_str(), source],
                 )?;
-                tx.execute(
+                exec(
+                    &tx,
                     "INSERT OR IGNORE INTO copied (pair, kind, side, id) VALUES (?1, ?2, ?3, ?4)",
                     params![pair, kind.as_str(), side.other().as_str(), copy],
                 )?;
@@ -793,7 +899,7 @@ mod sqlite {
             );
             // One statement: take a free or expired lease, or renew our own.
             self.with(|c| {
-                c.query_row(
+                row(c,
                     "INSERT INTO leases (pair, holder, expires_ms) VALUES (?1, ?2, ?3)
                      ON CONFLICT (pair) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms
                      WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?4
@@ -807,7 +913,8 @@ mod sqlite {
         }
         async fn release_lease(&self, pair: &str, holder: &str) -> Result<()> {
             self.with(|c| {
-                c.execute(
+                exec(
+                    c,
                     "DELETE FROM leases WHERE pair = ?1 AND holder = ?2",
                     params![pair, holder],
                 )
@@ -826,7 +933,7 @@ mod sqlite {
             self.with(|c| {
                 let tx = c.transaction()?;
                 for (side, id, json) in &rows {
-                    tx.execute(
+                    exec(&tx,
                         "INSERT OR REPLACE INTO intents (pair, side, id, intent) VALUES (?1, ?2, ?3, ?4)",
                         params![pair, side, id, json],
                     )?;
@@ -841,7 +948,8 @@ mod sqlite {
             source: &ItemId,
         ) -> Result<Option<CreateIntent>> {
             decode(self.with(|c| {
-                c.query_row(
+                row(
+                    c,
                     "SELECT intent FROM intents WHERE pair = ?1 AND side = ?2 AND id = ?3",
                     params![pair, side.as_str(), source.as_str()],
                     |r| r.get(0),
@@ -851,7 +959,8 @@ mod sqlite {
         }
         async fn clear_intent(&self, pair: &str, side: Side, source: &ItemId) -> Result<()> {
             self.with(|c| {
-                c.execute(
+                exec(
+                    c,
                     "DELETE FROM intents WHERE pair = ?1 AND side = ?2 AND id = ?3",
                     params![pair, side.as_str(), source.as_str()],
                 )
@@ -860,7 +969,8 @@ mod sqlite {
         }
         async fn comment_origin(&self, at: &str) -> Result<Option<String>> {
             self.with(|c| {
-                c.query_row(
+                row(
+                    c,
                     "SELECT origin FROM comment_origins WHERE copy = ?1",
                     params![at],
                     |r| r.get(0),
@@ -870,7 +980,7 @@ mod sqlite {
         }
         async fn record_comment_origin(&self, copy: &str, item: &str, origin: &str) -> Result<()> {
             self.with(|c| {
-                c.execute(
+                exec(c,
                     "INSERT OR REPLACE INTO comment_origins (copy, item, origin) VALUES (?1, ?2, ?3)",
                     params![copy, item, origin],
                 )
@@ -879,7 +989,8 @@ mod sqlite {
         }
         async fn comment_origins_on(&self, item: &str) -> Result<Vec<String>> {
             self.with(|c| {
-                let mut st = c.prepare("SELECT origin FROM comment_origins WHERE item = ?1")?;
+                let mut st =
+                    c.prepare_cached("SELECT origin FROM comment_origins WHERE item = ?1")?;
                 st.query_map(params![item], |r| r.get(0))?.collect()
             })
         }

@@ -1,6 +1,7 @@
 //! workbridge-http against wiremock: retries, waits, auth renewal, redaction, errors.
 
 mod auth;
+mod reach;
 mod redaction;
 mod retries;
 

@@ -24,6 +24,7 @@ fn link(l: &str, r: &str) -> Link {
 pub(crate) async fn contract(s: &dyn StateStore) {
     let p = "pair";
     intents(s).await;
+    batches(s).await;
     // Comment origins are shared by every pair of the store.
     assert!(
         s.comment_origin("sn|incident|1|c9")
@@ -111,6 +112,70 @@ pub(crate) async fn contract(s: &dyn StateStore) {
             .await
             .unwrap()
     );
+}
+
+/// Links read and stored by the page: answers in the order asked (repeats and unknown ids
+/// included), a stored link replacing the one that held either id, and the intents of the
+/// linked sources gone in the same step.
+async fn batches(s: &dyn StateStore) {
+    let p = "batch";
+    let intent = |id: &str| CreateIntent {
+        side: Side::Left,
+        source: ItemId::new(id),
+        key: format!("wb:incident:{id}").into(),
+        source_baseline: FieldMap::new(),
+        sent: FieldMap::new(),
+        at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+        run: "run-1".to_owned(),
+    };
+    s.save_intents(p, &[intent("b1"), intent("b2"), intent("b3")])
+        .await
+        .unwrap();
+    s.save_link(p, &link("b3", "old")).await.unwrap();
+    s.save_links(
+        p,
+        &[link("b1", "11"), link("b2", "12"), link("b4", "old")],
+        &[
+            (Side::Left, ItemId::new("b1")),
+            (Side::Left, ItemId::new("b2")),
+        ],
+    )
+    .await
+    .unwrap();
+    let ids = ["b2", "nope", "b1", "b2", "b3", "b4"].map(ItemId::new);
+    let got = s.links_of(p, Side::Left, &ids).await.unwrap();
+    assert_eq!(
+        got,
+        [
+            Some(link("b2", "12")),
+            None,
+            Some(link("b1", "11")),
+            Some(link("b2", "12")),
+            None,
+            Some(link("b4", "old")),
+        ],
+        "b3's link gave its right id to b4's"
+    );
+    let by_right = s
+        .links_of(p, Side::Right, &["12", "old", "13"].map(ItemId::new))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_right,
+        [Some(link("b2", "12")), Some(link("b4", "old")), None]
+    );
+    assert!(s.links_of(p, Side::Left, &[]).await.unwrap().is_empty());
+    for (id, kept) in [("b1", false), ("b2", false), ("b3", true)] {
+        assert_eq!(
+            s.intent(p, Side::Left, &ItemId::new(id))
+                .await
+                .unwrap()
+                .is_some(),
+            kept,
+            "intent of {id}"
+        );
+    }
+    s.save_links(p, &[], &[]).await.unwrap();
 }
 
 /// Intents are kept per pair, side and source item, replaced by a newer one, and cleared.
