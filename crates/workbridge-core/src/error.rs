@@ -414,17 +414,47 @@ impl fmt::Display for Error {
     }
 }
 
+/// Only what is known: `main` returning `Err` prints this, so it names the kind, the
+/// message and each piece of context that is set, and nothing empty.
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Error")
-            .field("kind", &self.kind)
-            .field("message", &self.message)
-            .field("temporary", &self.temporary)
-            .field("retry_after", &self.retry_after)
-            .field("operation", &self.operation)
-            .field("context", &self.context)
-            .field("source", &self.source.as_ref().map(|s| s.to_string()))
-            .finish()
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(op) = self.operation {
+            d.field("operation", &op);
+        }
+        let c = &self.context;
+        let texts = [
+            ("system", c.system.as_deref()),
+            ("item_type", c.item_type.as_ref().map(ItemType::as_str)),
+            ("item_id", c.item_id.as_ref().map(ItemId::as_str)),
+            ("field", c.field.as_ref().map(FieldName::as_str)),
+            ("value", c.value.as_deref()),
+            ("from_state", c.from_state.as_deref()),
+            ("to_state", c.to_state.as_deref()),
+            ("path", c.path.as_deref()),
+        ];
+        for (name, v) in texts {
+            if let Some(v) = v {
+                d.field(name, &v);
+            }
+        }
+        if let Some(status) = c.http_status {
+            d.field("http_status", &status);
+        }
+        if let Some(id) = &c.request_id {
+            d.field("request_id", id);
+        }
+        if self.temporary {
+            d.field("temporary", &true);
+        }
+        if let Some(wait) = self.retry_after {
+            d.field("retry_after", &wait);
+        }
+        if let Some(s) = &self.source {
+            d.field("source", &s.to_string());
+        }
+        d.finish()
     }
 }
 
@@ -450,6 +480,31 @@ mod tests {
             e.to_string(),
             "update failed: invalid transition: from \"New\" to \"Closed\": no such transition (system memory:dev, item Bug 42)"
         );
+    }
+
+    #[test]
+    fn debug_shows_only_what_is_known() {
+        let bare = Error::new(ErrorKind::Conflict, "stale");
+        assert_eq!(
+            format!("{bare:?}"),
+            r#"Error { kind: Conflict, message: "stale" }"#
+        );
+        let e = Error::invalid_transition("New", "Closed", "no such transition")
+            .with_item(ItemType::from("Bug"), ItemId::from("42"))
+            .with_operation("update")
+            .with_system("memory:dev");
+        let d = format!("{e:?}");
+        assert!(!d.contains("None") && !d.contains("context"), "{d}");
+        for part in [
+            r#"operation: "update""#,
+            r#"system: "memory:dev""#,
+            r#"item_type: "Bug""#,
+            r#"item_id: "42""#,
+            r#"from_state: "New""#,
+            r#"to_state: "Closed""#,
+        ] {
+            assert!(d.contains(part), "{part} in {d}");
+        }
     }
 
     #[test]

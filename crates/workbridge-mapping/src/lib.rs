@@ -1,6 +1,6 @@
 //! The workbridge mapping engine: pure, no I/O, no async.
 //!
-//! A [`Mapping`] is compiled from a TOML spec (`docs/mapping.md` documents the format), checked
+//! A [`Mapping`] is compiled from a TOML spec ([the mapping guide](https://github.com/workbridge/workbridge/blob/main/docs/mapping.md) documents the format), checked
 //! against both sides' [`Schema`]s with [`Mapping::validate`], and then turns one side's fields
 //! into the other's with [`Mapping::map`], keeping for each produced field the rule that made it.
 //!
@@ -449,6 +449,37 @@ impl fmt::Display for MappingErrors {
 }
 
 impl std::error::Error for MappingErrors {}
+
+/// One [`ErrorKind::Config`](workbridge_core::ErrorKind::Config) error listing every problem,
+/// so `?` works in a function returning `workbridge::Result`; the problems themselves stay
+/// reachable as its source.
+///
+/// ```
+/// use workbridge_core::{Error, ErrorKind};
+/// use workbridge_mapping::MappingErrors;
+/// let e: Error = MappingErrors(vec![Error::config("no field `shrot_description`")]).into();
+/// assert_eq!(e.kind(), ErrorKind::Config);
+/// assert!(e.to_string().contains("1 problem: no field `shrot_description`"), "{e}");
+/// ```
+impl From<MappingErrors> for Error {
+    fn from(errors: MappingErrors) -> Self {
+        let n = errors.0.len();
+        let listed = errors
+            .0
+            .iter()
+            .map(Error::message)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut e = Error::config(format!(
+            "the mapping is not valid for these schemas ({n} problem{}: {listed})",
+            if n == 1 { "" } else { "s" }
+        ));
+        if let Some(field) = errors.0.first().and_then(|f| f.context().field.clone()) {
+            e = e.with_field(field);
+        }
+        e.with_operation("validate").with_source(errors)
+    }
+}
 
 impl Mapping {
     /// The fields of each side, `(left, right)`, that the spec reads or writes: its rules'
