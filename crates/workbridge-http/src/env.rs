@@ -181,13 +181,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let ca = dir.join("ca.pem");
         std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
-        let path: &'static str = Box::leak(ca.display().to_string().into_boxed_str());
-        let pairs: &'static [(&'static str, &'static str)] = Box::leak(
-            vec![("SYS_CA_FILE", path), ("SYS_CLIENT_CERT_FILE", path)].into_boxed_slice(),
-        );
-        let o = vars(pairs)
-            .client_options(ClientOptions::default())
-            .unwrap();
+        let path = ca.display().to_string();
+        let env = EnvVars::new("SYS_", move |k: &str| {
+            matches!(k, "SYS_CA_FILE" | "SYS_CLIENT_CERT_FILE").then(|| path.clone())
+        });
+        let o = env.client_options(ClientOptions::default()).unwrap();
         assert_eq!(o.root_certificates.len(), 1);
         assert!(o.client_identity.is_some());
     }

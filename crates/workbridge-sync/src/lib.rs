@@ -724,12 +724,18 @@ fn stops_the_round(e: &Error) -> bool {
 
 /// A `get_many` answer of the wrong length would make items look deleted: refuse it.
 fn check_len(repo: &dyn Repository, asked: usize, got: usize) -> Result<()> {
+    check_answers(&repo.to_string(), "get_many", asked, got)
+}
+
+/// One answer per id asked, or a temporary error naming who answered wrong (a repository, the
+/// state store): nothing is treated as deleted or unlinked for a short answer.
+fn check_answers(from: &str, operation: &'static str, asked: usize, got: usize) -> Result<()> {
     if asked == got {
         Ok(())
     } else {
         Err(Error::protocol(
-            "get_many",
-            format!("{repo} returned {got} entries for {asked} ids; nothing is treated as deleted"),
+            operation,
+            format!("{from} returned {got} entries for {asked} ids; nothing is treated as deleted or unlinked"),
         )
         .with_temporary(true))
     }

@@ -461,8 +461,8 @@ impl SyncPair {
                 };
                 job.link.pending = Some(pending);
             }
-            let pending: Vec<Link> = writing.iter().map(|&i| jobs[i].link.clone()).collect();
-            self.save_or_fail(&pending, &writing, &mut state).await;
+            let links: Vec<Link> = writing.iter().map(|&i| jobs[i].link.clone()).collect();
+            self.save_or_fail(&links, &writing, &mut state).await;
             let per_request = self.repos[side].capabilities().max_batch_write.max(1);
             let most = writing.iter().map(|&i| steps[i].len()).max().unwrap_or(0);
             // An outage, or the lease gone: nothing more is sent to this side.

@@ -64,17 +64,7 @@ impl SyncPair {
         // Links of the page, and their twins in one batched read.
         let ids: Vec<ItemId> = items.iter().map(|i| i.id.clone()).collect();
         let links = self.store.links_of(&self.id, side, &ids).await?;
-        if links.len() != ids.len() {
-            return Err(Error::new(
-                ErrorKind::Protocol,
-                format!(
-                    "the state store returned {} links for {} items; the page is not merged",
-                    links.len(),
-                    ids.len()
-                ),
-            )
-            .with_operation("links_of"));
-        }
+        check_answers("the state store", "links_of", ids.len(), links.len())?;
         let twin_ids: Vec<ItemId> = items
             .iter()
             .zip(&links)

@@ -664,6 +664,9 @@ mod sqlite {
             .transpose()
     }
 
+    /// Forgets a source item's create intent.
+    const CLEAR_INTENT: &str = "DELETE FROM intents WHERE pair = ?1 AND side = ?2 AND id = ?3";
+
     /// One statement, prepared once per connection.
     fn exec(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
         c.prepare_cached(sql)?.execute(p)
@@ -763,7 +766,7 @@ mod sqlite {
                 for (side, id) in done {
                     exec(
                         &tx,
-                        "DELETE FROM intents WHERE pair = ?1 AND side = ?2 AND id = ?3",
+                        CLEAR_INTENT,
                         params![pair, side.as_str(), id.as_str()],
                     )?;
                 }
@@ -961,7 +964,7 @@ mod sqlite {
             self.with(|c| {
                 exec(
                     c,
-                    "DELETE FROM intents WHERE pair = ?1 AND side = ?2 AND id = ?3",
+                    CLEAR_INTENT,
                     params![pair, side.as_str(), source.as_str()],
                 )
                 .map(|_| ())
