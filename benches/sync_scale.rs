@@ -125,6 +125,7 @@ async fn sim(args: &[String]) {
     let n: usize = args[1].parse().expect("tickets");
     let latency = Duration::from_millis(args[2].parse().expect("latency"));
     // The simulators live until the process ends.
+    let mut bugs: Option<(AzureDevOpsSim, Vec<u64>)> = None;
     let (control, url, sn, _keep): (_, _, _, Option<Box<dyn std::any::Any>>) = if args[0] == "alm" {
         let sim = workbridge_sim::alm::AlmSim::builder()
             .user("qa", "qa")
@@ -165,17 +166,16 @@ async fn sim(args: &[String]) {
             .await
             .expect("Azure DevOps simulator");
         // Resolved Bugs, for QA.
+        let mut ids = Vec::with_capacity(n);
         for i in 0..n {
             let id = sim.create("Bug", &[("System.Title", &format!("Fix {i}"))]);
             sim.update(id, &[("System.State", "Active")]);
             sim.update(id, &[("System.State", "Resolved")]);
+            ids.push(id);
         }
-        (
-            sim.control(),
-            sim.collection_url(),
-            None,
-            Some(Box::new(sim)),
-        )
+        let out = (sim.control(), sim.collection_url(), None, None);
+        bugs = Some((sim, ids));
+        out
     };
     control.set_faults(Faults::none().latency(latency));
     control.reset_requests();
@@ -189,6 +189,13 @@ async fn sim(args: &[String]) {
             ["reset"] => {
                 control.reset_requests();
                 "ok".into()
+            }
+            ["edit", i] if bugs.is_some() => {
+                // Dev edits a Bug's title.
+                let (sim, ids) = bugs.as_ref().expect("Bugs are in Azure DevOps");
+                let id = ids[i.parse::<usize>().expect("an index")];
+                sim.update(id, &[("System.Title", "Edited by Dev")]);
+                id.to_string()
             }
             ["edit", i] => {
                 let (sim, ids) = sn.as_ref().expect("tickets are in ServiceNow");
@@ -210,8 +217,8 @@ async fn sim(args: &[String]) {
 /// `--sync SN_URL ADO_URL STATE`: the sync, answering `round` (one `run_once`: seconds,
 /// writes) and `stats` (peak RSS in KiB, state bytes, links).
 async fn sync(args: &[String]) {
-    if args[3] == "qa" {
-        return serve_sync(qa_pair(args), &args[2]).await;
+    if args[3].starts_with("qa") {
+        return serve_sync(qa_pair(args, args[3] == "qa-after"), &args[2]).await;
     }
     let loopback = ClientOptions::default().allow_http(true);
     let sn = Arc::new(
@@ -251,8 +258,9 @@ async fn sync(args: &[String]) {
     serve_sync(pair, &args[2]).await;
 }
 
-/// The QA pair: resolved Bugs of Azure DevOps (`args[0]`) become ALM defects (`args[1]`).
-fn qa_pair(args: &[String]) -> SyncPair {
+/// The QA pair: resolved Bugs of Azure DevOps (`args[0]`) become ALM defects (`args[1]`);
+/// `after`: ALM's `VersionCheck::AfterWrite`.
+fn qa_pair(args: &[String], after: bool) -> SyncPair {
     let loopback = ClientOptions::default().allow_http(true);
     let ado = Arc::new(
         AzureDevOpsRepository::new(
@@ -268,15 +276,28 @@ fn qa_pair(args: &[String]) -> SyncPair {
             workbridge_alm::AlmConfig::builder(&args[1], "DEFAULT", "Demo")
                 .password("qa", "qa")
                 .correlation_field("Sync Key")
+                .version_check(if after {
+                    VersionCheck::AfterWrite
+                } else {
+                    VersionCheck::ReadBefore
+                })
                 .client_options(loopback)
                 .build(),
         )
         .expect("adapter"),
     );
     let store = Arc::new(SqliteStore::open(&args[2]).expect("state"));
+    let mut options = SyncOptions::default().comments(false).attachments(false);
+    // For measuring what a smaller chunk saves in memory and costs in requests.
+    if let Some(n) = std::env::var("WORKBRIDGE_SCALE_CHUNK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options = options.chunk_size(n);
+    }
     SyncPair::new(ado, alm, Mapping::from_path(QA_SPEC).expect("spec"), store)
         .expect("pair")
-        .with_options(SyncOptions::default().comments(false).attachments(false))
+        .with_options(options)
 }
 
 /// Answers `round` (one `run_once`: seconds, writes) and `stats` (peak RSS in KiB, state
@@ -371,6 +392,13 @@ impl Sims {
 
 fn round(sync: &mut Proc, sims: &mut Sims) -> Round {
     let answer = sync.ask("round");
+    if std::env::var_os("WORKBRIDGE_SCALE_ROUTES").is_some() {
+        eprintln!(
+            "round ({answer}): {} | {}",
+            sims.left.ask("routes"),
+            sims.right.ask("routes")
+        );
+    }
     let secs = answer
         .split_whitespace()
         .next()
@@ -392,7 +420,7 @@ struct Measured {
 /// A backfill of `n` items and the rounds after it: `fields` (tickets to Bugs, comments and
 /// attachments off), `extras` (on), `qa` (resolved Bugs to ALM defects).
 fn measure(n: usize, latency_ms: u64, mode: &str) -> Measured {
-    let (mut sims, sn_url, ado_url) = if mode == "qa" {
+    let (mut sims, sn_url, ado_url) = if mode.starts_with("qa") {
         Sims::start_qa(n, latency_ms)
     } else {
         Sims::start(n, latency_ms)
@@ -433,7 +461,7 @@ fn measure(n: usize, latency_ms: u64, mode: &str) -> Measured {
     std::thread::sleep(Duration::from_millis(1100));
     round(&mut sync, &mut sims);
     let idle = round(&mut sync, &mut sims);
-    if n > 0 && mode != "qa" {
+    if n > 0 {
         sims.left.ask(&format!("edit {}", n / 2));
     }
     sims.take();
@@ -602,8 +630,16 @@ fn orchestrate() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let lat = latency_ms as f64 / 1000.0;
-    for n in qa_sizes {
-        let m = measure(n, latency_ms, "qa");
+    let modes: &[(&str, &str)] = if env_or("WORKBRIDGE_SCALE_AFTER", 1) == 0 {
+        &[("qa", "")]
+    } else {
+        &[("qa", ""), ("qa-after", ", ALM `VersionCheck::AfterWrite`")]
+    };
+    for (n, (mode, suffix)) in qa_sizes
+        .iter()
+        .flat_map(|n| modes.iter().map(move |m| (*n, *m)))
+    {
+        let m = measure(n, latency_ms, mode);
         // Azure DevOps: one `workitemsbatch` per 200 Bugs; ALM: one bulk POST per 2,000 defects
         // and one bulk PUT per 2,000 for each of the walk's two steps.
         let min = (
@@ -613,7 +649,9 @@ fn orchestrate() {
         for (label, r, min) in [
             ("backfill", &m.backfill, Some(min)),
             ("idle poll", &m.idle, Some((1, 1))),
+            ("one Bug edited", &m.one_edit, None),
         ] {
+            let label = format!("{label}{suffix}");
             let total = (r.sn + r.ado) as f64;
             let (min_s, ratio) = min.map_or(("".into(), "".into()), |(a, b)| {
                 (
@@ -621,7 +659,7 @@ fn orchestrate() {
                     format!("{:.2}", total / (a + b) as f64),
                 )
             });
-            let extra = if label == "backfill" {
+            let extra = if label.starts_with("backfill") {
                 format!(
                     "{:.1} MiB | {} B",
                     m.rss_kib as f64 / 1024.0,

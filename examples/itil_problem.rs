@@ -38,7 +38,7 @@ fn text(item: &WorkItem, field: &str) -> String {
 }
 
 fn reference(table: &str, id: &ItemId) -> FieldValue {
-    FieldValue::Reference(Reference {
+    FieldValue::from(Reference {
         target: Some(t(table)),
         id: id.to_string(),
         display: None,

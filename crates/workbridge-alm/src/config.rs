@@ -3,6 +3,7 @@
 use std::fmt;
 
 use secrecy::SecretString;
+pub use workbridge_core::VersionCheck;
 use workbridge_core::{Error, Result, TransitionGraph};
 use workbridge_http::{ClientOptions, EnvVars};
 
@@ -78,11 +79,16 @@ pub struct AlmConfig {
     pub correlation_field: Option<String>,
     /// The database server's offset from UTC in minutes; `None`: detected from `rest/server/time`.
     pub time_zone_offset_minutes: Option<i64>,
-    /// Entities per page in `changes` (default 500, at most 2000).
+    /// Entities per page in `changes` (default 2000, the server's default
+    /// `REST_API_MAX_PAGE_SIZE`; set it to the site's value if that is lower).
     pub page_size: usize,
     /// New entities per bulk create in `write_many` (default 2000, the server's default
     /// `REST_API_MAX_BULK_SIZE`; set it to the site's value if that is lower).
     pub bulk_size: usize,
+    /// How a bulk update is held to the `ver-stamp` its caller read: ALM has no conditional
+    /// write (default [`VersionCheck::ReadBefore`]: one read of the versions per bulk `PUT`;
+    /// [`VersionCheck::AfterWrite`]: none, each answer's `ver-stamp` checked instead).
+    pub version_check: VersionCheck,
     /// Collections under version control: updated with check-out / check-in instead of a lock.
     pub versioned: Vec<String>,
     /// The defect workflow enforced on `update` (default: New → Open → Fixed → Closed, with
@@ -126,6 +132,7 @@ impl fmt::Debug for AlmConfig {
             .field("time_zone_offset_minutes", &self.time_zone_offset_minutes)
             .field("page_size", &self.page_size)
             .field("bulk_size", &self.bulk_size)
+            .field("version_check", &self.version_check)
             .field("versioned", &self.versioned)
             .field("defect_workflow", &self.defect_workflow)
             .field("client", &self.client)
@@ -150,8 +157,9 @@ impl AlmConfig {
                 format: Format::Json,
                 correlation_field: None,
                 time_zone_offset_minutes: None,
-                page_size: 500,
+                page_size: 2000,
                 bulk_size: 2000,
+                version_check: VersionCheck::default(),
                 versioned: Vec::new(),
                 defect_workflow: Some(default_defect_workflow()),
                 client: ClientOptions::default(),
@@ -263,6 +271,13 @@ impl AlmConfigBuilder {
     #[must_use]
     pub fn bulk_size(mut self, n: usize) -> Self {
         self.config.bulk_size = n.clamp(1, 2000);
+        self
+    }
+
+    /// How bulk updates are held to the caller's version ([`VersionCheck`]).
+    #[must_use]
+    pub fn version_check(mut self, check: VersionCheck) -> Self {
+        self.config.version_check = check;
         self
     }
 

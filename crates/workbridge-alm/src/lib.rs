@@ -9,13 +9,20 @@
 //! - `changes` reads `last-modified` (the database server's local time, converted with the
 //!   detected offset) with a keyset on `(last-modified, id)` built from two queries, because
 //!   the query grammar cannot OR across fields.
-//! - `update` locks the entity, checks `ver-stamp` against `if_version`, writes, and unlocks;
-//!   version-controlled collections use check-out / check-in.
+//! - `update` reads the entity's `ver-stamp` and checks it against `if_version`, then `PUT`s:
+//!   two requests, no lock of its own (ALM's locks are optional; an entity another session
+//!   holds locked refuses the write, a conflict); a `ver-stamp` grown by more than one in the
+//!   answer is a conflict after the fact. Version-controlled collections use check-out /
+//!   check-in. [`VersionCheck::AfterWrite`] leaves the read out where the workflow need not
+//!   check the state: one request.
 //! - `write_many` creates in bulk (one collection `POST` per type, up to
-//!   [`AlmConfig::bulk_size`]) and updates several entities in one collection `PUT`: their
-//!   versions read at once and checked, and a `ver-stamp` grown by more than one in the answer
-//!   a conflict after the fact (no lock holds many entities). A partial success (409) or a total
-//!   failure (500) gives each entity its own result and is not sent again.
+//!   [`AlmConfig::bulk_size`]) and updates several entities in one collection `PUT`, their
+//!   versions read at once (consecutive ids as ranges) and checked the same way. A partial
+//!   success (409) or a total failure (500) gives each entity its own result and is not sent
+//!   again.
+//! - `holds_correlated` asks, in one query, whether any entity holds a key starting with
+//!   `wb:` (ALM's filter grammar has `*` wildcards but no "not empty"), so a backfill looks no
+//!   twin up where none can exist.
 //! - Comments are the entries of the `dev-comments` memo, appended without touching the rest.
 //!
 //! ```
@@ -55,7 +62,9 @@ mod session;
 mod wire;
 mod write;
 
-pub use config::{AlmAuth, AlmConfig, AlmConfigBuilder, LoginFlow, default_defect_workflow};
+pub use config::{
+    AlmAuth, AlmConfig, AlmConfigBuilder, LoginFlow, VersionCheck, default_defect_workflow,
+};
 pub use wire::Format;
 
 // The helpers every concern uses: calls and paths, metadata and values.
@@ -147,10 +156,12 @@ impl AlmRepository {
             .build()?;
         let mut capabilities = Capabilities::all();
         capabilities.internal_comments = false;
-        // Creates in bulk; updates one by one, each under its entity's lock.
+        // Creates and updates in bulk (`write_many`).
         capabilities.batch_writes = true;
         capabilities.max_batch_write = config.bulk_size;
         capabilities.correlation = config.correlation_field.is_some();
+        // A stale version is refused before the write only when it is read before it.
+        capabilities.optimistic_concurrency = config.version_check == VersionCheck::ReadBefore;
         capabilities.max_page_size = 2000;
         capabilities.max_batch_read = 100;
         // Audits carry no ver-stamp: a change cannot be told by the version it made.
@@ -192,6 +203,7 @@ workbridge_core::traced_repository!(AlmRepository {
     write_many => do_write_many,
     find_by_correlation => do_find_by_correlation,
     find_many_by_correlation => do_find_many_by_correlation,
+    holds_correlated => do_holds_correlated,
     comments => do_comments,
     add_comment => do_add_comment,
     attachments => do_attachments,

@@ -224,9 +224,9 @@ impl AlmRepository {
                                 - offset,
                         ),
                         Some(FieldKind::Choice) => FieldValue::Choice(s),
-                        Some(FieldKind::Person) => FieldValue::Person(Person::login(s)),
+                        Some(FieldKind::Person) => FieldValue::from(Person::login(s)),
                         Some(FieldKind::Html) => FieldValue::Html(s),
-                        Some(FieldKind::Reference) => FieldValue::Reference(Reference {
+                        Some(FieldKind::Reference) => FieldValue::from(Reference {
                             target: None,
                             id: s,
                             display: None,

@@ -179,22 +179,14 @@ impl AlmRepository {
         let offset = self.offset().await?;
         let numeric = ItemId::distinct_numbers(ids);
         let mut found: HashMap<String, WorkItem> = HashMap::new();
-        for chunk in numeric.chunks(self.capabilities.max_batch_read) {
-            let filter = format!(
-                "{{id[{}]}}",
-                chunk
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" OR ")
-            );
+        for (filter, covered) in id_filters(&numeric, ID_FILTER_CHARS, MAX_PAGE) {
             let (rows, _, _) = self
                 .query_fields(
                     "get_many",
                     t,
-                    Some(filter),
+                    Some(format!("{{id[{filter}]}}")),
                     "{id[ASC]}",
-                    (chunk.len(), 1),
+                    (covered, 1),
                     opts.fields.as_deref(),
                 )
                 .await?;
@@ -245,6 +237,28 @@ impl AlmRepository {
         rows.first()
             .map(|e| self.to_item(t, &meta, e, offset, "entities[0]"))
             .transpose()
+    }
+
+    /// Whether any entity of `t` holds a key the sync wrote: one query for a value starting
+    /// with [`CorrelationKey::PREFIX`] (`{user-02['wb:*']}`, the `*` wildcard of ALM's filter
+    /// grammar), one entity asked, its id alone. Without a correlation field, none can.
+    pub(crate) async fn do_holds_correlated(&self, t: &ItemType) -> Result<bool> {
+        if self.config.correlation_field.is_none() {
+            return Ok(false);
+        }
+        let meta = self.meta(t).await?;
+        let field = self.correlation_name(&meta)?;
+        let (rows, total, _) = self
+            .query_fields(
+                "holds_correlated",
+                t,
+                Some(format!("{{{field}['{}*']}}", CorrelationKey::PREFIX)),
+                "{id[ASC]}",
+                (1, 1),
+                Some(&[]),
+            )
+            .await?;
+        Ok(total > 0 || !rows.is_empty())
     }
 
     pub(crate) async fn do_find_many_by_correlation(
@@ -304,6 +318,59 @@ impl AlmRepository {
     }
 }
 
+/// The most entities an ALM collection read answers (`REST_API_MAX_PAGE_SIZE`).
+pub(crate) const MAX_PAGE: usize = 2000;
+
+/// The longest id filter a read sends, in characters before URL encoding: as long as a list
+/// of a hundred five-digit ids, well within what servers take in a query string.
+const ID_FILTER_CHARS: usize = 1000;
+
+/// The id filters that read `numbers` (sorted, distinct), each with how many ids it covers:
+/// a run of three or more consecutive ids as one range (`(>=101 AND <=2100)`, the
+/// parentheses and keywords of ALM's filter grammar), others one by one, joined by `OR`; each
+/// filter at most `chars` long (one id or range always fits) and covering at most `rows` ids
+/// (the page it is read in). A backfill's twins, created in bulk, have consecutive ids: a
+/// chunk of them is read in one request.
+pub(crate) fn id_filters(numbers: &[u64], chars: usize, rows: usize) -> Vec<(String, usize)> {
+    let rows = rows.max(1);
+    // Runs of consecutive ids, none longer than a page.
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &n in numbers {
+        match runs.last_mut() {
+            Some((a, b)) if n == *b + 1 && (n - *a) < rows as u64 => *b = n,
+            _ => runs.push((n, n)),
+        }
+    }
+    let mut out = Vec::new();
+    let mut terms: Vec<String> = Vec::new();
+    let (mut len, mut covered) = (0usize, 0usize);
+    let mut push = |terms: &mut Vec<String>, len: &mut usize, covered: &mut usize| {
+        if !terms.is_empty() {
+            out.push((terms.join(" OR "), *covered));
+            terms.clear();
+            (*len, *covered) = (0, 0);
+        }
+    };
+    for (a, b) in runs {
+        let pieces: Vec<(String, usize)> = if b - a >= 2 {
+            vec![(format!("(>={a} AND <={b})"), (b - a + 1) as usize)]
+        } else {
+            (a..=b).map(|n| (n.to_string(), 1)).collect()
+        };
+        for (term, n) in pieces {
+            let grown = len + term.len() + if terms.is_empty() { 0 } else { 4 };
+            if !terms.is_empty() && (grown > chars || covered + n > rows) {
+                push(&mut terms, &mut len, &mut covered);
+            }
+            len += term.len() + if terms.is_empty() { 0 } else { 4 };
+            covered += n;
+            terms.push(term);
+        }
+    }
+    push(&mut terms, &mut len, &mut covered);
+    out
+}
+
 /// ALM's `fields=` for a projection: the fields asked for and those every item is made of.
 fn projection(fields: Option<&[FieldName]>) -> Option<String> {
     fields.map(|f| {
@@ -314,4 +381,43 @@ fn projection(fields: Option<&[FieldName]>) -> Option<String> {
             .collect::<Vec<_>>()
             .join(",")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_ids_are_read_as_ranges_within_a_page_and_a_length() {
+        let ids: Vec<u64> = (101..=2100).chain([2200, 2202, 2203]).collect();
+        let filters = id_filters(&ids, 1000, 2000);
+        assert_eq!(
+            filters,
+            vec![
+                ("(>=101 AND <=2100)".to_owned(), 2000),
+                ("2200 OR 2202 OR 2203".to_owned(), 3),
+            ]
+        );
+        // A run longer than a page is split at the page.
+        let long: Vec<u64> = (1..=2500).collect();
+        assert_eq!(
+            id_filters(&long, 1000, 2000),
+            vec![
+                ("(>=1 AND <=2000)".to_owned(), 2000),
+                ("(>=2001 AND <=2500)".to_owned(), 500)
+            ]
+        );
+        // Scattered ids: as many a filter as its length allows, every id once.
+        let scattered: Vec<u64> = (0..300).map(|i| 10_000 + 2 * i).collect();
+        let filters = id_filters(&scattered, 1000, 2000);
+        assert!(filters.len() > 1);
+        assert!(filters.iter().all(|(f, _)| f.len() <= 1000));
+        let named: Vec<u64> = filters
+            .iter()
+            .flat_map(|(f, _)| f.split(" OR ").map(|n| n.parse::<u64>().unwrap()))
+            .collect();
+        assert_eq!(named, scattered);
+        assert_eq!(filters.iter().map(|(_, n)| n).sum::<usize>(), 300);
+        assert!(id_filters(&[], 1000, 2000).is_empty());
+    }
 }

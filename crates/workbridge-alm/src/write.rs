@@ -1,4 +1,5 @@
-//! Writes: PUT and POST of entities, under the entity's lock (or check-out, when versioned).
+//! Writes: PUT and POST of entities, one by one or in bulk, their versions checked; a
+//! versioned entity checked out and in.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
@@ -14,6 +15,18 @@ fn processed(results: Vec<Option<Result<WorkItem>>>) -> Vec<Result<WorkItem>> {
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(Error::new(ErrorKind::Unexpected, "write not processed"))))
         .collect()
+}
+
+/// `item` with only the fields asked for, where some were.
+fn narrow(mut item: WorkItem, keep: Option<&[workbridge_core::FieldName]>) -> WorkItem {
+    if let Some(keep) = keep {
+        item.fields = std::mem::take(&mut item.fields)
+            .into_iter()
+            .filter(|(k, _)| keep.contains(k))
+            .collect();
+        item.partial = true;
+    }
+    item
 }
 
 impl AlmRepository {
@@ -144,7 +157,8 @@ impl AlmRepository {
 
     /// Creates in bulk — one collection `POST` per type and up to `bulk_size` entities, each
     /// with its own result (a partial success answers 409, a total failure 500, both with an
-    /// entry per entity); updates one by one, each under its entity's lock.
+    /// entry per entity); updates of entities that are not versioned likewise, after one read
+    /// of their versions (see `bulk_update`); versioned ones one by one, each checked out.
     pub(crate) async fn do_write_many(&self, writes: &[Write]) -> Result<Vec<Result<WorkItem>>> {
         let mut out: Vec<Option<Result<WorkItem>>> = writes.iter().map(|_| None).collect();
         let mut creates: BTreeMap<ItemType, Vec<(usize, Encoded)>> = BTreeMap::new();
@@ -186,7 +200,7 @@ impl AlmRepository {
         }
         for (t, list) in updates {
             if let [i] = list[..] {
-                // One alone: under its lock, as `update` does.
+                // One alone: as `update` does it.
                 if let Write::Update {
                     item_type,
                     id,
@@ -216,7 +230,19 @@ impl AlmRepository {
         }
         Ok(processed(out)
             .into_iter()
-            .map(|r| r.map_err(|e| e.with_operation("write_many").with_system(self)))
+            .zip(writes)
+            .map(|(r, w)| {
+                r.map(|item| {
+                    // ALM answers whole entities: each keeps what its caller asked for.
+                    let keep = match w {
+                        Write::Create { options, .. } => options.answer_fields.as_deref(),
+                        Write::Update { options, .. } => options.answer_fields.as_deref(),
+                        _ => None,
+                    };
+                    narrow(item, keep)
+                })
+                .map_err(|e| e.with_operation("write_many").with_system(self))
+            })
             .collect())
     }
 
@@ -236,9 +262,11 @@ impl AlmRepository {
 
     /// Updates of several entities of `t` in one bulk `PUT`. ALM has no conditional write and no
     /// lock for many entities at once: as ServiceNow's (ADR 0011), the versions are read just
-    /// before (one collection read), checked, and the answer's `ver-stamp` tells whether another
-    /// update came between (grown by more than one: a conflict after the fact). An entity
-    /// another session holds locked fails on its own (`qccore.lock-failure`, a conflict).
+    /// before (one collection read, consecutive ids as ranges) and checked — unless
+    /// [`VersionCheck::AfterWrite`] leaves that out for an update whose state the workflow need
+    /// not check — and the answer's `ver-stamp` tells whether another update came between
+    /// (grown by more than one: a conflict after the fact). An entity another session holds
+    /// locked fails on its own (`qccore.lock-failure`, a conflict).
     async fn bulk_update(
         &self,
         t: &ItemType,
@@ -260,23 +288,53 @@ impl AlmRepository {
             })
             .collect();
         let ids: Vec<ItemId> = asked.iter().map(|(id, ..)| (*id).clone()).collect();
-        let current = self.do_get_many(t, &ids, &GetOptions::default()).await?;
+        // Read first: every update where versions are read before, or where the workflow
+        // checks the state it leaves.
+        let wf = self.workflow(t);
+        let read_before = self.config.version_check == VersionCheck::ReadBefore;
+        let needs: Vec<bool> = asked
+            .iter()
+            .map(|(_, changes, options)| {
+                (read_before && options.if_version.is_some())
+                    || wf.is_some_and(|wf| changes.contains(wf.state_field.as_str()))
+            })
+            .collect();
+        let wanted: Vec<ItemId> = ids
+            .iter()
+            .zip(&needs)
+            .filter(|(_, n)| **n)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut current = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            self.do_get_many(t, &wanted, &GetOptions::default()).await?
+        }
+        .into_iter();
         let mut out: Vec<Option<Result<WorkItem>>> = asked.iter().map(|_| None).collect();
-        let mut sent: Vec<(usize, Version)> = Vec::new();
+        let mut sent: Vec<(usize, Option<Version>)> = Vec::new();
         let mut bodies: Vec<Encoded> = Vec::new();
-        for (k, ((id, changes, options), cur)) in asked.iter().zip(current).enumerate() {
-            let Some(cur) = cur else {
-                out[k] = Some(Err(Error::not_found(t, id)));
-                continue;
+        for (k, ((id, changes, options), need)) in asked.iter().zip(&needs).enumerate() {
+            let checked = if *need {
+                let Some(cur) = current.next().flatten() else {
+                    out[k] = Some(Err(Error::not_found(t, id)));
+                    continue;
+                };
+                options
+                    .check_version(&cur, "ver-stamp")
+                    .and_then(|()| wf.map_or(Ok(()), |wf| wf.check_update(&cur, changes)))
+                    .map(|()| Some(cur.version))
+            } else {
+                // Checked on the answer alone, against the caller's version.
+                Ok(options.if_version.clone())
             };
-            let checked = options.check_version(&cur, "ver-stamp").and_then(|()| {
-                self.workflow(t)
-                    .map_or(Ok(()), |wf| wf.check_update(&cur, changes))
-            });
-            match checked.and_then(|()| self.encode_fields(t, &meta, changes, offset)) {
-                Ok(mut body) => {
+            match checked.and_then(|before| {
+                self.encode_fields(t, &meta, changes, offset)
+                    .map(|body| (before, body))
+            }) {
+                Ok((before, mut body)) => {
                     body.push(("id".to_owned(), Some(vec![id.to_string()])));
-                    sent.push((k, cur.version));
+                    sent.push((k, before));
                     bodies.push(body);
                 }
                 Err(e) => out[k] = Some(Err(e)),
@@ -287,8 +345,11 @@ impl AlmRepository {
             for ((k, before), e) in sent.into_iter().zip(entries) {
                 let item = e
                     .and_then(|e| self.to_item(t, &meta, &e, offset, &format!("entities[{k}]")))
-                    .and_then(|item| {
-                        workbridge_core::written_in_sequence("ver-stamp", &before, item)
+                    .and_then(|item| match &before {
+                        Some(before) => {
+                            workbridge_core::written_in_sequence("ver-stamp", before, item)
+                        }
+                        None => Ok(item),
                     })
                     .map_err(|e| e.with_item(t.clone(), ids[k].clone()));
                 out[k] = Some(item);
@@ -374,6 +435,33 @@ impl AlmRepository {
         let meta = self.meta(t).await?;
         let offset = self.offset().await?;
         let body = self.encode_fields(t, &meta, changes, offset)?;
+        if !self.versioned(t) {
+            // No lock of our own: ALM's locks are optional, a PUT on an entity another session
+            // holds locked fails (`qccore.lock-failure`, a conflict), and the version is held
+            // as in a bulk update — read just before (or, with `VersionCheck::AfterWrite`,
+            // not at all unless the workflow checks the state), and checked on the answer.
+            let wf = self.workflow(t);
+            let read = (self.config.version_check == VersionCheck::ReadBefore
+                && opts.if_version.is_some())
+                || wf.is_some_and(|wf| changes.contains(wf.state_field.as_str()));
+            let before = if read {
+                let current = self.read(t, id).await?;
+                opts.check_version(&current, "ver-stamp")?;
+                if let Some(wf) = wf {
+                    wf.check_update(&current, changes)?;
+                }
+                Some(current.version)
+            } else {
+                opts.if_version.clone()
+            };
+            let e = self.put_entity("update", t, id, &body).await?;
+            let item = self.to_item(t, &meta, &e, offset, "")?;
+            return match before {
+                Some(before) => workbridge_core::written_in_sequence("ver-stamp", &before, item),
+                None => Ok(item),
+            }
+            .map_err(|e| e.with_item(t.clone(), id.clone()));
+        }
         self.with_lock("update", t, id, || async {
             let current = self.read(t, id).await?;
             opts.check_version(&current, "ver-stamp")?;

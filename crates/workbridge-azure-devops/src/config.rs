@@ -117,7 +117,8 @@ pub struct AzureDevOpsConfig {
     /// The field that holds the correlation key (a custom field such as
     /// `Custom.ServiceNowTicket`); `None`: a `workbridge:{key}` tag.
     pub correlation_field: Option<String>,
-    /// Items per `changes` page when the caller does not say (default 1000; read in batches of 200).
+    /// Items per `changes` page when the caller does not say (default 2,000: one WIQL query,
+    /// read in batches of 200).
     pub page_size: usize,
     /// HTTP options.
     pub client: ClientOptions,
@@ -154,7 +155,7 @@ impl AzureDevOpsConfig {
                 auth: None,
                 server: ServerVersion::Services,
                 correlation_field: None,
-                page_size: 1000,
+                page_size: 2000,
                 client: ClientOptions::default(),
             },
         }

@@ -278,7 +278,7 @@ pub(crate) fn to_field_value(
     let kind = meta.map(FieldMeta::kind);
     Ok(match (kind, v) {
         (Some(FieldKind::Person), _) | (None, Value::Object(_)) => {
-            FieldValue::Person(parse_person(v).ok_or_else(|| bad("an identity"))?)
+            FieldValue::from(parse_person(v).ok_or_else(|| bad("an identity"))?)
         }
         (Some(FieldKind::Int), Value::Number(n)) => {
             FieldValue::Int(n.as_i64().ok_or_else(|| bad("an integer"))?)

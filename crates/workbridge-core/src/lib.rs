@@ -47,8 +47,8 @@ pub use memory::{InMemoryRepository, InMemoryRepositoryBuilder, ManualClock};
 pub use model::{
     AttachmentMeta, Capabilities, ChangeOptions, ChangePage, Comment, CorrelationKey,
     CreateOptions, Cursor, FieldMap, FieldName, FieldValue, GetOptions, ItemId, ItemType,
-    NewAttachment, NewComment, Person, Reference, TextFormat, UpdateOptions, Version, Visibility,
-    WorkItem, Write, same_value, written_in_sequence,
+    NewAttachment, NewComment, Person, Reference, TextFormat, UpdateOptions, Version, VersionCheck,
+    Visibility, WorkItem, Write, same_value, written_in_sequence,
 };
 pub use repository::{Operation, Repository, RepositoryExt};
 pub use scan::{KeysetScan, ScanQuery};

@@ -92,6 +92,14 @@ string_newtype!(
     CorrelationKey
 );
 
+impl CorrelationKey {
+    /// How every key the sync kernel writes begins (`wb:{item type}:{item id}`): an adapter
+    /// whose query language cannot ask whether a field is empty answers
+    /// [`Repository::holds_correlated`](crate::Repository::holds_correlated) by asking whether
+    /// any value starts with it.
+    pub const PREFIX: &'static str = "wb:";
+}
+
 /// A person as systems name them: a login, an email, a display name; any may be missing.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Person {
@@ -181,16 +189,17 @@ pub enum FieldValue {
     Date(NaiveDate),
     /// A point in time.
     DateTime(DateTime<Utc>),
-    /// A person.
-    Person(Person),
+    /// A person (boxed, as the other large values are: a value is 32 bytes, and so is every
+    /// slot of a field map).
+    Person(Box<Person>),
     /// One value of a choice list (its stored value, not its label).
     Choice(String),
     /// Several values of a choice list.
     MultiChoice(Vec<String>),
     /// A reference to another record.
-    Reference(Reference),
+    Reference(Box<Reference>),
     /// A URL.
-    Url(Url),
+    Url(Box<Url>),
 }
 
 /// Two values are the same when equal, both empty (absent, null, empty text or list), or the
@@ -304,7 +313,17 @@ impl From<DateTime<Utc>> for FieldValue {
 }
 impl From<Person> for FieldValue {
     fn from(p: Person) -> Self {
-        FieldValue::Person(p)
+        FieldValue::Person(Box::new(p))
+    }
+}
+impl From<Reference> for FieldValue {
+    fn from(r: Reference) -> Self {
+        FieldValue::Reference(Box::new(r))
+    }
+}
+impl From<Url> for FieldValue {
+    fn from(u: Url) -> Self {
+        FieldValue::Url(Box::new(u))
     }
 }
 
@@ -948,6 +967,30 @@ impl ItemId {
     }
 }
 
+/// How an adapter holds an update to the version its caller read
+/// ([`UpdateOptions::if_version`]) where the API has no conditional write — ServiceNow's Table
+/// API, ALM's collections — but a version count every update grows by exactly one
+/// (`sys_mod_count`, `ver-stamp`; ADR 0011, ADR 0020).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum VersionCheck {
+    /// Checked on the item the write answers: a count more than one above `if_version`
+    /// means another update came after the caller's read, and the write — applied over it —
+    /// answers `Conflict`, so the caller reads both sides again and the other update's
+    /// changes still flow (a sync kernel does). No read of its own: a page of updates costs its
+    /// write requests only. What it cannot keep: an edit, between the caller's read and the
+    /// write, to a field the write sets (the write's value stands). The adapter then declares
+    /// no `optimistic_concurrency`: a stale `if_version` is answered after the fact.
+    AfterWrite,
+    /// Also read just before the write (one read for many updates), refusing an update whose
+    /// item moved since the caller's read with `Conflict` before anything is written: an edit
+    /// to a field the write sets is kept unless it lands in the round trip between that read
+    /// and the write. The default: what `optimistic_concurrency` promises.
+    #[default]
+    ReadBefore,
+}
+
 /// Options of [`Repository::update`](crate::Repository::update).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -1078,6 +1121,19 @@ impl Write {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    /// Every field of every item a chunk holds (items, twins, baselines, plans, pending
+    /// writes) is a slot of a field map sized by the largest value: the large values are
+    /// boxed, so a slot stays small (a value was 104 bytes with a `Person` inline), and their
+    /// stored form is unchanged.
+    #[test]
+    fn a_value_is_small_and_boxing_leaves_its_stored_form_alone() {
+        assert!(std::mem::size_of::<FieldValue>() <= 32);
+        let p = FieldValue::from(Person::login("abel.tuter"));
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(json, r#"{"type":"person","value":{"login":"abel.tuter"}}"#);
+        assert_eq!(serde_json::from_str::<FieldValue>(&json).unwrap(), p);
+    }
 
     #[test]
     fn what_a_backend_cannot_keep_is_refused_before_anything_is_sent() {

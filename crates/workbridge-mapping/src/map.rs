@@ -57,7 +57,7 @@ impl Mapping {
             }
             if let (Some(p), FieldValue::Person(person)) = (&r.person, &value) {
                 match map_person(p, person, directory) {
-                    Some(x) => value = FieldValue::Person(x),
+                    Some(x) => value = FieldValue::from(x),
                     None => {
                         out.skipped
                             .push((target, format!("no target person for {person}")));

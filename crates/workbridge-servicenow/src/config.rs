@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use secrecy::SecretString;
+pub use workbridge_core::VersionCheck;
 use workbridge_core::{Result, TransitionGraph};
 use workbridge_http::{ClientOptions, EnvVars};
 
@@ -91,28 +92,6 @@ pub struct ServiceNowConfig {
     /// Workflows enforced on `update`, by table (defaults for incident, problem and
     /// change_request; replace them to match the instance's own rules).
     pub workflows: BTreeMap<String, TransitionGraph>,
-}
-
-/// How an update is held to the version its caller read (`UpdateOptions::if_version`). The
-/// Table API writes unconditionally; what it does give is `sys_mod_count`, which every update
-/// grows by exactly one (ADR 0011, ADR 0020).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum VersionCheck {
-    /// Checked on the record the write answers: a count more than one above `if_version`
-    /// means another update came after the caller's read, and the write — applied over it —
-    /// answers `Conflict`, so the caller reads both sides again and the other update's
-    /// changes still flow (a sync kernel does). No read of its own: a page of updates costs its
-    /// Batch API requests only. What it cannot keep: an edit, between the caller's read and the
-    /// write, to a field the write sets (the write's value stands). The adapter then declares
-    /// no `optimistic_concurrency`: a stale `if_version` is answered after the fact.
-    AfterWrite,
-    /// Also read just before the write (one read per `read_batch` updates), refusing an update
-    /// whose record moved since the caller's read with `Conflict` before anything is written:
-    /// an edit to a field the write sets is kept unless it lands in the round trip between that
-    /// read and the write. The default: what `optimistic_concurrency` promises.
-    #[default]
-    ReadBefore,
 }
 
 /// The out-of-box incident state model: New 1, In Progress 2, On Hold 3, Resolved 6, Closed 7,

@@ -221,19 +221,19 @@ pub(crate) fn to_field_value(
         FieldKind::Date => FieldValue::Date(
             NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| bad("a date"))?,
         ),
-        FieldKind::Person => FieldValue::Person(Person {
+        FieldKind::Person => FieldValue::from(Person {
             id: Some(value.to_owned()),
             display_name: display.filter(|d| !d.is_empty()).map(ToOwned::to_owned),
             ..Person::default()
         }),
-        FieldKind::Reference => FieldValue::Reference(Reference {
+        FieldKind::Reference => FieldValue::from(Reference {
             target: meta.reference.as_deref().map(ItemType::from),
             id: value.to_owned(),
             display: display.filter(|d| !d.is_empty()).map(ToOwned::to_owned),
         }),
         FieldKind::Html => FieldValue::Html(value.to_owned()),
         FieldKind::Url => url::Url::parse(value)
-            .map_or_else(|_| FieldValue::Text(value.to_owned()), FieldValue::Url),
+            .map_or_else(|_| FieldValue::Text(value.to_owned()), FieldValue::from),
         _ => FieldValue::Text(value.to_owned()),
     })
 }
@@ -495,7 +495,7 @@ impl ServiceNowRepository {
                     && let Some(full) = p.id.as_ref().and_then(|id| users.by_id.get(id))
                 {
                     let full = full.clone();
-                    item.fields.insert(n, FieldValue::Person(full));
+                    item.fields.insert(n, FieldValue::from(full));
                 }
             }
         }
@@ -672,7 +672,7 @@ mod tests {
         assert!(
             to_wire(
                 &"assigned_to".into(),
-                &FieldValue::Person(Person::login("nobody"))
+                &FieldValue::from(Person::login("nobody"))
             )
             .is_err()
         );

@@ -46,11 +46,13 @@ pub struct SyncOptions {
     /// read and write a call's chunks (ids, comments, attachments, ServiceNow's Batch API
     /// requests) that many at a time.
     pub concurrency: usize,
-    /// Items of a page worked on together (default 1,000: five `$batch`es of Azure DevOps
-    /// creates, ten ServiceNow Batch API requests): a page is read whole, then its items are
-    /// planned, written and stored this many at a time, so that a large page costs the memory
-    /// of a chunk. Its cursor is stored once all are done.
-    pub chunk_size: usize,
+    /// Items of a page worked on together: a page is read whole, then its items are planned,
+    /// written and stored this many at a time, so that a large page costs the memory of a
+    /// chunk. Its cursor is stored once all are done. By default (`None`) 1,000 — five
+    /// `$batch`es of Azure DevOps creates, one `write_many` of ServiceNow's (ten Batch API
+    /// requests) — or what the other side writes in one request when that is more (ALM's bulk
+    /// writes: 2,000), so that a chunk's writes fill the target's requests.
+    pub chunk_size: Option<usize>,
 }
 
 /// When the sync looks for an existing twin (by correlation key) before creating one.
@@ -83,12 +85,17 @@ impl Default for SyncOptions {
             in_flight_grace: Duration::from_secs(300),
             twin_lookup: TwinLookup::WhenUnknown,
             concurrency: 4,
-            chunk_size: 1000,
+            chunk_size: None,
         }
     }
 }
 
 impl SyncOptions {
+    /// The chunk a pass works on when writing to a target that sends `batch` writes in one
+    /// request: [`SyncOptions::chunk_size`], or its default.
+    pub fn chunk_for(&self, batch: usize) -> usize {
+        self.chunk_size.unwrap_or(batch.max(1000)).max(1)
+    }
     /// Sets [`SyncOptions::page_size`].
     pub fn page_size(mut self, n: usize) -> Self {
         self.page_size = Some(n.max(1));
@@ -96,7 +103,7 @@ impl SyncOptions {
     }
     /// Sets [`SyncOptions::chunk_size`].
     pub fn chunk_size(mut self, n: usize) -> Self {
-        self.chunk_size = n.max(1);
+        self.chunk_size = Some(n.max(1));
         self
     }
     /// Sets [`SyncOptions::conflict_retries`].

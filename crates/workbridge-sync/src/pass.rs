@@ -37,8 +37,11 @@ impl SyncPair {
             // Worked on `chunk_size` items at a time: a page read at the API's maximum costs
             // the memory of a chunk, its cursor stored once every chunk is done.
             let mut items = page.items;
+            let chunk = self
+                .options
+                .chunk_for(self.repos[side.other()].capabilities().max_batch_write);
             while !items.is_empty() {
-                let rest = items.split_off(items.len().min(self.options.chunk_size.max(1)));
+                let rest = items.split_off(items.len().min(chunk));
                 self.work(side, items, round).await?;
                 self.renew_lease().await?;
                 items = rest;
@@ -214,7 +217,12 @@ impl SyncPair {
     }
 
     pub(crate) fn key_for(&self, side: Side, id: &ItemId) -> CorrelationKey {
-        CorrelationKey::new(format!("wb:{}:{}", self.types[side], id))
+        CorrelationKey::new(format!(
+            "{}{}:{}",
+            CorrelationKey::PREFIX,
+            self.types[side],
+            id
+        ))
     }
 
     /// An item with no link (or a parked one being replayed): create or find its twin.

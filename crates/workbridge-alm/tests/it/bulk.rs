@@ -221,3 +221,195 @@ async fn reads_ask_alm_for_the_fields_wanted() {
         );
     }
 }
+
+/// Defects created together have consecutive ids: reading them back (the versions a bulk
+/// update checks, a pass's twins) takes one request per page of them, not one per hundred.
+#[tokio::test]
+async fn consecutive_ids_are_read_in_one_request() {
+    let sim = crate::sim().await;
+    let r = crate::repo(&sim, Format::Json);
+    let t = ItemType::from("defects");
+    let made: Vec<_> = r
+        .write_many(
+            &(0..250)
+                .map(|i| defect(&format!("D{i}")))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    // Every other one, then all of them, with an unknown id among them.
+    let mut asked: Vec<_> = made.iter().step_by(2).cloned().collect();
+    asked.push(workbridge_core::ItemId::from("999999"));
+    sim.control().reset_requests();
+    let got = r.get_many(&t, &asked, &Default::default()).await.unwrap();
+    assert_eq!(got.len(), asked.len());
+    assert!(got[..asked.len() - 1].iter().all(Option::is_some));
+    assert!(got[asked.len() - 1].is_none());
+    let scattered = sim.control().total_requests();
+    sim.control().reset_requests();
+    let all = r.get_many(&t, &made, &Default::default()).await.unwrap();
+    assert_eq!(
+        sim.control().total_requests(),
+        1,
+        "{:?}",
+        sim.control().requests()
+    );
+    for (id, item) in made.iter().zip(&all) {
+        assert_eq!(item.as_ref().map(|i| &i.id), Some(id));
+    }
+    // 126 scattered ids still go out in a few requests, each within its length.
+    assert!((1..=3).contains(&scattered), "{scattered}");
+}
+
+/// Whether any defect holds a key the sync wrote takes one query, and a key written by
+/// something else (no `wb:` prefix) does not count.
+#[tokio::test]
+async fn holds_correlated_asks_once_for_a_key_the_sync_wrote() {
+    let sim = crate::sim().await;
+    let r = crate::repo(&sim, Format::Json);
+    let t = ItemType::from("defects");
+    assert!(!r.holds_correlated(&t).await.unwrap());
+    let keyed = |key: &str, name: &str| {
+        let Write::Create {
+            item_type, fields, ..
+        } = defect(name)
+        else {
+            unreachable!()
+        };
+        Write::Create {
+            item_type,
+            fields,
+            options: workbridge_core::CreateOptions::default().correlation(key),
+        }
+    };
+    r.write_many(&[keyed("INC0010001", "Theirs")])
+        .await
+        .unwrap();
+    sim.control().reset_requests();
+    assert!(!r.holds_correlated(&t).await.unwrap());
+    assert_eq!(sim.control().total_requests(), 1);
+    r.write_many(&[keyed("wb:incident:46d44", "Ours")])
+        .await
+        .unwrap();
+    assert!(r.holds_correlated(&t).await.unwrap());
+}
+
+/// A lone update through `write_many` (what the sync sends for one edited item) costs two
+/// requests — its version read and the PUT — and is still refused when its version is stale.
+#[tokio::test]
+async fn a_lone_update_is_a_version_read_and_a_put() {
+    let sim = crate::sim().await;
+    let r = crate::repo(&sim, Format::Xml);
+    let t = ItemType::from("defects");
+    let made = r
+        .write_many(&[defect("Lone")])
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    let update = |version: &str| Write::Update {
+        item_type: t.clone(),
+        id: made.id.clone(),
+        changes: FieldMap::new().with("name", format!("Lone at {version}")),
+        options: workbridge_core::UpdateOptions::default()
+            .if_version(workbridge_core::Version::new(version)),
+    };
+    sim.control().reset_requests();
+    let done = r
+        .write_many(&[update(made.version.as_str())])
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(
+        sim.control().total_requests(),
+        2,
+        "{:?}",
+        sim.control().requests()
+    );
+    assert_ne!(done.version, made.version);
+    let stale = r
+        .write_many(&[update(made.version.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(stale[0].as_ref().unwrap_err().kind(), ErrorKind::Conflict);
+    let now = r.get(&t, &made.id).await.unwrap();
+    assert_eq!(
+        now.field("name").and_then(|v| v.as_str()),
+        Some(format!("Lone at {}", made.version).as_str())
+    );
+}
+
+/// With `VersionCheck::AfterWrite` a bulk update reads nothing first: one PUT, each answer's
+/// `ver-stamp` checked against the caller's version — a stale one answers `Conflict` after the
+/// fact — and a state change still read for the workflow's check.
+#[tokio::test]
+async fn after_write_updates_read_nothing_first() {
+    let sim = crate::sim().await;
+    let r = workbridge_alm::AlmRepository::new(
+        workbridge_alm::AlmConfig::builder(sim.url(), "DEFAULT", "Demo")
+            .password("qa", "qa")
+            .version_check(workbridge_alm::VersionCheck::AfterWrite)
+            .client_options(crate::options())
+            .build(),
+    )
+    .unwrap();
+    assert!(!r.capabilities().optimistic_concurrency);
+    let t = ItemType::from("defects");
+    let made: Vec<_> = r
+        .write_many(&[defect("A"), defect("B")])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let rename = |i: usize, version: &workbridge_core::Version, name: &str| Write::Update {
+        item_type: t.clone(),
+        id: made[i].id.clone(),
+        changes: FieldMap::new().with("name", name),
+        options: workbridge_core::UpdateOptions::default().if_version(version.clone()),
+    };
+    sim.control().reset_requests();
+    let results = r
+        .write_many(&[
+            rename(0, &made[0].version, "A2"),
+            rename(1, &workbridge_core::Version::new("0"), "B2"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.control().total_requests(),
+        1,
+        "{:?}",
+        sim.control().requests()
+    );
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(results[1].as_ref().unwrap_err().kind(), ErrorKind::Conflict);
+    // Applied all the same: the caller reads again and merges.
+    let b = r.get(&t, &made[1].id).await.unwrap();
+    assert_eq!(b.field("name").and_then(|v| v.as_str()), Some("B2"));
+    // A state change is read for the workflow: New → Closed is refused before it is sent.
+    sim.control().reset_requests();
+    let closed = r
+        .write_many(&[Write::Update {
+            item_type: t.clone(),
+            id: made[0].id.clone(),
+            changes: FieldMap::new().with("status", "Closed"),
+            options: Default::default(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        closed[0].as_ref().unwrap_err().kind(),
+        ErrorKind::InvalidTransition,
+        "{closed:?}"
+    );
+    assert_eq!(
+        sim.control()
+            .requests_to("PUT /qcbin/rest/domains/{domain}/projects/{project}/{collection}"),
+        0
+    );
+}
