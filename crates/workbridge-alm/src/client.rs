@@ -34,40 +34,59 @@ impl AlmRepository {
         Ok(format!("{}/{n}", self.coll_path(t)))
     }
 
+    /// The database server's offset from UTC: configured, or detected from
+    /// `rest/server/time` and detected again once it is older than
+    /// [`AlmConfig::offset_refresh`], so a long-running service follows a daylight-saving
+    /// change within that time.
     pub(crate) async fn offset(&self) -> Result<TimeDelta> {
         if let Some(m) = self.config.time_zone_offset_minutes {
             return Ok(TimeDelta::minutes(m));
         }
-        self.offset
-            .get_or_try_init(|| async {
-                let resp = self
-                    .client
-                    .get("rest/server/time")
-                    .header(ACCEPT, "application/xml")
-                    .operation("server time")
-                    .send()
-                    .await?;
-                let text = resp.text();
-                let millis: i64 = xml_text(&text, "TimeInMillis")
-                    .and_then(|m| m.parse().ok())
-                    .ok_or_else(|| {
-                        Error::protocol("ServerTime.TimeInMillis", "missing or not a number")
-                    })?;
-                let local = xml_text(&text, "DateTime")
-                    .and_then(|d| NaiveDateTime::parse_from_str(&d, ALM_TIME).ok())
-                    .ok_or_else(|| {
-                        Error::protocol("ServerTime.DateTime", "missing or not yyyy-MM-dd HH:mm:ss")
-                    })?;
-                let utc = DateTime::from_timestamp_millis(millis)
-                    .ok_or_else(|| Error::protocol("ServerTime.TimeInMillis", "out of range"))?;
-                let minutes = (local - utc.naive_utc()).num_seconds() as f64 / 60.0;
-                // Offsets are whole quarter hours.
-                #[allow(clippy::cast_possible_truncation)]
-                let quarter = ((minutes / 15.0).round() as i64) * 15;
-                Ok(TimeDelta::minutes(quarter))
-            })
-            .await
-            .copied()
+        let mut cached = self.offset.lock().await;
+        if let Some((offset, at)) = *cached
+            && at.elapsed() < self.config.offset_refresh
+        {
+            return Ok(offset);
+        }
+        let detected = self.detect_offset().await?;
+        if let Some((before, _)) = *cached
+            && before != detected
+        {
+            tracing::warn!(
+                project = %self.config.project,
+                before_minutes = before.num_minutes(),
+                now_minutes = detected.num_minutes(),
+                "the ALM server's offset from UTC changed (daylight saving?)"
+            );
+        }
+        *cached = Some((detected, std::time::Instant::now()));
+        Ok(detected)
+    }
+
+    async fn detect_offset(&self) -> Result<TimeDelta> {
+        let resp = self
+            .client
+            .get("rest/server/time")
+            .header(ACCEPT, "application/xml")
+            .operation("server time")
+            .send()
+            .await?;
+        let text = resp.text();
+        let millis: i64 = xml_text(&text, "TimeInMillis")
+            .and_then(|m| m.parse().ok())
+            .ok_or_else(|| Error::protocol("ServerTime.TimeInMillis", "missing or not a number"))?;
+        let local = xml_text(&text, "DateTime")
+            .and_then(|d| NaiveDateTime::parse_from_str(&d, ALM_TIME).ok())
+            .ok_or_else(|| {
+                Error::protocol("ServerTime.DateTime", "missing or not yyyy-MM-dd HH:mm:ss")
+            })?;
+        let utc = DateTime::from_timestamp_millis(millis)
+            .ok_or_else(|| Error::protocol("ServerTime.TimeInMillis", "out of range"))?;
+        let minutes = (local - utc.naive_utc()).num_seconds() as f64 / 60.0;
+        // Offsets are whole quarter hours.
+        #[allow(clippy::cast_possible_truncation)]
+        let quarter = ((minutes / 15.0).round() as i64) * 15;
+        Ok(TimeDelta::minutes(quarter))
     }
 }
 

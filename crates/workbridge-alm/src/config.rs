@@ -79,6 +79,9 @@ pub struct AlmConfig {
     pub correlation_field: Option<String>,
     /// The database server's offset from UTC in minutes; `None`: detected from `rest/server/time`.
     pub time_zone_offset_minutes: Option<i64>,
+    /// How long a detected offset is trusted before `rest/server/time` is read again (default
+    /// 10 minutes): a daylight-saving change is followed within that time.
+    pub offset_refresh: std::time::Duration,
     /// Entities per page in `changes` (default 2000, the server's default
     /// `REST_API_MAX_PAGE_SIZE`; set it to the site's value if that is lower).
     pub page_size: usize,
@@ -130,6 +133,7 @@ impl fmt::Debug for AlmConfig {
             .field("format", &self.format)
             .field("correlation_field", &self.correlation_field)
             .field("time_zone_offset_minutes", &self.time_zone_offset_minutes)
+            .field("offset_refresh", &self.offset_refresh)
             .field("page_size", &self.page_size)
             .field("bulk_size", &self.bulk_size)
             .field("version_check", &self.version_check)
@@ -157,6 +161,7 @@ impl AlmConfig {
                 format: Format::Json,
                 correlation_field: None,
                 time_zone_offset_minutes: None,
+                offset_refresh: std::time::Duration::from_secs(600),
                 page_size: 2000,
                 bulk_size: 2000,
                 version_check: VersionCheck::default(),
@@ -257,6 +262,13 @@ impl AlmConfigBuilder {
     #[must_use]
     pub fn time_zone_offset_minutes(mut self, m: i64) -> Self {
         self.config.time_zone_offset_minutes = Some(m);
+        self
+    }
+
+    /// How long a detected offset is trusted ([`AlmConfig::offset_refresh`]).
+    #[must_use]
+    pub fn offset_refresh(mut self, every: std::time::Duration) -> Self {
+        self.config.offset_refresh = every;
         self
     }
 

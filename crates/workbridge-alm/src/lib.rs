@@ -77,7 +77,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
-use tokio::sync::{OnceCell, RwLock};
+use tokio::sync::RwLock;
 use workbridge_core::{
     AttachmentMeta, Capabilities, ChangeOptions, ChangePage, Comment, CorrelationKey,
     CreateOptions, Cursor, Error, ErrorKind, FieldDef, FieldKind, FieldMap, FieldValue, GetOptions,
@@ -98,7 +98,8 @@ pub struct AlmRepository {
     client: HttpClient,
     config: AlmConfig,
     project_path: String,
-    offset: OnceCell<TimeDelta>,
+    /// The server's offset from UTC as last detected, and when.
+    offset: tokio::sync::Mutex<Option<(TimeDelta, std::time::Instant)>>,
     meta: RwLock<HashMap<String, Arc<Meta>>>,
     capabilities: Capabilities,
 }
@@ -174,7 +175,7 @@ impl AlmRepository {
             ),
             client,
             config,
-            offset: OnceCell::new(),
+            offset: tokio::sync::Mutex::new(None),
             meta: RwLock::new(HashMap::new()),
             capabilities,
         })

@@ -328,12 +328,16 @@ pub(crate) fn compile_rule(line: usize, r: &RawRule) -> Result<Rule> {
         }
     };
     let timezone = match r.timezone.as_deref() {
-        None => FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!("zero is a valid offset")),
-        Some(s) => transform::parse_offset(s).ok_or_else(|| {
+        None => transform::Zone::Fixed(
+            FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!("zero is a valid offset")),
+        ),
+        Some(s) => transform::Zone::parse(s).ok_or_else(|| {
             spec_error(
                 line,
                 name,
-                format!("timezone `{s}` is not an offset such as +02:00 or UTC"),
+                format!(
+                    "timezone `{s}` is neither an offset such as +02:00 or UTC nor a zone such as Europe/Berlin"
+                ),
             )
         })?,
     };

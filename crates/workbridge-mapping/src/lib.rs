@@ -54,7 +54,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
-use chrono::{FixedOffset, NaiveDate, TimeZone};
+use chrono::{FixedOffset, NaiveDate};
 use workbridge_core::{
     Error, FieldKind, FieldMap, FieldName, FieldValue, Person, Result, Schema, TransitionGraph,
     Visibility,
@@ -205,7 +205,7 @@ pub struct Rule {
     values: Option<ValueMap>,
     default: Option<FieldValue>,
     transform: Transform,
-    timezone: FixedOffset,
+    timezone: transform::Zone,
     truncate: Option<(usize, String)>,
     person: Option<PersonRule>,
     conflict: ConflictPolicy,

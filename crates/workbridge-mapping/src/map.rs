@@ -218,7 +218,11 @@ pub(crate) fn lookup(rule: &PersonRule, key: &str, dir: &dyn Directory) -> Perso
     })
 }
 
-pub(crate) fn apply_transform(t: Transform, v: FieldValue, tz: FixedOffset) -> Result<FieldValue> {
+pub(crate) fn apply_transform(
+    t: Transform,
+    v: FieldValue,
+    tz: transform::Zone,
+) -> Result<FieldValue> {
     Ok(match (t, v) {
         (_, FieldValue::Null) => FieldValue::Null,
         (Transform::None, v) => v,
@@ -241,9 +245,7 @@ pub(crate) fn apply_transform(t: Transform, v: FieldValue, tz: FixedOffset) -> R
                 ),
             }
         }
-        (Transform::DateTimeToDate, FieldValue::DateTime(t)) => {
-            FieldValue::Date(transform::date_in(t, tz))
-        }
+        (Transform::DateTimeToDate, FieldValue::DateTime(t)) => FieldValue::Date(tz.date_of(t)),
         (Transform::DateTimeToDate, FieldValue::Date(d)) => FieldValue::Date(d),
         (t, FieldValue::Date(d)) if t == Transform::DateTimeToDate.reversed() => midnight(d, tz),
         (t, v) => {
@@ -259,12 +261,9 @@ pub(crate) fn apply_transform(t: Transform, v: FieldValue, tz: FixedOffset) -> R
     })
 }
 
-pub(crate) fn midnight(d: NaiveDate, tz: FixedOffset) -> FieldValue {
-    match d
-        .and_hms_opt(0, 0, 0)
-        .and_then(|n| tz.from_local_datetime(&n).single())
-    {
-        Some(t) => FieldValue::DateTime(t.with_timezone(&chrono::Utc)),
+pub(crate) fn midnight(d: NaiveDate, tz: transform::Zone) -> FieldValue {
+    match tz.start_of(d) {
+        Some(t) => FieldValue::DateTime(t),
         None => FieldValue::Date(d),
     }
 }

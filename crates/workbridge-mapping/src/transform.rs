@@ -125,14 +125,65 @@ pub(crate) fn parse_offset(s: &str) -> Option<FixedOffset> {
     FixedOffset::east_opt(sign * (h * 3600 + m * 60))
 }
 
-/// The calendar date of a point in time in a time zone.
-pub(crate) fn date_in(t: DateTime<Utc>, tz: FixedOffset) -> NaiveDate {
-    t.with_timezone(&tz).date_naive()
+/// A rule's time zone: a fixed offset (`+02:00`, `UTC`) or a named zone of the IANA database
+/// (`Europe/Berlin`), whose offset follows daylight saving.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Zone {
+    Fixed(FixedOffset),
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    /// An offset, or a zone's IANA name.
+    pub(crate) fn parse(s: &str) -> Option<Zone> {
+        parse_offset(s)
+            .map(Zone::Fixed)
+            .or_else(|| s.trim().parse::<chrono_tz::Tz>().ok().map(Zone::Named))
+    }
+
+    /// The calendar date of a point in time here.
+    pub(crate) fn date_of(self, t: DateTime<Utc>) -> NaiveDate {
+        match self {
+            Zone::Fixed(z) => t.with_timezone(&z).date_naive(),
+            Zone::Named(z) => t.with_timezone(&z).date_naive(),
+        }
+    }
+
+    /// The first instant of a calendar day here (midnight, or the first hour after a
+    /// daylight-saving gap that skips it).
+    pub(crate) fn start_of(self, d: NaiveDate) -> Option<DateTime<Utc>> {
+        use chrono::TimeZone;
+        (0..3).find_map(|h| {
+            let n = d.and_hms_opt(h, 0, 0)?;
+            match self {
+                Zone::Fixed(z) => z.from_local_datetime(&n).earliest().map(|t| t.to_utc()),
+                Zone::Named(z) => z.from_local_datetime(&n).earliest().map(|t| t.to_utc()),
+            }
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zones_day_starts_at_its_own_midnight() {
+        let la = Zone::parse("America/Los_Angeles").unwrap();
+        let d = |m, day| NaiveDate::from_ymd_opt(2026, m, day).unwrap();
+        let at =
+            |m, day, h| chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, m, day, h, 0, 0).single();
+        assert_eq!(la.start_of(d(1, 15)), at(1, 15, 8));
+        assert_eq!(la.start_of(d(7, 1)), at(7, 1, 7));
+        // Where a change skips midnight (Havana, March 2026), the day starts at 01:00.
+        let havana = Zone::parse("America/Havana").unwrap();
+        assert_eq!(havana.start_of(d(3, 8)), at(3, 8, 5));
+        assert_eq!(
+            Zone::parse("+02:00").unwrap().start_of(d(1, 1)),
+            chrono::TimeZone::with_ymd_and_hms(&Utc, 2025, 12, 31, 22, 0, 0).single()
+        );
+        assert!(Zone::parse("Mars/Olympus").is_none());
+    }
 
     #[test]
     fn text_and_html() {

@@ -628,3 +628,64 @@ async fn a_quiet_poll_after_a_crowded_second_is_one_request() {
     let (_, found) = drain(cursor).await;
     assert_eq!(found, [ids[3].to_string()]);
 }
+
+/// A service runs through a daylight-saving change: the server moves from UTC-7 to UTC-8 and
+/// stores times by the new offset. The adapter reads the offset again once the one it holds is
+/// older than `offset_refresh`, so a defect written after the change reads back at the time it
+/// was written, not an hour off; before the refresh it still uses the old one.
+#[tokio::test]
+async fn the_servers_offset_is_read_again_after_a_daylight_saving_change() {
+    let sim = AlmSim::builder()
+        .user("qa", "qa")
+        .time_zone_offset_minutes(-420)
+        .spawn()
+        .await
+        .unwrap();
+    let clock = sim.clock();
+    clock.freeze(Utc.with_ymd_and_hms(2026, 11, 1, 8, 30, 0).unwrap());
+    let r = AlmRepository::new(
+        AlmConfig::builder(sim.url(), "DEFAULT", "Demo")
+            .password("qa", "qa")
+            .offset_refresh(Duration::from_millis(300))
+            .client_options(crate::options())
+            .build(),
+    )
+    .unwrap();
+    let t = ItemType::from("defects");
+    let make = |name: &str| {
+        FieldMap::new()
+            .with("name", name)
+            .with("severity", "1-Low")
+            .with("detected-by", Person::login("qa"))
+            .with(
+                "creation-time",
+                FieldValue::Date(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()),
+            )
+    };
+    let before = r
+        .create(&t, &make("before"), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(before.changed_at, clock.now());
+    // 09:00 UTC: clocks go back an hour.
+    clock.freeze(Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap());
+    sim.set_time_zone_offset_minutes(-480);
+    sim.control().reset_requests();
+    let soon = r
+        .create(&t, &make("soon after"), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.control().requests_to("GET /qcbin/rest/server/time"),
+        0,
+        "the offset is still fresh"
+    );
+    assert_eq!(soon.changed_at, clock.now() - chrono::TimeDelta::hours(1));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after = r
+        .create(&t, &make("after"), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(sim.control().requests_to("GET /qcbin/rest/server/time"), 1);
+    assert_eq!(after.changed_at, clock.now(), "read with the new offset");
+}

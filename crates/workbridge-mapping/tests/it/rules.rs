@@ -172,6 +172,36 @@ default = "P3"
     assert!(r.fields.get("Cat").is_none());
 }
 
+/// A named zone follows daylight saving: with `America/Los_Angeles` a ticket opened at
+/// 07:30 UTC in January is on the previous day (UTC-8), and at 06:30 UTC in July too
+/// (UTC-7); a fixed `-07:00` puts the January one on the wrong day.
+#[test]
+fn a_named_zone_follows_daylight_saving() {
+    let rule = |tz: &str| {
+        m(&format!(
+            "[[field]]\nleft = \"opened\"\nright = \"Detected\"\ntransform = \"datetime-to-date\"\ntimezone = \"{tz}\"\n"
+        ))
+    };
+    let day = |map: &Mapping, t| {
+        map.map(Direction::LeftToRight, &FieldMap::new().with("opened", t))
+            .fields
+            .get("Detected")
+            .cloned()
+    };
+    let date = |y, m, d| Some(FieldValue::Date(NaiveDate::from_ymd_opt(y, m, d).unwrap()));
+    let winter = Utc.with_ymd_and_hms(2026, 1, 15, 7, 30, 0).unwrap();
+    let summer = Utc.with_ymd_and_hms(2026, 7, 1, 6, 30, 0).unwrap();
+    let named = rule("America/Los_Angeles");
+    assert_eq!(day(&named, winter), date(2026, 1, 14));
+    assert_eq!(day(&named, summer), date(2026, 6, 30));
+    let fixed = rule("-07:00");
+    assert_eq!(
+        day(&fixed, winter),
+        date(2026, 1, 15),
+        "an hour off in winter"
+    );
+}
+
 #[test]
 fn transforms_both_ways() {
     let map = m(r#"

@@ -32,8 +32,8 @@ fn compile_errors_name_line_and_field() {
         "line 1: field `b`: transform `rot13` is not html-to-text, text-to-html, number-to-text, text-to-number or datetime-to-date"
     );
     assert_eq!(
-        err("[[field]]\nleft = \"a\"\nright = \"b\"\ntimezone = \"CET\"\n"),
-        "line 1: field `b`: timezone `CET` is not an offset such as +02:00 or UTC"
+        err("[[field]]\nleft = \"a\"\nright = \"b\"\ntimezone = \"Mars/Olympus\"\n"),
+        "line 1: field `b`: timezone `Mars/Olympus` is neither an offset such as +02:00 or UTC nor a zone such as Europe/Berlin"
     );
     assert_eq!(
         err("[[field]]\nleft = \"a\"\n"),

@@ -194,6 +194,7 @@ impl AlmSimBuilder {
         let control = Arc::new(Control::new(&self.options));
         let alm = Arc::new(Alm {
             st: Mutex::new(State_::default()),
+            offset_minutes: std::sync::atomic::AtomicI64::new(self.config.offset.num_minutes()),
             config: self.config,
             control,
         });
@@ -260,6 +261,14 @@ impl AlmSim {
     /// The clock.
     pub fn clock(&self) -> SimClock {
         self.alm.control.clock.clone()
+    }
+
+    /// Moves the database server's offset from UTC, as a daylight-saving change does: times
+    /// stored from now on, and the server time it answers, use the new offset.
+    pub fn set_time_zone_offset_minutes(&self, m: i64) {
+        self.alm
+            .offset_minutes
+            .store(m, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The certificate it serves, when started with [`crate::Tls`].

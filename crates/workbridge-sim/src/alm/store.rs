@@ -80,11 +80,17 @@ pub(crate) struct Alm {
     pub(crate) st: Mutex<State_>,
     pub(crate) config: Config,
     pub(crate) control: Arc<Control>,
+    /// The database server's offset from UTC now, in minutes (a daylight-saving change moves
+    /// it; what was stored before keeps the time it was stored with).
+    pub(crate) offset_minutes: std::sync::atomic::AtomicI64,
 }
 
 impl Alm {
     pub(crate) fn local_now(&self) -> String {
-        (self.control.clock.now() + self.config.offset)
+        let offset = self
+            .offset_minutes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (self.control.clock.now() + TimeDelta::minutes(offset))
             .format("%Y-%m-%d %H:%M:%S")
             .to_string()
     }
