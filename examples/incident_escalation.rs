@@ -22,18 +22,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use workbridge::azure_devops::{AzureDevOpsConfig, AzureDevOpsRepository};
+use workbridge::http::ClientOptions;
 use workbridge::mapping::Mapping;
 use workbridge::mapping::transform::html_to_text;
+use workbridge::servicenow::{ServiceNowConfig, ServiceNowRepository};
+use workbridge::sim::azure_devops::AzureDevOpsSim;
+use workbridge::sim::servicenow::ServiceNowSim;
 use workbridge::sync::{Side, SqliteStore, SyncPair, SyncReport};
 use workbridge::{
     FieldMap, FieldValue, ItemId, ItemType, NewComment, Repository, RepositoryExt, Result,
     TextFormat, WorkItem,
 };
-use workbridge_azure_devops::{AzureDevOpsConfig, AzureDevOpsRepository};
-use workbridge_http::ClientOptions;
-use workbridge_servicenow::{ServiceNowConfig, ServiceNowRepository};
-use workbridge_sim::azure_devops::AzureDevOpsSim;
-use workbridge_sim::servicenow::ServiceNowSim;
 
 fn incident() -> ItemType {
     ItemType::from("incident")

@@ -15,17 +15,17 @@
 
 use std::sync::Arc;
 
+use workbridge::azure_devops::{AzureDevOpsConfig, AzureDevOpsRepository};
+use workbridge::http::ClientOptions;
 use workbridge::mapping::Mapping;
+use workbridge::servicenow::{ServiceNowConfig, ServiceNowRepository};
+use workbridge::sim::azure_devops::AzureDevOpsSim;
+use workbridge::sim::servicenow::ServiceNowSim;
 use workbridge::sync::{MemoryStore, Side, SyncPair};
 use workbridge::{
     Error, FieldMap, FieldValue, ItemId, ItemType, NewComment, Reference, Repository,
     RepositoryExt, Result, WorkItem,
 };
-use workbridge_azure_devops::{AzureDevOpsConfig, AzureDevOpsRepository};
-use workbridge_http::ClientOptions;
-use workbridge_servicenow::{ServiceNowConfig, ServiceNowRepository};
-use workbridge_sim::azure_devops::AzureDevOpsSim;
-use workbridge_sim::servicenow::ServiceNowSim;
 
 fn t(name: &str) -> ItemType {
     ItemType::from(name)

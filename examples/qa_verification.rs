@@ -19,18 +19,18 @@
 
 use std::sync::Arc;
 
+use workbridge::alm::{AlmConfig, AlmRepository};
+use workbridge::azure_devops::{AzureDevOpsConfig, AzureDevOpsRepository};
+use workbridge::http::ClientOptions;
 use workbridge::mapping::Mapping;
+use workbridge::servicenow::{ServiceNowConfig, ServiceNowRepository};
+use workbridge::sim::alm::AlmSim;
+use workbridge::sim::azure_devops::AzureDevOpsSim;
+use workbridge::sim::servicenow::ServiceNowSim;
 use workbridge::sync::{MemoryStore, Side, SyncOptions, SyncPair};
 use workbridge::{
     Error, FieldMap, FieldValue, ItemId, ItemType, Repository, RepositoryExt, Result, WorkItem,
 };
-use workbridge_alm::{AlmConfig, AlmRepository};
-use workbridge_azure_devops::{AzureDevOpsConfig, AzureDevOpsRepository};
-use workbridge_http::ClientOptions;
-use workbridge_servicenow::{ServiceNowConfig, ServiceNowRepository};
-use workbridge_sim::alm::AlmSim;
-use workbridge_sim::azure_devops::AzureDevOpsSim;
-use workbridge_sim::servicenow::ServiceNowSim;
 
 fn incident() -> ItemType {
     ItemType::from("incident")

@@ -2,6 +2,7 @@
 
 mod common;
 mod escalation;
+mod examples;
 mod fencing;
 mod hostile;
 mod locks;

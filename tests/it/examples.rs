@@ -1,0 +1,38 @@
+//! The examples are what integrators copy into a crate that depends on `workbridge` alone.
+
+/// Every example reaches the adapters, the HTTP layer and the simulators through the facade
+/// (`workbridge::azure_devops`, `workbridge::sim`, ...), never through a sub-crate a user's
+/// crate does not depend on; and each names the facade features it needs.
+#[test]
+fn examples_use_the_facade_only() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(root.join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        seen += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            assert!(
+                !line.contains("workbridge_"),
+                "{}:{}: `{line}` names a sub-crate; use its path under `workbridge::`",
+                path.display(),
+                n + 1
+            );
+        }
+        let name = path.file_stem().unwrap().to_string_lossy();
+        let entry = format!("[[example]]\nname = \"{name}\"\nrequired-features = [");
+        let at = manifest
+            .find(&entry)
+            .unwrap_or_else(|| panic!("{name} has no [[example]] entry with required-features"));
+        let features = &manifest[at + entry.len()..];
+        let features = &features[..features.find(']').unwrap()];
+        if text.contains("workbridge::sim::") {
+            assert!(features.contains("\"sim\""), "{name}: {features}");
+        }
+    }
+    assert!(seen >= 3);
+}
