@@ -20,4 +20,6 @@ pub mod azure_devops;
 mod common;
 pub mod servicenow;
 
-pub use common::{Certificate, Exchange, Faults, SimClock, SimControl, SimOptions, Tls};
+pub use common::{
+    AdminServer, Certificate, Exchange, Faults, SimClock, SimControl, SimOptions, Tls,
+};

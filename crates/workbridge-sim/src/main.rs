@@ -105,6 +105,11 @@ struct Shared {
     /// Where --tls writes the certificate's PEM (default: the temporary directory).
     #[arg(long, requires = "tls")]
     pem: Option<PathBuf>,
+    /// Serves an admin endpoint on 127.0.0.1 at this port (0: any free one): request counts
+    /// (`GET`/`DELETE /requests`) and faults (`GET`/`PUT /faults`, `POST /fail-next`). Its URL
+    /// is printed as `admin: http://127.0.0.1:PORT`.
+    #[arg(long)]
+    admin_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -150,6 +155,22 @@ fn print_certificate(c: Option<&workbridge_sim::Certificate>) {
     }
 }
 
+/// Starts the admin endpoint when asked for, and prints its URL.
+async fn admin(
+    s: &Shared,
+    control: workbridge_sim::SimControl,
+) -> Result<Option<workbridge_sim::AdminServer>, String> {
+    let Some(port) = s.admin_port else {
+        return Ok(None);
+    };
+    let a = control
+        .serve_admin(port)
+        .await
+        .map_err(|e| format!("--admin-port: cannot listen: {e}"))?;
+    println!("admin: http://{}", a.addr());
+    Ok(Some(a))
+}
+
 async fn run(system: System) -> Result<(), String> {
     match system {
         System::Alm {
@@ -176,6 +197,7 @@ async fn run(system: System) -> Result<(), String> {
                 .map_err(|e| format!("cannot listen: {e}"))?;
             println!("{}/qcbin", sim.url());
             print_certificate(sim.certificate());
+            let _admin = admin(&shared, sim.control()).await?;
             println!("ALM simulator ({version}), user {user}; Ctrl-C stops it");
             tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
             sim.stop().await;
@@ -209,6 +231,7 @@ async fn run(system: System) -> Result<(), String> {
                 .map_err(|e| format!("cannot listen: {e}"))?;
             println!("{}", sim.collection_url());
             print_certificate(sim.certificate());
+            let _admin = admin(&shared, sim.control()).await?;
             println!(
                 "Azure DevOps simulator ({server_version}), project {}; Ctrl-C stops it",
                 sim.project()
@@ -233,6 +256,7 @@ async fn run(system: System) -> Result<(), String> {
             let sim = b.spawn().await.map_err(|e| format!("cannot listen: {e}"))?;
             println!("{}", sim.url());
             print_certificate(sim.certificate());
+            let _admin = admin(&shared, sim.control()).await?;
             println!("ServiceNow simulator: user {user}; Ctrl-C stops it");
             tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
             sim.stop().await;

@@ -1,6 +1,7 @@
 //! What every simulator shares: the options every builder takes, the clock, fault injection and
 //! request accounting, serving.
 
+mod admin;
 mod clock;
 mod control;
 mod credential;
@@ -8,6 +9,7 @@ mod serve;
 
 use std::sync::Mutex;
 
+pub use admin::AdminServer;
 pub use clock::SimClock;
 pub(crate) use control::{Control, MiddlewareState, control_layer};
 pub use control::{Exchange, Faults, SimControl};

@@ -80,3 +80,114 @@ fn a_simulator_starts_with_its_flags_and_prints_its_url() {
         "{first}"
     );
 }
+
+/// A simulator in another process is watched and steered through its admin endpoint: its
+/// request counts, faults set (a bad setting refused, nothing changed) and failures queued.
+#[tokio::test]
+async fn the_admin_endpoint_counts_requests_and_takes_faults() {
+    let mut child = Command::new(BIN)
+        .args([
+            "servicenow",
+            "--port",
+            "0",
+            "--seed-items",
+            "1",
+            "--admin-port",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut url = String::new();
+    out.read_line(&mut url).unwrap();
+    let mut admin = String::new();
+    out.read_line(&mut admin).unwrap();
+    let url = url.trim().to_owned();
+    let admin = admin
+        .trim()
+        .strip_prefix("admin: ")
+        .unwrap_or_else(|| panic!("{admin}"))
+        .to_owned();
+    assert!(admin.starts_with("http://127.0.0.1:"), "{admin}");
+    let c = reqwest::Client::new();
+    let table = format!("{url}/api/now/table/incident?sysparm_limit=1");
+    let get = || c.get(&table).basic_auth("admin", Some("admin")).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    let counts: serde_json::Value = c
+        .get(format!("{admin}/requests"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counts["total"], 1, "{counts}");
+    assert_eq!(
+        counts["routes"]["GET /api/now/table/{table}"], 1,
+        "{counts}"
+    );
+    // A ratio out of range is refused and changes nothing; a good setting takes effect.
+    let bad = c
+        .put(format!("{admin}/faults"))
+        .json(&serde_json::json!({"error_rates": [[503, 1.5]]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    assert_eq!(get().await.unwrap().status(), 200);
+    let set = c
+        .put(format!("{admin}/faults"))
+        .json(&serde_json::json!({"error_rates": [[503, 1.0]]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 204);
+    assert_eq!(get().await.unwrap().status(), 503);
+    let faults: serde_json::Value = c
+        .get(format!("{admin}/faults"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(faults["error_rates"], serde_json::json!([[503, 1.0]]));
+    c.put(format!("{admin}/faults"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    // One failure queued, then the counts start again.
+    let queued = c
+        .post(format!("{admin}/fail-next"))
+        .json(&serde_json::json!({"n": 1, "status": 429, "retry_after_secs": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.status(), 204);
+    assert_eq!(get().await.unwrap().status(), 429);
+    assert_eq!(get().await.unwrap().status(), 200);
+    let reset = c.delete(format!("{admin}/requests")).send().await.unwrap();
+    assert_eq!(reset.status(), 204);
+    let counts: serde_json::Value = c
+        .get(format!("{admin}/requests"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counts["total"], 0, "{counts}");
+    // Not JSON of the endpoint's shape: refused.
+    let junk = c
+        .put(format!("{admin}/faults"))
+        .json(&serde_json::json!({"latency": "fast"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(junk.status().is_client_error(), "{}", junk.status());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
