@@ -12,7 +12,8 @@ use crate::model::{FieldName, ItemId, ItemType};
 /// [`ErrorKind::Unavailable`]), re-read and re-plan ([`ErrorKind::Conflict`]), park the item
 /// ([`ErrorKind::InvalidInput`], [`ErrorKind::InvalidTransition`]), or stop and fix the setup
 /// ([`ErrorKind::Config`], [`ErrorKind::Unauthenticated`], [`ErrorKind::PermissionDenied`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The item, type, attachment or route does not exist.
@@ -458,6 +459,53 @@ impl fmt::Debug for Error {
     }
 }
 
+/// As `Debug` shows it: the kind, the message and only the context that is known (a report
+/// written as JSON, a log line). `retry_after` in milliseconds; the source as text.
+impl serde::Serialize for Error {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(None)?;
+        m.serialize_entry("kind", &self.kind)?;
+        m.serialize_entry("message", &self.message)?;
+        if let Some(op) = self.operation {
+            m.serialize_entry("operation", op)?;
+        }
+        let c = &self.context;
+        let texts = [
+            ("system", c.system.as_deref()),
+            ("item_type", c.item_type.as_ref().map(ItemType::as_str)),
+            ("item_id", c.item_id.as_ref().map(ItemId::as_str)),
+            ("field", c.field.as_ref().map(FieldName::as_str)),
+            ("value", c.value.as_deref()),
+            ("from_state", c.from_state.as_deref()),
+            ("to_state", c.to_state.as_deref()),
+            ("path", c.path.as_deref()),
+            ("request_id", c.request_id.as_deref()),
+        ];
+        for (name, v) in texts {
+            if let Some(v) = v {
+                m.serialize_entry(name, v)?;
+            }
+        }
+        if let Some(status) = c.http_status {
+            m.serialize_entry("http_status", &status)?;
+        }
+        if self.temporary {
+            m.serialize_entry("temporary", &true)?;
+        }
+        if let Some(wait) = self.retry_after {
+            m.serialize_entry(
+                "retry_after_ms",
+                &u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            )?;
+        }
+        if let Some(s) = &self.source {
+            m.serialize_entry("source", &s.to_string())?;
+        }
+        m.end()
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source
@@ -480,6 +528,26 @@ mod tests {
             e.to_string(),
             "update failed: invalid transition: from \"New\" to \"Closed\": no such transition (system memory:dev, item Bug 42)"
         );
+    }
+
+    #[test]
+    fn serializes_as_it_shows_only_what_is_known() {
+        let e = Error::invalid_input("priority", "9", "not a choice")
+            .with_item(ItemType::from("incident"), ItemId::from("46d44"))
+            .with_operation("update")
+            .with_system("servicenow:https://dev.service-now.com");
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["kind"], "invalid_input");
+        assert_eq!(v["operation"], "update");
+        assert_eq!(v["item_id"], "46d44");
+        assert_eq!(v["field"], "priority");
+        assert_eq!(v["value"], "9");
+        assert!(
+            v.get("from_state").is_none() && v.get("http_status").is_none(),
+            "{v}"
+        );
+        let bare = serde_json::to_string(&Error::new(ErrorKind::Conflict, "stale")).unwrap();
+        assert_eq!(bare, r#"{"kind":"conflict","message":"stale"}"#);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::store::Side;
 
 /// A field both sides changed since the last sync, to different values, under the `error`
 /// policy: nothing is written to it, and it is reported until someone makes the sides agree.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FieldConflict {
     /// The side the field is written on.
     pub side: Side,

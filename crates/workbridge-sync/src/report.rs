@@ -31,8 +31,9 @@ impl<T> IndexMut<Side> for PerSide<T> {
     }
 }
 
-/// What one round did.
-#[derive(Debug, Default)]
+/// What one round did. It serializes (a progress line, a status endpoint's JSON) with the
+/// error that stopped the round as `Error` serializes: its kind, message and known context.
+#[derive(Debug, Default, Serialize)]
 #[non_exhaustive]
 pub struct SyncReport {
     /// Changed items read from each side.
@@ -122,5 +123,30 @@ impl fmt::Display for SyncReport {
             write!(f, " · stopped: {e}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A round's report as a status endpoint or a JSON log line writes it: counts per side,
+    /// what is parked, and the error that stopped the round with its context.
+    #[test]
+    fn a_report_serializes_with_the_error_that_stopped_it() {
+        let mut r = SyncReport::default();
+        r.created.right = 3;
+        r.calls.left = 2;
+        r.stopped = Some(
+            Error::new(ErrorKind::Unavailable, "503 from the server")
+                .with_operation("changes")
+                .with_system("azure-devops:fabrikam"),
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["created"], serde_json::json!({"left": 0, "right": 3}));
+        assert_eq!(v["calls"]["left"], 2);
+        assert_eq!(v["stopped"]["kind"], "unavailable");
+        assert_eq!(v["stopped"]["operation"], "changes");
+        assert_eq!(v["parked"], serde_json::json!([]));
     }
 }
