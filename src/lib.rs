@@ -64,14 +64,14 @@
 //!
 //! | feature | gives |
 //! |---|---|
-//! | `http` | [`http`]: the HTTP layer adapters are built on |
-//! | `testkit` | [`testkit`]: the conformance suite for your own `Repository` implementations |
-//! | `servicenow` | [`servicenow`]: the ServiceNow adapter (Table, Attachment, Batch APIs) |
-//! | `sim` | [`sim`]: stateful simulators of the APIs, for your own tests |
-//! | `azure-devops` | [`azure_devops`]: the Azure DevOps Services / Server / TFS adapter |
-//! | `alm` | [`alm`]: the HP ALM / Quality Center adapter |
+//! | `http` | `workbridge::http`: the HTTP layer adapters are built on |
+//! | `testkit` | `workbridge::testkit`: the conformance suite for your own `Repository` implementations |
+//! | `servicenow` | `workbridge::servicenow`: the ServiceNow adapter (Table, Attachment, Batch APIs) |
+//! | `sim` | `workbridge::sim`: stateful simulators of the APIs, for your own tests |
+//! | `azure-devops` | `workbridge::azure_devops`: the Azure DevOps Services / Server / TFS adapter |
+//! | `alm` | `workbridge::alm`: the HP ALM / Quality Center adapter |
 //! | `sqlite` (default) | [`sync::SqliteStore`]: the embedded state store |
-//! | `postgres` | [`sync::PostgresStore`]: state shared by several workers, a lease per pair |
+//! | `postgres` | `workbridge::sync::PostgresStore`: state shared by several workers, a lease per pair |
 //! | `full` | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

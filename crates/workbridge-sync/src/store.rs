@@ -218,6 +218,8 @@ pub enum Copied {
 }
 
 impl Copied {
+    /// Its name in the SQL stores.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     fn as_str(self) -> &'static str {
         match self {
             Copied::Comment => "comment",
