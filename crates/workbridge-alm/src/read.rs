@@ -153,16 +153,8 @@ impl AlmRepository {
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                let mut item = self.to_item(t, &meta, e, offset, &format!("entities[{i}]"))?;
-                if let Some(f) = &opts.fields {
-                    item.fields = item
-                        .fields
-                        .into_iter()
-                        .filter(|(k, _)| f.contains(k))
-                        .collect();
-                    item.partial = true;
-                }
-                Ok(item)
+                let item = self.to_item(t, &meta, e, offset, &format!("entities[{i}]"))?;
+                Ok(super::write::narrow(item, opts.fields.as_deref()))
             })
             .collect::<Result<Vec<_>>>()?;
         let items = scan.absorb(items, full, date);
@@ -191,15 +183,8 @@ impl AlmRepository {
                 )
                 .await?;
             for (i, e) in rows.iter().enumerate() {
-                let mut item = self.to_item(t, &meta, e, offset, &format!("entities[{i}]"))?;
-                if let Some(f) = &opts.fields {
-                    item.fields = item
-                        .fields
-                        .into_iter()
-                        .filter(|(k, _)| f.contains(k))
-                        .collect();
-                    item.partial = true;
-                }
+                let item = self.to_item(t, &meta, e, offset, &format!("entities[{i}]"))?;
+                let item = super::write::narrow(item, opts.fields.as_deref());
                 found.insert(item.id.to_string(), item);
             }
         }

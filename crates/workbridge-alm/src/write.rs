@@ -17,8 +17,9 @@ fn processed(results: Vec<Option<Result<WorkItem>>>) -> Vec<Result<WorkItem>> {
         .collect()
 }
 
-/// `item` with only the fields asked for, where some were.
-fn narrow(mut item: WorkItem, keep: Option<&[workbridge_core::FieldName]>) -> WorkItem {
+/// `item` with only the fields asked for, where some were (ALM answers whole entities where
+/// `fields=` cannot narrow the answer).
+pub(crate) fn narrow(mut item: WorkItem, keep: Option<&[workbridge_core::FieldName]>) -> WorkItem {
     if let Some(keep) = keep {
         item.fields = std::mem::take(&mut item.fields)
             .into_iter()
@@ -29,7 +30,42 @@ fn narrow(mut item: WorkItem, keep: Option<&[workbridge_core::FieldName]>) -> Wo
     item
 }
 
+/// `item` as an update answered it, checked against the version the update followed (when
+/// known): a `ver-stamp` grown by more than one is a conflict after the fact.
+fn in_sequence(before: Option<&Version>, item: WorkItem) -> Result<WorkItem> {
+    match before {
+        Some(before) => workbridge_core::written_in_sequence("ver-stamp", before, item),
+        None => Ok(item),
+    }
+}
+
 impl AlmRepository {
+    /// Whether an update is checked on the entity as it is now: its version, where versions
+    /// are read before writing (`VersionCheck::ReadBefore`), or the state it leaves, where
+    /// the workflow checks it.
+    fn needs_current(&self, t: &ItemType, changes: &FieldMap, opts: &UpdateOptions) -> bool {
+        (self.config.version_check == VersionCheck::ReadBefore && opts.if_version.is_some())
+            || self
+                .workflow(t)
+                .is_some_and(|wf| changes.contains(wf.state_field.as_str()))
+    }
+
+    /// Checks an update against the entity as it is now (`if_version`, the workflow's
+    /// transition): the version its answer must follow.
+    fn check_current(
+        &self,
+        t: &ItemType,
+        current: &WorkItem,
+        changes: &FieldMap,
+        opts: &UpdateOptions,
+    ) -> Result<Version> {
+        opts.check_version(current, "ver-stamp")?;
+        if let Some(wf) = self.workflow(t) {
+            wf.check_update(current, changes)?;
+        }
+        Ok(current.version.clone())
+    }
+
     /// Writes encoded fields to an entity (`PUT`) and parses the entity the server answers.
     pub(crate) async fn put_entity(
         &self,
@@ -288,16 +324,9 @@ impl AlmRepository {
             })
             .collect();
         let ids: Vec<ItemId> = asked.iter().map(|(id, ..)| (*id).clone()).collect();
-        // Read first: every update where versions are read before, or where the workflow
-        // checks the state it leaves.
-        let wf = self.workflow(t);
-        let read_before = self.config.version_check == VersionCheck::ReadBefore;
         let needs: Vec<bool> = asked
             .iter()
-            .map(|(_, changes, options)| {
-                (read_before && options.if_version.is_some())
-                    || wf.is_some_and(|wf| changes.contains(wf.state_field.as_str()))
-            })
+            .map(|(_, changes, options)| self.needs_current(t, changes, options))
             .collect();
         let wanted: Vec<ItemId> = ids
             .iter()
@@ -320,10 +349,7 @@ impl AlmRepository {
                     out[k] = Some(Err(Error::not_found(t, id)));
                     continue;
                 };
-                options
-                    .check_version(&cur, "ver-stamp")
-                    .and_then(|()| wf.map_or(Ok(()), |wf| wf.check_update(&cur, changes)))
-                    .map(|()| Some(cur.version))
+                self.check_current(t, &cur, changes, options).map(Some)
             } else {
                 // Checked on the answer alone, against the caller's version.
                 Ok(options.if_version.clone())
@@ -345,12 +371,7 @@ impl AlmRepository {
             for ((k, before), e) in sent.into_iter().zip(entries) {
                 let item = e
                     .and_then(|e| self.to_item(t, &meta, &e, offset, &format!("entities[{k}]")))
-                    .and_then(|item| match &before {
-                        Some(before) => {
-                            workbridge_core::written_in_sequence("ver-stamp", before, item)
-                        }
-                        None => Ok(item),
-                    })
+                    .and_then(|item| in_sequence(before.as_ref(), item))
                     .map_err(|e| e.with_item(t.clone(), ids[k].clone()));
                 out[k] = Some(item);
             }
@@ -438,36 +459,21 @@ impl AlmRepository {
         if !self.versioned(t) {
             // No lock of our own: ALM's locks are optional, a PUT on an entity another session
             // holds locked fails (`qccore.lock-failure`, a conflict), and the version is held
-            // as in a bulk update — read just before (or, with `VersionCheck::AfterWrite`,
-            // not at all unless the workflow checks the state), and checked on the answer.
-            let wf = self.workflow(t);
-            let read = (self.config.version_check == VersionCheck::ReadBefore
-                && opts.if_version.is_some())
-                || wf.is_some_and(|wf| changes.contains(wf.state_field.as_str()));
-            let before = if read {
+            // as in a bulk update.
+            let before = if self.needs_current(t, changes, opts) {
                 let current = self.read(t, id).await?;
-                opts.check_version(&current, "ver-stamp")?;
-                if let Some(wf) = wf {
-                    wf.check_update(&current, changes)?;
-                }
-                Some(current.version)
+                Some(self.check_current(t, &current, changes, opts)?)
             } else {
                 opts.if_version.clone()
             };
             let e = self.put_entity("update", t, id, &body).await?;
             let item = self.to_item(t, &meta, &e, offset, "")?;
-            return match before {
-                Some(before) => workbridge_core::written_in_sequence("ver-stamp", &before, item),
-                None => Ok(item),
-            }
-            .map_err(|e| e.with_item(t.clone(), id.clone()));
+            return in_sequence(before.as_ref(), item)
+                .map_err(|e| e.with_item(t.clone(), id.clone()));
         }
         self.with_lock("update", t, id, || async {
             let current = self.read(t, id).await?;
-            opts.check_version(&current, "ver-stamp")?;
-            if let Some(wf) = self.workflow(t) {
-                wf.check_update(&current, changes)?;
-            }
+            self.check_current(t, &current, changes, opts)?;
             let e = self.put_entity("update", t, id, &body).await?;
             self.to_item(t, &meta, &e, offset, "")
         })

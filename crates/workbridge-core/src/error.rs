@@ -417,6 +417,24 @@ impl fmt::Display for Error {
 
 /// Only what is known: `main` returning `Err` prints this, so it names the kind, the
 /// message and each piece of context that is set, and nothing empty.
+impl ErrorContext {
+    /// The textual context that is set, by name, as `Debug` and `Serialize` show it.
+    fn texts(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("system", self.system.as_deref()),
+            ("item_type", self.item_type.as_ref().map(ItemType::as_str)),
+            ("item_id", self.item_id.as_ref().map(ItemId::as_str)),
+            ("field", self.field.as_ref().map(FieldName::as_str)),
+            ("value", self.value.as_deref()),
+            ("from_state", self.from_state.as_deref()),
+            ("to_state", self.to_state.as_deref()),
+            ("path", self.path.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| v.map(|v| (name, v)))
+    }
+}
+
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
@@ -425,20 +443,8 @@ impl fmt::Debug for Error {
             d.field("operation", &op);
         }
         let c = &self.context;
-        let texts = [
-            ("system", c.system.as_deref()),
-            ("item_type", c.item_type.as_ref().map(ItemType::as_str)),
-            ("item_id", c.item_id.as_ref().map(ItemId::as_str)),
-            ("field", c.field.as_ref().map(FieldName::as_str)),
-            ("value", c.value.as_deref()),
-            ("from_state", c.from_state.as_deref()),
-            ("to_state", c.to_state.as_deref()),
-            ("path", c.path.as_deref()),
-        ];
-        for (name, v) in texts {
-            if let Some(v) = v {
-                d.field(name, &v);
-            }
+        for (name, v) in c.texts() {
+            d.field(name, &v);
         }
         if let Some(status) = c.http_status {
             d.field("http_status", &status);
@@ -471,24 +477,14 @@ impl serde::Serialize for Error {
             m.serialize_entry("operation", op)?;
         }
         let c = &self.context;
-        let texts = [
-            ("system", c.system.as_deref()),
-            ("item_type", c.item_type.as_ref().map(ItemType::as_str)),
-            ("item_id", c.item_id.as_ref().map(ItemId::as_str)),
-            ("field", c.field.as_ref().map(FieldName::as_str)),
-            ("value", c.value.as_deref()),
-            ("from_state", c.from_state.as_deref()),
-            ("to_state", c.to_state.as_deref()),
-            ("path", c.path.as_deref()),
-            ("request_id", c.request_id.as_deref()),
-        ];
-        for (name, v) in texts {
-            if let Some(v) = v {
-                m.serialize_entry(name, v)?;
-            }
+        for (name, v) in c.texts() {
+            m.serialize_entry(name, v)?;
         }
         if let Some(status) = c.http_status {
             m.serialize_entry("http_status", &status)?;
+        }
+        if let Some(id) = &c.request_id {
+            m.serialize_entry("request_id", id)?;
         }
         if self.temporary {
             m.serialize_entry("temporary", &true)?;

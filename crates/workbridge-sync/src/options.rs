@@ -93,7 +93,7 @@ impl Default for SyncOptions {
 impl SyncOptions {
     /// The chunk a pass works on when writing to a target that sends `batch` writes in one
     /// request: [`SyncOptions::chunk_size`], or its default.
-    pub fn chunk_for(&self, batch: usize) -> usize {
+    pub(crate) fn chunk_for(&self, batch: usize) -> usize {
         self.chunk_size.unwrap_or(batch.max(1000)).max(1)
     }
     /// Sets [`SyncOptions::page_size`].

@@ -53,10 +53,29 @@ fn unknown_or_misplaced_flags_are_refused() {
     assert!(err.contains("tfs2010"), "{err}");
 }
 
+/// A simulator started with `args`, and the first `n` lines it prints.
+fn start(args: &[&str], n: usize) -> (std::process::Child, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let lines = (0..n)
+        .map(|_| {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            line
+        })
+        .collect();
+    (child, lines)
+}
+
 #[test]
 fn a_simulator_starts_with_its_flags_and_prints_its_url() {
-    let mut child = Command::new(BIN)
-        .args([
+    let (mut child, lines) = start(
+        &[
             "alm",
             "--port",
             "0",
@@ -64,15 +83,10 @@ fn a_simulator_starts_with_its_flags_and_prints_its_url() {
             "2",
             "--tz-offset-minutes",
             "-300",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+        ],
+        1,
+    );
+    let first = &lines[0];
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -85,8 +99,8 @@ fn a_simulator_starts_with_its_flags_and_prints_its_url() {
 /// request counts, faults set (a bad setting refused, nothing changed) and failures queued.
 #[tokio::test]
 async fn the_admin_endpoint_counts_requests_and_takes_faults() {
-    let mut child = Command::new(BIN)
-        .args([
+    let (mut child, lines) = start(
+        &[
             "servicenow",
             "--port",
             "0",
@@ -94,17 +108,10 @@ async fn the_admin_endpoint_counts_requests_and_takes_faults() {
             "1",
             "--admin-port",
             "0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut url = String::new();
-    out.read_line(&mut url).unwrap();
-    let mut admin = String::new();
-    out.read_line(&mut admin).unwrap();
-    let url = url.trim().to_owned();
+        ],
+        2,
+    );
+    let (url, admin) = (lines[0].trim().to_owned(), &lines[1]);
     let admin = admin
         .trim()
         .strip_prefix("admin: ")
@@ -114,15 +121,19 @@ async fn the_admin_endpoint_counts_requests_and_takes_faults() {
     let c = reqwest::Client::new();
     let table = format!("{url}/api/now/table/incident?sysparm_limit=1");
     let get = || c.get(&table).basic_auth("admin", Some("admin")).send();
+    let read = |path: &str| {
+        let req = c.get(format!("{admin}{path}"));
+        async move {
+            req.send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
     assert_eq!(get().await.unwrap().status(), 200);
-    let counts: serde_json::Value = c
-        .get(format!("{admin}/requests"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let counts = read("/requests").await;
     assert_eq!(counts["total"], 1, "{counts}");
     assert_eq!(
         counts["routes"]["GET /api/now/table/{table}"], 1,
@@ -145,14 +156,7 @@ async fn the_admin_endpoint_counts_requests_and_takes_faults() {
         .unwrap();
     assert_eq!(set.status(), 204);
     assert_eq!(get().await.unwrap().status(), 503);
-    let faults: serde_json::Value = c
-        .get(format!("{admin}/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let faults = read("/faults").await;
     assert_eq!(faults["error_rates"], serde_json::json!([[503, 1.0]]));
     c.put(format!("{admin}/faults"))
         .json(&serde_json::json!({}))
@@ -171,14 +175,7 @@ async fn the_admin_endpoint_counts_requests_and_takes_faults() {
     assert_eq!(get().await.unwrap().status(), 200);
     let reset = c.delete(format!("{admin}/requests")).send().await.unwrap();
     assert_eq!(reset.status(), 204);
-    let counts: serde_json::Value = c
-        .get(format!("{admin}/requests"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let counts = read("/requests").await;
     assert_eq!(counts["total"], 0, "{counts}");
     // Not JSON of the endpoint's shape: refused.
     let junk = c
