@@ -261,10 +261,15 @@ async fn a_create_that_lands_after_its_timeout_is_not_made_twice() {
 async fn when_only_one_side_of_a_merge_landed_the_next_round_still_sees_the_other() {
     let sims = sims().await;
     let sys = sides(&sims, 0);
+    // The Bug is read before the merge, so that the round plans both writes at once (merged
+    // unread, as its link knows it, the Bug's write would be refused first and then read).
     let (pair, ticket, link) = linked_ticket(
         &sys,
         "one-side-landed",
-        SyncOptions::default().comments(false).attachments(false),
+        SyncOptions::default()
+            .comments(false)
+            .attachments(false)
+            .read_twins_first(true),
     )
     .await;
     let number = s(&ticket, "number");

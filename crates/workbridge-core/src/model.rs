@@ -786,7 +786,10 @@ pub struct Capabilities {
     pub internal_comments: bool,
     /// `attachments`, `upload` and `download` work.
     pub attachments: bool,
-    /// `update` honours `if_version` with [`ErrorKind::Conflict`](crate::ErrorKind::Conflict).
+    /// `update` and `write_many` honour `if_version` before writing: a write made against
+    /// another version is refused with [`ErrorKind::Conflict`](crate::ErrorKind::Conflict), not
+    /// applied and then reported. The sync kernel then merges a twin its link knows exactly
+    /// without reading it first, and relies on the refusal if it changed since.
     pub optimistic_concurrency: bool,
     /// `create` records a correlation key and `find_by_correlation` finds it.
     pub correlation: bool,

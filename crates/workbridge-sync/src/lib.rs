@@ -349,6 +349,8 @@ impl SyncPair {
             left_baseline: FieldMap::new(),
             right_baseline: FieldMap::new(),
             pending: None,
+            left_exact: false,
+            right_exact: false,
         };
         self.store.save_link(&self.id, &link).await?;
         let result = self.merge(link, Side::Left, l, r, round).await;

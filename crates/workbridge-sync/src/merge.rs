@@ -14,6 +14,9 @@ pub(crate) struct MergeJob {
     pub(crate) attempt: u32,
     /// The side whose item was created a moment ago (no comments or attachments to list).
     pub(crate) fresh: Option<Side>,
+    /// The side whose item the merge took from its link unread (ADR 0022): a write to it that
+    /// is refused reads it and plans again.
+    pub(crate) assumed: Option<Side>,
 }
 
 impl MergeJob {
@@ -105,6 +108,7 @@ impl SyncPair {
             plan: SyncPlan::default(),
             attempt: 0,
             fresh,
+            assumed: None,
         };
         self.plan_merge(&mut job, round).await?;
         Ok(Outcome::Merge(Box::new(job)))
@@ -160,13 +164,92 @@ impl SyncPair {
     pub(crate) async fn run_merges(&self, batch: &mut Batch, round: &mut Round) -> Result<()> {
         let owners = std::mem::take(&mut batch.owners);
         let mut jobs = std::mem::take(&mut batch.jobs);
-        let applied = self.apply(&mut jobs, round).await;
+        let mut applied = self.apply(&mut jobs, round).await;
+        let gone = self.read_refused(&mut jobs, &mut applied, round).await?;
         self.list_extras(&jobs, round).await;
-        for (((side, id), job), applied) in owners.into_iter().zip(jobs).zip(applied) {
-            let result = self.complete(job, applied, round).await;
+        for ((((side, id), job), applied), gone) in
+            owners.into_iter().zip(jobs).zip(applied).zip(gone)
+        {
+            let result = match gone {
+                // The twin taken from the link is gone: the item that is left is twinless.
+                Some(left) => {
+                    let item = job.item(left).clone();
+                    self.twinless(&job.link, left, &item, "was deleted", round)
+                        .await
+                }
+                None => self.complete(job, applied, round).await,
+            };
             self.settle(side, &id, result, round).await?;
         }
         Ok(())
+    }
+
+    /// The merges planned against a twin taken from its link (ADR 0022) whose write was
+    /// refused — the twin changed since, or is gone: those twins are read, in one request per
+    /// `max_batch_read`, planned again and applied again together. A refused write did not land
+    /// (the refusal comes before anything is written), so it is not looked for. Returns, for
+    /// each job whose twin is gone, the side of the item that is left.
+    async fn read_refused(
+        &self,
+        jobs: &mut [MergeJob],
+        applied: &mut [Result<()>],
+        round: &mut Round,
+    ) -> Result<Vec<Option<Side>>> {
+        let mut gone = vec![None; jobs.len()];
+        for side in [Side::Left, Side::Right] {
+            let refused: Vec<usize> = (0..jobs.len())
+                .filter(|&i| {
+                    jobs[i].assumed == Some(side)
+                        && applied[i].as_ref().is_err_and(|e| {
+                            !e.maybe_applied()
+                                && (e.kind() == ErrorKind::NotFound
+                                    || (e.kind() == ErrorKind::Conflict
+                                        && e.operation() != Some(LEASE)))
+                        })
+                })
+                .collect();
+            if refused.is_empty() {
+                continue;
+            }
+            tracing::debug!(pair = %self.id, side = %side, refused = refused.len(), "writes against twins as their links knew them refused: reading them");
+            let repo = &self.repos[side];
+            let ids: Vec<ItemId> = refused
+                .iter()
+                .map(|&i| jobs[i].link.id(side).clone())
+                .collect();
+            let mut read = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(repo.capabilities().max_batch_read.max(1)) {
+                round.report.calls[side] += 1;
+                let got = repo
+                    .get_many(&self.types[side], chunk, &self.read_options(side))
+                    .await?;
+                check_len(&**repo, chunk.len(), got.len())?;
+                read.extend(got);
+            }
+            let mut again = vec![false; jobs.len()];
+            for (&i, twin) in refused.iter().zip(read) {
+                let job = &mut jobs[i];
+                job.assumed = None;
+                let Some(mut twin) = twin else {
+                    gone[i] = Some(side.other());
+                    continue;
+                };
+                twin.fields = self.compact(side, std::mem::take(&mut twin.fields));
+                *job.item_mut(side) = twin;
+                job.link.pending = None;
+                applied[i] = self.plan_merge(job, round).await;
+                again[i] = applied[i].is_ok();
+            }
+            if again.iter().any(|&a| a) {
+                let answers = self.apply_some(jobs, &again, round).await;
+                for (i, a) in answers.into_iter().enumerate() {
+                    if again[i] {
+                        applied[i] = a;
+                    }
+                }
+            }
+        }
+        Ok(gone)
     }
 
     /// A merge after its writes: a version conflict is re-read, re-planned and applied again
@@ -223,6 +306,9 @@ impl SyncPair {
                 copy_field(&mut base, link.baseline(side), f);
             }
             link.set(side, item.version.clone(), self.compact(side, base));
+            // The item as read, or as written and answered, or as the link knew it: exact,
+            // unless a field was held back (ADR 0022).
+            link.set_exact(side, w.keep_baseline.is_empty());
         }
         round.report.conflicts.extend(p.conflicts);
         // Comments and attachments before the link is stored: stored first, a copy that then
@@ -407,13 +493,24 @@ impl SyncPair {
     /// job, then the second, ...), each step in requests of as many updates as the side takes:
     /// a lone update as `update`, more through `write_many`, each with its own result.
     pub(crate) async fn apply(&self, jobs: &mut [MergeJob], round: &mut Round) -> Vec<Result<()>> {
+        self.apply_some(jobs, &vec![true; jobs.len()], round).await
+    }
+
+    /// [`SyncPair::apply`] of the jobs `which` marks; the others' answers are `Ok` and mean
+    /// nothing.
+    async fn apply_some(
+        &self,
+        jobs: &mut [MergeJob],
+        which: &[bool],
+        round: &mut Round,
+    ) -> Vec<Result<()>> {
         let mut state: Vec<Result<()>> = jobs.iter().map(|_| Ok(())).collect();
         for side in [Side::Left, Side::Right] {
             let steps: Vec<Vec<FieldMap>> =
                 jobs.iter().map(|j| j.plan.side(side).updates()).collect();
             let mut writing = Vec::new();
             for (i, st) in state.iter().enumerate() {
-                if st.is_ok() {
+                if st.is_ok() && which[i] {
                     if steps[i].is_empty() {
                         round.report.unchanged[side] += 1;
                     } else {

@@ -53,6 +53,15 @@ pub struct SyncOptions {
     /// requests) — or what the other side writes in one request when that is more (ALM's bulk
     /// writes: 2,000), so that a chunk's writes fill the target's requests.
     pub chunk_size: Option<usize>,
+    /// Whether a linked item's twin is read before the two are merged even when the link knows
+    /// the twin exactly as it was at its last version (default false). Off, such a merge runs
+    /// against the stored baseline and its write to the twin carries that version: a target
+    /// that checks versions before writing ([`Capabilities::optimistic_concurrency`]) refuses it
+    /// if the twin changed since, and then the twins so refused are read, in one request, and
+    /// merged again (ADR 0022). A target without that check is always read first.
+    ///
+    /// [`Capabilities::optimistic_concurrency`]: workbridge_core::Capabilities::optimistic_concurrency
+    pub read_twins_first: bool,
 }
 
 /// When the sync looks for an existing twin (by correlation key) before creating one.
@@ -86,6 +95,7 @@ impl Default for SyncOptions {
             twin_lookup: TwinLookup::WhenUnknown,
             concurrency: 4,
             chunk_size: None,
+            read_twins_first: false,
         }
     }
 }
@@ -149,6 +159,11 @@ impl SyncOptions {
     /// Sets [`SyncOptions::concurrency`] (at least one).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
+        self
+    }
+    /// Sets [`SyncOptions::read_twins_first`].
+    pub fn read_twins_first(mut self, on: bool) -> Self {
+        self.read_twins_first = on;
         self
     }
     /// Sets [`SyncOptions::twinless_comment`].

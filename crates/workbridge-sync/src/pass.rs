@@ -68,15 +68,21 @@ impl SyncPair {
         let ids: Vec<ItemId> = items.iter().map(|i| i.id.clone()).collect();
         let links = self.store.links_of(&self.id, side, &ids).await?;
         check_answers("the state store", "links_of", ids.len(), links.len())?;
-        let twin_ids: Vec<ItemId> = items
-            .iter()
-            .zip(&links)
-            .filter_map(|(item, l)| {
-                l.as_ref()
-                    .filter(|l| !l.is_echo(side, item))
-                    .map(|l| l.id(side.other()).clone())
-            })
-            .collect();
+        // Twins the links know exactly as they were are merged unread (ADR 0022); the others
+        // are read.
+        let mut known: HashMap<ItemId, WorkItem> = HashMap::new();
+        let mut twin_ids: Vec<ItemId> = Vec::new();
+        for (item, l) in items.iter().zip(&links) {
+            let Some(l) = l.as_ref().filter(|l| !l.is_echo(side, item)) else {
+                continue;
+            };
+            match self.known_twin(side.other(), l) {
+                Some(t) => {
+                    known.insert(t.id.clone(), t);
+                }
+                None => twin_ids.push(l.id(side.other()).clone()),
+            }
+        }
         let mut twins: HashMap<ItemId, Option<WorkItem>> = HashMap::new();
         if !twin_ids.is_empty() {
             round.report.calls[side.other()] += 1;
@@ -115,15 +121,24 @@ impl SyncPair {
                 self.run_merges(&mut batch, round).await?;
                 link = self.store.link(&self.id, side, &id).await?;
             }
+            let mut assumed = false;
             let twin = match &link {
                 Some(l) if !l.is_echo(side, &item) => {
                     let tid = l.id(side.other());
-                    // Prefetched for the page, once; read afresh if needed again.
-                    match twins.remove(tid) {
-                        Some(t) => t,
-                        None => {
-                            round.report.calls[side.other()] += 1;
-                            self.read_if_there(side.other(), tid).await?
+                    // Known, or prefetched for the page, once; read afresh if needed again.
+                    if let Some(t) = known
+                        .remove(tid)
+                        .or_else(|| self.known_twin(side.other(), l))
+                    {
+                        assumed = true;
+                        Some(t)
+                    } else {
+                        match twins.remove(tid) {
+                            Some(t) => t,
+                            None => {
+                                round.report.calls[side.other()] += 1;
+                                self.read_if_there(side.other(), tid).await?
+                            }
                         }
                     }
                 }
@@ -131,7 +146,15 @@ impl SyncPair {
             };
             let result = match link {
                 Some(link) if link.is_echo(side, &item) => Ok(Outcome::Echo),
-                Some(link) => self.merge_with(link, side, item, twin, round).await,
+                Some(link) => {
+                    let mut r = self.merge_with(link, side, item, twin, round).await;
+                    if let Ok(Outcome::Merge(job)) = &mut r
+                        && assumed
+                    {
+                        job.assumed = Some(side.other());
+                    }
+                    r
+                }
                 None => {
                     let prepared = ready.remove(&id);
                     self.unlinked(side, item, prepared, round).await
@@ -141,6 +164,30 @@ impl SyncPair {
         }
         self.run_merges(&mut batch, round).await?;
         Ok(())
+    }
+
+    /// `side`'s item of `link` as the link knows it, when a merge may run against it unread
+    /// (ADR 0022): the baseline is the item exactly as it was at the stored version, no write
+    /// of the link has an unknown outcome, and `side` refuses a write made against another
+    /// version before writing it. The item's change time is unknown (the epoch): a merge
+    /// against it finds nothing changed on `side`, so no conflict compares times.
+    pub(crate) fn known_twin(&self, side: Side, link: &Link) -> Option<WorkItem> {
+        if self.options.read_twins_first
+            || !link.exact(side)
+            || link.pending.is_some()
+            || !self.repos[side].capabilities().optimistic_concurrency
+        {
+            return None;
+        }
+        let mut item = WorkItem::new(
+            link.id(side).clone(),
+            self.types[side].clone(),
+            link.version(side)?.clone(),
+            chrono::DateTime::<Utc>::UNIX_EPOCH,
+            link.baseline(side).clone(),
+        );
+        item.partial = true;
+        Some(item)
     }
 
     /// A linked item with its twin as read: merged, or reported twinless when the twin is gone.
@@ -475,6 +522,8 @@ impl SyncPair {
             left_baseline: FieldMap::new(),
             right_baseline: FieldMap::new(),
             pending: None,
+            left_exact: false,
+            right_exact: false,
         };
         match side {
             Side::Left => {

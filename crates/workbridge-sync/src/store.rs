@@ -71,6 +71,17 @@ pub struct Link {
     /// recorded before it is sent, so that the next round can tell whether it landed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingWrite>,
+    /// The left baseline is the left item's spec fields exactly as they were at
+    /// `left_version` (no field held back by an unresolved conflict), as a merge stored them:
+    /// a change on the right is then merged against it without reading the left item, written
+    /// on the condition that the item is still at that version (ADR 0022). False for a link
+    /// stored otherwise, or before there was this mark.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub left_exact: bool,
+    /// The right baseline is the right item's spec fields exactly as they were at
+    /// `right_version` (see `left_exact`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub right_exact: bool,
 }
 
 /// A write to one side of a link, recorded before it is sent (ADR 0012). If the side holds
@@ -146,12 +157,30 @@ impl Link {
         self.pending.is_none() && self.version(side) == Some(&item.version)
     }
 
-    /// Replaces one side's baseline, leaving its version.
+    /// Whether `side`'s baseline is its item exactly as it was at the stored version.
+    pub fn exact(&self, side: Side) -> bool {
+        match side {
+            Side::Left => self.left_exact,
+            Side::Right => self.right_exact,
+        }
+    }
+
+    /// Marks whether `side`'s baseline is its item exactly as it was at the stored version.
+    pub(crate) fn set_exact(&mut self, side: Side, exact: bool) {
+        match side {
+            Side::Left => self.left_exact = exact,
+            Side::Right => self.right_exact = exact,
+        }
+    }
+
+    /// Replaces one side's baseline, leaving its version; the baseline is no longer taken for
+    /// the item as it is at that version.
     pub(crate) fn set_baseline(&mut self, side: Side, baseline: FieldMap) {
         match side {
             Side::Left => self.left_baseline = baseline,
             Side::Right => self.right_baseline = baseline,
         }
+        self.set_exact(side, false);
     }
 
     pub(crate) fn set(&mut self, side: Side, version: Version, baseline: FieldMap) {

@@ -18,6 +18,8 @@ fn link(l: &str, r: &str) -> Link {
         left_baseline: FieldMap::new().with("short_description", "x"),
         right_baseline: FieldMap::new(),
         pending: None,
+        left_exact: true,
+        right_exact: false,
     }
 }
 
