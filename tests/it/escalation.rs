@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use workbridge::sync::{MemoryStore, Side, SqliteStore, SyncPair};
+use workbridge::sync::{MemoryStore, Side, SqliteStore, SyncOptions, SyncPair};
 use workbridge::{FieldMap, FieldValue, NewComment, Repository, RepositoryExt, Visibility, Write};
 
 use crate::common::{bug, incident, s, sides, sims, software_ticket, spec, temp_db};
@@ -270,6 +270,20 @@ async fn an_initial_sync_creates_bugs_in_batches() {
         requests <= 20,
         "{requests} Azure DevOps requests for 120 Bugs"
     );
+    // The Bugs' change scan reads none of the 120 it sees the sync made: its WIQL leaves them
+    // out at the revs the creates left (one `workitemsbatch` before).
+    assert_eq!(
+        sims.ado
+            .control()
+            .requests_to("POST /{org}/{project}/_apis/wit/workitemsbatch")
+            + sims
+                .ado
+                .control()
+                .requests_to("POST /{org}/_apis/wit/workitemsbatch"),
+        0,
+        "{:?}",
+        sims.ado.control().requests()
+    );
     // The page's 120 creates in one `$batch`: the target takes 200 at once.
     assert_eq!(
         sims.ado
@@ -297,6 +311,68 @@ async fn an_initial_sync_creates_bugs_in_batches() {
         "{:?}",
         sims.sn.control().requests()
     );
+    assert_eq!(
+        sims.ado.control().total_requests(),
+        1,
+        "{:?}",
+        sims.ado.control().requests()
+    );
+}
+
+/// One ticket edited costs three requests end to end: the tickets' change page, the Bug's
+/// PATCH (on the rev its link knows: no read of the Bug first, ADR 0022) and the Bugs' change
+/// query, which leaves the sync's own write out (no read of the echo).
+#[tokio::test]
+async fn one_edited_ticket_costs_three_requests_end_to_end() {
+    let sims = sims().await;
+    let sys = sides(&sims, 0);
+    let pair = SyncPair::new(
+        sys.sn.clone(),
+        sys.ado.clone(),
+        spec("incident_escalation.toml"),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap()
+    .with_options(SyncOptions::default().comments(false).attachments(false));
+    let ticket = software_ticket(&sys.sn, "Reports time out").await;
+    assert!(pair.run_once().await.is_complete());
+    while pair.run_once().await.writes() > 0 {}
+    for clock in [sims.sn.clock(), sims.ado.clock()] {
+        clock.advance(std::time::Duration::from_secs(2));
+    }
+    pair.run_once().await;
+    sys.sn
+        .update(
+            &incident(),
+            &ticket.id,
+            &FieldMap::new().with("short_description", "Reports time out after 30 s"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    sims.sn.control().reset_requests();
+    sims.ado.control().reset_requests();
+    let r = pair.run_once().await;
+    assert!(r.is_complete() && r.updated.right == 1, "{r}");
+    let (sn, ado) = (sims.sn.control(), sims.ado.control());
+    assert_eq!(sn.total_requests(), 1, "{:?}", sn.requests());
+    assert_eq!(ado.total_requests(), 2, "{:?}", ado.requests());
+    let link = pair.link_of(Side::Left, &ticket.id).await.unwrap().unwrap();
+    assert_eq!(
+        s(
+            &sys.ado.get(&bug(), &link.right).await.unwrap(),
+            "System.Title"
+        ),
+        "INC0010001: Reports time out after 30 s"
+    );
+    // And the round after is idle: one request a side.
+    for clock in [sims.sn.clock(), sims.ado.clock()] {
+        clock.advance(std::time::Duration::from_secs(2));
+    }
+    sims.sn.control().reset_requests();
+    sims.ado.control().reset_requests();
+    assert_eq!(pair.run_once().await.writes(), 0);
+    assert_eq!(sims.sn.control().total_requests(), 1);
     assert_eq!(
         sims.ado.control().total_requests(),
         1,
@@ -456,13 +532,15 @@ async fn the_kernel_reads_only_the_fields_the_spec_names() {
     let sims = sims().await;
     let sys = sides(&sims, 3);
     escalated_tickets(&*sys.sn, 30).await;
+    // The Bugs read before each merge (merged unread, as their links know them, otherwise).
     let pair = SyncPair::new(
         sys.sn.clone(),
         sys.ado.clone(),
         spec("incident_escalation.toml"),
         Arc::new(MemoryStore::new()),
     )
-    .unwrap();
+    .unwrap()
+    .with_options(SyncOptions::default().read_twins_first(true));
     pair.run_once().await;
     // Ops edit every ticket: the next round reads the tickets and their Bugs.
     for t in sys

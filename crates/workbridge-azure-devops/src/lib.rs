@@ -135,6 +135,7 @@ impl AzureDevOpsRepository {
             .build()?;
         let mut capabilities = Capabilities::all();
         capabilities.internal_comments = false;
+        capabilities.skips_known = true;
         capabilities.max_batch_read = BATCH;
         // `$batch` takes at most 200 work item writes.
         capabilities.max_batch_write = BATCH;

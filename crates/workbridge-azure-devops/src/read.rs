@@ -162,6 +162,9 @@ impl AzureDevOpsRepository {
                 lit(&fmt_time(upper))
             ));
         }
+        // The caller's own writes, still at the revs it wrote, are not listed: each would cost
+        // a read only to be taken for an echo.
+        cond.push_str(&echo_clause(&opts.known, ECHO_CLAUSE_CHARS));
         let query = format!(
             "SELECT [System.Id] FROM WorkItems WHERE {cond} ORDER BY [System.ChangedDate] ASC, [System.Id] ASC"
         );
@@ -356,5 +359,114 @@ impl AzureDevOpsRepository {
         );
         let (ids, _) = self.wiql("holds_correlated", &query, 1).await?;
         Ok(!ids.is_empty())
+    }
+}
+
+/// Most characters of a change query's clause leaving out known echoes (WIQL takes 32,768 in
+/// all): beyond it, the rest are listed and read.
+pub(crate) const ECHO_CLAUSE_CHARS: usize = 16_000;
+
+/// ` AND …` clauses leaving out the items `known` lists while they are at the revs given
+/// (`[System.Rev] <> r OR` the id is none of them), at most `chars` long: for each rev, runs of
+/// three or more consecutive ids as `[System.Id] < a OR [System.Id] > b`, the others in one
+/// `NOT IN`. Ids or versions that are not numbers are left alone.
+pub(crate) fn echo_clause(known: &[(ItemId, Version)], chars: usize) -> String {
+    let mut by_rev: std::collections::BTreeMap<u64, Vec<u64>> = std::collections::BTreeMap::new();
+    for (id, v) in known {
+        if let (Ok(id), Ok(rev)) = (id.as_str().parse::<u64>(), v.as_str().parse::<u64>()) {
+            by_rev.entry(rev).or_default().push(id);
+        }
+    }
+    let mut out = String::new();
+    for (rev, mut ids) in by_rev {
+        ids.sort_unstable();
+        ids.dedup();
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for n in ids {
+            match runs.last_mut() {
+                Some((_, b)) if n == *b + 1 => *b = n,
+                _ => runs.push((n, n)),
+            }
+        }
+        let mut terms: Vec<String> = Vec::new();
+        let mut singles: Vec<String> = Vec::new();
+        for (a, b) in runs {
+            if b - a >= 2 {
+                terms.push(format!("([System.Id] < {a} OR [System.Id] > {b})"));
+            } else {
+                singles.extend((a..=b).map(|n| n.to_string()));
+            }
+        }
+        let head = format!(" AND ([System.Rev] <> {rev} OR (");
+        let mut len = out.len() + head.len() + 2;
+        let mut kept: Vec<String> = Vec::new();
+        for t in terms {
+            if len + t.len() + 5 > chars {
+                break;
+            }
+            len += t.len() + 5;
+            kept.push(t);
+        }
+        // As many single ids as still fit.
+        let mut fit = Vec::new();
+        let not_in = "[System.Id] NOT IN ()".len() + 5;
+        if len + not_in < chars {
+            len += not_in;
+            for n in singles {
+                if len + n.len() + 2 > chars {
+                    break;
+                }
+                len += n.len() + 2;
+                fit.push(n);
+            }
+        }
+        if !fit.is_empty() {
+            kept.push(format!("[System.Id] NOT IN ({})", fit.join(", ")));
+        }
+        if kept.is_empty() {
+            break;
+        }
+        out.push_str(&head);
+        out.push_str(&kept.join(" AND "));
+        out.push_str("))");
+    }
+    out
+}
+
+#[cfg(test)]
+mod echo_tests {
+    use super::*;
+
+    fn known(pairs: &[(u64, u64)]) -> Vec<(ItemId, Version)> {
+        pairs
+            .iter()
+            .map(|(i, v)| (ItemId::new(i.to_string()), Version::new(v.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn runs_fold_and_revs_group() {
+        let k = known(&[(10, 1), (11, 1), (12, 1), (13, 1), (20, 1), (7, 3), (8, 3)]);
+        assert_eq!(
+            echo_clause(&k, ECHO_CLAUSE_CHARS),
+            concat!(
+                " AND ([System.Rev] <> 1 OR (([System.Id] < 10 OR [System.Id] > 13) AND [System.Id] NOT IN (20)))",
+                " AND ([System.Rev] <> 3 OR ([System.Id] NOT IN (7, 8)))"
+            )
+        );
+    }
+
+    #[test]
+    fn the_clause_stays_within_its_length_and_leaves_out_what_is_not_a_number() {
+        let many: Vec<(u64, u64)> = (0..20_000).map(|i| (i * 2, 1)).collect();
+        let c = echo_clause(&known(&many), 2_000);
+        assert!(c.len() <= 2_000, "{}", c.len());
+        assert!(c.contains("NOT IN (0, 2, 4"), "{c}");
+        let odd = vec![
+            (ItemId::new("x"), Version::new("1")),
+            (ItemId::new("5"), Version::new("r")),
+        ];
+        assert_eq!(echo_clause(&odd, 2_000), "");
+        assert_eq!(echo_clause(&[], 2_000), "");
     }
 }

@@ -813,6 +813,9 @@ pub struct Capabilities {
     pub max_attachment_size: Option<u64>,
     /// `revision_after` reads the item's own history (ADR 0014).
     pub history: bool,
+    /// `changes` leaves out the items [`ChangeOptions::known`] lists while they are at the
+    /// versions given (otherwise the hint is ignored).
+    pub skips_known: bool,
 }
 
 impl Default for Capabilities {
@@ -832,6 +835,7 @@ impl Default for Capabilities {
             max_page_size: 100,
             max_attachment_size: None,
             history: false,
+            skips_known: false,
         }
     }
 }
@@ -885,6 +889,7 @@ impl Capabilities {
             max_page_size: 1000,
             max_attachment_size: None,
             history: true,
+            skips_known: false,
         }
     }
 }
@@ -897,9 +902,23 @@ pub struct ChangeOptions {
     pub page_size: Option<usize>,
     /// Read only these fields (items come back `partial`); `None`: all.
     pub fields: Option<Vec<FieldName>>,
+    /// Items the caller knows at these versions — its own writes, which it would take for
+    /// echoes: a backend whose change query can say so may leave an item out of the page while
+    /// it is still at the version given, and moves the cursor past it as past the rest. An
+    /// item changed since is listed as ever. A hint: a backend may list them all the same
+    /// (Azure DevOps leaves them out of its WIQL, which otherwise lists ids to be read one
+    /// batch at a time; ServiceNow and ALM read whole rows with the scan and list them).
+    pub known: Vec<(ItemId, Version)>,
 }
 
 impl ChangeOptions {
+    /// Sets [`ChangeOptions::known`].
+    #[must_use]
+    pub fn known(mut self, known: impl IntoIterator<Item = (ItemId, Version)>) -> Self {
+        self.known = known.into_iter().collect();
+        self
+    }
+
     /// Sets the page size.
     #[must_use]
     pub fn page_size(mut self, n: usize) -> Self {

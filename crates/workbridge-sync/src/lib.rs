@@ -69,7 +69,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use workbridge_core::{
     ChangeOptions, CorrelationKey, CreateOptions, Cursor, Error, ErrorKind, FieldMap, FieldName,
     GetOptions, ItemId, ItemType, NewAttachment, NewComment, Repository, Result, Schema,
-    TransitionGraph, UpdateOptions, Visibility, WorkItem, Write,
+    TransitionGraph, UpdateOptions, Version, Visibility, WorkItem, Write,
 };
 use workbridge_mapping::{Direction, Flow, Mapping};
 
@@ -99,7 +99,18 @@ pub struct SyncPair {
     uncertain: std::sync::Mutex<HashSet<(Side, ItemId)>>,
     /// When the lease this job holds runs out, as of its last renewal; `None` between jobs.
     lease_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Items this process wrote, at the versions its writes left, not yet scanned: the side's
+    /// next pass asks its backend to leave them out (`ChangeOptions::known`) while they are
+    /// still at those versions and their links say so (ADR 0022).
+    own_writes: std::sync::Mutex<PerSide<OwnWrites>>,
 }
+
+/// A side's items this process wrote: the version each write left, and when it changed.
+type OwnWrites = HashMap<ItemId, (Version, chrono::DateTime<Utc>)>;
+
+/// Most writes of one side remembered for its next scan to leave out; beyond them, the
+/// scan lists and reads them as echoes.
+const OWN_WRITES_KEPT: usize = 20_000;
 
 enum Job {
     Round,
@@ -221,6 +232,7 @@ impl SyncPair {
             round: AsyncMutex::new(()),
             holder: default_holder(),
             uncertain: std::sync::Mutex::new(HashSet::new()),
+            own_writes: std::sync::Mutex::new(PerSide::default()),
             lease_until: std::sync::Mutex::new(None),
         }
     }

@@ -324,6 +324,15 @@ impl SyncPair {
         }
         self.renew_lease().await?;
         self.store.save_link(&self.id, &link).await?;
+        // The sides this merge wrote (or created) come back in their next scans as echoes.
+        for (side, w) in [(Side::Left, &p.left), (Side::Right, &p.right)] {
+            if (!w.is_empty() || fresh == Some(side))
+                && let Some(v) = link.version(side)
+            {
+                let at = if side == Side::Left { &left } else { &right }.changed_at;
+                self.note_own_write(side, link.id(side), v, at);
+            }
+        }
         if let Some(e) = p.errors.into_iter().next() {
             // The rest was applied; the item is parked with what could not be.
             return Err(e.with_temporary(false));

@@ -26,7 +26,9 @@ impl SyncPair {
             round.correlated[side] = Some(true);
         }
         let mut cursor = stored.unwrap_or_default();
-        let mut opts = ChangeOptions::default().fields(self.reads(side));
+        let mut opts = ChangeOptions::default()
+            .fields(self.reads(side))
+            .known(self.own_writes_to_skip(side).await?);
         if let Some(n) = self.options.page_size {
             opts = opts.page_size(n);
         }
@@ -51,6 +53,7 @@ impl SyncPair {
             round.report.cursors[side] = Some(page.next.clone());
             cursor = page.next;
             if !page.has_more {
+                self.own_writes_passed(side, &cursor);
                 if round.correlated[side] == Some(true) {
                     self.store
                         .save_cursor(&self.lookup_key(), side, &Cursor::beginning())
@@ -646,6 +649,69 @@ impl SyncPair {
             sent: sent.clone(),
             at: Utc::now(),
             run: process_run().to_owned(),
+        }
+    }
+
+    fn own_writes_lock(&self) -> std::sync::MutexGuard<'_, PerSide<OwnWrites>> {
+        self.own_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The items this process wrote to `side` that are still echoes as their links tell (at
+    /// the versions written, no write of unknown outcome): the pass's scan may leave them out.
+    /// The others are forgotten.
+    async fn own_writes_to_skip(&self, side: Side) -> Result<Vec<(ItemId, Version)>> {
+        let written: Vec<(ItemId, Version)> = self.own_writes_lock()[side]
+            .iter()
+            .map(|(id, (v, _))| (id.clone(), v.clone()))
+            .collect();
+        if written.is_empty() {
+            return Ok(written);
+        }
+        let ids: Vec<ItemId> = written.iter().map(|(id, _)| id.clone()).collect();
+        let links = self.store.links_of(&self.id, side, &ids).await?;
+        check_answers("the state store", "links_of", ids.len(), links.len())?;
+        let (echoes, changed): (Vec<_>, Vec<_>) =
+            written.into_iter().zip(links).partition(|((_, v), l)| {
+                l.as_ref()
+                    .is_some_and(|l| l.pending.is_none() && l.version(side) == Some(v))
+            });
+        let mut all = self.own_writes_lock();
+        for ((id, _), _) in changed {
+            all[side].remove(&id);
+        }
+        Ok(echoes.into_iter().map(|(w, _)| w).collect())
+    }
+
+    /// Remembers that this process left `side`'s item `id` at `version`, changed at `at`, for
+    /// the side's scans to leave out until they have moved past it — where the side's backend
+    /// can ([`Capabilities::skips_known`]); bounded by [`OWN_WRITES_KEPT`].
+    ///
+    /// [`Capabilities::skips_known`]: workbridge_core::Capabilities::skips_known
+    pub(crate) fn note_own_write(
+        &self,
+        side: Side,
+        id: &ItemId,
+        version: &Version,
+        at: chrono::DateTime<Utc>,
+    ) {
+        if !self.repos[side].capabilities().skips_known {
+            return;
+        }
+        let mut all = self.own_writes_lock();
+        let mine = &mut all[side];
+        if mine.len() < OWN_WRITES_KEPT || mine.contains_key(id) {
+            mine.insert(id.clone(), (version.clone(), at));
+        }
+    }
+
+    /// Forgets the writes to `side` that a scan starting at `next` no longer reaches.
+    fn own_writes_passed(&self, side: Side, next: &Cursor) {
+        let mut all = self.own_writes_lock();
+        match next.position() {
+            Some((from, _)) => all[side].retain(|_, (_, at)| *at >= *from),
+            None => all[side].clear(),
         }
     }
 

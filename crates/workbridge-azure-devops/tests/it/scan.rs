@@ -135,3 +135,64 @@ async fn same_millisecond_ties_and_updates_during_the_scan() {
     let again = repo.changes(&t, &cursor, &opts).await.unwrap();
     assert!(again.items.is_empty(), "{} read again", again.items.len());
 }
+
+/// Items the caller knows at their revs (its own writes) are left out of the scan's WIQL, so
+/// they cost no `workitemsbatch` read; one changed since is listed, and so is one known at
+/// another rev. The cursor moves past the ones left out: the next scan lists nothing.
+#[tokio::test]
+async fn known_items_at_their_revs_are_left_out_of_the_scan() {
+    use workbridge_core::{ItemId, Version};
+    let sim = crate::sim(SimVersion::Services).await;
+    let before = sim.count();
+    let ids: Vec<u64> = (0..30)
+        .map(|i| sim.create("Bug", &[("System.Title", &format!("made by the sync {i}"))]))
+        .collect();
+    let lone = sim.create("Bug", &[("System.Title", "made by Dev")]);
+    // Known at rev 1: all 30; then Dev edits one of them (rev 2); and one is known at a rev
+    // it is not at.
+    let mut known: Vec<(ItemId, Version)> = ids
+        .iter()
+        .map(|id| (ItemId::new(id.to_string()), Version::new("1")))
+        .collect();
+    assert!(sim.update(ids[7], &[("System.Title", "edited by Dev")]));
+    known.push((ItemId::new(lone.to_string()), Version::new("5")));
+    let repo = crate::repo(&sim, ServerVersion::Services, false);
+    let t = ItemType::from("Bug");
+    sim.clock().advance(Duration::from_secs(2));
+    sim.control().reset_requests();
+    let opts = ChangeOptions::default().known(known.clone());
+    let p = repo.changes(&t, &Cursor::beginning(), &opts).await.unwrap();
+    let listed: HashSet<u64> = p
+        .items
+        .iter()
+        .map(|i| i.id.as_str().parse().unwrap())
+        .collect();
+    // The Bugs that were there before, the one Dev edited, the one known at another rev.
+    assert!(
+        listed.contains(&ids[7]) && listed.contains(&lone),
+        "{listed:?}"
+    );
+    assert!(
+        ids.iter()
+            .enumerate()
+            .all(|(n, id)| n == 7 || !listed.contains(id)),
+        "{listed:?}"
+    );
+    assert!(listed.len() <= 2 + before, "{listed:?}");
+    assert!(!p.has_more);
+    assert_eq!(
+        sim.control()
+            .requests_to("POST /{org}/{project}/_apis/wit/workitemsbatch"),
+        1,
+        "the two listed, in one read"
+    );
+    sim.clock().advance(Duration::from_secs(2));
+    let again = repo.changes(&t, &p.next, &opts).await.unwrap();
+    assert!(again.items.is_empty(), "{:?}", again.items);
+    // Without the hint every item is listed, as before.
+    let all = repo
+        .changes(&t, &Cursor::beginning(), &ChangeOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), listed.len() + 29);
+}
