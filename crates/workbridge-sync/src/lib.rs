@@ -110,7 +110,7 @@ type OwnWrites = HashMap<ItemId, (Version, chrono::DateTime<Utc>)>;
 
 /// Most writes of one side remembered for its next scan to leave out; beyond them, the
 /// scan lists and reads them as echoes.
-const OWN_WRITES_KEPT: usize = 20_000;
+const OWN_WRITES_KEPT: usize = 10_000;
 
 enum Job {
     Round,
@@ -361,8 +361,8 @@ impl SyncPair {
             left_baseline: FieldMap::new(),
             right_baseline: FieldMap::new(),
             pending: None,
-            left_exact: false,
-            right_exact: false,
+            left_held: false,
+            right_held: false,
         };
         self.store.save_link(&self.id, &link).await?;
         let result = self.merge(link, Side::Left, l, r, round).await;

@@ -525,8 +525,8 @@ impl SyncPair {
             left_baseline: FieldMap::new(),
             right_baseline: FieldMap::new(),
             pending: None,
-            left_exact: false,
-            right_exact: false,
+            left_held: false,
+            right_held: false,
         };
         match side {
             Side::Left => {
@@ -669,19 +669,26 @@ impl SyncPair {
         if written.is_empty() {
             return Ok(written);
         }
-        let ids: Vec<ItemId> = written.iter().map(|(id, _)| id.clone()).collect();
-        let links = self.store.links_of(&self.id, side, &ids).await?;
-        check_answers("the state store", "links_of", ids.len(), links.len())?;
-        let (echoes, changed): (Vec<_>, Vec<_>) =
-            written.into_iter().zip(links).partition(|((_, v), l)| {
-                l.as_ref()
-                    .is_some_and(|l| l.pending.is_none() && l.version(side) == Some(v))
-            });
+        // A chunk's links at a time: a backfill's thousands of links are not held at once.
+        let mut echoes = Vec::with_capacity(written.len());
+        let mut changed = Vec::new();
+        for chunk in written.chunks(self.options.chunk_for(1)) {
+            let ids: Vec<ItemId> = chunk.iter().map(|(id, _)| id.clone()).collect();
+            let links = self.store.links_of(&self.id, side, &ids).await?;
+            check_answers("the state store", "links_of", ids.len(), links.len())?;
+            for ((id, v), l) in chunk.iter().zip(links) {
+                if l.is_some_and(|l| l.pending.is_none() && l.version(side) == Some(v)) {
+                    echoes.push((id.clone(), v.clone()));
+                } else {
+                    changed.push(id.clone());
+                }
+            }
+        }
         let mut all = self.own_writes_lock();
-        for ((id, _), _) in changed {
+        for id in changed {
             all[side].remove(&id);
         }
-        Ok(echoes.into_iter().map(|(w, _)| w).collect())
+        Ok(echoes)
     }
 
     /// Remembers that this process left `side`'s item `id` at `version`, changed at `at`, for

@@ -24,6 +24,9 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE workbridge_intents (pair TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, intent TEXT NOT NULL, PRIMARY KEY (pair, side, id));",
     "CREATE TABLE workbridge_comment_origins (copy TEXT PRIMARY KEY, item TEXT NOT NULL, origin TEXT NOT NULL);
      CREATE INDEX workbridge_comment_origins_by_item ON workbridge_comment_origins (item);",
+    // Links stored before baselines were marked exact or not (ADR 0022) are taken as not
+    // exact: their twins are read before the next merge, which marks them.
+    r#"UPDATE workbridge_links SET link = (link::jsonb || '{"left_held":true,"right_held":true}'::jsonb)::text;"#,
 ];
 
 /// An arbitrary constant naming the migration lock (`pg_advisory_xact_lock`).

@@ -71,17 +71,19 @@ pub struct Link {
     /// recorded before it is sent, so that the next round can tell whether it landed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingWrite>,
-    /// The left baseline is the left item's spec fields exactly as they were at
-    /// `left_version` (no field held back by an unresolved conflict), as a merge stored them:
-    /// a change on the right is then merged against it without reading the left item, written
-    /// on the condition that the item is still at that version (ADR 0022). False for a link
-    /// stored otherwise, or before there was this mark.
+    /// The left baseline is not the left item's spec fields exactly as they were at
+    /// `left_version`: a field is held back (an unresolved conflict's old value, kept so that
+    /// the conflict is seen again), a write's outcome was learnt into it, or the link was
+    /// stored before there was this mark (the store's migration sets it). False — the baseline
+    /// is the item as a merge read it, wrote it or knew it — a change on the right is merged
+    /// against it without reading the left item, written on the condition that the item is
+    /// still at that version (ADR 0022). Stored only when true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub left_exact: bool,
-    /// The right baseline is the right item's spec fields exactly as they were at
-    /// `right_version` (see `left_exact`).
+    pub left_held: bool,
+    /// The right baseline is not the right item as it was at `right_version` (see
+    /// `left_held`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub right_exact: bool,
+    pub right_held: bool,
 }
 
 /// A write to one side of a link, recorded before it is sent (ADR 0012). If the side holds
@@ -160,16 +162,16 @@ impl Link {
     /// Whether `side`'s baseline is its item exactly as it was at the stored version.
     pub fn exact(&self, side: Side) -> bool {
         match side {
-            Side::Left => self.left_exact,
-            Side::Right => self.right_exact,
+            Side::Left => !self.left_held,
+            Side::Right => !self.right_held,
         }
     }
 
     /// Marks whether `side`'s baseline is its item exactly as it was at the stored version.
     pub(crate) fn set_exact(&mut self, side: Side, exact: bool) {
         match side {
-            Side::Left => self.left_exact = exact,
-            Side::Right => self.right_exact = exact,
+            Side::Left => self.left_held = !exact,
+            Side::Right => self.right_held = !exact,
         }
     }
 
@@ -625,6 +627,9 @@ mod sqlite {
          DROP TABLE links;
          ALTER TABLE links_numbered RENAME TO links;
          CREATE UNIQUE INDEX links_by_right ON links (pair, right_id);",
+        // Links stored before baselines were marked exact or not (ADR 0022) are taken as not
+        // exact: their twins are read before the next merge, which marks them.
+        r#"UPDATE links SET link = substr(link, 1, length(link) - 1) || ',"left_held":true,"right_held":true}' WHERE link LIKE '%}';"#,
     ];
 
     /// State in a SQLite file (WAL mode, migrations, one transaction per step): the default

@@ -159,3 +159,48 @@ async fn a_database_error_says_what_the_server_said() {
         "{text}"
     );
 }
+
+/// Links stored by the schema before baselines were marked exact (ADR 0022) come back as not
+/// exact: their twins are read before their next merge.
+#[tokio::test]
+async fn links_of_the_previous_schema_are_migrated_as_not_exact() {
+    let Some(url) = fresh("previous").await else {
+        return;
+    };
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "CREATE TABLE workbridge_schema (version INTEGER NOT NULL);
+             INSERT INTO workbridge_schema VALUES (3);
+             CREATE TABLE workbridge_links (pair TEXT NOT NULL, left_id TEXT NOT NULL, right_id TEXT NOT NULL, link TEXT NOT NULL, PRIMARY KEY (pair, left_id));
+             CREATE UNIQUE INDEX workbridge_links_by_right ON workbridge_links (pair, right_id);
+             CREATE TABLE workbridge_cursors (pair TEXT NOT NULL, side TEXT NOT NULL, cursor TEXT NOT NULL, PRIMARY KEY (pair, side));
+             CREATE TABLE workbridge_parked (pair TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, parked TEXT NOT NULL, PRIMARY KEY (pair, side, id));
+             CREATE TABLE workbridge_copied (pair TEXT NOT NULL, kind TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (pair, kind, side, id));
+             CREATE TABLE workbridge_leases (pair TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL);
+             CREATE TABLE workbridge_intents (pair TEXT NOT NULL, side TEXT NOT NULL, id TEXT NOT NULL, intent TEXT NOT NULL, PRIMARY KEY (pair, side, id));
+             CREATE TABLE workbridge_comment_origins (copy TEXT PRIMARY KEY, item TEXT NOT NULL, origin TEXT NOT NULL);
+             CREATE INDEX workbridge_comment_origins_by_item ON workbridge_comment_origins (item);",
+        )
+        .await
+        .unwrap();
+    let link = r#"{"left":"INC1","right":"7","key":"wb:INC1","left_version":"3","right_version":"2","left_baseline":{"short_description":"Printer"},"right_baseline":{"System.Title":"Printer","System.Id":7}}"#;
+    client
+        .execute(
+            "INSERT INTO workbridge_links VALUES ('p', 'INC1', '7', $1)",
+            &[&link],
+        )
+        .await
+        .unwrap();
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let l = store
+        .link("p", workbridge_sync::Side::Left, &"INC1".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(l.right_baseline.get("System.Id"), Some(&7.into()));
+    assert!(!l.exact(workbridge_sync::Side::Left) && !l.exact(workbridge_sync::Side::Right));
+}

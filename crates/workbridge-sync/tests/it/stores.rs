@@ -18,8 +18,8 @@ fn link(l: &str, r: &str) -> Link {
         left_baseline: FieldMap::new().with("short_description", "x"),
         right_baseline: FieldMap::new(),
         pending: None,
-        left_exact: true,
-        right_exact: false,
+        left_held: false,
+        right_held: true,
     }
 }
 
@@ -433,6 +433,8 @@ async fn a_store_of_the_previous_schema_is_migrated_and_its_links_read() {
         .unwrap()
         .unwrap();
     assert_eq!(by_left.right, ItemId::from("7"));
+    // Stored before baselines were marked exact: not taken for the items as they are.
+    assert!(!by_left.exact(Side::Left) && !by_left.exact(Side::Right));
     assert_eq!(
         by_left.left_baseline.get("priority"),
         Some(&FieldValue::Choice("2".into()))
