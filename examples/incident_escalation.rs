@@ -71,10 +71,6 @@ async fn main() -> Result<()> {
 async fn live() -> Result<()> {
     let sn = Arc::new(ServiceNowRepository::new(ServiceNowConfig::from_env()?)?);
     let ado = Arc::new(AzureDevOpsRepository::new(AzureDevOpsConfig::from_env()?)?);
-    let mapping = spec()?;
-    mapping
-        .validate(&sn.schema(&incident()).await?, &ado.schema(&bug()).await?)
-        .map_err(|e| workbridge::Error::config(e.to_string()))?;
     let state = std::env::var("WORKBRIDGE_STATE").unwrap_or_else(|_| "workbridge-state.db".into());
     let interval = std::env::var("WORKBRIDGE_INTERVAL_SECS")
         .ok()
@@ -83,8 +79,15 @@ async fn live() -> Result<()> {
     let rounds: Option<u64> = std::env::var("WORKBRIDGE_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok());
-    let pair = SyncPair::new(sn, ado, mapping, Arc::new(SqliteStore::open(&state)?))?
-        .with_id("incident-escalation");
+    // Both schemas read and the spec checked against them before the first round.
+    let pair = SyncPair::builder()
+        .left(sn)
+        .right(ado)
+        .mapping(spec()?)
+        .store(Arc::new(SqliteStore::open(&state)?))
+        .id("incident-escalation")
+        .build()
+        .await?;
     println!("syncing {} every {interval} s, state in {state}", pair.id());
     let mut n = 0;
     loop {
@@ -177,12 +180,13 @@ async fn simulated() -> Result<()> {
         .map_err(|e| workbridge::Error::config(e.to_string()))?;
     let state_dir = std::env::temp_dir().join(format!("workbridge-example-{}", std::process::id()));
     std::fs::create_dir_all(&state_dir).map_err(|e| workbridge::Error::config(e.to_string()))?;
-    let pair = SyncPair::new(
-        sn.clone(),
-        ado.clone(),
-        mapping,
-        Arc::new(SqliteStore::open(state_dir.join("state.db"))?),
-    )?;
+    let pair = SyncPair::builder()
+        .left(sn.clone())
+        .right(ado.clone())
+        .mapping(mapping)
+        .store(Arc::new(SqliteStore::open(state_dir.join("state.db"))?))
+        .build()
+        .await?;
     let desk = Desk {
         ado: ado.clone(),
         pair,

@@ -44,6 +44,7 @@
 //! # });
 //! ```
 
+mod builder;
 mod extras;
 mod merge;
 mod options;
@@ -73,6 +74,7 @@ use workbridge_core::{
 };
 use workbridge_mapping::{Direction, Flow, Mapping};
 
+pub use builder::SyncPairBuilder;
 pub use options::{SyncOptions, TwinLookup};
 pub use plan::{FieldConflict, PlanInput, SideWrites, SyncPlan, plan, same};
 #[cfg(feature = "postgres")]

@@ -2525,3 +2525,88 @@ async fn a_page_is_worked_on_a_chunk_at_a_time() {
     let again = pair.run_once().await;
     assert!(again.is_complete() && again.writes() == 0, "{again}");
 }
+
+#[tokio::test]
+async fn a_built_pair_with_a_misspelt_field_fails_before_any_round() {
+    let (_clock, ops, dev) = backends();
+    let typo = SPEC.replace("right = \"Description\"", "right = \"Descripton\"");
+    let e = SyncPair::builder()
+        .left(ops.clone())
+        .right(dev.clone())
+        .mapping(Mapping::from_toml_str(&typo).unwrap())
+        .store(Arc::new(MemoryStore::new()))
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("Descripton"), "{e}");
+    assert_eq!(e.field().map(|f| f.as_str()), Some("Descripton"), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_built_pair_with_its_sides_swapped_fails_before_any_round() {
+    let (_clock, ops, dev) = backends();
+    let e = SyncPair::builder()
+        .left(dev.clone())
+        .right(ops.clone())
+        .mapping(Mapping::from_toml_str(SPEC).unwrap())
+        .store(Arc::new(MemoryStore::new()))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("incident"), "{e}");
+    // Named the other way round, the spec's types disagree with the builder's.
+    let e = SyncPair::builder()
+        .left(ops)
+        .right(dev)
+        .left_type("Bug")
+        .mapping(Mapping::from_toml_str(SPEC).unwrap())
+        .store(Arc::new(MemoryStore::new()))
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(
+        e.to_string().contains("`Bug`") && e.to_string().contains("`incident`"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn the_builder_names_what_is_missing() {
+    let (_clock, ops, dev) = backends();
+    let e = SyncPair::builder()
+        .left(ops)
+        .right(dev)
+        .mapping(Mapping::from_toml_str(SPEC).unwrap())
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.to_string().contains(".store"), "{e}");
+}
+
+#[tokio::test]
+async fn a_built_pair_runs_with_the_names_and_options_it_was_given() {
+    let (clock, ops, dev) = backends();
+    let pair = SyncPair::builder()
+        .left(ops.clone())
+        .right(dev.clone())
+        .mapping(Mapping::from_toml_str(SPEC).unwrap())
+        .store(Arc::new(MemoryStore::new()))
+        .id("ops-dev")
+        .holder("worker-1")
+        .options(SyncOptions::default().comments(false))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!((pair.id(), pair.holder()), ("ops-dev", "worker-1"));
+    clock.advance(std::time::Duration::from_secs(1));
+    ops.create(&incident(), &software("Built"), &CreateOptions::default())
+        .await
+        .unwrap();
+    let r = pair.run_once().await;
+    assert!(r.is_complete() && r.created.right == 1, "{r}");
+    // The Bug's workflow was read while building: the new Bug's state reaches the ticket.
+    assert_eq!(r.updated.left, 1, "{r}");
+}
