@@ -676,3 +676,68 @@ async fn checked_after_the_write_the_write_backs_read_no_versions() {
     assert_eq!(batches[0], batches[1], "the same writes either way");
     assert!(batches[0] >= 120);
 }
+
+/// A log buffer for a test's tracing subscriber.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every event of a round — the kernel's, each adapter's requests — carries the round's span
+/// (pair, job, its number in the process) and its pass's (side), and an item's lookup and
+/// create the item's: an HTTP answer in the log is tied to its pair, round, side and item.
+#[tokio::test]
+async fn a_rounds_requests_are_logged_within_its_spans() {
+    let logs = Logs::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let sims = sims().await;
+    let sys = sides(&sims, 0);
+    let pair = SyncPair::builder()
+        .left(sys.sn.clone())
+        .right(sys.ado.clone())
+        .mapping(spec("incident_escalation.toml"))
+        .store(Arc::new(MemoryStore::new()))
+        .id("esc")
+        .build()
+        .await
+        .unwrap();
+    let ticket = software_ticket(&sys.sn, "Spans").await;
+    assert!(pair.run_once().await.is_complete());
+    assert!(pair.run_once().await.is_complete());
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let answered: Vec<&str> = text.lines().filter(|l| l.contains("answered")).collect();
+    assert!(
+        answered.iter().any(|l| l.contains("round{pair=esc")
+            && l.contains("n=1")
+            && l.contains("pass{side=left}")),
+        "{text}"
+    );
+    assert!(
+        answered
+            .iter()
+            .any(|l| l.contains("n=2") && l.contains("pass{side=right}")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&format!("item{{id={}}}", ticket.id)) && l.contains("twin created")),
+        "{text}"
+    );
+}

@@ -105,6 +105,8 @@ pub struct SyncPair {
     /// next pass asks its backend to leave them out (`ChangeOptions::known`) while they are
     /// still at those versions and their links say so (ADR 0022).
     own_writes: std::sync::Mutex<PerSide<OwnWrites>>,
+    /// Jobs run so far by this process: the number of the `round` tracing span.
+    jobs: std::sync::atomic::AtomicU64,
 }
 
 /// A side's items this process wrote: the version each write left, and when it changed.
@@ -119,6 +121,17 @@ enum Job {
     Reconcile,
     Replay,
     Link(ItemId, ItemId),
+}
+
+impl Job {
+    fn name(&self) -> &'static str {
+        match self {
+            Job::Round => "run_once",
+            Job::Reconcile => "reconcile",
+            Job::Replay => "replay",
+            Job::Link(..) => "link_existing",
+        }
+    }
 }
 
 /// This process, as named in the create intents it records: a later process (a restart, or
@@ -235,6 +248,7 @@ impl SyncPair {
             holder: default_holder(),
             uncertain: std::sync::Mutex::new(HashSet::new()),
             own_writes: std::sync::Mutex::new(PerSide::default()),
+            jobs: std::sync::atomic::AtomicU64::new(0),
             lease_until: std::sync::Mutex::new(None),
         }
     }
@@ -376,6 +390,14 @@ impl SyncPair {
     /// [`ErrorKind::Conflict`].
     async fn leased(&self, job: Job) -> SyncReport {
         let _one_at_a_time = self.round.lock().await;
+        // Every event of the job — the kernel's, each adapter's requests — within one span
+        // naming the pair, the job and its number in this process.
+        let n = self.jobs.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let span = tracing::info_span!("round", pair = %self.id, job = job.name(), n);
+        tracing::Instrument::instrument(self.leased_inner(job), span).await
+    }
+
+    async fn leased_inner(&self, job: Job) -> SyncReport {
         let mut round = Round {
             report: SyncReport::default(),
             parked: HashSet::new(),

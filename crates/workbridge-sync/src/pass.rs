@@ -14,8 +14,14 @@ pub(crate) enum Ready {
 }
 
 impl SyncPair {
-    /// One side's changes, page by page; the cursor is committed after each page is applied.
+    /// One side's changes, page by page, in a `pass` tracing span naming the side.
     pub(crate) async fn pass(&self, side: Side, round: &mut Round) -> Result<()> {
+        let span = tracing::info_span!("pass", side = %side);
+        tracing::Instrument::instrument(self.pass_pages(side, round), span).await
+    }
+
+    /// One side's changes, page by page; the cursor is committed after each page is applied.
+    async fn pass_pages(&self, side: Side, round: &mut Round) -> Result<()> {
         let repo = &self.repos[side];
         let ty = &self.types[side];
         let stored = self.store.cursor(&self.id, side).await?;
@@ -36,6 +42,7 @@ impl SyncPair {
             round.report.calls[side] += 1;
             let page = repo.changes(ty, &cursor, &opts).await?;
             round.report.read[side] += page.items.len();
+            tracing::debug!(items = page.items.len(), more = page.has_more, "page read");
             // Worked on `chunk_size` items at a time: a page read at the API's maximum costs
             // the memory of a chunk, its cursor stored once every chunk is done.
             let mut items = page.items;
@@ -147,22 +154,31 @@ impl SyncPair {
                 }
                 _ => None,
             };
-            let result = match link {
-                Some(link) if link.is_echo(side, &item) => Ok(Outcome::Echo),
-                Some(link) => {
-                    let mut r = self.merge_with(link, side, item, twin, round).await;
-                    if let Ok(Outcome::Merge(job)) = &mut r
-                        && assumed
-                    {
-                        job.assumed = Some(side.other());
+            // The item's own events (its lookup, its create, its merge's plan) in an `item`
+            // span; the page's writes go out together afterwards.
+            let span = tracing::debug_span!("item", id = %id);
+            let result = tracing::Instrument::instrument(
+                async {
+                    match link {
+                        Some(link) if link.is_echo(side, &item) => Ok(Outcome::Echo),
+                        Some(link) => {
+                            let mut r = self.merge_with(link, side, item, twin, round).await;
+                            if let Ok(Outcome::Merge(job)) = &mut r
+                                && assumed
+                            {
+                                job.assumed = Some(side.other());
+                            }
+                            r
+                        }
+                        None => {
+                            let prepared = ready.remove(&id);
+                            self.unlinked(side, item, prepared, round).await
+                        }
                     }
-                    r
-                }
-                None => {
-                    let prepared = ready.remove(&id);
-                    self.unlinked(side, item, prepared, round).await
-                }
-            };
+                },
+                span,
+            )
+            .await;
             batch.take(self, side, &id, result, round).await?;
         }
         self.run_merges(&mut batch, round).await?;
