@@ -48,6 +48,7 @@ pub struct SyncPairBuilder {
     options: Option<SyncOptions>,
     id: Option<String>,
     holder: Option<String>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl fmt::Debug for SyncPairBuilder {
@@ -124,6 +125,12 @@ impl SyncPairBuilder {
         self
     }
 
+    /// Told of each page and item ([`SyncPair::with_observer`]).
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Reads both item types' schemas (where a system describes them), checks the mapping
     /// against them ([`Mapping::validate`]) and makes the pair, its mapping's labels resolved
     /// and its workflows known.
@@ -196,6 +203,9 @@ impl SyncPairBuilder {
         }
         if let Some(h) = self.holder {
             pair = pair.with_holder(h);
+        }
+        if let Some(o) = self.observer {
+            pair = pair.with_observer(o);
         }
         Ok(pair)
     }

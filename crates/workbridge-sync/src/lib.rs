@@ -47,6 +47,7 @@
 mod builder;
 mod extras;
 mod merge;
+mod observer;
 mod options;
 mod pass;
 pub mod plan;
@@ -75,6 +76,7 @@ use workbridge_core::{
 use workbridge_mapping::{Direction, Flow, Mapping};
 
 pub use builder::SyncPairBuilder;
+pub use observer::{ItemDone, ItemOutcome, Observer, PageDone};
 pub use options::{SyncOptions, TwinLookup};
 pub use plan::{FieldConflict, PlanInput, SideWrites, SyncPlan, plan, same};
 #[cfg(feature = "postgres")]
@@ -107,6 +109,8 @@ pub struct SyncPair {
     own_writes: std::sync::Mutex<PerSide<OwnWrites>>,
     /// Jobs run so far by this process: the number of the `round` tracing span.
     jobs: std::sync::atomic::AtomicU64,
+    /// Told of each page and item ([`SyncPair::with_observer`]).
+    observer: Option<Arc<dyn Observer>>,
 }
 
 /// A side's items this process wrote: the version each write left, and when it changed.
@@ -249,6 +253,7 @@ impl SyncPair {
             uncertain: std::sync::Mutex::new(HashSet::new()),
             own_writes: std::sync::Mutex::new(PerSide::default()),
             jobs: std::sync::atomic::AtomicU64::new(0),
+            observer: None,
             lease_until: std::sync::Mutex::new(None),
         }
     }
@@ -270,6 +275,13 @@ impl SyncPair {
     /// The name this worker holds the pair's lease under.
     pub fn holder(&self) -> &str {
         &self.holder
+    }
+
+    /// Tells `observer` of each page applied and each item's outcome; it may end a job
+    /// between pages ([`Observer::page`]).
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Sets the options.
@@ -511,6 +523,9 @@ impl SyncPair {
             .collect();
         for side in [Side::Left, Side::Right] {
             self.pass(side, round).await?;
+            if round.report.interrupted {
+                return Ok(());
+            }
         }
         if self.options.attachments {
             for side in [Side::Left, Side::Right] {

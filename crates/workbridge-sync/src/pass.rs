@@ -42,6 +42,7 @@ impl SyncPair {
             round.report.calls[side] += 1;
             let page = repo.changes(ty, &cursor, &opts).await?;
             round.report.read[side] += page.items.len();
+            let n = page.items.len();
             tracing::debug!(items = page.items.len(), more = page.has_more, "page read");
             // Worked on `chunk_size` items at a time: a page read at the API's maximum costs
             // the memory of a chunk, its cursor stored once every chunk is done.
@@ -59,6 +60,19 @@ impl SyncPair {
             self.renew_lease().await?;
             round.report.cursors[side] = Some(page.next.clone());
             cursor = page.next;
+            if let Some(o) = &self.observer {
+                let done = PageDone {
+                    side,
+                    items: n,
+                    more: page.has_more,
+                    read: round.report.read,
+                };
+                if o.page(&done).is_break() {
+                    tracing::info!("ended between pages by the observer");
+                    round.report.interrupted = true;
+                    return Ok(());
+                }
+            }
             if !page.has_more {
                 self.own_writes_passed(side, &cursor);
                 if round.correlated[side] == Some(true) {
@@ -249,11 +263,18 @@ impl SyncPair {
                 Box::pin(self.run_merges(&mut batch, round)).await
             }
             Ok(o) => {
-                match o {
-                    Outcome::Echo => round.report.echoes[side] += 1,
-                    Outcome::Ignored => round.report.ignored[side] += 1,
-                    Outcome::Done | Outcome::Merge(_) => {}
-                }
+                let outcome = match o {
+                    Outcome::Echo => {
+                        round.report.echoes[side] += 1;
+                        ItemOutcome::Echo
+                    }
+                    Outcome::Ignored => {
+                        round.report.ignored[side] += 1;
+                        ItemOutcome::Ignored
+                    }
+                    Outcome::Done | Outcome::Merge(_) => ItemOutcome::Synced,
+                };
+                self.observe(side, id, outcome);
                 if round.parked.remove(&(side, id.clone())) {
                     self.store.unpark(&self.id, side, id).await?;
                     round.report.unparked += 1;
@@ -275,10 +296,22 @@ impl SyncPair {
                     temporary: e.is_temporary(),
                 };
                 self.store.park(&self.id, &p).await?;
+                self.observe(side, id, ItemOutcome::Parked(p.error.clone()));
                 round.parked.insert((side, id.clone()));
                 round.report.parked.push(p);
                 Ok(())
             }
+        }
+    }
+
+    /// Tells the observer, if any, of an item's outcome.
+    fn observe(&self, side: Side, id: &ItemId, outcome: ItemOutcome) {
+        if let Some(o) = &self.observer {
+            o.item(&ItemDone {
+                side,
+                id: id.clone(),
+                outcome,
+            });
         }
     }
 

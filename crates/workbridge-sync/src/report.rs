@@ -72,12 +72,16 @@ pub struct SyncReport {
     pub cursors: PerSide<Option<Cursor>>,
     /// The temporary failure that stopped the round, if one did; the next round resumes.
     pub stopped: Option<Error>,
+    /// The [`Observer`](crate::Observer) ended the round between pages; the next round
+    /// resumes from the cursors committed.
+    pub interrupted: bool,
 }
 
 impl SyncReport {
-    /// Whether the round went through every change (parked items do not make it incomplete).
+    /// Whether the round went through every change (parked items do not make it incomplete;
+    /// a failure or an observer that ended it between pages does).
     pub fn is_complete(&self) -> bool {
-        self.stopped.is_none()
+        self.stopped.is_none() && !self.interrupted
     }
 
     /// Items created or updated on either side.
@@ -121,6 +125,9 @@ impl fmt::Display for SyncReport {
         )?;
         if let Some(e) = &self.stopped {
             write!(f, " · stopped: {e}")?;
+        }
+        if self.interrupted {
+            write!(f, " · ended between pages")?;
         }
         Ok(())
     }

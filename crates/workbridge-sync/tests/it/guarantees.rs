@@ -2610,3 +2610,120 @@ async fn a_built_pair_runs_with_the_names_and_options_it_was_given() {
     // The Bug's workflow was read while building: the new Bug's state reaches the ticket.
     assert_eq!(r.updated.left, 1, "{r}");
 }
+
+/// Counts what the observer is told, and ends the job after `stop_after` pages.
+#[derive(Default)]
+struct Watcher {
+    pages: std::sync::Mutex<Vec<workbridge_sync::PageDone>>,
+    items: std::sync::Mutex<Vec<workbridge_sync::ItemDone>>,
+    stop_after: Option<usize>,
+}
+
+impl workbridge_sync::Observer for Watcher {
+    fn page(&self, page: &workbridge_sync::PageDone) -> std::ops::ControlFlow<()> {
+        let mut pages = self.pages.lock().unwrap();
+        pages.push(page.clone());
+        if self.stop_after.is_some_and(|n| pages.len() >= n) {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    fn item(&self, item: &workbridge_sync::ItemDone) {
+        self.items.lock().unwrap().push(item.clone());
+    }
+}
+
+#[tokio::test]
+async fn an_observer_sees_each_page_and_item_and_can_end_the_round_between_pages() {
+    use workbridge_sync::ItemOutcome;
+    let (clock, ops, dev) = backends();
+    let mut tickets = Vec::new();
+    for n in 0..5 {
+        clock.advance(std::time::Duration::from_secs(1));
+        tickets.push(
+            ops.create(
+                &incident(),
+                &software(&format!("Ticket {n}")),
+                &CreateOptions::default(),
+            )
+            .await
+            .unwrap()
+            .id,
+        );
+    }
+    clock.advance(std::time::Duration::from_secs(1));
+    let out_of_scope = ops
+        .create(
+            &incident(),
+            &FieldMap::new().with("category", "hardware"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap()
+        .id;
+    let store = Arc::new(MemoryStore::new());
+    let stopping = Arc::new(Watcher {
+        stop_after: Some(1),
+        ..Watcher::default()
+    });
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(SPEC).unwrap(),
+        store.clone(),
+    )
+    .unwrap()
+    .with_id("p")
+    .with_options(SyncOptions::default().page_size(2))
+    .with_observer(stopping.clone());
+    // Ended after the first page of two tickets: those two have Bugs, the rest wait.
+    let r = pair.run_once().await;
+    assert!(
+        r.interrupted && !r.is_complete() && r.stopped.is_none(),
+        "{r}"
+    );
+    assert!(r.to_string().contains("ended between pages"), "{r}");
+    assert_eq!(r.created.right, 2, "{r}");
+    assert_eq!(dev.len(&bug()), 2);
+    {
+        let pages = stopping.pages.lock().unwrap();
+        assert_eq!(pages.len(), 1);
+        assert_eq!(
+            (pages[0].side, pages[0].items, pages[0].more),
+            (Side::Left, 2, true)
+        );
+    }
+    // The next round resumes from the committed cursor: every ticket once, nothing twice.
+    let watching = Arc::new(Watcher::default());
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(SPEC).unwrap(),
+        store.clone(),
+    )
+    .unwrap()
+    .with_id("p")
+    .with_options(SyncOptions::default().page_size(2))
+    .with_observer(watching.clone());
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(dev.len(&bug()), 5, "no duplicate, none missing");
+    let items = watching.items.lock().unwrap();
+    assert!(
+        items
+            .iter()
+            .any(|i| i.id == out_of_scope && i.outcome == ItemOutcome::Ignored)
+    );
+    for t in &tickets[2..] {
+        assert!(
+            items
+                .iter()
+                .any(|i| i.side == Side::Left && &i.id == t && i.outcome == ItemOutcome::Synced),
+            "{items:?}"
+        );
+    }
+    let pages = watching.pages.lock().unwrap();
+    assert!(pages.iter().any(|p| p.side == Side::Right), "{pages:?}");
+    assert!(pages.last().is_some_and(|p| !p.more));
+}
