@@ -36,3 +36,27 @@ fn examples_use_the_facade_only() {
     }
     assert!(seen >= 3);
 }
+
+/// The README's first code is `examples/quickstart.rs`, verbatim: what a newcomer copies
+/// compiles and runs (CI runs the example).
+#[test]
+fn the_readme_shows_the_quickstart_as_it_is() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let code = std::fs::read_to_string(root.join("examples/quickstart.rs")).unwrap();
+    let marker = "<!-- examples/quickstart.rs, verbatim";
+    let at = readme.find(marker).expect("the README's quickstart marker");
+    let block = &readme[at..];
+    let start = block
+        .find("```rust\n")
+        .expect("a rust block after the marker")
+        + 8;
+    // The block ends at a fence at the start of a line (the example's own doc comments
+    // hold fences after `//!`).
+    let end = block[start..].find("\n```").expect("the block's end") + start + 1;
+    assert_eq!(
+        &block[start..end],
+        code,
+        "README and examples/quickstart.rs differ"
+    );
+}
