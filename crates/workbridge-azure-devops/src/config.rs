@@ -2,9 +2,11 @@
 
 use std::fmt;
 
+use std::sync::Arc;
+
 use secrecy::SecretString;
 use workbridge_core::{Error, Result};
-use workbridge_http::{ClientOptions, EnvVars};
+use workbridge_http::{AuthProvider, ClientOptions, EnvVars, TokenSource};
 
 /// The server the adapter talks to: it decides the api-versions used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -88,8 +90,22 @@ impl ServerVersion {
 pub enum AzureDevOpsAuth {
     /// A personal access token (basic authentication with an empty user name).
     Pat(SecretString),
-    /// An OAuth / Entra ID bearer token.
+    /// A fixed OAuth / Entra ID bearer token (it is not renewed: see `Token`).
     Bearer(SecretString),
+    /// A user and password (basic authentication): Azure DevOps Server / TFS on IIS with basic
+    /// authentication on — TFS 2015, which has no personal access tokens, included.
+    Basic {
+        /// The user (`DOMAIN\user` where the server wants it).
+        user: String,
+        /// The password.
+        password: SecretString,
+    },
+    /// Bearer tokens from a [`TokenSource`] (Microsoft Entra ID, a managed identity): fetched
+    /// again before each expires and after a 401 ([`workbridge_http::TokenAuth`]).
+    Token(Arc<dyn TokenSource>),
+    /// An authentication provider of the integrator's own (NTLM or Negotiate through a proxy,
+    /// a signing gateway).
+    Custom(Arc<dyn AuthProvider>),
 }
 
 impl fmt::Debug for AzureDevOpsAuth {
@@ -97,6 +113,13 @@ impl fmt::Debug for AzureDevOpsAuth {
         match self {
             AzureDevOpsAuth::Pat(_) => f.debug_tuple("Pat").field(&"REDACTED").finish(),
             AzureDevOpsAuth::Bearer(_) => f.debug_tuple("Bearer").field(&"REDACTED").finish(),
+            AzureDevOpsAuth::Basic { user, .. } => f
+                .debug_struct("Basic")
+                .field("user", user)
+                .field("password", &"REDACTED")
+                .finish(),
+            AzureDevOpsAuth::Token(s) => f.debug_tuple("Token").field(s).finish(),
+            AzureDevOpsAuth::Custom(p) => f.debug_tuple("Custom").field(p).finish(),
         }
     }
 }
@@ -214,6 +237,30 @@ impl AzureDevOpsConfigBuilder {
     #[must_use]
     pub fn bearer(mut self, token: impl Into<String>) -> Self {
         self.config.auth = Some(AzureDevOpsAuth::Bearer(SecretString::from(token.into())));
+        self
+    }
+
+    /// A user and password (basic authentication on Azure DevOps Server / TFS).
+    #[must_use]
+    pub fn basic(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.config.auth = Some(AzureDevOpsAuth::Basic {
+            user: user.into(),
+            password: SecretString::from(password.into()),
+        });
+        self
+    }
+
+    /// Bearer tokens from `source`, renewed before they expire and after a 401.
+    #[must_use]
+    pub fn token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
+        self.config.auth = Some(AzureDevOpsAuth::Token(source));
+        self
+    }
+
+    /// An authentication provider of your own.
+    #[must_use]
+    pub fn auth_provider(mut self, provider: Arc<dyn AuthProvider>) -> Self {
+        self.config.auth = Some(AzureDevOpsAuth::Custom(provider));
         self
     }
 

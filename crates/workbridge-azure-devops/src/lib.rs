@@ -117,11 +117,18 @@ impl AzureDevOpsRepository {
         let auth: Arc<dyn AuthProvider> = match &config.auth {
             None => {
                 return Err(Error::config(
-                    "AzureDevOpsConfig has no credentials: call pat() or bearer()",
+                    "AzureDevOpsConfig has no credentials: call pat(), basic(), bearer(), token_source() or auth_provider()",
                 ));
             }
             Some(AzureDevOpsAuth::Pat(p)) => Arc::new(BasicAuth::pat(p.expose_secret())),
             Some(AzureDevOpsAuth::Bearer(t)) => Arc::new(BearerAuth::new(t.expose_secret())),
+            Some(AzureDevOpsAuth::Basic { user, password }) => {
+                Arc::new(BasicAuth::new(user, password.expose_secret()))
+            }
+            Some(AzureDevOpsAuth::Token(source)) => {
+                Arc::new(workbridge_http::TokenAuth::new(source.clone()))
+            }
+            Some(AzureDevOpsAuth::Custom(p)) => p.clone(),
         };
         let client = HttpClient::builder(config.organization_url.clone())
             .options(config.client.clone())

@@ -146,6 +146,79 @@ impl AuthProvider for BearerAuth {
     }
 }
 
+/// Where a [`TokenAuth`] gets bearer tokens: a Microsoft Entra ID client, a managed identity
+/// endpoint, a secrets vault, a CLI — whatever the deployment signs in with.
+#[async_trait]
+pub trait TokenSource: fmt::Debug + Send + Sync {
+    /// A fresh token, and how long it stays valid when known (`expires_in`).
+    async fn token(&self) -> Result<(SecretString, Option<Duration>)>;
+}
+
+/// A bearer token from a [`TokenSource`]: fetched on first use, fetched again shortly before
+/// it expires (`refresh_margin`, default 5 minutes) and once after a 401. An Entra ID token
+/// lives about an hour; a service running for days gets a new one each time.
+pub struct TokenAuth {
+    source: Arc<dyn TokenSource>,
+    refresh_margin: Duration,
+    token: Mutex<Option<(SecretString, Option<Instant>)>>,
+}
+
+impl fmt::Debug for TokenAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenAuth")
+            .field("source", &self.source)
+            .field("refresh_margin", &self.refresh_margin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenAuth {
+    /// Tokens from `source`.
+    pub fn new(source: Arc<dyn TokenSource>) -> Self {
+        TokenAuth {
+            source,
+            refresh_margin: Duration::from_secs(300),
+            token: Mutex::new(None),
+        }
+    }
+
+    /// How long before its expiry a token is replaced.
+    #[must_use]
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+}
+
+#[async_trait]
+impl AuthProvider for TokenAuth {
+    async fn authorize(&self, _: &reqwest::Client, headers: &mut HeaderMap) -> Result<()> {
+        let mut held = self.token.lock().await;
+        let stale = match held.as_ref() {
+            None => true,
+            Some((_, Some(until))) => Instant::now() + self.refresh_margin >= *until,
+            Some((_, None)) => false,
+        };
+        if stale {
+            let (token, ttl) = self.source.token().await?;
+            *held = Some((token, ttl.map(|t| Instant::now() + t)));
+        }
+        if let Some((token, _)) = held.as_ref() {
+            headers.insert(
+                AUTHORIZATION,
+                sensitive(&format!("Bearer {}", token.expose_secret()))?,
+            );
+        }
+        Ok(())
+    }
+
+    async fn renew(&self, _: &reqwest::Client) -> Result<bool> {
+        // The next `authorize` asks the source again.
+        *self.token.lock().await = None;
+        Ok(true)
+    }
+}
+
 /// How an [`OAuth2`] provider obtains its first token.
 #[derive(Clone)]
 pub enum OAuth2Grant {

@@ -36,7 +36,7 @@ mod retry;
 
 pub use auth::{
     AuthProvider, BasicAuth, BearerAuth, CookieSession, NoAuth, OAuth2, OAuth2Grant, Session,
-    SessionLogin,
+    SessionLogin, TokenAuth, TokenSource,
 };
 pub use classify::{MAX_SNIPPET_CHARS, body_snippet, classify, kind_for_status, refine};
 pub use client::{ErrorParser, HttpClient, HttpClientBuilder, HttpResponse, RequestBuilder};

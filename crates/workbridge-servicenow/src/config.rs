@@ -6,7 +6,7 @@ use std::fmt;
 use secrecy::SecretString;
 pub use workbridge_core::VersionCheck;
 use workbridge_core::{Result, TransitionGraph};
-use workbridge_http::{ClientOptions, EnvVars};
+use workbridge_http::{AuthProvider, ClientOptions, EnvVars};
 
 /// How the adapter signs in.
 #[derive(Clone)]
@@ -32,6 +32,9 @@ pub enum ServiceNowAuth {
     },
     /// A bearer token obtained elsewhere.
     Bearer(SecretString),
+    /// An authentication provider of the integrator's own (a token service, a signing
+    /// gateway, mutual TLS terminated elsewhere).
+    Custom(std::sync::Arc<dyn AuthProvider>),
 }
 
 impl fmt::Debug for ServiceNowAuth {
@@ -52,6 +55,7 @@ impl fmt::Debug for ServiceNowAuth {
                 .field("password", &"REDACTED")
                 .finish(),
             ServiceNowAuth::Bearer(_) => f.debug_tuple("Bearer").field(&"REDACTED").finish(),
+            ServiceNowAuth::Custom(p) => f.debug_tuple("Custom").field(p).finish(),
         }
     }
 }
@@ -268,6 +272,13 @@ impl ServiceNowConfigBuilder {
     #[must_use]
     pub fn bearer(mut self, token: impl Into<String>) -> Self {
         self.config.auth = Some(ServiceNowAuth::Bearer(SecretString::from(token.into())));
+        self
+    }
+
+    /// An authentication provider of your own.
+    #[must_use]
+    pub fn auth_provider(mut self, provider: std::sync::Arc<dyn AuthProvider>) -> Self {
+        self.config.auth = Some(ServiceNowAuth::Custom(provider));
         self
     }
 

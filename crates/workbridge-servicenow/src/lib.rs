@@ -143,13 +143,14 @@ impl ServiceNowRepository {
         let auth: Arc<dyn AuthProvider> = match &config.auth {
             None => {
                 return Err(Error::config(
-                    "ServiceNowConfig has no credentials: call basic(), oauth() or bearer()",
+                    "ServiceNowConfig has no credentials: call basic(), oauth(), bearer() or auth_provider()",
                 ));
             }
             Some(ServiceNowAuth::Basic { user, password }) => {
                 Arc::new(BasicAuth::new(user.clone(), password.expose_secret()))
             }
             Some(ServiceNowAuth::Bearer(token)) => Arc::new(BearerAuth::new(token.expose_secret())),
+            Some(ServiceNowAuth::Custom(p)) => p.clone(),
             Some(ServiceNowAuth::OAuth {
                 client_id,
                 client_secret,

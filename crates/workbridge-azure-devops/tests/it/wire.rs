@@ -469,3 +469,54 @@ async fn comment_and_attachment_errors_name_operation_system_and_item() {
         );
     }
 }
+
+#[derive(Debug)]
+struct Vault(std::sync::atomic::AtomicUsize);
+
+#[workbridge_core::async_trait]
+impl workbridge_http::TokenSource for Vault {
+    async fn token(
+        &self,
+    ) -> workbridge_core::Result<(workbridge_http::SecretString, Option<std::time::Duration>)> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(("TOKEN".into(), Some(std::time::Duration::from_secs(3600))))
+    }
+}
+
+/// Every way to sign in reaches the server: a PAT, a user and password (basic authentication
+/// on Azure DevOps Server / TFS), tokens from a source (Entra ID), a provider of one's own;
+/// a wrong password is `Unauthenticated`, and no config's `Debug` shows a secret.
+#[tokio::test]
+async fn each_way_to_sign_in_reaches_the_server() {
+    let sim = crate::sim(SimVersion::Services).await;
+    let vault = std::sync::Arc::new(Vault(std::sync::atomic::AtomicUsize::new(0)));
+    let base = || {
+        AzureDevOpsConfig::builder(sim.collection_url(), sim.project())
+            .client_options(crate::options().retry(RetryConfig::disabled()))
+    };
+    let configs = [
+        base().pat("TOKEN"),
+        base().basic("FABRIKAM\\svc-sync", "TOKEN"),
+        base().token_source(vault.clone()),
+        base().auth_provider(std::sync::Arc::new(workbridge_http::BasicAuth::pat(
+            "TOKEN",
+        ))),
+    ];
+    for c in configs {
+        let config = c.build();
+        assert!(!format!("{config:?}").contains("TOKEN"), "{config:?}");
+        let repo = AzureDevOpsRepository::new(config).unwrap();
+        let schema = repo.schema(&ItemType::from("Bug")).await.unwrap();
+        assert!(!schema.fields.is_empty());
+    }
+    assert_eq!(
+        vault.0.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one token, reused"
+    );
+    let wrong =
+        AzureDevOpsRepository::new(base().basic("FABRIKAM\\svc-sync", "nope").build()).unwrap();
+    let e = wrong.schema(&ItemType::from("Bug")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
+    assert!(!e.to_string().contains("nope"), "{e}");
+}

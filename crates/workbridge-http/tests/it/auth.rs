@@ -364,3 +364,76 @@ async fn a_redirect_within_the_origin_is_followed() {
     let r = c.get("api/old").send().await.unwrap();
     assert_eq!(r.status.as_u16(), 200);
 }
+
+/// Hands out `t1`, `t2`, ... each valid for `ttl`.
+#[derive(Debug)]
+struct Numbered {
+    issued: AtomicUsize,
+    ttl: Duration,
+}
+
+#[async_trait]
+impl workbridge_http::TokenSource for Numbered {
+    async fn token(
+        &self,
+    ) -> workbridge_core::Result<(workbridge_http::SecretString, Option<Duration>)> {
+        let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok((format!("t{n}").into(), Some(self.ttl)))
+    }
+}
+
+/// A token source's token is used until it nears its expiry, then a new one is fetched; a 401
+/// fetches a new one and the request is sent once more: a service outlives its Entra ID
+/// tokens.
+#[tokio::test]
+async fn a_token_source_is_asked_again_before_expiry_and_after_a_401() {
+    let server = MockServer::start().await;
+    Mock::given(header("authorization", "Bearer t1"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&server)
+        .await;
+    for t in ["t2", "t3"] {
+        Mock::given(header("authorization", format!("Bearer {t}").as_str()))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+    }
+    // Valid for an hour: t1 is refused (revoked), t2 then serves every request.
+    let hour = Arc::new(Numbered {
+        issued: AtomicUsize::new(0),
+        ttl: Duration::from_secs(3600),
+    });
+    let c = client_with(
+        &server.uri(),
+        options(),
+        Arc::new(workbridge_http::TokenAuth::new(hour.clone())),
+    );
+    for _ in 0..3 {
+        c.get("x").send().await.unwrap();
+    }
+    assert_eq!(
+        hour.issued.load(Ordering::SeqCst),
+        2,
+        "t1, then t2 after the 401"
+    );
+    // Valid for less than the margin: a new token for each request.
+    let short = Arc::new(Numbered {
+        issued: AtomicUsize::new(1),
+        ttl: Duration::from_secs(60),
+    });
+    let c = client_with(
+        &server.uri(),
+        options(),
+        Arc::new(workbridge_http::TokenAuth::new(short.clone())),
+    );
+    c.get("x").send().await.unwrap();
+    c.get("x").send().await.unwrap();
+    assert_eq!(
+        short.issued.load(Ordering::SeqCst),
+        3,
+        "t2, then t3 before t2 expires"
+    );
+    // Its Debug shows no token.
+    let auth = workbridge_http::TokenAuth::new(hour);
+    assert!(!format!("{auth:?}").contains("t2"));
+}

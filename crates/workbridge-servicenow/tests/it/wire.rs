@@ -816,3 +816,29 @@ async fn checked_after_the_write_an_update_costs_its_write_alone() {
     assert!(e.to_string().contains("sys_mod_count 7 to 9"), "{e}");
     assert_eq!(e.context().item_id.as_ref().map(|i| i.as_str()), Some("b2"));
 }
+
+/// An authentication provider of the integrator's own signs the requests; its `Debug` is the
+/// provider's (which redacts).
+#[tokio::test]
+async fn a_provider_of_ones_own_signs_in() {
+    let sim = crate::sim().await;
+    let config = ServiceNowConfig::builder(sim.url())
+        .auth_provider(Arc::new(workbridge_http::BasicAuth::new("admin", "admin")))
+        .client_options(crate::options())
+        .build();
+    let shown = format!("{config:?}");
+    assert!(
+        shown.contains("Custom") && !shown.contains("\"admin\", \"admin\""),
+        "{shown}"
+    );
+    let repo = ServiceNowRepository::new(config).unwrap();
+    let page = repo
+        .changes(
+            &workbridge_core::ItemType::from("incident"),
+            &workbridge_core::Cursor::beginning(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert!(!page.items.is_empty());
+}
