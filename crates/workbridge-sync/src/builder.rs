@@ -185,15 +185,9 @@ impl SyncPairBuilder {
             schemas.right.clone().unwrap_or_else(|| empty(Side::Right)),
         );
         mapping.validate(&ls, &rs)?;
-        let resolved = mapping.resolve_labels(schemas.left.as_ref(), schemas.right.as_ref());
-        let mut workflows = PerSide::default();
-        for side in [Side::Left, Side::Right] {
-            if repos[side].capabilities().workflow {
-                workflows[side] = schemas[side].as_ref().and_then(|s| s.workflow.clone());
-            }
-        }
         let PerSide { left, right } = repos;
-        let mut pair = SyncPair::with_types(left, right, types.left, types.right, resolved, store);
+        let mut pair = SyncPair::with_types(left, right, types.left, types.right, mapping, store);
+        let workflows = pair.learn_schemas(&schemas);
         pair.workflows = AsyncMutex::new(Some(workflows));
         if let Some(o) = self.options {
             pair = pair.with_options(o);

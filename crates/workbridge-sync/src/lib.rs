@@ -705,16 +705,20 @@ impl SyncPair {
         if let Some(w) = cached.as_ref() {
             return Ok(w.clone());
         }
-        let mut out = PerSide::default();
         let mut schemas: PerSide<Option<Schema>> = PerSide::default();
         for side in [Side::Left, Side::Right] {
             if self.repos[side].capabilities().workflow {
-                let schema: Schema = self.repos[side].schema(&self.types[side]).await?;
-                out[side] = schema.workflow.clone();
-                schemas[side] = Some(schema);
+                schemas[side] = Some(self.repos[side].schema(&self.types[side]).await?);
             }
         }
-        // A field the spec names by label is read back under its name (ALM user fields).
+        let out = self.learn_schemas(&schemas);
+        *cached = Some(out.clone());
+        Ok(out)
+    }
+
+    /// Takes in the sides' schemas: a field the spec names by label is read back under its
+    /// name (ALM user fields); the workflows of the sides that enforce them are returned.
+    fn learn_schemas(&self, schemas: &PerSide<Option<Schema>>) -> PerSide<Option<TransitionGraph>> {
         let resolved = self
             .mapping()
             .resolve_labels(schemas.left.as_ref(), schemas.right.as_ref());
@@ -722,8 +726,13 @@ impl SyncPair {
             .spec
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(Spec::new(resolved));
-        *cached = Some(out.clone());
-        Ok(out)
+        let mut out = PerSide::default();
+        for side in [Side::Left, Side::Right] {
+            if self.repos[side].capabilities().workflow {
+                out[side] = schemas[side].as_ref().and_then(|s| s.workflow.clone());
+            }
+        }
+        out
     }
 }
 

@@ -185,8 +185,8 @@ impl SyncPair {
     }
 
     /// The merges planned against a twin taken from its link (ADR 0022) whose write was
-    /// refused — the twin changed since, or is gone: those twins are read, in one request per
-    /// `max_batch_read`, planned again and applied again together. A refused write did not land
+    /// refused — the twin changed since, or is gone: those twins are read in one call, planned
+    /// again and applied again together. A refused write did not land
     /// (the refusal comes before anything is written), so it is not looked for. Returns, for
     /// each job whose twin is gone, the side of the item that is left.
     async fn read_refused(
@@ -212,20 +212,11 @@ impl SyncPair {
                 continue;
             }
             tracing::debug!(pair = %self.id, side = %side, refused = refused.len(), "writes against twins as their links knew them refused: reading them");
-            let repo = &self.repos[side];
             let ids: Vec<ItemId> = refused
                 .iter()
                 .map(|&i| jobs[i].link.id(side).clone())
                 .collect();
-            let mut read = Vec::with_capacity(ids.len());
-            for chunk in ids.chunks(repo.capabilities().max_batch_read.max(1)) {
-                round.report.calls[side] += 1;
-                let got = repo
-                    .get_many(&self.types[side], chunk, &self.read_options(side))
-                    .await?;
-                check_len(&**repo, chunk.len(), got.len())?;
-                read.extend(got);
-            }
+            let read = self.read_twins(side, &ids, round).await?;
             let mut again = vec![false; jobs.len()];
             for (&i, twin) in refused.iter().zip(read) {
                 let job = &mut jobs[i];

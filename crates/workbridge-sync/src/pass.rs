@@ -94,32 +94,18 @@ impl SyncPair {
         check_answers("the state store", "links_of", ids.len(), links.len())?;
         // Twins the links know exactly as they were are merged unread (ADR 0022); the others
         // are read.
-        let mut known: HashMap<ItemId, WorkItem> = HashMap::new();
-        let mut twin_ids: Vec<ItemId> = Vec::new();
-        for (item, l) in items.iter().zip(&links) {
-            let Some(l) = l.as_ref().filter(|l| !l.is_echo(side, item)) else {
-                continue;
-            };
-            match self.known_twin(side.other(), l) {
-                Some(t) => {
-                    known.insert(t.id.clone(), t);
-                }
-                None => twin_ids.push(l.id(side.other()).clone()),
-            }
-        }
+        let twin_ids: Vec<ItemId> = items
+            .iter()
+            .zip(&links)
+            .filter_map(|(item, l)| {
+                l.as_ref()
+                    .filter(|l| !l.is_echo(side, item) && !self.merges_unread(side.other(), l))
+                    .map(|l| l.id(side.other()).clone())
+            })
+            .collect();
         let mut twins: HashMap<ItemId, Option<WorkItem>> = HashMap::new();
-        if !twin_ids.is_empty() {
-            round.report.calls[side.other()] += 1;
-            let got = self.repos[side.other()]
-                .get_many(
-                    &self.types[side.other()],
-                    &twin_ids,
-                    &self.read_options(side.other()),
-                )
-                .await?;
-            check_len(&*self.repos[side.other()], twin_ids.len(), got.len())?;
-            twins.extend(twin_ids.into_iter().zip(got));
-        }
+        let got = self.read_twins(side.other(), &twin_ids, round).await?;
+        twins.extend(twin_ids.into_iter().zip(got));
         // The page's new items: their twins looked up and created in batches (an item
         // listed twice is prepared once).
         let mut fresh: Vec<&WorkItem> = Vec::new();
@@ -150,10 +136,7 @@ impl SyncPair {
                 Some(l) if !l.is_echo(side, &item) => {
                     let tid = l.id(side.other());
                     // Known, or prefetched for the page, once; read afresh if needed again.
-                    if let Some(t) = known
-                        .remove(tid)
-                        .or_else(|| self.known_twin(side.other(), l))
-                    {
+                    if let Some(t) = self.known_twin(side.other(), l) {
                         assumed = true;
                         Some(t)
                     } else {
@@ -205,11 +188,7 @@ impl SyncPair {
     /// version before writing it. The item's change time is unknown (the epoch): a merge
     /// against it finds nothing changed on `side`, so no conflict compares times.
     pub(crate) fn known_twin(&self, side: Side, link: &Link) -> Option<WorkItem> {
-        if self.options.read_twins_first
-            || !link.exact(side)
-            || link.pending.is_some()
-            || !self.repos[side].capabilities().optimistic_concurrency
-        {
+        if !self.merges_unread(side, link) {
             return None;
         }
         let mut item = WorkItem::new(
@@ -221,6 +200,35 @@ impl SyncPair {
         );
         item.partial = true;
         Some(item)
+    }
+
+    /// Whether a merge may take `side`'s item of `link` as the link knows it ([`SyncPair::known_twin`]).
+    fn merges_unread(&self, side: Side, link: &Link) -> bool {
+        !self.options.read_twins_first
+            && link.exact(side)
+            && link.pending.is_none()
+            && link.version(side).is_some()
+            && self.repos[side].capabilities().optimistic_concurrency
+    }
+
+    /// `side`'s items `ids`, as the kernel reads them, in one call (none for no ids); one
+    /// answer per id or a temporary error.
+    pub(crate) async fn read_twins(
+        &self,
+        side: Side,
+        ids: &[ItemId],
+        round: &mut Round,
+    ) -> Result<Vec<Option<WorkItem>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        round.report.calls[side] += 1;
+        let repo = &self.repos[side];
+        let got = repo
+            .get_many(&self.types[side], ids, &self.read_options(side))
+            .await?;
+        check_len(&**repo, ids.len(), got.len())?;
+        Ok(got)
     }
 
     /// A linked item with its twin as read: merged, or reported twinless when the twin is gone.
