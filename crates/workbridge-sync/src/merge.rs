@@ -35,6 +35,37 @@ impl MergeJob {
     }
 }
 
+/// A merge done but for storing its link, which goes to the store with the rest of its batch.
+pub(crate) struct Completed {
+    /// The link to store (none where the merge stored what it had to itself).
+    link: Option<Link>,
+    /// The sides written or created, with their versions and change times: the next scans'
+    /// echoes, noted once the link is stored.
+    wrote: Vec<(Side, ItemId, Version, chrono::DateTime<Utc>)>,
+    /// The merge's answer once the link is stored.
+    then: Result<Outcome>,
+}
+
+impl Completed {
+    /// A merge that stored what it had to itself.
+    fn stored(then: Outcome) -> Self {
+        Completed {
+            link: None,
+            wrote: Vec::new(),
+            then: Ok(then),
+        }
+    }
+
+    /// A merge whose link is stored and then answers `then`.
+    fn saving(link: Link, then: Result<Outcome>) -> Self {
+        Completed {
+            link: Some(link),
+            wrote: Vec::new(),
+            then,
+        }
+    }
+}
+
 /// Merges waiting to be applied together, each with the item whose outcome it is.
 #[derive(Default)]
 pub(crate) struct Batch {
@@ -167,6 +198,7 @@ impl SyncPair {
         let mut applied = self.apply(&mut jobs, round).await;
         let gone = self.read_refused(&mut jobs, &mut applied, round).await?;
         self.list_extras(&jobs, round).await;
+        let mut done: Vec<((Side, ItemId), Result<Completed>)> = Vec::with_capacity(jobs.len());
         for ((((side, id), job), applied), gone) in
             owners.into_iter().zip(jobs).zip(applied).zip(gone)
         {
@@ -176,12 +208,46 @@ impl SyncPair {
                     let item = job.item(left).clone();
                     self.twinless(&job.link, left, &item, "was deleted", round)
                         .await
+                        .map(Completed::stored)
                 }
                 None => self.complete(job, applied, round).await,
             };
+            done.push(((side, id), result));
+        }
+        self.store_completed(&mut done).await;
+        for ((side, id), result) in done {
+            let result = result.and_then(|c| {
+                for (side, id, version, at) in &c.wrote {
+                    self.note_own_write(*side, id, version, *at);
+                }
+                c.then
+            });
             self.settle(side, &id, result, round).await?;
         }
         Ok(())
+    }
+
+    /// Stores the links of a batch's completed merges in one step, under one renewal of the
+    /// lease (not a transaction per item); a failure is each of those merges' answer.
+    async fn store_completed(&self, done: &mut [((Side, ItemId), Result<Completed>)]) {
+        let links: Vec<Link> = done
+            .iter()
+            .filter_map(|(_, c)| c.as_ref().ok().and_then(|c| c.link.clone()))
+            .collect();
+        if links.is_empty() {
+            return;
+        }
+        let saved = match self.renew_lease().await {
+            Ok(_) => self.store.save_links(&self.id, &links, &[]).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = saved {
+            for (_, c) in done.iter_mut() {
+                if c.as_ref().is_ok_and(|c| c.link.is_some()) {
+                    *c = Err(e.clone());
+                }
+            }
+        }
     }
 
     /// The merges planned against a twin taken from its link (ADR 0022) whose write was
@@ -244,14 +310,14 @@ impl SyncPair {
     }
 
     /// A merge after its writes: a version conflict is re-read, re-planned and applied again
-    /// (bounded); then the link learns the result, comments and attachments are copied and the
-    /// link is stored.
-    pub(crate) async fn complete(
+    /// (bounded); then the link learns the result and comments and attachments are copied. The
+    /// link is left to store with the rest of the batch ([`Completed`]).
+    async fn complete(
         &self,
         mut job: MergeJob,
         mut applied: Result<()>,
         round: &mut Round,
-    ) -> Result<Outcome> {
+    ) -> Result<Completed> {
         loop {
             match applied {
                 Ok(()) => break,
@@ -276,9 +342,7 @@ impl SyncPair {
                 Err(e) => {
                     // What landed, and the write whose outcome is unknown, go to the store; the
                     // next round's merge starts from them.
-                    self.renew_lease().await?;
-                    self.store.save_link(&self.id, &job.link).await?;
-                    return Err(e);
+                    return Ok(Completed::saving(job.link, Err(e)));
                 }
             }
         }
@@ -309,26 +373,29 @@ impl SyncPair {
         if let Err(e) = self.copy_extras(&link, fresh, round).await {
             link.left_version = None;
             link.right_version = None;
-            self.renew_lease().await?;
-            self.store.save_link(&self.id, &link).await?;
-            return Err(e);
+            return Ok(Completed::saving(link, Err(e)));
         }
-        self.renew_lease().await?;
-        self.store.save_link(&self.id, &link).await?;
-        // The sides this merge wrote (or created) come back in their next scans as echoes.
+        // The sides this merge wrote (or created) come back in their next scans as echoes, once
+        // the link is stored.
+        let mut wrote = Vec::new();
         for (side, w) in [(Side::Left, &p.left), (Side::Right, &p.right)] {
             if (!w.is_empty() || fresh == Some(side))
                 && let Some(v) = link.version(side)
             {
                 let at = if side == Side::Left { &left } else { &right }.changed_at;
-                self.note_own_write(side, link.id(side), v, at);
+                wrote.push((side, link.id(side).clone(), v.clone(), at));
             }
         }
-        if let Some(e) = p.errors.into_iter().next() {
+        let then = match p.errors.into_iter().next() {
             // The rest was applied; the item is parked with what could not be.
-            return Err(e.with_temporary(false));
-        }
-        Ok(Outcome::Done)
+            Some(e) => Err(e.with_temporary(false)),
+            None => Ok(Outcome::Done),
+        };
+        Ok(Completed {
+            link: Some(link),
+            wrote,
+            then,
+        })
     }
 
     /// `fields` kept to those the spec reads or writes on `side` ([`Mapping::fields`]), all a

@@ -69,10 +69,23 @@ pub(crate) fn canonical_field(
     t: &WitType,
     name: &str,
 ) -> Option<(String, &'static str, bool, Vec<String>)> {
-    field_specs(ado, t)
-        .into_iter()
+    // As `field_specs` finds it, without building every field's spec for one lookup.
+    if let Some((r, _, ty, ro, allowed)) = t
+        .fields()
         .find(|(r, n, ..)| r.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(name))
-        .map(|(r, _, ty, ro, allowed)| (r, ty, ro, allowed))
+    {
+        let allowed = if *r == "System.State" {
+            t.states.iter().map(|(s, _, _)| (*s).to_owned()).collect()
+        } else {
+            allowed.iter().map(|s| (*s).to_owned()).collect()
+        };
+        return Some(((*r).to_owned(), *ty, *ro, allowed));
+    }
+    ado.config
+        .custom_fields
+        .iter()
+        .find(|(r, n, _)| r.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(name))
+        .map(|(r, _, ty)| (r.clone(), *ty, false, Vec::new()))
 }
 
 pub(crate) fn render_identity(v: &Value, api: &ApiVersion, base: &str) -> Value {

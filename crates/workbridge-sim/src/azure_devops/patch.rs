@@ -144,13 +144,20 @@ pub(crate) fn value_for(
     })
 }
 
+fn scalar(v: &Value) -> bool {
+    matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
+}
+
 pub(crate) fn json_eq(a: Option<&Value>, b: &Value) -> bool {
     match (a, b) {
         (None, Value::Null) => true,
         (Some(x), y) => {
             x == y
                 || x.as_str().is_some_and(|s| Some(s) == y.as_str())
-                || x.to_string().trim_matches('"') == y.to_string().trim_matches('"')
+                // A number or flag against its text (objects and arrays are equal only as
+                // values).
+                || (scalar(x) && scalar(y)
+                    && x.to_string().trim_matches('"') == y.to_string().trim_matches('"'))
         }
         _ => false,
     }

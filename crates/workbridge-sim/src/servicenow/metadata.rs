@@ -42,7 +42,26 @@ impl Meta {
 }
 
 impl Store {
-    pub(crate) fn meta(&self, table: &str) -> Meta {
+    /// A table's field metadata (its dictionary entries and choices, its parent's included),
+    /// derived again only once the dictionary or the choice list changed.
+    pub(crate) fn meta(&self, table: &str) -> std::sync::Arc<Meta> {
+        let stamp = |t: &str| self.tables.get(t).map_or(0, Table::stamp);
+        let stamps = (stamp("sys_dictionary"), stamp("sys_choice"));
+        let mut cache = self
+            .meta_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, meta)) = cache.get(table)
+            && *at == stamps
+        {
+            return meta.clone();
+        }
+        let meta = std::sync::Arc::new(self.derive_meta(table));
+        cache.insert(table.to_owned(), (stamps, meta.clone()));
+        meta
+    }
+
+    fn derive_meta(&self, table: &str) -> Meta {
         let mut chain = vec![table];
         if let Some(p) = data::parent_of(table) {
             chain.insert(0, p);
@@ -95,5 +114,41 @@ impl Store {
             }
         }
         Meta { fields }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Metadata is derived once and kept, but a field added to the dictionary (or a choice
+    /// to the choice list) afterwards shows at once.
+    #[test]
+    fn metadata_follows_the_dictionary_it_was_derived_from() {
+        let mut store = Store::new(1);
+        let now = chrono::Utc::now();
+        let before = store.meta("incident");
+        assert!(before.get("u_root_cause").is_none());
+        assert!(std::sync::Arc::ptr_eq(&before, &store.meta("incident")));
+        let row = Row::from([
+            ("name".into(), "incident".into()),
+            ("element".into(), "u_root_cause".into()),
+            ("internal_type".into(), "integer".into()),
+        ]);
+        store.insert_system("sys_dictionary", row, now);
+        let after = store.meta("incident");
+        assert!(after.get("u_root_cause").is_some_and(FieldInfo::is_numeric));
+        let choice = Row::from([
+            ("name".into(), "incident".into()),
+            ("element".into(), "u_root_cause".into()),
+            ("value".into(), "7".into()),
+            ("label".into(), "Seven".into()),
+        ]);
+        store.insert_system("sys_choice", choice, now);
+        let with_choice = store.meta("incident");
+        assert_eq!(
+            with_choice.get("u_root_cause").map(|i| i.choices.len()),
+            Some(1)
+        );
     }
 }

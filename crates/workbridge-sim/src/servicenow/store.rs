@@ -32,15 +32,41 @@ pub(crate) const INDEXED: [&str; 6] = [
 
 /// A table: rows in insertion order, with an index by `sys_id` and an ordered index of each
 /// [`INDEXED`] field (value, then insertion order).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Table {
     rows: BTreeMap<u64, Row>,
     by_id: HashMap<String, u64>,
     index: HashMap<&'static str, BTreeSet<(String, u64)>>,
     next: u64,
+    /// Changes with each change to the table (unique across tables): what was derived from
+    /// it (the dictionary's field metadata) is known stale by it.
+    stamp: u64,
+}
+
+/// The next table stamp.
+fn new_stamp() -> u64 {
+    static STAMPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    STAMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table {
+            rows: BTreeMap::new(),
+            by_id: HashMap::new(),
+            index: HashMap::new(),
+            next: 0,
+            stamp: new_stamp(),
+        }
+    }
 }
 
 impl Table {
+    /// The table's stamp: another after each change.
+    pub(crate) fn stamp(&self) -> u64 {
+        self.stamp
+    }
+
     fn index_row(&mut self, k: u64, row: &Row, add: bool) {
         for f in INDEXED {
             let entry = (row.get(f).cloned().unwrap_or_default(), k);
@@ -54,6 +80,7 @@ impl Table {
     }
 
     pub(crate) fn insert(&mut self, row: Row) {
+        self.stamp = new_stamp();
         let id = row.get("sys_id").cloned().unwrap_or_default();
         self.next += 1;
         let k = self.next;
@@ -75,6 +102,7 @@ impl Table {
         let Some(&k) = self.by_id.get(id) else {
             return false;
         };
+        self.stamp = new_stamp();
         if let Some(old) = self.rows.remove(&k) {
             self.index_row(k, &old, false);
         }
@@ -85,6 +113,7 @@ impl Table {
 
     pub(crate) fn remove(&mut self, id: &str) -> Option<Row> {
         let k = self.by_id.remove(id)?;
+        self.stamp = new_stamp();
         let row = self.rows.remove(&k)?;
         self.index_row(k, &row, false);
         Some(row)
@@ -138,7 +167,13 @@ pub(crate) struct Store {
     pub(crate) blobs: HashMap<String, Bytes>,
     counters: HashMap<&'static str, u64>,
     rng: StdRng,
+    /// Each table's field metadata, with the dictionary's and choice list's stamps it was
+    /// derived at (rebuilt once either changes, not on every request).
+    pub(crate) meta_cache: std::sync::Mutex<MetaCache>,
 }
+
+/// Each table's field metadata with the stamps of the tables it came from.
+pub(crate) type MetaCache = HashMap<String, ((u64, u64), std::sync::Arc<Meta>)>;
 
 pub(crate) const BASE_TABLES: [&str; 10] = [
     "task",
@@ -163,6 +198,7 @@ impl Store {
             blobs: HashMap::new(),
             counters: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
+            meta_cache: std::sync::Mutex::new(HashMap::new()),
         };
         let epoch = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default();
         for (table, element, label, ty, reference, choice, mandatory, read_only, max) in

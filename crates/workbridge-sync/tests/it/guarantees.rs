@@ -2727,3 +2727,175 @@ async fn an_observer_sees_each_page_and_item_and_can_end_the_round_between_pages
     assert!(pages.iter().any(|p| p.side == Side::Right), "{pages:?}");
     assert!(pages.last().is_some_and(|p| !p.more));
 }
+
+/// A memory store that counts the steps the kernel asks of it.
+#[derive(Debug, Default)]
+struct CountingStore {
+    inner: MemoryStore,
+    link_saves: std::sync::atomic::AtomicUsize,
+    batch_saves: std::sync::atomic::AtomicUsize,
+    leases: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingStore {
+    fn counts(&self) -> (usize, usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (
+            self.link_saves.load(SeqCst),
+            self.batch_saves.load(SeqCst),
+            self.leases.load(SeqCst),
+        )
+    }
+    fn reset(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.link_saves.store(0, SeqCst);
+        self.batch_saves.store(0, SeqCst);
+        self.leases.store(0, SeqCst);
+    }
+}
+
+type R<T> = workbridge_core::Result<T>;
+
+#[async_trait::async_trait]
+impl StateStore for CountingStore {
+    async fn link(&self, p: &str, s: Side, id: &ItemId) -> R<Option<workbridge_sync::Link>> {
+        self.inner.link(p, s, id).await
+    }
+    async fn save_link(&self, p: &str, l: &workbridge_sync::Link) -> R<()> {
+        self.link_saves
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.save_link(p, l).await
+    }
+    async fn links_of(
+        &self,
+        p: &str,
+        s: Side,
+        ids: &[ItemId],
+    ) -> R<Vec<Option<workbridge_sync::Link>>> {
+        self.inner.links_of(p, s, ids).await
+    }
+    async fn save_links(
+        &self,
+        p: &str,
+        links: &[workbridge_sync::Link],
+        done: &[(Side, ItemId)],
+    ) -> R<()> {
+        self.batch_saves
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.save_links(p, links, done).await
+    }
+    async fn retire_link(&self, p: &str, l: &workbridge_sync::Link) -> R<()> {
+        self.inner.retire_link(p, l).await
+    }
+    async fn links(&self, p: &str) -> R<Vec<workbridge_sync::Link>> {
+        self.inner.links(p).await
+    }
+    async fn cursor(&self, p: &str, s: Side) -> R<Option<workbridge_core::Cursor>> {
+        self.inner.cursor(p, s).await
+    }
+    async fn save_cursor(&self, p: &str, s: Side, c: &workbridge_core::Cursor) -> R<()> {
+        self.inner.save_cursor(p, s, c).await
+    }
+    async fn park(&self, p: &str, x: &workbridge_sync::Parked) -> R<()> {
+        self.inner.park(p, x).await
+    }
+    async fn unpark(&self, p: &str, s: Side, id: &ItemId) -> R<()> {
+        self.inner.unpark(p, s, id).await
+    }
+    async fn parked(&self, p: &str) -> R<Vec<workbridge_sync::Parked>> {
+        self.inner.parked(p).await
+    }
+    async fn copied(&self, p: &str, k: workbridge_sync::Copied, s: Side, id: &str) -> R<bool> {
+        self.inner.copied(p, k, s, id).await
+    }
+    async fn record_copy(
+        &self,
+        p: &str,
+        k: workbridge_sync::Copied,
+        s: Side,
+        a: &str,
+        b: &str,
+    ) -> R<()> {
+        self.inner.record_copy(p, k, s, a, b).await
+    }
+    async fn acquire_lease(&self, p: &str, h: &str, ttl: std::time::Duration) -> R<bool> {
+        self.leases
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.acquire_lease(p, h, ttl).await
+    }
+    async fn release_lease(&self, p: &str, h: &str) -> R<()> {
+        self.inner.release_lease(p, h).await
+    }
+    async fn save_intents(&self, p: &str, i: &[workbridge_sync::CreateIntent]) -> R<()> {
+        self.inner.save_intents(p, i).await
+    }
+    async fn intent(
+        &self,
+        p: &str,
+        s: Side,
+        id: &ItemId,
+    ) -> R<Option<workbridge_sync::CreateIntent>> {
+        self.inner.intent(p, s, id).await
+    }
+    async fn clear_intent(&self, p: &str, s: Side, id: &ItemId) -> R<()> {
+        self.inner.clear_intent(p, s, id).await
+    }
+}
+
+/// A page of edits costs the store a fixed number of steps, not a transaction (and a lease
+/// renewal) per item: the merged links are stored together.
+#[tokio::test]
+async fn a_page_of_merges_stores_its_links_in_one_step() {
+    let (clock, ops, dev) = backends();
+    let store = Arc::new(CountingStore::default());
+    let pair = SyncPair::new(
+        ops.clone(),
+        dev.clone(),
+        Mapping::from_toml_str(SPEC).unwrap(),
+        store.clone(),
+    )
+    .unwrap();
+    let mut tickets = Vec::new();
+    for n in 0..40 {
+        clock.advance(std::time::Duration::from_secs(1));
+        let t = ops
+            .create(
+                &incident(),
+                &software(&format!("Ticket {n}")),
+                &CreateOptions::default(),
+            )
+            .await
+            .unwrap();
+        tickets.push(t.id);
+    }
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(r.created.right, 40, "{r}");
+    assert_eq!(store.counts().0, 0, "no link stored on its own");
+    clock.advance(std::time::Duration::from_secs(1));
+    for t in &tickets {
+        ops.update(
+            &incident(),
+            t,
+            &FieldMap::new().with("short_description", "Edited by Ops"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    store.reset();
+    let r = pair.run_once().await;
+    assert!(r.is_complete(), "{r}");
+    assert_eq!(r.updated.right, 40, "{r}");
+    let (single, batches, leases) = store.counts();
+    assert_eq!(single, 0, "no link stored on its own");
+    // The pending writes, then the merged links.
+    assert!(batches <= 3, "{batches} batch saves");
+    assert!(leases <= 10, "{leases} lease renewals for 40 merges");
+    for t in &tickets {
+        let link = pair.link_of(Side::Left, t).await.unwrap().unwrap();
+        let b = dev.get(&bug(), &link.right).await.unwrap();
+        assert_eq!(text(&b, "System.Title"), Some("Edited by Ops"));
+    }
+    assert_eq!(pair.run_once().await.writes(), 0);
+}
