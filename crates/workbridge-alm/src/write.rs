@@ -50,6 +50,24 @@ impl AlmRepository {
                 .is_some_and(|wf| changes.contains(wf.state_field.as_str()))
     }
 
+    /// The entity as the caller's previous write was answered with a moment ago
+    /// ([`UpdateOptions::answered`]), where it serves to check an update in place of a read:
+    /// at the version the update expects, with the workflow's state field where the update
+    /// changes the state.
+    fn answered<'a>(
+        &self,
+        t: &ItemType,
+        changes: &FieldMap,
+        opts: &'a UpdateOptions,
+    ) -> Option<&'a WorkItem> {
+        match self.workflow(t) {
+            Some(wf) if changes.contains(wf.state_field.as_str()) => {
+                opts.answered_at_version(&[wf.state_field.as_str()])
+            }
+            _ => opts.answered_at_version(&[]),
+        }
+    }
+
     /// Checks an update against the entity as it is now (`if_version`, the workflow's
     /// transition): the version its answer must follow.
     fn check_current(
@@ -324,9 +342,14 @@ impl AlmRepository {
             })
             .collect();
         let ids: Vec<ItemId> = asked.iter().map(|(id, ..)| (*id).clone()).collect();
+        // Checked on the entity as it is now: as the caller's previous write was answered a
+        // moment ago where it says so, else read.
         let needs: Vec<bool> = asked
             .iter()
-            .map(|(_, changes, options)| self.needs_current(t, changes, options))
+            .map(|(_, changes, options)| {
+                self.needs_current(t, changes, options)
+                    && self.answered(t, changes, options).is_none()
+            })
             .collect();
         let wanted: Vec<ItemId> = ids
             .iter()
@@ -344,7 +367,13 @@ impl AlmRepository {
         let mut sent: Vec<(usize, Option<Version>)> = Vec::new();
         let mut bodies: Vec<Encoded> = Vec::new();
         for (k, ((id, changes, options), need)) in asked.iter().zip(&needs).enumerate() {
-            let checked = if *need {
+            let given = self
+                .needs_current(t, changes, options)
+                .then(|| self.answered(t, changes, options))
+                .flatten();
+            let checked = if let Some(cur) = given {
+                self.check_current(t, cur, changes, options).map(Some)
+            } else if *need {
                 let Some(cur) = current.next().flatten() else {
                     out[k] = Some(Err(Error::not_found(t, id)));
                     continue;
@@ -461,8 +490,13 @@ impl AlmRepository {
             // holds locked fails (`qccore.lock-failure`, a conflict), and the version is held
             // as in a bulk update.
             let before = if self.needs_current(t, changes, opts) {
-                let current = self.read(t, id).await?;
-                Some(self.check_current(t, &current, changes, opts)?)
+                match self.answered(t, changes, opts) {
+                    Some(current) => Some(self.check_current(t, current, changes, opts)?),
+                    None => {
+                        let current = self.read(t, id).await?;
+                        Some(self.check_current(t, &current, changes, opts)?)
+                    }
+                }
             } else {
                 opts.if_version.clone()
             };

@@ -1014,7 +1014,7 @@ pub enum VersionCheck {
 }
 
 /// Options of [`Repository::update`](crate::Repository::update).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct UpdateOptions {
     /// Apply only if the item is still at this version, else fail with
@@ -1023,9 +1023,34 @@ pub struct UpdateOptions {
     /// The fields the caller needs of the item the update answers (the backend adds its
     /// own); `None`: all. A backend whose API cannot narrow its answer answers more.
     pub answer_fields: Option<Vec<FieldName>>,
+    /// The item as the caller's own write before this one was answered with a moment ago,
+    /// at [`if_version`](Self::if_version): a write of a sequence (a create, then the steps
+    /// of a workflow walk). A backend that reads an item just before writing it — to check its
+    /// version, or the workflow's transition from the state it is in — may check against this
+    /// instead: it is what that read finds unless another client wrote in between, and a
+    /// backend that checks the version sequence of its answer tells that after the fact.
+    /// Ignored where its version is not `if_version`.
+    pub answered: Option<Box<WorkItem>>,
 }
 
 impl UpdateOptions {
+    /// Sets [`UpdateOptions::answered`].
+    #[must_use]
+    pub fn answered(mut self, item: WorkItem) -> Self {
+        self.answered = Some(Box::new(item));
+        self
+    }
+
+    /// The item [`answered`](Self::answered) a moment ago, where it is at
+    /// [`if_version`](Self::if_version) and holds each of `fields`: what a read just before
+    /// the write would find but for another client's write in between.
+    pub fn answered_at_version(&self, fields: &[&str]) -> Option<&WorkItem> {
+        self.answered.as_deref().filter(|a| {
+            self.if_version.as_ref().is_none_or(|v| *v == a.version)
+                && fields.iter().all(|f| a.fields.contains(f))
+        })
+    }
+
     /// Sets the expected version.
     #[must_use]
     pub fn if_version(mut self, v: impl Into<Version>) -> Self {

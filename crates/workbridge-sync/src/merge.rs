@@ -17,6 +17,10 @@ pub(crate) struct MergeJob {
     /// The side whose item the merge took from its link unread (ADR 0022): a write to it that
     /// is refused reads it and plans again.
     pub(crate) assumed: Option<Side>,
+    /// The sides whose item the job holds as a write of this merge (the create, a walk's
+    /// step) was answered a moment ago: their next write offers it
+    /// ([`UpdateOptions::answered`]) to a backend that would read it first.
+    pub(crate) answered: PerSide<bool>,
 }
 
 impl MergeJob {
@@ -140,7 +144,11 @@ impl SyncPair {
             attempt: 0,
             fresh,
             assumed: None,
+            answered: PerSide::default(),
         };
+        if let Some(side) = fresh {
+            job.answered[side] = true;
+        }
         self.plan_merge(&mut job, round).await?;
         Ok(Outcome::Merge(Box::new(job)))
     }
@@ -293,6 +301,7 @@ impl SyncPair {
                 };
                 twin.fields = self.compact(side, std::mem::take(&mut twin.fields));
                 *job.item_mut(side) = twin;
+                job.answered[side] = false;
                 job.link.pending = None;
                 applied[i] = self.plan_merge(job, round).await;
                 again[i] = applied[i].is_ok();
@@ -330,6 +339,7 @@ impl SyncPair {
                     tracing::debug!(pair = %self.id, attempt = job.attempt, "version conflict: reading both items again");
                     job.left = self.read_one(Side::Left, &job.link.left).await?;
                     job.right = self.read_one(Side::Right, &job.link.right).await?;
+                    job.answered = PerSide::default();
                     round.report.calls.left += 1;
                     round.report.calls.right += 1;
                     self.plan_merge(&mut job, round).await?;
@@ -656,13 +666,17 @@ impl SyncPair {
                             .iter()
                             .map(|&i| {
                                 let item = jobs[i].item(side);
+                                let mut options = UpdateOptions::default()
+                                    .if_version(item.version.clone())
+                                    .answer_fields(answer.iter().cloned());
+                                if jobs[i].answered[side] {
+                                    options = options.answered(item.clone());
+                                }
                                 Write::Update {
                                     item_type: self.types[side].clone(),
                                     id: item.id.clone(),
                                     changes: steps[i][k].clone(),
-                                    options: UpdateOptions::default()
-                                        .if_version(item.version.clone())
-                                        .answer_fields(answer.iter().cloned()),
+                                    options,
                                 }
                             })
                             .collect()
@@ -690,6 +704,7 @@ impl SyncPair {
                                         item.fields =
                                             self.compact(side, std::mem::take(&mut item.fields));
                                         *jobs[i].item_mut(side) = item;
+                                        jobs[i].answered[side] = true;
                                     }
                                     Err(e) => {
                                         if stops_the_round(&e) {

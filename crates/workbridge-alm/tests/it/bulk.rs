@@ -3,7 +3,8 @@
 use chrono::NaiveDate;
 use workbridge_alm::Format;
 use workbridge_core::{
-    Cursor, ErrorKind, FieldMap, FieldValue, ItemType, Person, Repository, RepositoryExt, Write,
+    Cursor, ErrorKind, FieldMap, FieldValue, ItemType, Person, Repository, RepositoryExt, WorkItem,
+    Write,
 };
 
 const COLLECTION: &str = "POST /qcbin/rest/domains/{domain}/projects/{project}/{collection}";
@@ -412,4 +413,82 @@ async fn after_write_updates_read_nothing_first() {
             .requests_to("PUT /qcbin/rest/domains/{domain}/projects/{project}/{collection}"),
         0
     );
+}
+
+/// Updates that follow the caller's own writes (a create, then a walk's steps) are checked on
+/// the entity those writes were answered with (`UpdateOptions::answered`): no version read
+/// before the bulk PUT, the workflow still checked on that state, and an answer at another
+/// version than the update expects is not taken for the entity as it is.
+#[tokio::test]
+async fn updates_after_the_callers_own_writes_are_checked_on_their_answers() {
+    let sim = crate::sim().await;
+    let r = crate::repo(&sim, Format::Json);
+    let t = ItemType::from("defects");
+    let made: Vec<WorkItem> = r
+        .write_many(&[defect("A"), defect("B"), defect("C")])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let step = |item: &WorkItem, to: &str| Write::Update {
+        item_type: t.clone(),
+        id: item.id.clone(),
+        changes: FieldMap::new().with("status", to),
+        options: workbridge_core::UpdateOptions::default()
+            .if_version(item.version.clone())
+            .answered(item.clone()),
+    };
+    sim.control().reset_requests();
+    let open: Vec<WorkItem> = r
+        .write_many(&[step(&made[0], "Open"), step(&made[1], "Open")])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        sim.control().total_requests(),
+        1,
+        "one bulk PUT, nothing read first: {:?}",
+        sim.control().requests()
+    );
+    // The next step follows the answers just given.
+    sim.control().reset_requests();
+    let fixed = r
+        .write_many(&[step(&open[0], "Fixed"), step(&open[1], "Fixed")])
+        .await
+        .unwrap();
+    assert!(fixed.iter().all(Result::is_ok), "{fixed:?}");
+    assert_eq!(sim.control().total_requests(), 1);
+    // The workflow is checked on the answered state: New → Closed is refused unsent.
+    sim.control().reset_requests();
+    let closed = r.write_many(&[step(&made[2], "Closed")]).await.unwrap();
+    assert_eq!(
+        closed[0].as_ref().unwrap_err().kind(),
+        ErrorKind::InvalidTransition,
+        "{closed:?}"
+    );
+    assert_eq!(sim.control().total_requests(), 0);
+    // An answer at another version than the update expects is no witness: read first.
+    sim.control().reset_requests();
+    let mismatched = Write::Update {
+        item_type: t.clone(),
+        id: made[2].id.clone(),
+        changes: FieldMap::new().with("status", "Open"),
+        options: workbridge_core::UpdateOptions::default()
+            .if_version(workbridge_core::Version::new("99"))
+            .answered(made[2].clone()),
+    };
+    let refused = r.write_many(&[mismatched]).await.unwrap();
+    assert_eq!(refused[0].as_ref().unwrap_err().kind(), ErrorKind::Conflict);
+    // Read, refused, nothing sent.
+    assert_eq!(
+        sim.control().total_requests(),
+        1,
+        "{:?}",
+        sim.control().requests()
+    );
+    let c = r.get(&t, &made[2].id).await.unwrap();
+    assert_eq!(c.field("status").and_then(|v| v.as_str()), Some("New"));
 }
