@@ -165,6 +165,8 @@ impl AlmRepository {
         capabilities.optimistic_concurrency = config.version_check == VersionCheck::ReadBefore;
         capabilities.max_page_size = 2000;
         capabilities.max_batch_read = 100;
+        // The sync's own writes, a page of them or more, are left out of the scan (ADR 0023).
+        capabilities.skips_known = true;
         // Audits carry no ver-stamp: a change cannot be told by the version it made.
         capabilities.history = false;
         Ok(AlmRepository {

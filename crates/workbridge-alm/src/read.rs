@@ -98,16 +98,24 @@ impl AlmRepository {
             .map(|u| format!(" AND <=\"{}\"", local(u)))
             .unwrap_or_default();
         let order = "{last-modified[ASC];id[ASC]}";
+        // The sync's own writes, where there are enough of them that reading them back would
+        // cost pages: left out of the scan, and those changed since read apart (ADR 0023).
+        let known = KnownSplit::of(&opts.known, limit);
+        let except = known.as_ref().map(|k| k.except.as_str());
         let mut rows: Vec<Entity> = Vec::new();
         let mut full = false;
         let mut date = None;
         if let Some((at, id)) = &sq.after {
             let n: u64 = id.as_str().parse().unwrap_or(0);
+            let ids = match except {
+                Some(x) => format!(">{n} AND ({x})"),
+                None => format!(">{n}"),
+            };
             let (tie, total, tie_date) = self
                 .query_fields(
                     "changes",
                     t,
-                    Some(format!("{{last-modified[\"{}\"];id[>{n}]}}", local(*at))),
+                    Some(format!("{{last-modified[\"{}\"];id[{ids}]}}", local(*at))),
                     "{id[ASC]}",
                     (limit, 1),
                     opts.fields.as_deref(),
@@ -118,14 +126,17 @@ impl AlmRepository {
             rows.extend(tie);
         }
         if !full && rows.len() < limit {
+            let ids = except.map(|x| format!(";id[{x}]")).unwrap_or_default();
             let filter = match (&sq.after, sq.lower) {
-                (Some((at, _)), _) => {
-                    Some(format!("{{last-modified[>\"{}\"{upper}]}}", local(*at)))
-                }
-                (None, Some(from)) => {
-                    Some(format!("{{last-modified[>=\"{}\"{upper}]}}", local(from)))
-                }
-                (None, None) => None,
+                (Some((at, _)), _) => Some(format!(
+                    "{{last-modified[>\"{}\"{upper}]{ids}}}",
+                    local(*at)
+                )),
+                (None, Some(from)) => Some(format!(
+                    "{{last-modified[>=\"{}\"{upper}]{ids}}}",
+                    local(from)
+                )),
+                (None, None) => except.map(|x| format!("{{id[{x}]}}")),
             };
             let want = limit - rows.len();
             let mut q = vec![
@@ -157,8 +168,52 @@ impl AlmRepository {
                 Ok(super::write::narrow(item, opts.fields.as_deref()))
             })
             .collect::<Result<Vec<_>>>()?;
-        let items = scan.absorb(items, full, date);
+        let mut items = scan.absorb(items, full, date);
+        // Read after the page, so that the cursor, which follows the page's rows alone, never
+        // passes a change to one of them that this read did not see.
+        if let Some(k) = &known {
+            let changed = self.changed_since(t, k, opts.fields.as_deref()).await?;
+            for (i, e) in changed.iter().enumerate() {
+                let item = self.to_item(t, &meta, e, offset, &format!("entities[{i}]"))?;
+                items.push(super::write::narrow(item, opts.fields.as_deref()));
+            }
+        }
         Ok(ChangePage::new(items, scan.cursor()?, scan.has_more()))
+    }
+
+    /// The entities of `known` changed since the sync wrote them (`ver-stamp` past the version
+    /// its write left): one query per version its writes left (and per thousand characters of
+    /// ids), each read to its end.
+    async fn changed_since(
+        &self,
+        t: &ItemType,
+        known: &KnownSplit,
+        fields: Option<&[FieldName]>,
+    ) -> Result<Vec<Entity>> {
+        let mut out = Vec::new();
+        for (ids, version) in &known.groups {
+            let query = format!("{{id[{ids}];ver-stamp[>{version}]}}");
+            let mut start = 1;
+            loop {
+                let (rows, total, _) = self
+                    .query_fields(
+                        "changes",
+                        t,
+                        Some(query.clone()),
+                        "{id[ASC]}",
+                        (MAX_PAGE, start),
+                        fields,
+                    )
+                    .await?;
+                let n = rows.len();
+                out.extend(rows);
+                start += n;
+                if n == 0 || start > total {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) async fn do_get_many(
@@ -303,6 +358,86 @@ impl AlmRepository {
     }
 }
 
+/// The sync's own writes as a change scan leaves them out (ADR 0023): `except`, an id filter
+/// matching every id but theirs; `groups`, id filters of them by the version their write
+/// left, to read those changed since.
+#[derive(Debug)]
+pub(crate) struct KnownSplit {
+    pub(crate) except: String,
+    pub(crate) groups: Vec<(String, u64)>,
+}
+
+impl KnownSplit {
+    /// The split of `known` for a scan of pages of `limit`, where it saves requests: at
+    /// least a page of them (fewer are read back in the page at no cost, where the query for
+    /// those changed since would cost one). Only ids and versions that are numbers, and as
+    /// many runs of ids as an id filter of a thousand characters holds.
+    pub(crate) fn of(known: &[(ItemId, Version)], limit: usize) -> Option<KnownSplit> {
+        if known.len() < limit.max(1) {
+            return None;
+        }
+        let mut numbered: Vec<(u64, u64)> = known
+            .iter()
+            .filter_map(|(id, v)| Some((id.as_str().parse().ok()?, v.as_str().parse().ok()?)))
+            .collect();
+        numbered.sort_unstable();
+        numbered.dedup_by_key(|(id, _)| *id);
+        // Runs of consecutive ids, taken while the filter of the ids around them fits.
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        let mut except_len = 0usize;
+        let mut taken = 0usize;
+        for &(id, _) in &numbered {
+            if let Some((_, b)) = runs.last_mut()
+                && id == *b + 1
+            {
+                *b = id;
+                taken += 1;
+                continue;
+            }
+            // `(>b AND <a) OR ` and the last `>b` come to about this much per run.
+            let grown = except_len + 2 * id.to_string().len() + 20;
+            if grown > ID_FILTER_CHARS {
+                break;
+            }
+            except_len = grown;
+            runs.push((id, id));
+            taken += 1;
+        }
+        if taken < limit.max(1) {
+            return None;
+        }
+        let mut terms = Vec::with_capacity(runs.len() + 1);
+        let mut before: Option<u64> = None;
+        for &(a, b) in &runs {
+            terms.push(match before {
+                None => format!("<{a}"),
+                Some(p) => format!("(>{p} AND <{a})"),
+            });
+            before = Some(b);
+        }
+        if let Some(p) = before {
+            terms.push(format!(">{p}"));
+        }
+        let within = |id: u64| runs.iter().any(|&(a, b)| a <= id && id <= b);
+        let mut by_version: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for &(id, v) in numbered.iter().filter(|(id, _)| within(*id)) {
+            by_version.entry(v).or_default().push(id);
+        }
+        let groups = by_version
+            .into_iter()
+            .flat_map(|(v, ids)| {
+                id_filters(&ids, ID_FILTER_CHARS, usize::MAX)
+                    .into_iter()
+                    .map(move |(f, _)| (f, v))
+            })
+            .collect();
+        Some(KnownSplit {
+            except: terms.join(" OR "),
+            groups,
+        })
+    }
+}
+
 /// The most entities an ALM collection read answers (`REST_API_MAX_PAGE_SIZE`).
 pub(crate) const MAX_PAGE: usize = 2000;
 
@@ -404,5 +539,32 @@ mod tests {
         assert_eq!(named, scattered);
         assert_eq!(filters.iter().map(|(_, n)| n).sum::<usize>(), 300);
         assert!(id_filters(&[], 1000, 2000).is_empty());
+    }
+
+    #[test]
+    fn own_writes_are_split_into_the_ids_around_them_and_their_versions() {
+        let k = |id: &str, v: &str| (ItemId::from(id), Version::new(v));
+        let mut known: Vec<_> = (101..=110).map(|n| k(&n.to_string(), "3")).collect();
+        known.push(k("200", "5"));
+        known.push(k("not-a-number", "1"));
+        // Fewer than a page: read back in the page.
+        assert!(KnownSplit::of(&known, 20).is_none());
+        let split = KnownSplit::of(&known, 10).expect("a page of them");
+        assert_eq!(split.except, "<101 OR (>110 AND <200) OR >200");
+        assert_eq!(
+            split.groups,
+            vec![("(>=101 AND <=110)".to_owned(), 3), ("200".to_owned(), 5)]
+        );
+        // Scattered ids: as many runs as a filter of a thousand characters holds.
+        let scattered: Vec<_> = (0..2000)
+            .map(|n| k(&(100_000 + 2 * n).to_string(), "1"))
+            .collect();
+        let split = KnownSplit::of(&scattered, 10).expect("some of them");
+        assert!(
+            split.except.len() <= ID_FILTER_CHARS + 40,
+            "{}",
+            split.except.len()
+        );
+        assert!(split.groups.iter().all(|(f, _)| f.len() <= ID_FILTER_CHARS));
     }
 }

@@ -907,7 +907,9 @@ pub struct ChangeOptions {
     /// it is still at the version given, and moves the cursor past it as past the rest. An
     /// item changed since is listed as ever. A hint: a backend may list them all the same
     /// (Azure DevOps leaves them out of its WIQL, which otherwise lists ids to be read one
-    /// batch at a time; ServiceNow and ALM read whole rows with the scan and list them).
+    /// batch at a time; ALM, whose query cannot pair an id with a version, leaves them out
+    /// where there are a page of them or more and reads apart those whose `ver-stamp` moved
+    /// since; ServiceNow reads whole rows with the scan and lists them).
     pub known: Vec<(ItemId, Version)>,
 }
 

@@ -492,3 +492,91 @@ async fn updates_after_the_callers_own_writes_are_checked_on_their_answers() {
     let c = r.get(&t, &made[2].id).await.unwrap();
     assert_eq!(c.field("status").and_then(|v| v.as_str()), Some("New"));
 }
+
+/// The sync's own writes, a page of them or more, are left out of the change scan; those
+/// changed since it wrote them are listed all the same (ADR 0023).
+#[tokio::test]
+async fn the_syncs_own_writes_are_left_out_of_the_scan_unless_changed_since() {
+    let sim = crate::sim().await;
+    let r = crate::repo(&sim, Format::Json);
+    let t = ItemType::from("defects");
+    let writes: Vec<Write> = (0..30).map(|i| defect(&format!("Known {i}"))).collect();
+    let made: Vec<WorkItem> = r
+        .write_many(&writes)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let mut known: Vec<(workbridge_core::ItemId, workbridge_core::Version)> = made
+        .iter()
+        .map(|m| (m.id.clone(), m.version.clone()))
+        .collect();
+    // Another client edits one after the sync wrote it; the sync writes another again.
+    let edited = r
+        .update(
+            &t,
+            &made[5].id,
+            &FieldMap::new().with("name", "Edited in ALM"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let rewritten = r
+        .update(
+            &t,
+            &made[6].id,
+            &FieldMap::new().with("name", "Written again by the sync"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    known[6].1 = rewritten.version.clone();
+    let opts = workbridge_core::ChangeOptions::default()
+        .page_size(10)
+        .known(known.clone());
+    sim.control().reset_requests();
+    let mut cursor = Cursor::beginning();
+    let mut listed = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = r.changes(&t, &cursor, &opts).await.unwrap();
+        pages += 1;
+        listed.extend(page.items.iter().map(|i| (i.id.clone(), i.version.clone())));
+        cursor = page.next;
+        if !page.has_more || pages > 10 {
+            break;
+        }
+    }
+    let ours: Vec<_> = listed
+        .iter()
+        .filter(|(id, _)| made.iter().any(|m| m.id == *id))
+        .collect();
+    assert!(
+        ours.iter()
+            .all(|(id, v)| *id == edited.id && *v == edited.version),
+        "only the one edited since: {ours:?}"
+    );
+    assert!(!ours.is_empty(), "the edited one is listed: {listed:?}");
+    // The four seeded defects are listed as ever.
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|(id, _)| made.iter().all(|m| m.id != *id))
+            .count(),
+        4,
+        "{listed:?}"
+    );
+    // A page, and one read for each version the writes left: not 30 rows read back.
+    assert!(
+        sim.control().total_requests() <= 3 * pages,
+        "{pages} pages: {:?}",
+        sim.control().requests()
+    );
+    // Fewer than a page of them: read back as ever.
+    let few = workbridge_core::ChangeOptions::default()
+        .page_size(100)
+        .known(known);
+    let page = r.changes(&t, &Cursor::beginning(), &few).await.unwrap();
+    assert_eq!(page.items.len(), 34, "{:?}", page.items.len());
+}
