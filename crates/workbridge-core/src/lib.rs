@@ -32,6 +32,7 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod duration_text;
 mod error;
 pub mod fence;
 mod memory;

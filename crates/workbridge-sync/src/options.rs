@@ -4,12 +4,35 @@
 use super::*;
 
 /// How a [`SyncPair`] works; the defaults suit most pairs.
-#[derive(Debug, Clone)]
+///
+/// It reads from a configuration file (serde, field names as here, durations as text such as
+/// `"10m"`; what is left out keeps its default; an unknown key is an error naming it):
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let options: workbridge_sync::SyncOptions = toml::from_str(
+///     r#"
+///     page_size = 500
+///     attachments = false
+///     lease_ttl = "2m"
+///     twin_lookup = "always"
+///     "#,
+/// )?;
+/// assert_eq!(options.lease_ttl, std::time::Duration::from_secs(120));
+/// assert!(options.comments);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct SyncOptions {
     /// Items per change page. Unset (the default), each side reads pages of its adapter's own
     /// size (ServiceNow 2,000, Azure DevOps 1,000, ALM 500), which the integrator sets in that
     /// adapter's config; set, both sides use it, capped to each API's limit.
+    #[serde(
+        deserialize_with = "some_positive",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub page_size: Option<usize>,
     /// How often a merge is re-read and re-planned after a version conflict (default 3).
     pub conflict_retries: u32,
@@ -28,6 +51,7 @@ pub struct SyncOptions {
     /// How long the pair's lease lasts without renewal (default 10 minutes); it is renewed
     /// after every page, so it only needs to outlast one page's work. A dead worker's lease
     /// expires after this long.
+    #[serde(with = "workbridge_core::duration_text")]
     pub lease_ttl: Duration,
     /// How long a write whose outcome is unknown may still land (default 5 minutes: more than a
     /// request's time budget with its retries) — one that timed out, whose answer was cut off,
@@ -36,6 +60,7 @@ pub struct SyncOptions {
     /// lookup finds the one it made (no duplicate), and an update is not sent again unless its
     /// item shows it landed (a late write landing over a newer one would lose the newer): the
     /// item is parked, temporarily, and tried each round.
+    #[serde(with = "workbridge_core::duration_text")]
     pub in_flight_grace: Duration,
     /// When an item without a link is looked up on the other side by its correlation key
     /// before its twin is created (default [`TwinLookup::WhenUnknown`]).
@@ -45,6 +70,7 @@ pub struct SyncOptions {
     /// requests in flight too (`ClientOptions::max_concurrency`, default 8), and the adapters
     /// read and write a call's chunks (ids, comments, attachments, ServiceNow's Batch API
     /// requests) that many at a time.
+    #[serde(deserialize_with = "positive")]
     pub concurrency: usize,
     /// Items of a page worked on together: a page is read whole, then its items are planned,
     /// written and stored this many at a time, so that a large page costs the memory of a
@@ -52,6 +78,10 @@ pub struct SyncOptions {
     /// `$batch`es of Azure DevOps creates, one `write_many` of ServiceNow's (ten Batch API
     /// requests) — or what the other side writes in one request when that is more (ALM's bulk
     /// writes: 2,000), so that a chunk's writes fill the target's requests.
+    #[serde(
+        deserialize_with = "some_positive",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub chunk_size: Option<usize>,
     /// Whether a linked item's twin is read before the two are merged even when the link knows
     /// the twin exactly as it was at its last version (default false). Off, such a merge runs
@@ -64,8 +94,26 @@ pub struct SyncOptions {
     pub read_twins_first: bool,
 }
 
-/// When the sync looks for an existing twin (by correlation key) before creating one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// A count of at least one, as a configuration file gives it.
+fn positive<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {
+    let n = <usize as serde::Deserialize>::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("0 is not a count of at least 1"));
+    }
+    Ok(n)
+}
+
+/// A count of at least one, where one is given.
+fn some_positive<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<usize>, D::Error> {
+    positive(d).map(Some)
+}
+
+/// When the sync looks for an existing twin (by correlation key) before creating one
+/// (`"when-unknown"` or `"always"` in a configuration file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum TwinLookup {
     /// Where a twin may exist unknown to the store: an item whose create has no known outcome
@@ -170,5 +218,59 @@ impl SyncOptions {
     pub fn twinless_comment(mut self, on: bool) -> Self {
         self.twinless_comment = on;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_read_from_a_file_keep_the_defaults_they_leave_out() {
+        let o: SyncOptions = toml::from_str(
+            r#"
+            page_size = 500
+            chunk_size = 250
+            attachments = false
+            lease_ttl = "2m"
+            in_flight_grace = "1h30m"
+            twin_lookup = "always"
+            concurrency = 2
+            "#,
+        )
+        .unwrap();
+        assert_eq!(o.page_size, Some(500));
+        assert_eq!(o.chunk_size, Some(250));
+        assert!(!o.attachments && o.comments);
+        assert_eq!(o.lease_ttl, Duration::from_secs(120));
+        assert_eq!(o.in_flight_grace, Duration::from_secs(5400));
+        assert_eq!(o.twin_lookup, TwinLookup::Always);
+        assert_eq!(o.concurrency, 2);
+        assert_eq!(o.conflict_retries, SyncOptions::default().conflict_retries);
+        // Written and read back as it was.
+        let text = toml::to_string(&o).unwrap();
+        assert!(text.contains("lease_ttl = \"2m\""), "{text}");
+        let again: SyncOptions = toml::from_str(&text).unwrap();
+        assert_eq!(format!("{again:?}"), format!("{o:?}"));
+        let defaults: SyncOptions = toml::from_str("").unwrap();
+        assert_eq!(
+            format!("{defaults:?}"),
+            format!("{:?}", SyncOptions::default())
+        );
+    }
+
+    #[test]
+    fn a_bad_option_in_a_file_is_refused_by_name() {
+        for (text, says) in [
+            ("pagesize = 5", "pagesize"),
+            ("lease_ttl = \"ten minutes\"", "ten minutes"),
+            ("lease_ttl = 600", "lease_ttl"),
+            ("concurrency = 0", "at least 1"),
+            ("page_size = 0", "at least 1"),
+            ("twin_lookup = \"sometimes\"", "sometimes"),
+        ] {
+            let e = toml::from_str::<SyncOptions>(text).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 }
