@@ -1010,7 +1010,10 @@ pub enum VersionCheck {
     /// Also read just before the write (one read for many updates), refusing an update whose
     /// item moved since the caller's read with `Conflict` before anything is written: an edit
     /// to a field the write sets is kept unless it lands in the round trip between that read
-    /// and the write. The default: what `optimistic_concurrency` promises.
+    /// and the write. An update that carries the item as the caller's own write before it was
+    /// answered ([`UpdateOptions::answered`]: a walk's next step) is checked on that answer
+    /// instead, and the window is from that write's landing to this one (ADR 0023). The
+    /// default: what `optimistic_concurrency` promises.
     #[default]
     ReadBefore,
 }
