@@ -3,6 +3,16 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// Whether a request writes without a condition the server checks: ALM's `PUT` has no
+/// `If-Match`, so one that may have reached the server (a timeout, a reply lost in transit) is
+/// never sent again. Its first copy can land after the second — a request held on the wire —
+/// and write over an edit made between them; the caller learns the outcome from a fresh read
+/// instead (the kernel's pending write, ADR 0012). A `PUT` answered with an error status
+/// (`503`, `429`) was not applied and is still retried.
+pub(crate) fn unconditional(method: &Method) -> bool {
+    *method == Method::PUT
+}
+
 impl AlmRepository {
     pub(crate) async fn call(
         &self,
@@ -13,12 +23,16 @@ impl AlmRepository {
         body: Option<Vec<u8>>,
     ) -> Result<HttpResponse> {
         let media = self.config.format.media();
+        let unconditional = unconditional(&method);
         let mut rb = self
             .client
             .request(method, path)
             .query(query)
             .header(ACCEPT, media)
             .operation(op);
+        if unconditional {
+            rb = rb.idempotent(false);
+        }
         if let Some(b) = body {
             rb = rb.body(b, media);
         }

@@ -421,6 +421,9 @@ impl AlmRepository {
         let resp = self
             .client
             .request(method, &self.coll_path(t))
+            // Neither a bulk PUT nor a bulk POST carries a condition: one that may have
+            // reached the server is not sent again (see `unconditional`).
+            .idempotent(false)
             .header(ACCEPT, media)
             .body(
                 encode_collection(format, &entity_type(t.as_str()), bodies),

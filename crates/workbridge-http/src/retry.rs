@@ -64,7 +64,9 @@ impl BackoffConfig {
 /// Defaults: up to 5 retries within 2 minutes; 408, 429 and 5xx (but 501) responses and
 /// connection failures are retried for every method; timeouts only for idempotent requests
 /// (GET, HEAD, PUT, DELETE, OPTIONS, or a request marked idempotent), since a timed-out POST
-/// may have been applied. Every wait is at least what the server asked for with `Retry-After`,
+/// may have been applied. A `PUT` the server applies without a condition is not safe to repeat
+/// when others write too (a second copy writes over an edit made between the two): mark such a
+/// request [`RequestBuilder::idempotent(false)`](crate::RequestBuilder::idempotent). Every wait is at least what the server asked for with `Retry-After`,
 /// `X-RateLimit-Reset` or `X-RateLimit-Delay`; when that is beyond the time left, the error is
 /// returned at once, carrying the wait in [`Error::retry_after`](workbridge_core::Error::retry_after).
 /// A wait the server asks for is honoured up to [`RetryConfig::max_server_wait`] (default

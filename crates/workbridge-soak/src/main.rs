@@ -401,6 +401,10 @@ async fn run(args: &[String]) -> Setup<i32> {
     let failed = counts.duplicates + counts.lost + echo + counts.divergence + panics > 0;
     if failed {
         println!("the worker log is kept: {}", log.display());
+        let journal = dir.join("users.log");
+        if std::fs::write(&journal, model.journal.join("\n")).is_ok() {
+            println!("Dev's moves and QA's verdicts: {}", journal.display());
+        }
         for p in &wires {
             for line in p.held_writes() {
                 println!("held write: {line}");

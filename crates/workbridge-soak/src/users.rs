@@ -67,6 +67,14 @@ pub(crate) struct Model {
     files: Vec<(ItemId, String, &'static str)>,
     /// Files attached.
     pub(crate) files_attached: u64,
+    /// Dev's moves and QA's verdicts as they were made (when, which items, whether the item
+    /// read back showed them), kept beside the worker log when the check fails.
+    pub(crate) journal: Vec<String>,
+}
+
+/// The wall clock to the millisecond, as the worker log shows it.
+fn clock() -> String {
+    chrono::Utc::now().format("%H:%M:%S%.3f").to_string()
 }
 
 /// The names of an item's attachments, read through the faults.
@@ -265,7 +273,16 @@ impl Model {
                 b.id
             ));
         };
-        if text(&now, "System.State") == next {
+        let shown = text(&now, "System.State");
+        self.journal.push(format!(
+            "{} step {step} dev {number} Bug {} {} -> {next}: write {}, reads {shown} at rev {}",
+            clock(),
+            b.id,
+            text(&b, "System.State"),
+            if wrote.is_ok() { "ok" } else { "failed" },
+            now.version
+        ));
+        if shown == next {
             self.dev.insert(number, (step, next.to_owned()));
         }
         Ok(wrote.is_ok())
@@ -301,7 +318,7 @@ impl Model {
         } else {
             ("Reopen", "Active")
         };
-        let _ = sys
+        let wrote = sys
             .alm
             .update(
                 &defect(),
@@ -316,6 +333,14 @@ impl Model {
                 d.id
             ));
         };
+        self.journal.push(format!(
+            "{} step {step} qa {number} defect {} {verdict}: write {}, reads {} at ver-stamp {}",
+            clock(),
+            d.id,
+            if wrote.is_ok() { "ok" } else { "failed" },
+            text(&now, "status"),
+            now.version
+        ));
         if text(&now, "status") != verdict {
             return Ok(false); // refused or lost: QA will look again later
         }

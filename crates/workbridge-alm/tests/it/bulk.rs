@@ -9,7 +9,7 @@ use workbridge_core::{
 
 const COLLECTION: &str = "POST /qcbin/rest/domains/{domain}/projects/{project}/{collection}";
 
-fn defect(name: &str) -> Write {
+pub(crate) fn defect(name: &str) -> Write {
     Write::create(
         ItemType::from("defects"),
         FieldMap::new()

@@ -3,6 +3,7 @@
 mod bulk;
 mod conformance;
 mod sessions;
+mod wire;
 
 use workbridge_alm::{AlmConfig, AlmRepository, Format};
 use workbridge_http::{BackoffConfig, ClientOptions, RetryConfig};
