@@ -86,6 +86,17 @@ pub use report::{PerSide, SyncReport};
 pub use store::SqliteStore;
 pub use store::{Copied, CreateIntent, Link, MemoryStore, Parked, PendingWrite, Side, StateStore};
 
+/// A job's hold on its pair's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lease {
+    /// Not taken yet in this job.
+    NotTaken,
+    /// Held until then, as of the last renewal.
+    Until(tokio::time::Instant),
+    /// It ran out during the job: not taken again before the next job (ADR 0010).
+    Lapsed,
+}
+
 /// Keeps the items of two repositories in step: see the crate docs.
 pub struct SyncPair {
     id: String,
@@ -101,8 +112,8 @@ pub struct SyncPair {
     /// Items whose twin this process tried to create without learning the outcome (a timeout,
     /// a lost reply): their intents hold them as another process's do (ADR 0010).
     uncertain: std::sync::Mutex<HashSet<(Side, ItemId)>>,
-    /// When the lease this job holds runs out, as of its last renewal; `None` between jobs.
-    lease_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// The lease of the job running: when it runs out, as of its last renewal.
+    lease_until: std::sync::Mutex<Lease>,
     /// Items this process wrote, at the versions its writes left, not yet scanned: the side's
     /// next pass asks its backend to leave them out (`ChangeOptions::known`) while they are
     /// still at those versions and their links say so (ADR 0022).
@@ -254,7 +265,7 @@ impl SyncPair {
             own_writes: std::sync::Mutex::new(PerSide::default()),
             jobs: std::sync::atomic::AtomicU64::new(0),
             observer: None,
-            lease_until: std::sync::Mutex::new(None),
+            lease_until: std::sync::Mutex::new(Lease::NotTaken),
         }
     }
 
@@ -422,7 +433,7 @@ impl SyncPair {
         *self
             .lease_until
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Lease::NotTaken;
         // The schemas (workflows, and the names of fields the spec gives by label) are read
         // before anything is mapped.
         let ready = match self.renew_lease().await {
@@ -458,38 +469,38 @@ impl SyncPair {
     /// other worker copied meanwhile). The job stops; the next reads afresh.
     async fn renew_lease(&self) -> Result<tokio::time::Instant> {
         let asked = tokio::time::Instant::now();
+        // Once lapsed, lapsed for the rest of the job: whatever it would store now — links as it
+        // read them before, a cursor past them — may be older than what another worker stored
+        // meanwhile, under a lease the store would grant again.
         let lapsed = {
-            let mut until = self
+            let mut lease = self
                 .lease_until
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let lapsed = until.is_some_and(|t| asked >= t);
-            if lapsed {
-                *until = None;
+            if let Lease::Until(t) = *lease
+                && asked >= t
+            {
+                *lease = Lease::Lapsed;
             }
-            lapsed
+            *lease == Lease::Lapsed
         };
         if lapsed {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "the lease of pair {} ran out during this run; it stops, and the next run reads afresh",
-                    self.id
-                ),
-            )
-            .with_operation(LEASE)
-            .with_temporary(true));
+            return Err(self.lapsed());
         }
         if self
             .store
             .acquire_lease(&self.id, &self.holder, self.options.lease_ttl)
             .await?
         {
-            *self
+            let mut lease = self
                 .lease_until
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(asked + self.options.lease_ttl);
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *lease == Lease::Lapsed {
+                // Another renewal of this job found it lapsed meanwhile.
+                return Err(self.lapsed());
+            }
+            *lease = Lease::Until(asked + self.options.lease_ttl);
             Ok(asked + self.options.lease_ttl.mul_f64(0.8))
         } else {
             Err(Error::new(
@@ -502,6 +513,19 @@ impl SyncPair {
             .with_operation(LEASE)
             .with_temporary(true))
         }
+    }
+
+    /// The error of a job whose lease ran out.
+    fn lapsed(&self) -> Error {
+        Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "the lease of pair {} ran out during this run; it stops, and the next run reads afresh",
+                self.id
+            ),
+        )
+        .with_operation(LEASE)
+        .with_temporary(true)
     }
 
     /// Runs one remote write under the pair's lease: the lease is renewed first (a worker that

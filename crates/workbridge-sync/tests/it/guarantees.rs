@@ -2731,13 +2731,26 @@ async fn an_observer_sees_each_page_and_item_and_can_end_the_round_between_pages
 /// A memory store that counts the steps the kernel asks of it.
 #[derive(Debug, Default)]
 struct CountingStore {
-    inner: MemoryStore,
+    inner: Arc<MemoryStore>,
     link_saves: std::sync::atomic::AtomicUsize,
     batch_saves: std::sync::atomic::AtomicUsize,
     leases: std::sync::atomic::AtomicUsize,
+    /// When set, the next `links_of` by that side's ids reads the links, then stalls this long
+    /// before answering: a worker paused (a held request, a busy machine) between reading and
+    /// acting.
+    stall_links: std::sync::Mutex<Option<(Side, std::time::Duration)>>,
+    /// Told when a stall begins.
+    stalled: tokio::sync::Notify,
 }
 
 impl CountingStore {
+    /// Counts the steps asked of a store other workers share.
+    fn over(inner: Arc<MemoryStore>) -> Self {
+        CountingStore {
+            inner,
+            ..Default::default()
+        }
+    }
     fn counts(&self) -> (usize, usize, usize) {
         use std::sync::atomic::Ordering::SeqCst;
         (
@@ -2772,7 +2785,16 @@ impl StateStore for CountingStore {
         s: Side,
         ids: &[ItemId],
     ) -> R<Vec<Option<workbridge_sync::Link>>> {
-        self.inner.links_of(p, s, ids).await
+        let links = self.inner.links_of(p, s, ids).await;
+        let stall = {
+            let mut at = self.stall_links.lock().unwrap();
+            at.filter(|(side, _)| *side == s).and_then(|_| at.take())
+        };
+        if let Some((_, d)) = stall {
+            self.stalled.notify_one();
+            tokio::time::sleep(d).await;
+        }
+        links
     }
     async fn save_links(
         &self,
@@ -2898,4 +2920,95 @@ async fn a_page_of_merges_stores_its_links_in_one_step() {
         assert_eq!(text(&b, "System.Title"), Some("Edited by Ops"));
     }
     assert_eq!(pair.run_once().await.writes(), 0);
+}
+
+/// Worker A reads a Bug's resolution and the links of its page, then stalls past its lease;
+/// worker B takes the pair, writes the resolution to the ticket and stores the link. A, back,
+/// finds its lease gone and writes nothing — but it stored the links as it had read them, under
+/// the lease it took again, over B's: the link said the ticket did not show the resolution.
+/// The next round took the resolution on the ticket for the ticket's own and the Bug's known
+/// state for current, and Dev's reopening never reached the ticket (two workers on PostgreSQL:
+/// "Bug Active, ticket says Fixed"). A job whose lease ran out stores nothing more.
+#[tokio::test]
+async fn a_worker_whose_lease_ran_out_does_not_store_what_it_read_before() {
+    let (clock, ops, dev) = backends();
+    let shared = Arc::new(MemoryStore::new());
+    let a_store = Arc::new(CountingStore::over(shared.clone()));
+    let options = SyncOptions::default()
+        .lease_ttl(std::time::Duration::from_millis(300))
+        .comments(false)
+        .attachments(false);
+    let worker = |store: Arc<dyn StateStore>, holder: &str| {
+        SyncPair::new(
+            ops.clone(),
+            dev.clone(),
+            Mapping::from_toml_str(SPEC).unwrap(),
+            store,
+        )
+        .unwrap()
+        .with_holder(holder)
+        .with_options(options.clone())
+    };
+    let a = Arc::new(worker(a_store.clone(), "worker-a"));
+    let b = worker(shared.clone(), "worker-b");
+    clock.advance(std::time::Duration::from_secs(1));
+    let t = ops
+        .create(
+            &incident(),
+            &software("Checkout fails"),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(a.run_once().await.is_complete());
+    let bug_id = a.link_of(Side::Left, &t.id).await.unwrap().unwrap().right;
+    let move_bug = |state: &'static str| {
+        let (clock, dev, bug_id) = (clock.clone(), dev.clone(), bug_id.clone());
+        async move {
+            clock.advance(std::time::Duration::from_secs(1));
+            dev.update(
+                &bug(),
+                &bug_id,
+                &FieldMap::new().with("System.State", state),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    move_bug("Active").await;
+    assert!(a.run_once().await.is_complete());
+    move_bug("Resolved").await;
+    // A stalls after reading the links of the Bugs' page; B runs meanwhile.
+    *a_store.stall_links.lock().unwrap() =
+        Some((Side::Right, std::time::Duration::from_millis(800)));
+    let a_round = tokio::spawn({
+        let a = a.clone();
+        async move { a.run_once().await }
+    });
+    a_store.stalled.notified().await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let rb = b.run_once().await;
+    assert!(rb.is_complete(), "worker B: {rb}");
+    assert_eq!(
+        rb.updated.left, 1,
+        "B wrote the resolution to the ticket: {rb}"
+    );
+    let ra = a_round.await.unwrap();
+    assert!(!ra.is_complete(), "worker A stopped: {ra}");
+    assert_eq!(ra.writes(), 0, "worker A wrote nothing: {ra}");
+    let ticket = ops.get(&incident(), &t.id).await.unwrap();
+    let link = b.link_of(Side::Left, &t.id).await.unwrap().unwrap();
+    assert_eq!(
+        link.left_version.as_ref(),
+        Some(&ticket.version),
+        "the link knows the ticket as B wrote it"
+    );
+    // Dev reopens the Bug: the ticket follows.
+    move_bug("Active").await;
+    for _ in 0..2 {
+        assert!(b.run_once().await.is_complete());
+    }
+    let ticket = ops.get(&incident(), &t.id).await.unwrap();
+    assert_eq!(text(&ticket, "u_dev_status"), Some("Active"));
 }
