@@ -119,6 +119,13 @@ pub use workbridge_alm as alm;
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub use workbridge_sim as sim;
 
+#[cfg(any(feature = "servicenow", feature = "azure-devops", feature = "alm"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "servicenow", feature = "azure-devops", feature = "alm")))
+)]
+pub mod deploy;
+
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub use workbridge_testkit as testkit;

@@ -1,6 +1,7 @@
 //! Cross-crate tests: the documented specs against the simulators, the sync kernel end to end.
 
 mod common;
+mod deploy;
 mod escalation;
 mod examples;
 mod fencing;

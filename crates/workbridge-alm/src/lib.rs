@@ -59,12 +59,14 @@ mod extras;
 mod meta;
 mod read;
 mod session;
+mod settings;
 mod wire;
 mod write;
 
 pub use config::{
     AlmAuth, AlmConfig, AlmConfigBuilder, LoginFlow, VersionCheck, default_defect_workflow,
 };
+pub use settings::AlmSettings;
 pub use wire::Format;
 
 // The helpers every concern uses: calls and paths, metadata and values.

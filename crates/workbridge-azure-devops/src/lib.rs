@@ -39,10 +39,12 @@ mod error;
 mod extras;
 mod meta;
 mod read;
+mod settings;
 mod wire;
 mod write;
 
 pub use config::{AzureDevOpsAuth, AzureDevOpsConfig, AzureDevOpsConfigBuilder, ServerVersion};
+pub use settings::AzureDevOpsSettings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

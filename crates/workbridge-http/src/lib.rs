@@ -33,6 +33,7 @@ mod options;
 mod path;
 mod redact;
 mod retry;
+mod settings;
 
 pub use auth::{
     AuthProvider, BasicAuth, BearerAuth, CookieSession, NoAuth, OAuth2, OAuth2Grant, Session,
@@ -45,6 +46,7 @@ pub use options::{ClientOptions, ProxyConfig, RateLimit, is_loopback};
 pub use path::path_segment;
 pub use redact::{REDACTED, redact_url, redact_url_text};
 pub use retry::{BackoffConfig, RetryConfig, is_retryable_status, parse_retry_after, server_wait};
+pub use settings::{ConfigContext, HttpSettings};
 
 pub use reqwest::header;
 pub use reqwest::{Method, StatusCode};

@@ -49,6 +49,7 @@ mod error;
 mod extras;
 mod meta;
 mod read;
+mod settings;
 mod wire;
 mod write;
 
@@ -56,6 +57,7 @@ pub use config::{
     ServiceNowAuth, ServiceNowConfig, ServiceNowConfigBuilder, VersionCheck,
     default_change_workflow, default_incident_workflow, default_problem_workflow,
 };
+pub use settings::ServiceNowSettings;
 
 // The helpers every concern uses: calls and quoting, metadata and value conversion.
 #[allow(clippy::wildcard_imports)]

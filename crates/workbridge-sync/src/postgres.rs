@@ -219,13 +219,6 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| json_err(&e))
 }
 
-fn kind_str(k: Copied) -> &'static str {
-    match k {
-        Copied::Comment => "comment",
-        Copied::Attachment => "attachment",
-    }
-}
-
 #[async_trait]
 impl StateStore for PostgresStore {
     async fn link(&self, pair: &str, side: Side, id: &ItemId) -> Result<Option<Link>> {
@@ -357,7 +350,7 @@ impl StateStore for PostgresStore {
         let row = c
             .query_opt(
                 "SELECT 1 FROM workbridge_copied WHERE pair = $1 AND kind = $2 AND side = $3 AND id = $4",
-                &[&pair, &kind_str(kind), &side.as_str(), &id],
+                &[&pair, &kind.as_str(), &side.as_str(), &id],
             )
             .await
             .map_err(|e| pg_err(&e))?;
@@ -373,7 +366,7 @@ impl StateStore for PostgresStore {
     ) -> Result<()> {
         self.exec(
             "INSERT INTO workbridge_copied (pair, kind, side, id) VALUES ($1, $2, $3, $4), ($1, $2, $5, $6) ON CONFLICT DO NOTHING",
-            &[&pair, &kind_str(kind), &side.as_str(), &source, &side.other().as_str(), &copy],
+            &[&pair, &kind.as_str(), &side.as_str(), &source, &side.other().as_str(), &copy],
         )
         .await
         .map(|_| ())

@@ -251,7 +251,7 @@ pub enum Copied {
 impl Copied {
     /// Its name in the SQL stores.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Copied::Comment => "comment",
             Copied::Attachment => "attachment",
