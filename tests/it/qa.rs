@@ -511,6 +511,15 @@ async fn a_verdict_given_after_a_landed_write_whose_answer_was_lost_reaches_the_
     verdict_after_a_landed_write("Closed", "Closed").await;
 }
 
+/// The same verdict-after-the-write, QA failing the fix again: the defect is back at the value
+/// it held before the sync's write (`Reopen`), which by the values alone is a write that never
+/// landed — and `Fixed` was written over QA's verdict (the two-worker soak lost a reopening
+/// so). ALM's audits tell: the defect was set to `Fixed` after the write was sent (ADR 0025).
+#[tokio::test]
+async fn a_verdict_that_sets_the_defect_back_after_a_landed_write_reaches_the_bug() {
+    verdict_after_a_landed_write("Reopen", "Active").await;
+}
+
 /// The sync's write of Dev's new repro steps to the defect is held on the wire past the
 /// client's timeout and lands later. Taken at once for a write that never landed, it was sent
 /// again, Dev's next edit reached the defect, and then the held write landed over it: the old

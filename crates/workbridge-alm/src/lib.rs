@@ -56,6 +56,7 @@ mod client;
 mod config;
 mod error;
 mod extras;
+mod history;
 mod meta;
 mod read;
 mod session;
@@ -215,4 +216,5 @@ workbridge_core::traced_repository!(AlmRepository {
     attachments_since => do_attachments_since,
     download => do_download,
     upload => do_upload,
+    written_since => do_written_since,
 });

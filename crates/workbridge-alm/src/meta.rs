@@ -89,6 +89,10 @@ impl AlmRepository {
                                 .get("editable")
                                 .and_then(serde_json::Value::as_bool)
                                 .unwrap_or(true),
+                            history: f
+                                .get("history")
+                                .and_then(serde_json::Value::as_bool)
+                                .unwrap_or(false),
                             allowed: list_id
                                 .and_then(|l| lists.get(&l).cloned())
                                 .unwrap_or_default(),
@@ -133,6 +137,7 @@ impl AlmRepository {
                             ty: xml_text(&f, "Type").unwrap_or_else(|| "String".into()),
                             required: xml_text(&f, "Required").is_some_and(|r| r == "true"),
                             editable: xml_text(&f, "Editable").is_none_or(|r| r == "true"),
+                            history: xml_text(&f, "History").is_some_and(|r| r == "true"),
                             allowed: xml_text(&f, "List-Id")
                                 .and_then(|l| lists.get(&l).cloned())
                                 .unwrap_or_default(),
@@ -347,6 +352,8 @@ pub(crate) struct FieldMeta {
     pub(crate) required: bool,
     pub(crate) editable: bool,
     pub(crate) allowed: Vec<String>,
+    /// Whether ALM audits the field's changes (its History setting).
+    pub(crate) history: bool,
 }
 
 impl FieldMeta {

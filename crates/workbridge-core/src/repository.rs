@@ -55,11 +55,13 @@ pub enum Operation {
     AttachmentsMany,
     /// [`Repository::holds_correlated`].
     HoldsCorrelated,
+    /// [`Repository::written_since`].
+    WrittenSince,
 }
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Operation; 18] = [
+    pub const ALL: [Operation; 19] = [
         Operation::Schema,
         Operation::Changes,
         Operation::GetMany,
@@ -78,6 +80,7 @@ impl Operation {
         Operation::CommentsMany,
         Operation::AttachmentsMany,
         Operation::HoldsCorrelated,
+        Operation::WrittenSince,
     ];
 
     /// The method name (`create`, `get_many`, ...).
@@ -101,6 +104,7 @@ impl Operation {
             Operation::CommentsMany => "comments_many",
             Operation::AttachmentsMany => "attachments_many",
             Operation::HoldsCorrelated => "holds_correlated",
+            Operation::WrittenSince => "written_since",
         }
     }
 
@@ -331,6 +335,28 @@ pub trait Repository: Debug + Display + Send + Sync + 'static {
         ))
     }
 
+    /// Whether the item's audit trail shows each of `fields` set to its value by a change made
+    /// at or after `since`: for backends whose history cannot be read by version but records
+    /// which field changed to what, and when (ALM's audits). It tells whether a write whose
+    /// answer was lost landed though the item has since been set back to the values before it
+    /// (ADR 0025).
+    ///
+    /// # Behavior
+    /// `Some(true)` when, for every field, a change at or after `since` set it to the value
+    /// given; `Some(false)` when the trail records every one of these fields and at least one
+    /// was not so set; `None` when it cannot tell — a field it does not record, or no trail at
+    /// all (the default). Missing item → [`ErrorKind::NotFound`].
+    async fn written_since(
+        &self,
+        item_type: &ItemType,
+        id: &ItemId,
+        fields: &FieldMap,
+        since: DateTime<Utc>,
+    ) -> Result<Option<bool>> {
+        let _ = (item_type, id, fields, since);
+        Ok(None)
+    }
+
     /// The comments of many items, each list oldest first, in the order of `ids`: what a sync
     /// lists for a page of items at once.
     ///
@@ -453,6 +479,9 @@ macro_rules! forward_repository {
             }
             async fn revision_after(&self, t: &ItemType, id: &ItemId, v: &Version, n: u32) -> Result<Option<WorkItem>> {
                 (**self).revision_after(t, id, v, n).await
+            }
+            async fn written_since(&self, t: &ItemType, id: &ItemId, f: &FieldMap, since: DateTime<Utc>) -> Result<Option<bool>> {
+                (**self).written_since(t, id, f, since).await
             }
             async fn attachments_since(&self, t: &ItemType, since: DateTime<Utc>, limit: usize) -> Result<Vec<AttachmentMeta>> {
                 (**self).attachments_since(t, since, limit).await

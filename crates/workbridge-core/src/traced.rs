@@ -211,6 +211,19 @@ macro_rules! __traced_repository {
             }
         ]; $($rest)*);
     };
+    (@munch $ty:ty; [$($acc:tt)*]; written_since => $f:ident, $($rest:tt)*) => {
+        $crate::__traced_repository!(@munch $ty; [$($acc)*
+            async fn written_since(
+                &self,
+                t: &$crate::ItemType,
+                id: &$crate::ItemId,
+                fields: &$crate::FieldMap,
+                since: $crate::__chrono::DateTime<$crate::__chrono::Utc>,
+            ) -> $crate::Result<Option<bool>> {
+                $crate::traced($crate::Operation::WrittenSince, self, Some(t), Some(id), self.$f(t, id, fields, since)).await
+            }
+        ]; $($rest)*);
+    };
     (@munch $ty:ty; [$($acc:tt)*]; find_by_correlation => $f:ident, $($rest:tt)*) => {
         $crate::__traced_repository!(@munch $ty; [$($acc)*
             async fn find_by_correlation(

@@ -532,6 +532,26 @@ impl SyncPair {
                     all: true,
                 }));
         }
+        // No history by version; an audit trail may still say the values were set after the
+        // write was sent: it landed, and what the item holds now came after it — set back to
+        // what it held before (QA reopening what the sync had just marked fixed), which the
+        // values alone take for a write that never landed (ADR 0025). The trail's time is the
+        // server's, to the second: a little before the send is counted too.
+        if let Some(sent) = pw.sent {
+            let since = sent - chrono::TimeDelta::seconds(2);
+            if let Some(set) = repo
+                .written_since(&self.types[pw.side], &written.id, &pw.fields, since)
+                .await?
+            {
+                round.report.calls[pw.side] += 1;
+                if set {
+                    return Ok(Some(Landed {
+                        values: pw.fields.clone(),
+                        all: true,
+                    }));
+                }
+            }
+        }
         // No history. Every written field that does not hold what was sent holds a third value,
         // neither that nor what it held before: someone wrote it after this write was made, so
         // their value is newer than the change the write carried, whether the write landed or

@@ -2,6 +2,7 @@
 
 mod bulk;
 mod conformance;
+mod history;
 mod sessions;
 mod wire;
 

@@ -196,6 +196,18 @@ macro_rules! wrapped_repository {
                 self.around(c, Box::pin(self.inner.revision_after(t, id, v, n)))
                     .await
             }
+            async fn written_since(
+                &self,
+                t: &$crate::ItemType,
+                id: &$crate::ItemId,
+                f: &$crate::FieldMap,
+                since: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<Option<bool>> {
+                let c =
+                    $crate::wrappers::call($crate::Operation::WrittenSince, Some(t), Some(id), 1);
+                self.around(c, Box::pin(self.inner.written_since(t, id, f, since)))
+                    .await
+            }
             async fn attachments_since(
                 &self,
                 t: &$crate::ItemType,
