@@ -28,6 +28,11 @@ pub enum AlmAuth {
         /// The secret.
         secret: SecretString,
     },
+    /// An authentication provider of the integrator's own, in place of the adapter's login
+    /// (a single sign-on gateway, a login of another kind wrapped in
+    /// [`CookieSession`](workbridge_http::CookieSession)). Comments the adapter writes are
+    /// signed with the comment's author, the login being unknown.
+    Custom(std::sync::Arc<dyn workbridge_http::AuthProvider>),
 }
 
 impl fmt::Debug for AlmAuth {
@@ -43,6 +48,7 @@ impl fmt::Debug for AlmAuth {
                 .field("client_id", client_id)
                 .field("secret", &"REDACTED")
                 .finish(),
+            AlmAuth::Custom(p) => f.debug_tuple("Custom").field(p).finish(),
         }
     }
 }
@@ -234,6 +240,16 @@ impl AlmConfigBuilder {
             client_id: client_id.into(),
             secret: SecretString::from(secret.into()),
         });
+        self
+    }
+
+    /// An authentication provider of the integrator's own ([`AlmAuth::Custom`]).
+    #[must_use]
+    pub fn auth_provider(
+        mut self,
+        provider: std::sync::Arc<dyn workbridge_http::AuthProvider>,
+    ) -> Self {
+        self.config.auth = Some(AlmAuth::Custom(provider));
         self
     }
 

@@ -58,7 +58,7 @@ impl AlmRepository {
         let login = match &self.config.auth {
             Some(AlmAuth::Password { user, .. }) => user.clone(),
             Some(AlmAuth::ApiKey { client_id, .. }) => client_id.clone(),
-            None => String::new(),
+            Some(AlmAuth::Custom(_)) | None => String::new(),
         };
         let name = c
             .author

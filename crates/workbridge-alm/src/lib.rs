@@ -142,14 +142,17 @@ impl AlmRepository {
         let auth = config.auth.clone().ok_or_else(|| {
             Error::config("AlmConfig has no credentials: call password() or api_key()")
         })?;
-        let login = Arc::new(session::AlmLogin {
-            qcbin: qcbin.clone(),
-            auth,
-            flow: config.login,
-        });
+        let provider: Arc<dyn workbridge_http::AuthProvider> = match auth {
+            AlmAuth::Custom(p) => p,
+            auth => Arc::new(CookieSession::new(Arc::new(session::AlmLogin {
+                qcbin: qcbin.clone(),
+                auth,
+                flow: config.login,
+            }))),
+        };
         let client = HttpClient::builder(qcbin)
             .options(config.client.clone())
-            .auth(Arc::new(CookieSession::new(login)))
+            .auth(provider)
             .error_parser(Arc::new(error::parse_error))
             .system(format!(
                 "alm:{}/{}/{}",

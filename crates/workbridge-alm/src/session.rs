@@ -130,6 +130,12 @@ impl SessionLogin for AlmLogin {
                     .await?;
                 session = session.with_set_cookies(&h);
             }
+            AlmAuth::Custom(_) => {
+                return Err(Error::config(
+                    "a custom authentication provider signs requests itself; the adapter's login does not run",
+                )
+                .with_operation("login"));
+            }
         }
         if session.cookie_value("LWSSO_COOKIE_KEY").is_none() {
             return Err(Error::new(

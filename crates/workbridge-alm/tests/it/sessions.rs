@@ -689,3 +689,86 @@ async fn the_servers_offset_is_read_again_after_a_daylight_saving_change() {
     assert_eq!(sim.control().requests_to("GET /qcbin/rest/server/time"), 1);
     assert_eq!(after.changed_at, clock.now(), "read with the new offset");
 }
+
+/// A login of the integrator's own (here the documented alm-authenticate and site-session,
+/// counted), wrapped in `CookieSession`, in place of the adapter's: every request carries its
+/// session, and a refused login is the provider's error.
+#[derive(Debug)]
+struct OwnLogin {
+    qcbin: String,
+    password: &'static str,
+    logins: std::sync::atomic::AtomicUsize,
+}
+
+#[workbridge_core::async_trait]
+impl workbridge_http::SessionLogin for OwnLogin {
+    async fn login(
+        &self,
+        client: &reqwest::Client,
+    ) -> workbridge_core::Result<workbridge_http::Session> {
+        self.logins
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let q = &self.qcbin;
+        let auth = client
+            .post(format!("{q}/authentication-point/alm-authenticate"))
+            .header("Content-Type", "application/xml")
+            .body(format!(
+                "<alm-authentication><user>qa</user><password>{}</password></alm-authentication>",
+                self.password
+            ))
+            .send()
+            .await
+            .map_err(|e| workbridge_core::Error::new(ErrorKind::Unavailable, e.to_string()))?;
+        if !auth.status().is_success() {
+            return Err(workbridge_core::Error::new(
+                ErrorKind::Unauthenticated,
+                format!("the SSO gateway refused the login ({})", auth.status()),
+            ));
+        }
+        let mut session = workbridge_http::Session::new().with_set_cookies(auth.headers());
+        let cookie = session
+            .cookie_value("LWSSO_COOKIE_KEY")
+            .map(|v| format!("LWSSO_COOKIE_KEY={v}"))
+            .unwrap_or_default();
+        let site = client
+            .post(format!("{q}/rest/site-session"))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .map_err(|e| workbridge_core::Error::new(ErrorKind::Unavailable, e.to_string()))?;
+        session = session.with_set_cookies(site.headers());
+        Ok(session)
+    }
+}
+
+#[tokio::test]
+async fn a_custom_auth_provider_signs_in_in_place_of_the_adapters_login() {
+    let sim = crate::sim().await;
+    for (password, ok) in [("qa", true), ("wrong", false)] {
+        let login = std::sync::Arc::new(OwnLogin {
+            qcbin: format!("{}/qcbin", sim.url().trim_end_matches("/qcbin")),
+            password,
+            logins: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let r = AlmRepository::new(
+            AlmConfig::builder(sim.url(), "DEFAULT", "Demo")
+                .auth_provider(std::sync::Arc::new(workbridge_http::CookieSession::new(
+                    login.clone(),
+                )))
+                .client_options(crate::options())
+                .build(),
+        )
+        .unwrap();
+        let t = ItemType::from("defects");
+        let read = r.schema(&t).await;
+        assert_eq!(read.is_ok(), ok, "{password}: {read:?}");
+        if !ok {
+            assert_eq!(read.unwrap_err().kind(), ErrorKind::Unauthenticated);
+        }
+        assert!(
+            login.logins.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+            "its own login ran"
+        );
+        assert!(format!("{r:?}").contains("Custom"), "{r:?}");
+    }
+}
