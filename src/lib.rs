@@ -10,7 +10,7 @@
 //!   ([`TransitionGraph`]), comments with visibility, attachments and change cursors that never
 //!   skip an item;
 //! - [`InMemoryRepository`], a complete reference backend, and wrappers that inject faults,
-//!   add latency or record calls ([`wrappers`]);
+//!   add latency or record calls ([`testing`]);
 //! - the HTTP layer the adapters share (feature `http`): retries that honour the server's
 //!   waits, rate limits, OAuth2 and session auth, secrets kept out of logs and errors;
 //! - a conformance suite every backend passes (feature `testkit`).
@@ -79,17 +79,28 @@ pub use workbridge_core::{
     AttachmentMeta, Bytes, Capabilities, ChangeOptions, ChangePage, Comment, CorrelationKey,
     CreateOptions, Cursor, Error, ErrorContext, ErrorKind, FieldDef, FieldKind, FieldMap,
     FieldName, FieldValue, GetOptions, InMemoryRepository, InMemoryRepositoryBuilder, ItemId,
-    ItemType, ManualClock, NewAttachment, NewComment, Operation, Person, Reference, Repository,
-    RepositoryExt, Result, Schema, TextFormat, TransitionGraph, UpdateOptions, Version, Visibility,
-    WorkItem, Write, same_value, wrappers,
+    ItemType, NewAttachment, NewComment, Person, Reference, Repository, RepositoryExt, Result,
+    Schema, TextFormat, TransitionGraph, UpdateOptions, Version, VersionCheck, Visibility,
+    WorkItem, Write,
 };
+
+/// What tests of a sync service use beside [`InMemoryRepository`]: a clock to move by hand, and
+/// wrappers that inject faults, add latency or record the calls made — each naming the
+/// [`Operation`](testing::Operation) it acts on.
+pub mod testing {
+    pub use workbridge_core::wrappers::{
+        Call, FaultRepository, FaultRule, RecordingRepository, ThrottledRepository,
+    };
+    pub use workbridge_core::{ManualClock, Operation};
+}
 
 /// What building a connector of your own takes beyond what a sync service uses: the shared
 /// keyset scan behind `changes`, the write deadline the HTTP layer honours, `async_trait` for
 /// implementing [`Repository`] — see `docs/connector-guide.md`.
 pub mod connector {
     pub use workbridge_core::{
-        KeysetScan, ScanQuery, async_trait, fence, scan, traced, traced_repository, truncate_chars,
+        KeysetScan, ScanQuery, async_trait, fence, same_value, scan, traced, traced_repository,
+        truncate_chars, written_in_sequence,
     };
 }
 

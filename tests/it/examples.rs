@@ -60,3 +60,34 @@ fn the_readme_shows_the_quickstart_as_it_is() {
         "README and examples/quickstart.rs differ"
     );
 }
+
+/// The root holds the model a sync service works with; what only a connector or a test needs
+/// lives in `workbridge::connector` and `workbridge::testing`, each reachable there.
+#[test]
+fn the_root_holds_the_model_and_the_rest_has_its_module() {
+    use workbridge::connector::{same_value, written_in_sequence};
+    use workbridge::testing::{FaultRepository, FaultRule, ManualClock, Operation};
+    let _ = (same_value, written_in_sequence);
+    let memory = workbridge::InMemoryRepository::new("ops");
+    let faulty = FaultRepository::new(memory, 1)
+        .with_rule(FaultRule::new(workbridge::ErrorKind::Unavailable).on([Operation::Create]));
+    assert_eq!(faulty.injected(), 0);
+    let _: Option<ManualClock> = None;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    let at = lib.find("pub use workbridge_core::{").unwrap();
+    let reexports = &lib[at..at + lib[at..].find("};").unwrap()];
+    for name in [
+        "wrappers",
+        "ManualClock",
+        "Operation",
+        "same_value",
+        "KeysetScan",
+        "fence",
+    ] {
+        assert!(
+            !reexports.split([',', ' ', '\n', '{']).any(|w| w == name),
+            "`{name}` is in the root; it belongs in `connector` or `testing`"
+        );
+    }
+}
