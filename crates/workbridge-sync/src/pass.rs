@@ -38,23 +38,50 @@ impl SyncPair {
         if let Some(n) = self.options.page_size {
             opts = opts.page_size(n);
         }
+        // The next page, read while this one is worked on.
+        let mut ahead: Option<workbridge_core::ChangePage> = None;
         loop {
-            round.report.calls[side] += 1;
-            let page = repo.changes(ty, &cursor, &opts).await?;
+            let page = match ahead.take() {
+                Some(p) => p,
+                None => {
+                    round.report.calls[side] += 1;
+                    repo.changes(ty, &cursor, &opts).await?
+                }
+            };
             round.report.read[side] += page.items.len();
             let n = page.items.len();
             tracing::debug!(items = page.items.len(), more = page.has_more, "page read");
             // Worked on `chunk_size` items at a time: a page read at the API's maximum costs
-            // the memory of a chunk, its cursor stored once every chunk is done.
+            // the memory of a chunk, its cursor stored once every chunk is done. Meanwhile the
+            // next page is read: a keyset scan from this page's cursor skips nothing written
+            // while it runs (what this page's merges write moves past it and comes later, as
+            // echoes), and it is dropped unread if the round stops here.
             let mut items = page.items;
             let chunk = self
                 .options
                 .chunk_for(self.repos[side.other()].capabilities().max_batch_write);
-            while !items.is_empty() {
-                let rest = items.split_off(items.len().min(chunk));
-                self.work(side, items, round).await?;
-                self.renew_lease().await?;
-                items = rest;
+            let work = async {
+                while !items.is_empty() {
+                    let rest = items.split_off(items.len().min(chunk));
+                    self.work(side, items, round).await?;
+                    self.renew_lease().await?;
+                    items = rest;
+                }
+                Ok::<(), Error>(())
+            };
+            let next = async {
+                if page.has_more {
+                    Some(repo.changes(ty, &page.next, &opts).await)
+                } else {
+                    None
+                }
+            };
+            let (worked, next) = futures::join!(work, next);
+            worked?;
+            if let Some(next) = next {
+                round.report.calls[side] += 1;
+                // A failed read ahead is read again, in turn, and its error reported then.
+                ahead = next.ok();
             }
             self.store.save_cursor(&self.id, side, &page.next).await?;
             self.renew_lease().await?;

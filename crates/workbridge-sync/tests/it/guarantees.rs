@@ -2339,14 +2339,18 @@ async fn a_store_started_afresh_beside_twins_made_before_links_them() {
     }
     let before = pair_of(ops.clone(), dev_inner.clone());
     assert_eq!(before.run_once().await.created.right, 6);
-    // The store is lost: a new one, and a round that stops after its first page.
+    // The store is lost: a new one, and a round that stops after its first page (the second
+    // page's read fails, read ahead and again in turn).
     let dev = Arc::new(RecordingRepository::new(dev_inner.clone()));
+    let fail = |n| {
+        FaultRule::new(ErrorKind::Unavailable)
+            .on([Operation::Changes])
+            .nth(n)
+    };
     let ops_faulty = Arc::new(
-        FaultRepository::new(ops.clone(), 3).with_rule(
-            FaultRule::new(ErrorKind::Unavailable)
-                .on([Operation::Changes])
-                .nth(2),
-        ),
+        FaultRepository::new(ops.clone(), 3)
+            .with_rule(fail(2))
+            .with_rule(fail(3)),
     );
     let pair = pair_of(ops_faulty, dev.clone()).with_options(
         SyncOptions::default()
