@@ -12,6 +12,7 @@
 //! - [`azure_devops`]: Azure DevOps Services / Server / TFS work item tracking.
 //! - [`alm`]: HP ALM / Quality Center REST (Core).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Handlers return early with a ready `Response` as the error: the idiom of axum handlers.
 #![allow(clippy::result_large_err)]
 

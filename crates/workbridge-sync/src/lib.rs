@@ -44,6 +44,7 @@
 //! # });
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 mod builder;
 mod extras;
 mod merge;
@@ -80,9 +81,11 @@ pub use observer::{ItemDone, ItemOutcome, Observer, PageDone};
 pub use options::{SyncOptions, TwinLookup};
 pub use plan::{FieldConflict, PlanInput, SideWrites, SyncPlan, plan, same};
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PostgresStore;
 pub use report::{PerSide, SyncReport};
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use store::SqliteStore;
 pub use store::{Copied, CreateIntent, Link, MemoryStore, Parked, PendingWrite, Side, StateStore};
 

@@ -21,6 +21,7 @@
 //!
 //! or call [`run_all`] / [`assert_conformance`] yourself.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
