@@ -70,7 +70,8 @@
 //! | `sim` | `workbridge::sim`: stateful simulators of the APIs, for your own tests |
 //! | `azure-devops` | `workbridge::azure_devops`: the Azure DevOps Services / Server / TFS adapter |
 //! | `alm` | `workbridge::alm`: the HP ALM / Quality Center adapter |
-//! | `sqlite` (default) | [`sync::SqliteStore`]: the embedded state store |
+//! | `bundled-sqlite` (default) | [`sync::SqliteStore`]: the embedded state store, SQLite compiled in |
+//! | `sqlite` | the same store, linked against the system's libsqlite3 |
 //! | `postgres` | `workbridge::sync::PostgresStore`: state shared by several workers, a lease per pair |
 //! | `full` | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
