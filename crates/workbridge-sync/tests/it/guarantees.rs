@@ -3016,3 +3016,80 @@ async fn a_worker_whose_lease_ran_out_does_not_store_what_it_read_before() {
     let ticket = ops.get(&incident(), &t.id).await.unwrap();
     assert_eq!(text(&ticket, "u_dev_status"), Some("Active"));
 }
+
+/// Edits a ticket once, when the first page is done: by then the next page, which holds the
+/// ticket as it was, has been read ahead.
+struct EditAfterFirstPage {
+    ops: Arc<InMemoryRepository>,
+    clock: ManualClock,
+    ticket: ItemId,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl workbridge_sync::Observer for EditAfterFirstPage {
+    fn page(&self, _: &workbridge_sync::PageDone) -> std::ops::ControlFlow<()> {
+        if !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.clock.advance(std::time::Duration::from_secs(1));
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(self.ops.update(
+                    &incident(),
+                    &self.ticket,
+                    &FieldMap::new().with("short_description", "Edited while read ahead"),
+                    &Default::default(),
+                ))
+            })
+            .unwrap();
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// A page read ahead holds an item as it was before an edit made while the page before was
+/// worked on: the item is merged from that page, and the edit — later in the scan — reaches
+/// the twin all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_made_after_its_page_was_read_ahead_still_reaches_the_twin() {
+    let (clock, ops, dev) = backends();
+    let mut tickets = Vec::new();
+    for n in 0..6 {
+        clock.advance(std::time::Duration::from_secs(1));
+        tickets.push(
+            ops.create(
+                &incident(),
+                &software(&format!("Ticket {n}")),
+                &CreateOptions::default(),
+            )
+            .await
+            .unwrap()
+            .id,
+        );
+    }
+    let pair = pair_of(ops.clone(), dev.clone())
+        .with_options(
+            SyncOptions::default()
+                .page_size(2)
+                .comments(false)
+                .attachments(false),
+        )
+        .with_observer(Arc::new(EditAfterFirstPage {
+            ops: ops.clone(),
+            clock: clock.clone(),
+            ticket: tickets[3].clone(),
+            done: std::sync::atomic::AtomicBool::new(false),
+        }));
+    for _ in 0..2 {
+        assert!(pair.run_once().await.is_complete());
+    }
+    let link = pair
+        .link_of(Side::Left, &tickets[3])
+        .await
+        .unwrap()
+        .unwrap();
+    let bug_item = dev.get(&bug(), &link.right).await.unwrap();
+    assert_eq!(
+        text(&bug_item, "System.Title"),
+        Some("Edited while read ahead")
+    );
+    assert_eq!(dev.len(&bug()), 6, "no duplicate");
+    assert_eq!(pair.run_once().await.writes(), 0);
+}
