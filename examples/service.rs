@@ -109,10 +109,18 @@ impl Service {
             *p.last
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(report);
+            // Registered before the flag is read: a stop asked for during the round is seen
+            // here, one asked for from now on wakes the wait.
+            let stop = self.stop.notified();
+            tokio::pin!(stop);
+            stop.as_mut().enable();
+            if self.stopping.load(Ordering::Relaxed) {
+                return;
+            }
             tokio::select! {
                 () = tokio::time::sleep(p.every) => {}
                 () = p.now.notified() => tracing::info!(pair = %name, "round asked for"),
-                () = self.stop.notified() => return,
+                () = &mut stop => return,
             }
         }
     }
@@ -271,12 +279,11 @@ async fn serve(args: Args) -> workbridge::Result<i32> {
     // Stop: rounds end between pages (the observer), schedules and the endpoint end.
     tracing::info!("stopping");
     stopping.store(true, Ordering::Relaxed);
-    for _ in 0..=service.pairs.len() {
-        service.stop.notify_waiters();
-    }
+    service.stop.notify_waiters();
     for r in rounds {
         let _ = r.await;
     }
+    // Once more for the endpoint, in case its wait had not been polled yet.
     service.stop.notify_waiters();
     let _ = http.await;
     tracing::info!("stopped");

@@ -2,6 +2,7 @@
 //! set back since (ADR 0025). Audits carry no `ver-stamp`, so they cannot give the entity as
 //! it stood at a version; they say which field was set to what, and when.
 
+use chrono::Timelike;
 use serde_json::Value;
 
 #[allow(clippy::wildcard_imports)]
@@ -100,14 +101,13 @@ fn parse_xml(body: &[u8]) -> Result<Vec<AuditRow>> {
             Event::GeneralRef(r) if reading.is_some() => {
                 match r.resolve_char_ref().map_err(|e| bad(&e))? {
                     Some(c) => buf.push(c),
-                    None => match &*r.into_inner() {
-                        "lt" => buf.push('<'),
-                        "gt" => buf.push('>'),
-                        "amp" => buf.push('&'),
-                        "quot" => buf.push('"'),
-                        "apos" => buf.push('\''),
-                        other => buf.push_str(&format!("&{other};")),
-                    },
+                    None => {
+                        let name = r.into_inner();
+                        match super::wire::entity_ref(&name) {
+                            Some(c) => buf.push(c),
+                            None => buf.push_str(&format!("&{name};")),
+                        }
+                    }
                 }
             }
             Event::End(e) if reading.is_some_and(|r| e.name().0 == r) => {
@@ -147,15 +147,15 @@ impl AlmRepository {
         fields: &FieldMap,
         since: DateTime<Utc>,
     ) -> Result<Option<bool>> {
+        if fields.is_empty() {
+            return Ok(None);
+        }
         let meta = self.meta(t).await?;
         for (name, _) in fields {
             match Self::resolve(&meta, name.as_str()) {
                 Some((_, m)) if m.history && m.ty != "Memo" => {}
                 _ => return Ok(None),
             }
-        }
-        if fields.is_empty() {
-            return Ok(None);
         }
         let offset = self.offset().await?;
         let wanted = self.encode_fields(t, &meta, fields, offset)?;
@@ -169,9 +169,9 @@ impl AlmRepository {
             )
             .await?;
         let rows = parse_audits(self.config.format, &resp.body)?;
+        // Audit times are to the second.
         let from = (since + offset).naive_utc();
-        let from =
-            from - TimeDelta::nanoseconds(i64::from(from.and_utc().timestamp_subsec_nanos()));
+        let from = from.with_nanosecond(0).unwrap_or(from);
         let at_or_after = |r: &AuditRow| {
             NaiveDateTime::parse_from_str(&r.time, ALM_TIME).is_ok_and(|t| t >= from)
         };

@@ -144,15 +144,10 @@ impl AlmSettings {
         if let Some(d) = self.offset_refresh {
             b = b.offset_refresh(d);
         }
-        for (key, n) in [("page_size", self.page_size), ("bulk_size", self.bulk_size)] {
-            if n == Some(0) {
-                return Err(cx.error(key, "0 is not a count of at least 1"));
-            }
-        }
-        if let Some(n) = self.page_size {
+        if let Some(n) = cx.count("page_size", self.page_size)? {
             b = b.page_size(n);
         }
-        if let Some(n) = self.bulk_size {
+        if let Some(n) = cx.count("bulk_size", self.bulk_size)? {
             b = b.bulk_size(n);
         }
         if let Some(v) = self.version_check {

@@ -142,7 +142,8 @@ fn xml_err(e: impl std::fmt::Display) -> Error {
     Error::protocol("", format!("the XML cannot be read: {e}"))
 }
 
-fn entity_ref(name: &str) -> Option<char> {
+/// The character a predefined XML entity (`lt`, `amp`, …) stands for.
+pub(crate) fn entity_ref(name: &str) -> Option<char> {
     match name {
         "lt" => Some('<'),
         "gt" => Some('>'),

@@ -123,10 +123,8 @@ impl AzureDevOpsSettings {
         if let Some(f) = &self.correlation_field {
             b = b.correlation_field(f.clone());
         }
-        match self.page_size {
-            Some(0) => return Err(cx.error("page_size", "0 is not a count of at least 1")),
-            Some(n) => b = b.page_size(n),
-            None => {}
+        if let Some(n) = cx.count("page_size", self.page_size)? {
+            b = b.page_size(n);
         }
         let options = self
             .http

@@ -73,6 +73,18 @@ impl<'a> ConfigContext<'a> {
         Error::config(format!("{}.{key}: {message}", self.section))
     }
 
+    /// A count given as setting `key`, refused when it is zero.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](workbridge_core::ErrorKind::Config) naming the setting when `n` is
+    /// `Some(0)`.
+    pub fn count(&self, key: &str, n: Option<usize>) -> Result<Option<usize>> {
+        match n {
+            Some(0) => Err(self.error(key, "0 is not a count of at least 1")),
+            n => Ok(n),
+        }
+    }
+
     /// The secret in environment variable `var`, named by setting `key`.
     ///
     /// # Errors
@@ -221,10 +233,7 @@ impl HttpSettings {
             }
             o = o.allow_http_to(h.clone());
         }
-        if let Some(n) = self.max_concurrency {
-            if n == 0 {
-                return Err(cx.error("max_concurrency", "0 is not a count of at least 1"));
-            }
+        if let Some(n) = cx.count("max_concurrency", self.max_concurrency)? {
             o = o.max_concurrency(n);
         }
         match (self.rate_limit, self.rate_burst) {

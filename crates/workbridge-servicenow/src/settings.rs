@@ -111,22 +111,13 @@ impl ServiceNowSettings {
                 ));
             }
         };
-        for (key, n) in [
-            ("page_size", self.page_size),
-            ("read_batch", self.read_batch),
-            ("write_batch", self.write_batch),
-        ] {
-            if n == Some(0) {
-                return Err(cx.error(key, "0 is not a count of at least 1"));
-            }
-        }
-        if let Some(n) = self.page_size {
+        if let Some(n) = cx.count("page_size", self.page_size)? {
             b = b.page_size(n);
         }
-        if let Some(n) = self.read_batch {
+        if let Some(n) = cx.count("read_batch", self.read_batch)? {
             b = b.read_batch(n);
         }
-        if let Some(n) = self.write_batch {
+        if let Some(n) = cx.count("write_batch", self.write_batch)? {
             b = b.write_batch(n);
         }
         if let Some(v) = self.version_check {

@@ -116,7 +116,7 @@ pub struct SyncPair {
     /// a lost reply): their intents hold them as another process's do (ADR 0010).
     uncertain: std::sync::Mutex<HashSet<(Side, ItemId)>>,
     /// The lease of the job running: when it runs out, as of its last renewal.
-    lease_until: std::sync::Mutex<Lease>,
+    lease: std::sync::Mutex<Lease>,
     /// Items this process wrote, at the versions its writes left, not yet scanned: the side's
     /// next pass asks its backend to leave them out (`ChangeOptions::known`) while they are
     /// still at those versions and their links say so (ADR 0022).
@@ -268,7 +268,7 @@ impl SyncPair {
             own_writes: std::sync::Mutex::new(PerSide::default()),
             jobs: std::sync::atomic::AtomicU64::new(0),
             observer: None,
-            lease_until: std::sync::Mutex::new(Lease::NotTaken),
+            lease: std::sync::Mutex::new(Lease::NotTaken),
         }
     }
 
@@ -434,7 +434,7 @@ impl SyncPair {
         };
         // A new job: its lease is taken afresh.
         *self
-            .lease_until
+            .lease
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Lease::NotTaken;
         // The schemas (workflows, and the names of fields the spec gives by label) are read
@@ -477,7 +477,7 @@ impl SyncPair {
         // meanwhile, under a lease the store would grant again.
         let lapsed = {
             let mut lease = self
-                .lease_until
+                .lease
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Lease::Until(t) = *lease
@@ -496,7 +496,7 @@ impl SyncPair {
             .await?
         {
             let mut lease = self
-                .lease_until
+                .lease
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if *lease == Lease::Lapsed {
